@@ -1,0 +1,19 @@
+//! Tokens between the shop and its callers, and between services.
+//!
+//! The accounts service signs; every service verifies locally with the public
+//! keys from the accounts JWKS, so no request waits on accounts to be checked.
+//!
+//! ## Layout
+//! - [`claims`]: what an access or service token says, and the token types.
+//! - [`verifier`]: [`Verifier`] pins EdDSA, checks issuer, audience, expiry,
+//!   not-before and token type, and keeps the JWKS cached, refetching on an
+//!   unknown `kid` no more often than a floor allows.
+//! - [`extract`]: axum extractors [`AuthUser`], [`Admin`], [`ServiceCaller`].
+
+pub mod claims;
+pub mod extract;
+pub mod verifier;
+
+pub use claims::{Claims, Role, TokenType};
+pub use extract::{Admin, AuthUser, ServiceCaller};
+pub use verifier::{HttpJwks, JwksSource, Verifier, VerifierSettings, VerifyError};

@@ -1,0 +1,197 @@
+//! Local token verification against a cached JWKS.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+
+use crate::claims::{Claims, TokenType};
+
+/// Where the public keys come from: the accounts JWKS over HTTPS for every other
+/// service, the key table itself inside accounts.
+#[async_trait::async_trait]
+pub trait JwksSource: Send + Sync {
+    async fn fetch(&self) -> Result<JwkSet, String>;
+}
+
+/// The JWKS document at a URL, fetched with a pooled client.
+pub struct HttpJwks {
+    pub client: reqwest::Client,
+    pub url: String,
+}
+
+#[async_trait::async_trait]
+impl JwksSource for HttpJwks {
+    async fn fetch(&self) -> Result<JwkSet, String> {
+        let response = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .map_err(|e| format!("JWKS request failed: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!("JWKS answered {}", response.status()));
+        }
+        response
+            .json::<JwkSet>()
+            .await
+            .map_err(|e| format!("JWKS is not a key set: {e}"))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VerifierSettings {
+    pub issuer: String,
+    pub audience: String,
+    /// Clock skew tolerated on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// An unknown `kid` refetches the key set at most this often, so a flood of
+    /// forged tokens cannot turn into a flood of JWKS requests.
+    pub refetch_floor: Duration,
+}
+
+impl VerifierSettings {
+    pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            audience: audience.into(),
+            leeway: Duration::from_secs(30),
+            refetch_floor: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a token was refused. Every variant answers 401; the text goes to logs only.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("the token is malformed")]
+    Malformed,
+    #[error("the token is not signed with EdDSA")]
+    WrongAlgorithm,
+    #[error("the token names no key")]
+    MissingKid,
+    #[error("the token's key is unknown")]
+    UnknownKid,
+    #[error("the token is invalid: {0}")]
+    Invalid(String),
+    #[error("the token is of the wrong type")]
+    WrongType,
+    #[error("the signing keys could not be fetched")]
+    KeysUnavailable,
+}
+
+struct KeyCache {
+    keys: HashMap<String, Arc<DecodingKey>>,
+    fetched_at: Option<Instant>,
+}
+
+/// Verifies tokens. Build one per process part and share it (`Arc`).
+pub struct Verifier {
+    settings: VerifierSettings,
+    validation: Validation,
+    source: Arc<dyn JwksSource>,
+    cache: RwLock<KeyCache>,
+    refetch: tokio::sync::Mutex<()>,
+}
+
+impl Verifier {
+    pub fn new(settings: VerifierSettings, source: Arc<dyn JwksSource>) -> Self {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[settings.issuer.as_str()]);
+        validation.set_audience(&[settings.audience.as_str()]);
+        validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = settings.leeway.as_secs();
+        Self {
+            settings,
+            validation,
+            source,
+            cache: RwLock::new(KeyCache {
+                keys: HashMap::new(),
+                fetched_at: None,
+            }),
+            refetch: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Verifies a token of the expected type, fetching the key set if its key is new.
+    pub async fn verify(&self, token: &str, expected: TokenType) -> Result<Claims, VerifyError> {
+        match self.verify_cached(token, expected) {
+            Err(VerifyError::UnknownKid) => {
+                self.refresh_keys().await?;
+                self.verify_cached(token, expected)
+            }
+            other => other,
+        }
+    }
+
+    /// Verifies with the keys already cached; never does I/O.
+    pub fn verify_cached(&self, token: &str, expected: TokenType) -> Result<Claims, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        // Pin the algorithm before anything else: `none`, HS256 with the public
+        // key as secret and every other family are refused here.
+        if header.alg != Algorithm::EdDSA {
+            return Err(VerifyError::WrongAlgorithm);
+        }
+        let kid = header.kid.ok_or(VerifyError::MissingKid)?;
+        let key = self
+            .cache
+            .read()
+            .map_err(|_| VerifyError::KeysUnavailable)?
+            .keys
+            .get(&kid)
+            .cloned()
+            .ok_or(VerifyError::UnknownKid)?;
+        let data = jsonwebtoken::decode::<Claims>(token, &key, &self.validation)
+            .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+        if data.claims.token_type != expected {
+            return Err(VerifyError::WrongType);
+        }
+        Ok(data.claims)
+    }
+
+    /// Refetches the key set unless that happened within the floor.
+    pub async fn refresh_keys(&self) -> Result<(), VerifyError> {
+        let _one_at_a_time = self.refetch.lock().await;
+        let recent = self
+            .cache
+            .read()
+            .map_err(|_| VerifyError::KeysUnavailable)?
+            .fetched_at
+            .is_some_and(|at| at.elapsed() < self.settings.refetch_floor);
+        if recent {
+            return Ok(());
+        }
+        let set = self.source.fetch().await.map_err(|e| {
+            tracing::warn!(error = %e, "Fetching the signing keys failed.");
+            VerifyError::KeysUnavailable
+        })?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            // Only Ed25519 keys with an id are usable; anything else in the set is ignored.
+            let (Some(kid), AlgorithmParameters::OctetKeyPair(_)) =
+                (&jwk.common.key_id, &jwk.algorithm)
+            else {
+                continue;
+            };
+            if let Ok(key) = DecodingKey::from_jwk(jwk) {
+                keys.insert(kid.clone(), Arc::new(key));
+            }
+        }
+        let mut cache = self
+            .cache
+            .write()
+            .map_err(|_| VerifyError::KeysUnavailable)?;
+        tracing::debug!(keys = keys.len(), "Signing keys refreshed.");
+        cache.keys = keys;
+        cache.fetched_at = Some(Instant::now());
+        Ok(())
+    }
+
+    pub fn settings(&self) -> &VerifierSettings {
+        &self.settings
+    }
+}

@@ -1,0 +1,89 @@
+//! Database connections shared by the services.
+//!
+//! Every service owns its database and picks the engine from its URL:
+//! `postgres://…` for production, `sqlite://path` for `emporium up` and
+//! embedded use. The store of each service is one trait with a PostgreSQL and
+//! a SQLite implementation; this crate only opens pools and test databases.
+//!
+//! ## Layout
+//! - [`Engine`] and [`connect_postgres`] / [`connect_sqlite`]: tuned pools.
+//! - [`testing`]: a fresh PostgreSQL database per test, dropped afterwards.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub mod testing;
+
+/// Which engine a database URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Postgres,
+    Sqlite,
+}
+
+impl Engine {
+    pub fn of(url: &str) -> anyhow::Result<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else {
+            anyhow::bail!(
+                "database URL must start with postgres:// or sqlite: (got another scheme)"
+            )
+        }
+    }
+}
+
+/// A PostgreSQL pool. Connections are opened lazily and reused.
+pub async fn connect_postgres(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(url).context("invalid PostgreSQL URL")?;
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+        .context("cannot connect to PostgreSQL")
+}
+
+/// A SQLite pool on a file (created when missing) in WAL mode.
+///
+/// Writers queue on SQLite's lock; `busy_timeout` makes them wait instead of
+/// failing, and write transactions are begun `IMMEDIATE` by the stores so a
+/// reader never has to upgrade its lock (which SQLite refuses rather than waits).
+pub async fn connect_sqlite(url: &str, max_connections: u32) -> anyhow::Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str(url)
+        .context("invalid SQLite URL")?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true);
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .context("cannot open the SQLite database")
+}
+
+/// `sqlite://<path>` for a file path.
+pub fn sqlite_url(path: &std::path::Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// The `[database]` section of a service's settings.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct DatabaseSettings {
+    /// `postgres://…` or `sqlite://path`; may hold a password, so never printed.
+    pub url: emporium_config::Secret,
+    pub max_connections: u32,
+}

@@ -1,0 +1,27 @@
+//! HTTP plumbing shared by every service and the gateway.
+//!
+//! ## Layout
+//! - [`problem`]: the one error body every listener answers with (RFC 9457
+//!   `application/problem+json`), and the extractors that turn malformed input
+//!   into it instead of axum's plain-text rejections.
+//! - [`middleware`]: request ids, W3C trace context, the request span, metrics
+//!   per route, and the safety net that turns any bare error response (unknown
+//!   route, wrong method, oversized body, timeout, panic) into a problem.
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
+//! - [`server`]: binding (port 0 in tests), HTTPS with rustls or plain HTTP behind
+//!   an explicit flag, graceful shutdown that drains in-flight requests.
+//! - [`tls`]: the development certificate authority and service certificates,
+//!   and the pooled HTTPS client that trusts it.
+//! - [`shutdown`]: a cloneable shutdown signal fed by SIGINT/SIGTERM or a trigger.
+
+pub mod middleware;
+pub mod ops;
+pub mod problem;
+pub mod server;
+pub mod shutdown;
+pub mod tls;
+
+pub use middleware::{RequestContext, ServiceName, standard_layers};
+pub use problem::{AppJson, AppPath, AppQuery, FieldError, Problem};
+pub use server::{HttpServer, HttpSettings};
+pub use shutdown::{Shutdown, ShutdownTrigger};

@@ -1,0 +1,158 @@
+//! The layers every listener wears, outermost first:
+//! request context (request id, trace context, span, metrics, problem safety
+//! net) → panic catcher → timeout → body-size limit → the service's routes.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use emporium_telemetry::TraceParent;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
+
+use crate::problem::{PROBLEM_JSON, Problem};
+use crate::server::HttpSettings;
+
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Which service a listener belongs to; the `service` label of its metrics.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceName(pub &'static str);
+
+/// Identity of the request being served, for logs and for calls made on its behalf.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// The caller's `x-request-id` if it sent a sane one, else a new UUID.
+    pub request_id: String,
+    /// This hop's span in the caller's trace (or a new trace).
+    pub trace: TraceParent,
+}
+
+/// Wraps a service's routes in the standard layers.
+pub fn standard_layers(router: Router, service: ServiceName, settings: &HttpSettings) -> Router {
+    router
+        .fallback(|| async { Problem::not_found("No such resource.") })
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_millis(settings.request_timeout_ms),
+        ))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                tracing::error!("Handler panicked.");
+                Problem::internal().into_response()
+            },
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            service,
+            request_context,
+        ))
+}
+
+fn sane_request_id(value: &HeaderValue) -> Option<String> {
+    let s = value.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| s.to_owned())
+}
+
+async fn request_context(
+    State(service): State<ServiceName>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let request_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(sane_request_id)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let trace = request
+        .headers()
+        .get(&TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse)
+        .map(|parent| parent.child())
+        .unwrap_or_else(TraceParent::generate);
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
+    let path = request.uri().path().to_owned();
+    let span = tracing::info_span!(
+        "request",
+        service = service.0,
+        request_id = %request_id,
+        trace_id = %trace.trace_id_hex(),
+        method = %method,
+        path = %path,
+    );
+    request.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        trace,
+    });
+
+    let mut response = next.run(request).instrument(span.clone()).await;
+    if response.status().is_client_error() || response.status().is_server_error() {
+        response = ensure_problem(response);
+    }
+    let status = response.status();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, v);
+    }
+    let elapsed = started.elapsed();
+    // The route template keeps the label set small; unmatched paths share one label.
+    let route = route.unwrap_or_else(|| "unmatched".to_owned());
+    let labels = [
+        ("service", service.0.to_owned()),
+        ("method", method.to_string()),
+        ("route", route),
+        ("status", status.as_u16().to_string()),
+    ];
+    metrics::counter!("http_requests_total", &labels).increment(1);
+    if status.is_server_error() {
+        metrics::counter!("http_server_errors_total", &labels).increment(1);
+    }
+    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        tracing::info!(
+            status = status.as_u16(),
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "Request finished."
+        );
+    });
+    response
+}
+
+/// Replaces the body of an error response that is not already a problem
+/// (axum's 405, a length-limit 413, a timeout) with the problem for its status,
+/// keeping headers such as `Allow`, `Retry-After` and `WWW-Authenticate`.
+fn ensure_problem(response: Response) -> Response {
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+    if is_problem {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let problem = Problem::from_status(parts.status);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    for (name, value) in &problem.headers {
+        parts.headers.entry(name).or_insert_with(|| value.clone());
+    }
+    Response::from_parts(parts, axum::body::Body::from(problem.body_json()))
+}

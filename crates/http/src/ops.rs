@@ -1,0 +1,81 @@
+//! The operations endpoints every listener serves.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::problem::Problem;
+
+/// A readiness probe: `Ok` when every dependency answers, `Err(what failed)` otherwise.
+pub type ReadyCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// `/healthz` (alive), `/readyz` (dependencies reachable), `/metrics`, `/openapi.json`.
+pub fn routes(ready: ReadyCheck, openapi_json: String) -> Router {
+    let openapi: Arc<str> = openapi_json.into();
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    match ready().await {
+                        Ok(()) => {
+                            axum::Json(serde_json::json!({"status": "ready"})).into_response()
+                        }
+                        Err(what) => {
+                            tracing::warn!(%what, "Not ready.");
+                            Problem::from_status(StatusCode::SERVICE_UNAVAILABLE)
+                                .with_detail("A dependency is unreachable.")
+                                .into_response()
+                        }
+                    }
+                }
+            }),
+        )
+        .route("/metrics", get(metrics))
+        .route(
+            "/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { json_text(openapi.to_string()) }
+            }),
+        )
+}
+
+/// A readiness check for a service with no dependencies of its own.
+pub fn always_ready() -> ReadyCheck {
+    Arc::new(|| Box::pin(async { Ok(()) }))
+}
+
+async fn metrics() -> Response {
+    let text = emporium_telemetry::metrics_handle().render();
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
+}
+
+fn json_text(text: String) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        text,
+    )
+        .into_response()
+}

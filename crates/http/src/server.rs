@@ -1,0 +1,135 @@
+//! Binding and serving one listener: HTTPS by default, plain HTTP only when
+//! `insecure_http` is set explicitly.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use serde::Deserialize;
+
+use crate::shutdown::Shutdown;
+use crate::tls;
+
+/// The `[http]` section every service's settings carry.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HttpSettings {
+    /// Address to listen on.
+    pub host: String,
+    /// Port to listen on; 0 picks a free one (tests, `emporium up`).
+    pub port: u16,
+    /// Serve plain HTTP. For local debugging only; never in production.
+    pub insecure_http: bool,
+    /// PEM certificate chain and private key for HTTPS.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// Largest request body accepted; larger answers 413.
+    pub body_limit_bytes: usize,
+    /// Requests running longer are answered 503.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_ms: u64,
+}
+
+impl HttpSettings {
+    /// Loopback on a free port, HTTPS with the given certificate (tests and `up`).
+    pub fn loopback(cert: &Path, key: &Path) -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 0,
+            insecure_http: false,
+            tls_cert: cert.display().to_string(),
+            tls_key: key.display().to_string(),
+            body_limit_bytes: 1024 * 1024,
+            request_timeout_ms: 30_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+/// A bound listener, ready to serve. Binding is separate from serving so the
+/// caller learns the port (port 0) before anything runs.
+pub struct HttpServer {
+    listener: std::net::TcpListener,
+    tls: Option<RustlsConfig>,
+    addr: SocketAddr,
+    grace: Duration,
+}
+
+impl HttpServer {
+    pub fn bind(settings: &HttpSettings) -> anyhow::Result<Self> {
+        let tls = if settings.insecure_http {
+            tracing::warn!("Serving plain HTTP: for local debugging only.");
+            None
+        } else {
+            anyhow::ensure!(
+                !settings.tls_cert.is_empty() && !settings.tls_key.is_empty(),
+                "HTTPS needs http.tls_cert and http.tls_key (EMPORIUM_HTTP_TLS_CERT, \
+                 EMPORIUM_HTTP_TLS_KEY); plain HTTP needs --insecure-http"
+            );
+            let config =
+                tls::server_config(Path::new(&settings.tls_cert), Path::new(&settings.tls_key))?;
+            Some(RustlsConfig::from_config(config))
+        };
+        let listener = std::net::TcpListener::bind((settings.host.as_str(), settings.port))
+            .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            tls,
+            addr,
+            grace: Duration::from_millis(settings.shutdown_grace_ms),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://127.0.0.1:<port>` (or `http://` when insecure).
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let host = if self.addr.ip().is_unspecified() {
+            "127.0.0.1".to_owned()
+        } else {
+            self.addr.ip().to_string()
+        };
+        format!("{scheme}://{host}:{}", self.addr.port())
+    }
+
+    /// Serves until `shutdown` fires, then stops accepting and drains in-flight
+    /// requests for up to the grace period.
+    pub async fn run_until_stopped(self, router: Router, shutdown: Shutdown) -> anyhow::Result<()> {
+        let handle = Handle::new();
+        let stopper = handle.clone();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            shutdown.wait().await;
+            stopper.graceful_shutdown(Some(grace));
+        });
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        match self.tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(self.listener, tls)?
+                    .handle(handle)
+                    .serve(app)
+                    .await?
+            }
+            None => {
+                axum_server::from_tcp(self.listener)?
+                    .handle(handle)
+                    .serve(app)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+}

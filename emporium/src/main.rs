@@ -1,0 +1,194 @@
+//! The `emporium` binary: thin wiring over the service libraries.
+//!
+//! - `emporium up`: the whole shop in one process on SQLite, HTTPS everywhere.
+//! - `emporium serve <service>`: one service per process, configured by file and environment.
+//! - `emporium migrate <service>`, `emporium certs`, `emporium accounts …`: helpers.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use emporium_http::Shutdown;
+
+mod up;
+
+#[derive(Parser)]
+#[command(name = "emporium", version, about = "An online shop as Rust services.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the whole shop on this machine: every service, SQLite, a development CA.
+    Up(up::UpArgs),
+    /// Run one service (production mode: PostgreSQL, configured by file and EMPORIUM_ variables).
+    Serve {
+        service: Service,
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Port to listen on (overrides http.port).
+        #[arg(long)]
+        port: Option<u16>,
+        /// Serve plain HTTP. For local debugging only.
+        #[arg(long)]
+        insecure_http: bool,
+    },
+    /// Apply a service's database migrations and exit.
+    Migrate {
+        service: Service,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+    /// Create a development CA and service certificates (existing files are kept).
+    Certs {
+        /// Directory for ca.pem and <service>.pem / <service>-key.pem.
+        #[arg(long, default_value = "data/certs")]
+        dir: PathBuf,
+        /// Extra DNS names or addresses for every certificate (e.g. accounts.shop.svc).
+        #[arg(long = "name")]
+        names: Vec<String>,
+    },
+    /// Accounts administration.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCommand {
+    /// Add a new signing key; tokens signed by the previous key stay valid until they expire.
+    RotateKey,
+    /// Create (or replace) a service client and print its secret once.
+    CreateClient {
+        #[arg(long)]
+        id: String,
+        /// Space-separated scopes, e.g. "stock:reserve payments:authorize".
+        #[arg(long, default_value = "")]
+        scopes: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct CommonArgs {
+    /// TOML settings file (layered over the defaults, under EMPORIUM_ variables).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Service {
+    Accounts,
+    Gateway,
+}
+
+fn accounts_settings(
+    config: Option<&std::path::Path>,
+    port: Option<u16>,
+    insecure: bool,
+) -> anyhow::Result<emporium_accounts::AccountsSettings> {
+    let mut loader = emporium_accounts::AccountsSettings::loader(config)?;
+    if let Some(port) = port {
+        loader = loader.set("http.port", &port.to_string())?;
+    }
+    if insecure {
+        loader = loader.set("http.insecure_http", "true")?;
+    }
+    Ok(loader.build()?)
+}
+
+fn gateway_settings(
+    config: Option<&std::path::Path>,
+    port: Option<u16>,
+    insecure: bool,
+) -> anyhow::Result<emporium_gateway::GatewaySettings> {
+    let mut loader = emporium_gateway::GatewaySettings::loader(config)?;
+    if let Some(port) = port {
+        loader = loader.set("http.port", &port.to_string())?;
+    }
+    if insecure {
+        loader = loader.set("http.insecure_http", "true")?;
+    }
+    Ok(loader.build()?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // One crypto provider for the whole process (see docs/architecture.md).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    emporium_telemetry::init_logging("info");
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up(args) => up::run(args).await,
+        Command::Serve {
+            service,
+            common,
+            port,
+            insecure_http,
+        } => {
+            let (_trigger, shutdown) = Shutdown::on_signals();
+            let config = common.config.as_deref();
+            match service {
+                Service::Accounts => {
+                    let settings = accounts_settings(config, port, insecure_http)?;
+                    emporium_accounts::Application::build(settings)
+                        .await?
+                        .run_until_stopped(shutdown)
+                        .await
+                }
+                Service::Gateway => {
+                    let settings = gateway_settings(config, port, insecure_http)?;
+                    emporium_gateway::Application::build(settings)
+                        .await?
+                        .run_until_stopped(shutdown)
+                        .await
+                }
+            }
+        }
+        Command::Migrate { service, common } => match service {
+            Service::Accounts => {
+                let settings = accounts_settings(common.config.as_deref(), None, false)?;
+                emporium_accounts::migrate(&settings).await?;
+                eprintln!("accounts: migrations applied");
+                Ok(())
+            }
+            Service::Gateway => {
+                eprintln!("gateway: it keeps no data; nothing to migrate");
+                Ok(())
+            }
+        },
+        Command::Certs { dir, names } => {
+            let certs = emporium_http::tls::CertDir(dir);
+            certs.ensure(&up::SERVICES, &names)?;
+            eprintln!(
+                "certificates in {} (CA: {})",
+                certs.0.display(),
+                certs.ca().display()
+            );
+            Ok(())
+        }
+        Command::Accounts { command, common } => {
+            let settings = accounts_settings(common.config.as_deref(), None, false)?;
+            match command {
+                AccountsCommand::RotateKey => {
+                    let kid = emporium_accounts::rotate_key(&settings).await?;
+                    eprintln!("new signing key {kid}; replicas pick it up within 30 seconds");
+                }
+                AccountsCommand::CreateClient { id, scopes } => {
+                    let store =
+                        emporium_accounts::store::connect(settings.database.url.expose(), 1)
+                            .await?;
+                    let scopes: Vec<&str> = scopes.split_whitespace().collect();
+                    let secret =
+                        emporium_accounts::create_service_client(store.as_ref(), &id, &scopes)
+                            .await?;
+                    println!("{secret}");
+                }
+            }
+            Ok(())
+        }
+    }
+}

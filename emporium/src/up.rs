@@ -1,0 +1,162 @@
+//! `emporium up`: the whole shop in one process.
+//!
+//! Every service runs on its own loopback port and they talk over HTTPS as in
+//! production; SQLite files and certificates live under the data directory, so
+//! a restart keeps everything.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use emporium_config::Loader;
+use emporium_http::Shutdown;
+use emporium_http::tls::CertDir;
+
+/// Every service that gets a certificate.
+pub const SERVICES: [&str; 2] = ["accounts", "gateway"];
+
+/// Service clients created on first start, with the scopes later services need.
+const SERVICE_CLIENTS: &[(&str, &[&str])] = &[
+    (
+        "orders",
+        &[
+            "stock:reserve",
+            "payments:authorize",
+            "payments:capture",
+            "payments:void",
+            "payments:refund",
+        ],
+    ),
+    ("catalog", &[]),
+    ("payments", &[]),
+];
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// Where the databases, certificates and generated secrets live.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// The gateway's port (the shop's public origin).
+    #[arg(long, default_value_t = 8443)]
+    port: u16,
+    /// Serve plain HTTP everywhere. For local debugging only.
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+fn common_http(
+    loader: Loader,
+    certs: &CertDir,
+    service: &str,
+    port: u16,
+    insecure: bool,
+) -> anyhow::Result<Loader> {
+    Ok(loader
+        .set("http.host", "127.0.0.1")?
+        .set("http.port", &port.to_string())?
+        .set(
+            "http.insecure_http",
+            if insecure { "true" } else { "false" },
+        )?
+        .set("http.tls_cert", &certs.cert(service).display().to_string())?
+        .set("http.tls_key", &certs.key(service).display().to_string())?)
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let data_dir = args.data_dir.canonicalize()?;
+    let certs = CertDir(data_dir.join("certs"));
+    certs.ensure(&SERVICES, &[])?;
+    let (_trigger, shutdown) = Shutdown::on_signals();
+
+    // Accounts. `up` reads only the admin variables from the environment: the
+    // rest (EMPORIUM_DATABASE_URL and friends) configure `serve`, not this.
+    let loader = Loader::new(emporium_accounts::config::DEFAULTS)?.set(
+        "database.url",
+        &emporium_db::sqlite_url(&data_dir.join("accounts.db")),
+    )?;
+    let accounts_settings: emporium_accounts::AccountsSettings =
+        common_http(loader, &certs, "accounts", 0, args.insecure_http)?.build()?;
+    let accounts = emporium_accounts::Application::build(accounts_settings).await?;
+    let admin_email = std::env::var("EMPORIUM_ADMIN_EMAIL")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let admin_password = std::env::var("EMPORIUM_ADMIN_PASSWORD")
+        .ok()
+        .filter(|s| !s.is_empty());
+    let email = admin_email.unwrap_or_else(|| "admin@emporium.test".to_owned());
+    let generated = accounts
+        .bootstrap_admin(&email, admin_password.as_deref())
+        .await?;
+    let clients_file = data_dir.join("service-clients.toml");
+    if !clients_file.exists() {
+        write_service_clients(&accounts, &clients_file).await?;
+    }
+
+    // Gateway.
+    let loader = Loader::new(emporium_gateway::config::DEFAULTS)?
+        .set("upstreams.accounts", &accounts.base_url())?
+        .set("upstreams.ca_cert", &certs.ca().display().to_string())?;
+    let gateway_settings: emporium_gateway::GatewaySettings =
+        common_http(loader, &certs, "gateway", args.port, args.insecure_http)?.build()?;
+    let gateway = emporium_gateway::Application::build(gateway_settings).await?;
+
+    let mut banner = format!(
+        "\nEmporium is up.\n  shop:      {}/api/v1\n  CA:        {}  (curl --cacert it)\n  data:      {}\n",
+        gateway.base_url(),
+        certs.ca().display(),
+        data_dir.display(),
+    );
+    match generated {
+        Some(password) => banner.push_str(&format!(
+            "  admin:     {email} / {password}  (generated now and shown once)\n"
+        )),
+        None if admin_password.is_some() => banner.push_str(&format!(
+            "  admin:     {email} (password from EMPORIUM_ADMIN_PASSWORD)\n"
+        )),
+        None => banner.push_str(&format!(
+            "  admin:     {email} (password shown on the first start)\n"
+        )),
+    }
+    banner.push_str(&format!(
+        "  log in:    curl --cacert {} -H 'content-type: application/json' \\\n             \
+         -d '{{\"email\":\"{email}\",\"password\":\"…\"}}' {}/api/v1/auth/login\n\n",
+        certs.ca().display(),
+        gateway.base_url(),
+    ));
+    let mut err = std::io::stderr();
+    let _ = err.write_all(banner.as_bytes());
+    let _ = err.flush();
+
+    let accounts_task = tokio::spawn(accounts.run_until_stopped(shutdown.clone()));
+    let gateway_task = tokio::spawn(gateway.run_until_stopped(shutdown));
+    let (a, g) = tokio::join!(accounts_task, gateway_task);
+    a??;
+    g??;
+    eprintln!("Emporium stopped.");
+    Ok(())
+}
+
+async fn write_service_clients(
+    accounts: &emporium_accounts::Application,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let store = accounts.store();
+    let mut text = String::from(
+        "# Service clients created by `emporium up`; secrets are stored only here (hashed in accounts).\n",
+    );
+    for (id, scopes) in SERVICE_CLIENTS {
+        let secret = emporium_accounts::create_service_client(store.as_ref(), id, scopes).await?;
+        text.push_str(&format!(
+            "[{id}]\nclient_secret = \"{secret}\"\nscopes = \"{}\"\n",
+            scopes.join(" ")
+        ));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())?;
+    Ok(())
+}

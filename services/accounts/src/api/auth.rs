@@ -1,0 +1,356 @@
+//! Registration, login, refresh, logout, the client-credentials grant, JWKS.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::{Extension, Form};
+use emporium_auth::{AuthUser, Role};
+use emporium_http::{AppJson, FieldError};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::views::{ServiceToken, TokenPair, UserView};
+use super::{ApiError, ApiResult, AppState, now_ms};
+use crate::domain::{DisplayName, Email, roles_from_text, roles_to_text};
+use crate::store::{NewUser, RefreshOutcome, StoreError};
+use crate::tokens::{hashes_match, random_token, secret_hash};
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+/// Creates a customer account.
+#[utoipa::path(post, path = "/api/v1/auth/register", request_body = RegisterRequest,
+    responses((status = 201, body = UserView), (status = 409, description = "email taken"),
+              (status = 422, description = "invalid fields")))]
+pub async fn register(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RegisterRequest>,
+) -> ApiResult<impl IntoResponse> {
+    let s = &state.0;
+    let mut errors = Vec::new();
+    let email = Email::parse(&body.email)
+        .map_err(|m| errors.push(FieldError::new("email", m)))
+        .ok();
+    let name = DisplayName::parse(&body.name)
+        .map_err(|m| errors.push(FieldError::new("name", m)))
+        .ok();
+    let password = s
+        .policy
+        .check(&body.password)
+        .map_err(|m| errors.push(FieldError::new("password", m)))
+        .ok();
+    let (Some(email), Some(name), Some(password)) = (email, name, password) else {
+        return Err(ApiError::Invalid(errors));
+    };
+    // Cheap early answer for the common case; the unique index decides races.
+    if s.store.user_by_email(email.as_str()).await?.is_some() {
+        return Err(ApiError::EmailTaken);
+    }
+    let password_hash = s.hasher.hash(&password).await?;
+    let user = s
+        .store
+        .insert_user(&NewUser {
+            id: Uuid::now_v7(),
+            email: email.as_str().to_owned(),
+            name: name.as_str().to_owned(),
+            password_hash,
+            roles: roles_to_text(&[Role::Customer]),
+            now: now_ms(),
+        })
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict => ApiError::EmailTaken,
+            other => other.into(),
+        })?;
+    metrics::counter!("accounts_registrations_total").increment(1);
+    tracing::info!(user_id = %user.id, "User registered.");
+    let location = format!("/api/v1/users/{}", user.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        AppJson(UserView::from(&user)),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    #[serde(default)]
+    pub email: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+/// The address failures are counted against: the gateway's `X-Forwarded-For`
+/// when trusted, else the peer.
+fn client_address(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
+    if state.0.login.trust_forwarded_for {
+        if let Some(forwarded) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .map(str::trim)
+            .filter(|v| !v.is_empty() && v.len() <= 64)
+        {
+            return forwarded.to_owned();
+        }
+    }
+    peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string())
+}
+
+/// Signs in with email and password.
+#[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
+    responses((status = 200, body = TokenPair), (status = 401, description = "wrong credentials"),
+              (status = 429, description = "throttled")))]
+pub async fn login(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    AppJson(body): AppJson<LoginRequest>,
+) -> ApiResult<AppJson<TokenPair>> {
+    let s = &state.0;
+    let mut missing = Vec::new();
+    if body.email.trim().is_empty() {
+        missing.push(FieldError::new("email", "must not be empty"));
+    }
+    if body.password.is_empty() {
+        missing.push(FieldError::new("password", "must not be empty"));
+    }
+    if !missing.is_empty() {
+        return Err(ApiError::Invalid(missing));
+    }
+    // An address that cannot be valid is looked up as written and simply not found.
+    let email = Email::parse(&body.email)
+        .map(|e| e.as_str().to_owned())
+        .unwrap_or_else(|_| body.email.trim().to_lowercase().chars().take(300).collect());
+    let account_key = format!("account:{email}");
+    let address_key = format!(
+        "address:{}",
+        client_address(
+            &state,
+            &headers,
+            peer.map(|Extension(ConnectInfo(addr))| addr)
+        )
+    );
+
+    let now = now_ms();
+    let window_ms = (s.login.window_secs * 1000) as i64;
+    let since = now - window_ms;
+    for key in [&account_key, &address_key] {
+        let (failures, oldest) = s.store.login_failures(key, since).await?;
+        if failures >= s.login.max_failures {
+            let retry_ms = oldest.unwrap_or(now) + window_ms - now;
+            metrics::counter!("accounts_logins_throttled_total").increment(1);
+            return Err(ApiError::Throttled((retry_ms.max(0) as u64).div_ceil(1000)));
+        }
+    }
+
+    let user = s.store.user_by_email(&email).await?.filter(|u| !u.closed);
+    let matched = s
+        .hasher
+        .verify(
+            &body.password,
+            user.as_ref().map(|u| u.password_hash.as_str()),
+        )
+        .await?;
+    let user = match user {
+        Some(u) if matched && !u.disabled => u,
+        Some(u) if matched => {
+            tracing::info!(user_id = %u.id, "Login refused: the account is disabled.");
+            return Err(ApiError::BadCredentials);
+        }
+        _ => {
+            s.store
+                .record_login_failure(&[&account_key, &address_key], now, since)
+                .await?;
+            metrics::counter!("accounts_logins_failed_total").increment(1);
+            return Err(ApiError::BadCredentials);
+        }
+    };
+    s.store.clear_login_failures(&account_key).await?;
+    let family = Uuid::now_v7();
+    let refresh = random_token(32);
+    let expires = now + s.tokens.refresh_ttl.as_millis() as i64;
+    s.store
+        .start_family(family, user.id, &secret_hash(&refresh), expires, now)
+        .await?;
+    metrics::counter!("accounts_logins_total").increment(1);
+    let pair = issue_pair(&state, user.id, &user.roles, family, refresh).await?;
+    Ok(AppJson(pair))
+}
+
+async fn issue_pair(
+    state: &AppState,
+    user: Uuid,
+    roles: &str,
+    family: Uuid,
+    refresh_token: String,
+) -> ApiResult<TokenPair> {
+    let s = &state.0;
+    let claims = s.tokens.access_claims(
+        user,
+        roles_from_text(roles),
+        family,
+        chrono::Utc::now().timestamp(),
+    );
+    Ok(TokenPair {
+        access_token: s.keys.sign(&claims).await?,
+        refresh_token,
+        token_type: "Bearer".into(),
+        expires_in: s.tokens.access_ttl.as_secs(),
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    #[serde(default)]
+    pub refresh_token: String,
+}
+
+/// Trades a refresh token for a new pair; the old one stops working.
+#[utoipa::path(post, path = "/api/v1/auth/refresh", request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair),
+              (status = 401, description = "unknown, expired or reused token (reuse revokes the family)")))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<RefreshRequest>,
+) -> ApiResult<AppJson<TokenPair>> {
+    let s = &state.0;
+    if body.refresh_token.is_empty() || body.refresh_token.len() > 256 {
+        return Err(ApiError::Unauthenticated("The refresh token is invalid."));
+    }
+    let now = now_ms();
+    let next = random_token(32);
+    let outcome = s
+        .store
+        .rotate_refresh(
+            &secret_hash(&body.refresh_token),
+            &secret_hash(&next),
+            now + s.tokens.refresh_ttl.as_millis() as i64,
+            now,
+        )
+        .await?;
+    match outcome {
+        RefreshOutcome::Rotated { user_id, family_id } => {
+            let user = s
+                .store
+                .user_by_id(user_id)
+                .await?
+                .ok_or(ApiError::Unauthenticated("The refresh token is invalid."))?;
+            Ok(AppJson(
+                issue_pair(&state, user.id, &user.roles, family_id, next).await?,
+            ))
+        }
+        RefreshOutcome::Reused { family_id } => {
+            metrics::counter!("accounts_refresh_reuse_total").increment(1);
+            tracing::warn!(%family_id, "Rotated refresh token presented again; family revoked.");
+            Err(ApiError::Unauthenticated("The refresh token is invalid."))
+        }
+        RefreshOutcome::Invalid => Err(ApiError::Unauthenticated("The refresh token is invalid.")),
+    }
+}
+
+/// Ends the session the access token belongs to: its refresh family is revoked.
+#[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 204), (status = 401)),
+    security(("bearer" = [])))]
+pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+    let family = user
+        .claims
+        .sid
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or(ApiError::Unauthenticated(
+            "The token belongs to no session.",
+        ))?;
+    state
+        .0
+        .store
+        .revoke_family(family, user.id, now_ms())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ClientCredentials {
+    #[serde(default)]
+    pub grant_type: String,
+    #[serde(default)]
+    pub client_id: String,
+    #[serde(default)]
+    pub client_secret: String,
+    /// Space-separated; omitted means every scope the client holds.
+    pub scope: Option<String>,
+}
+
+/// OAuth 2.0 client-credentials grant for services (form-encoded body).
+#[utoipa::path(post, path = "/api/v1/auth/token",
+    request_body(content = ClientCredentials, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, body = ServiceToken), (status = 401, description = "bad client"),
+              (status = 403, description = "scope not granted")))]
+pub async fn service_token(
+    State(state): State<AppState>,
+    form: Result<Form<ClientCredentials>, axum::extract::rejection::FormRejection>,
+) -> ApiResult<AppJson<ServiceToken>> {
+    let s = &state.0;
+    let Form(body) = form.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    if body.grant_type != "client_credentials" {
+        return Err(ApiError::field("grant_type", "must be client_credentials"));
+    }
+    let client = s.store.client(&body.client_id).await?;
+    let presented = secret_hash(&body.client_secret);
+    let client = match client {
+        Some(c) if hashes_match(&c.secret_hash, &presented) => c,
+        _ => {
+            return Err(ApiError::Unauthenticated(
+                "The client id or secret is wrong.",
+            ));
+        }
+    };
+    let granted: Vec<&str> = client.scopes.split(' ').filter(|s| !s.is_empty()).collect();
+    let scope = match body
+        .scope
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        None => granted.join(" "),
+        Some(asked) => {
+            if asked.split(' ').any(|a| !granted.contains(&a)) {
+                return Err(ApiError::Forbidden(
+                    "A requested scope is not granted to this client.",
+                ));
+            }
+            asked.to_owned()
+        }
+    };
+    let claims = s.tokens.service_claims(
+        &client.client_id,
+        scope.clone(),
+        chrono::Utc::now().timestamp(),
+    );
+    Ok(AppJson(ServiceToken {
+        access_token: s.keys.sign(&claims).await?,
+        token_type: "Bearer".into(),
+        expires_in: s.tokens.service_ttl.as_secs(),
+        scope,
+    }))
+}
+
+/// The public keys tokens are verified with.
+#[utoipa::path(get, path = "/.well-known/jwks.json", responses((status = 200)))]
+pub async fn jwks(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
+    let set = state.0.keys.jwks(now_ms()).await?;
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=60")],
+        AppJson(set),
+    ))
+}

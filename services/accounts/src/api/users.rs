@@ -1,0 +1,226 @@
+//! The signed-in user's own profile, and admin management of users.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use emporium_auth::{Admin, AuthUser, Role};
+use emporium_http::{AppJson, AppPath, AppQuery, FieldError};
+use serde::Deserialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::views::{Page, UserView};
+use super::{ApiError, ApiResult, AppState, now_ms};
+use crate::domain::{DisplayName, roles_to_text};
+use crate::store::{UserChange, UserRecord};
+
+/// The user behind a token; a token outliving its account no longer counts.
+async fn current(state: &AppState, user: &AuthUser) -> ApiResult<UserRecord> {
+    state
+        .0
+        .store
+        .user_by_id(user.id)
+        .await?
+        .filter(|u| !u.closed && !u.disabled)
+        .ok_or(ApiError::Unauthenticated("The account no longer exists."))
+}
+
+/// The signed-in user's profile.
+#[utoipa::path(get, path = "/api/v1/users/me", responses((status = 200, body = UserView), (status = 401)),
+    security(("bearer" = [])))]
+pub async fn me(State(state): State<AppState>, user: AuthUser) -> ApiResult<AppJson<UserView>> {
+    Ok(AppJson(UserView::from(&current(&state, &user).await?)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProfileChange {
+    pub name: Option<String>,
+}
+
+/// Changes the signed-in user's name.
+#[utoipa::path(patch, path = "/api/v1/users/me", request_body = ProfileChange,
+    responses((status = 200, body = UserView), (status = 401), (status = 422)), security(("bearer" = [])))]
+pub async fn update_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppJson(body): AppJson<ProfileChange>,
+) -> ApiResult<AppJson<UserView>> {
+    let record = current(&state, &user).await?;
+    let Some(raw) = body.name else {
+        return Ok(AppJson(UserView::from(&record)));
+    };
+    let name = DisplayName::parse(&raw).map_err(|m| ApiError::field("name", m))?;
+    let updated = state
+        .0
+        .store
+        .update_name(user.id, name.as_str(), now_ms())
+        .await?
+        .ok_or(ApiError::Unauthenticated("The account no longer exists."))?;
+    Ok(AppJson(UserView::from(&updated)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PasswordChange {
+    #[serde(default)]
+    pub current_password: String,
+    #[serde(default)]
+    pub new_password: String,
+}
+
+/// Changes the password; every session of the user ends.
+#[utoipa::path(put, path = "/api/v1/users/me/password", request_body = PasswordChange,
+    responses((status = 204), (status = 401), (status = 422)), security(("bearer" = [])))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    user: AuthUser,
+    AppJson(body): AppJson<PasswordChange>,
+) -> ApiResult<StatusCode> {
+    let s = &state.0;
+    let record = current(&state, &user).await?;
+    let new = s
+        .policy
+        .check(&body.new_password)
+        .map_err(|m| ApiError::field("new_password", m))?;
+    if !s
+        .hasher
+        .verify(&body.current_password, Some(&record.password_hash))
+        .await?
+    {
+        return Err(ApiError::Invalid(vec![FieldError::new(
+            "current_password",
+            "is wrong",
+        )]));
+    }
+    let hash = s.hasher.hash(&new).await?;
+    s.store.update_password(user.id, &hash, now_ms()).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Closes the signed-in user's account.
+#[utoipa::path(delete, path = "/api/v1/users/me", responses((status = 204), (status = 401)),
+    security(("bearer" = [])))]
+pub async fn close_me(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+    current(&state, &user).await?;
+    state.0.store.close_user(user.id, now_ms()).await?;
+    tracing::info!(user_id = %user.id, "Account closed.");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<i64>,
+}
+
+fn decode_cursor(cursor: &str) -> Option<Uuid> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    Uuid::from_slice(&bytes).ok()
+}
+
+/// Every open account, in creation order (admins).
+#[utoipa::path(get, path = "/api/v1/users", params(("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+    responses((status = 200, body = Page<UserView>), (status = 401), (status = 403)), security(("bearer" = [])))]
+pub async fn list(
+    State(state): State<AppState>,
+    _admin: Admin,
+    AppQuery(q): AppQuery<ListQuery>,
+) -> ApiResult<AppJson<Page<UserView>>> {
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::field("limit", "must be between 1 and 100"));
+    }
+    let after = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => {
+            Some(decode_cursor(c).ok_or_else(|| ApiError::field("cursor", "is not a cursor"))?)
+        }
+    };
+    let mut rows = state.0.store.list_users(after, limit + 1).await?;
+    let next_cursor = if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(|u| URL_SAFE_NO_PAD.encode(u.id.as_bytes()))
+    } else {
+        None
+    };
+    Ok(AppJson(Page {
+        items: rows.iter().map(UserView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// One account (admins).
+#[utoipa::path(get, path = "/api/v1/users/{id}", responses((status = 200, body = UserView), (status = 404)),
+    security(("bearer" = [])))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    _admin: Admin,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<AppJson<UserView>> {
+    let user = state
+        .0
+        .store
+        .user_by_id(id)
+        .await?
+        .filter(|u| !u.closed)
+        .ok_or(ApiError::NotFound)?;
+    Ok(AppJson(UserView::from(&user)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AdminChange {
+    /// The complete new set of roles (`customer`, `admin`).
+    pub roles: Option<Vec<String>>,
+    pub disabled: Option<bool>,
+}
+
+/// Changes roles or disables an account (admins). Disabling ends its sessions.
+#[utoipa::path(patch, path = "/api/v1/users/{id}", request_body = AdminChange,
+    responses((status = 200, body = UserView), (status = 404), (status = 409), (status = 422)),
+    security(("bearer" = [])))]
+pub async fn admin_update(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<AdminChange>,
+) -> ApiResult<AppJson<UserView>> {
+    let roles = match body.roles {
+        None => None,
+        Some(names) => {
+            let mut roles = Vec::new();
+            for name in &names {
+                roles.push(match name.as_str() {
+                    "customer" => Role::Customer,
+                    "admin" => Role::Admin,
+                    _ => return Err(ApiError::field("roles", "may hold only customer and admin")),
+                });
+            }
+            if roles.is_empty() {
+                return Err(ApiError::field("roles", "must name at least one role"));
+            }
+            Some(roles)
+        }
+    };
+    // An admin cannot lock themselves out; another admin has to do that.
+    if id == admin.id
+        && (body.disabled == Some(true)
+            || roles.as_ref().is_some_and(|r| !r.contains(&Role::Admin)))
+    {
+        return Err(ApiError::Conflict(
+            "self-lockout",
+            "You cannot disable yourself or drop your own admin role.",
+        ));
+    }
+    let change = UserChange {
+        roles: roles.map(|r| roles_to_text(&r)),
+        disabled: body.disabled,
+    };
+    let user = state
+        .0
+        .store
+        .change_user(id, &change, now_ms())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tracing::info!(admin_id = %admin.id, user_id = %id, "User changed by an admin.");
+    Ok(AppJson(UserView::from(&user)))
+}

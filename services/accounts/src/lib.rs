@@ -1,0 +1,184 @@
+//! The accounts service: users, credentials (Argon2id), roles, refresh-token
+//! families, signing keys (Ed25519) and service clients.
+//!
+//! It issues the shop's tokens: short-lived EdDSA access tokens, opaque refresh
+//! tokens that rotate on every use (a reused one revokes its whole family), and
+//! service tokens from the client-credentials grant. Its public keys are served
+//! as JWKS, which every other service verifies against locally.
+//!
+//! ## Layout
+//! - [`config`]: typed settings; every key with its default in `defaults.toml`.
+//! - [`domain`]: emails, names, the password policy, roles. Pure, unit-tested.
+//! - [`store`]: the [`store::AccountsStore`] trait with PostgreSQL and SQLite implementations.
+//! - [`tokens`]: the key ring (signing, JWKS, rotation), token claims, secret hashing.
+//! - [`passwords`]: Argon2id hashing off the async threads, bounded.
+//! - [`api`]: routes, handlers, the error type, OpenAPI.
+//! - [`Application`]: binds, wires and serves it all.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod passwords;
+pub mod store;
+pub mod tokens;
+
+use std::sync::Arc;
+
+use axum::Router;
+use emporium_auth::{Role, Verifier, VerifierSettings};
+use emporium_http::{HttpServer, ServiceName, Shutdown, ops, standard_layers};
+use uuid::Uuid;
+
+use crate::api::{Accounts, AppState, now_ms};
+pub use crate::config::AccountsSettings;
+use crate::domain::{DisplayName, Email, PasswordPolicy, roles_to_text};
+use crate::passwords::Hasher;
+use crate::store::{AccountsStore, ClientRecord, NewUser};
+use crate::tokens::{KeyRing, LocalJwks, random_token, secret_hash};
+
+pub const SERVICE: &str = "accounts";
+
+/// A built accounts service: bound to its port, not yet serving.
+pub struct Application {
+    server: HttpServer,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Opens the store (applying migrations), makes sure a signing key exists,
+    /// creates the configured admin if none exists, and binds the listener.
+    pub async fn build(settings: AccountsSettings) -> anyhow::Result<Self> {
+        let store = store::connect(
+            settings.database.url.expose(),
+            settings.database.max_connections,
+        )
+        .await?;
+        let tokens = settings.tokens.to_settings();
+        let keys = Arc::new(KeyRing::new(store.clone(), tokens.access_ttl));
+        keys.ensure_key(now_ms()).await?;
+        let verifier = Arc::new(Verifier::new(
+            VerifierSettings::new(&tokens.issuer, &tokens.audience),
+            Arc::new(LocalJwks(keys.clone())),
+        ));
+        let state = AppState(Arc::new(Accounts {
+            store: store.clone(),
+            keys,
+            verifier,
+            policy: Arc::new(PasswordPolicy::new()),
+            hasher: Hasher::new().await?,
+            tokens,
+            login: settings.login.clone(),
+        }));
+        let app = Self {
+            server: HttpServer::bind(&settings.http)?,
+            router: Router::new(),
+            state: state.clone(),
+        };
+        if !settings.admin_email.is_empty() && !settings.admin_password.is_empty() {
+            app.bootstrap_admin(
+                &settings.admin_email,
+                Some(settings.admin_password.expose()),
+            )
+            .await?;
+        }
+        let ready_store = store.clone();
+        let ready: ops::ReadyCheck = Arc::new(move || {
+            let store = ready_store.clone();
+            Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+        });
+        let router = standard_layers(
+            api::router(state).merge(ops::routes(ready, api::openapi::json())),
+            ServiceName(SERVICE),
+            &settings.http,
+        );
+        Ok(Self { router, ..app })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    pub fn store(&self) -> Arc<dyn AccountsStore> {
+        self.state.0.store.clone()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        tracing::info!(url = %self.base_url(), "Accounts listening.");
+        self.server.run_until_stopped(self.router, shutdown).await
+    }
+
+    /// Creates an admin with this email unless an admin exists already.
+    /// Without a password one is generated and returned (to be shown once).
+    pub async fn bootstrap_admin(
+        &self,
+        email: &str,
+        password: Option<&str>,
+    ) -> anyhow::Result<Option<String>> {
+        let s = &self.state.0;
+        if s.store.any_admin().await? {
+            return Ok(None);
+        }
+        let email = Email::parse(email).map_err(|m| anyhow::anyhow!("admin email {m}"))?;
+        let generated = password.is_none().then(|| random_token(18));
+        let raw = password.or(generated.as_deref()).unwrap_or_default();
+        let password = s
+            .policy
+            .check(raw)
+            .map_err(|m| anyhow::anyhow!("admin password {m}"))?;
+        let name = DisplayName::parse("Administrator").map_err(anyhow::Error::msg)?;
+        s.store
+            .insert_user(&NewUser {
+                id: Uuid::now_v7(),
+                email: email.as_str().to_owned(),
+                name: name.as_str().to_owned(),
+                password_hash: s.hasher.hash(&password).await?,
+                roles: roles_to_text(&[Role::Customer, Role::Admin]),
+                now: now_ms(),
+            })
+            .await?;
+        tracing::info!(email = email.as_str(), "Admin account created.");
+        Ok(generated)
+    }
+}
+
+/// Creates or replaces a service client and returns its new secret (shown once).
+pub async fn create_service_client(
+    store: &dyn AccountsStore,
+    client_id: &str,
+    scopes: &[&str],
+) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !client_id.is_empty() && client_id.len() <= 64,
+        "a client id has 1 to 64 characters"
+    );
+    let secret = random_token(32);
+    store
+        .upsert_client(
+            &ClientRecord {
+                client_id: client_id.to_owned(),
+                secret_hash: secret_hash(&secret),
+                scopes: scopes.join(" "),
+            },
+            now_ms(),
+        )
+        .await?;
+    Ok(secret)
+}
+
+/// Adds a new signing key; tokens signed by the previous one stay valid until they expire.
+pub async fn rotate_key(settings: &AccountsSettings) -> anyhow::Result<String> {
+    let store = store::connect(settings.database.url.expose(), 1).await?;
+    let key = tokens::new_signing_key(now_ms());
+    store.insert_signing_key(&key).await?;
+    Ok(key.kid)
+}
+
+/// Applies the migrations.
+pub async fn migrate(settings: &AccountsSettings) -> anyhow::Result<()> {
+    store::migrate(settings.database.url.expose()).await
+}
