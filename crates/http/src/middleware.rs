@@ -36,6 +36,8 @@ pub struct RequestContext {
 
 /// Wraps a service's routes in the standard layers.
 pub fn standard_layers(router: Router, service: ServiceName, settings: &HttpSettings) -> Router {
+    // The recorder must exist before the first request records anything.
+    emporium_telemetry::metrics_handle();
     router
         .fallback(|| async { Problem::not_found("No such resource.") })
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))

@@ -27,6 +27,7 @@ pub struct TokenConfig {
     pub access_ttl_secs: u64,
     pub refresh_ttl_secs: u64,
     pub service_ttl_secs: u64,
+    pub key_reload_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -55,10 +55,22 @@ impl Application {
         )
         .await?;
         let tokens = settings.tokens.to_settings();
-        let keys = Arc::new(KeyRing::new(store.clone(), tokens.access_ttl));
+        let keys = Arc::new(KeyRing::new(
+            store.clone(),
+            tokens.access_ttl,
+            std::time::Duration::from_secs(settings.tokens.key_reload_secs),
+        ));
         keys.ensure_key(now_ms()).await?;
+        // The key table is local, so an unknown kid may look again as often as keys reload.
+        let mut verifier_settings = VerifierSettings::new(&tokens.issuer, &tokens.audience);
+        verifier_settings.refetch_floor =
+            verifier_settings
+                .refetch_floor
+                .min(std::time::Duration::from_secs(
+                    settings.tokens.key_reload_secs,
+                ));
         let verifier = Arc::new(Verifier::new(
-            VerifierSettings::new(&tokens.issuer, &tokens.audience),
+            verifier_settings,
             Arc::new(LocalJwks(keys.clone())),
         ));
         let state = AppState(Arc::new(Accounts {

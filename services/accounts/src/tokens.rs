@@ -77,11 +77,15 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    pub fn new(store: Arc<dyn AccountsStore>, access_ttl: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn AccountsStore>,
+        access_ttl: Duration,
+        reload_every: Duration,
+    ) -> Self {
         Self {
             store,
             loaded: RwLock::new(None),
-            reload_every: Duration::from_secs(30),
+            reload_every,
             publish_after_retired_ms: (access_ttl.as_millis() as i64) + 60_000,
         }
     }

@@ -1,0 +1,290 @@
+#![allow(clippy::unwrap_used)]
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::{PASSWORD, TestApp, access, problem, refresh};
+
+async fn register_returns_the_user_without_secrets(app: TestApp) {
+    let r = app.register("Ada@Example.com", PASSWORD).await;
+    assert_eq!(r.status(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let user: Value = r.json().await.unwrap();
+    assert_eq!(user["email"], "ada@example.com");
+    assert_eq!(user["name"], "Test Person");
+    assert_eq!(user["roles"], json!(["customer"]));
+    assert_eq!(
+        location,
+        format!("/api/v1/users/{}", user["id"].as_str().unwrap())
+    );
+    let text = user.to_string();
+    assert!(!text.contains("password") && !text.contains("argon2"));
+}
+both!(register_returns_the_user_without_secrets);
+
+async fn duplicate_email_is_a_conflict(app: TestApp) {
+    assert_eq!(
+        app.register("bob@example.com", PASSWORD).await.status(),
+        201
+    );
+    let body = problem(app.register("BOB@example.com ", PASSWORD).await, 409).await;
+    assert_eq!(body["type"], "/problems/email-taken");
+}
+both!(duplicate_email_is_a_conflict);
+
+async fn concurrent_registrations_of_one_email_create_one_account(app: TestApp) {
+    let attempts = (0..20).map(|_| app.register("race@example.com", PASSWORD));
+    let statuses: Vec<u16> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 409).count(),
+        19,
+        "{statuses:?}"
+    );
+    let admin = app.admin_token().await;
+    let users: Value = app
+        .get("/api/v1/users?limit=100")
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let same = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|u| u["email"] == "race@example.com")
+        .count();
+    assert_eq!(same, 1);
+}
+both!(concurrent_registrations_of_one_email_create_one_account);
+
+async fn weak_passwords_are_refused_with_reasons(app: TestApp) {
+    for (password, message) in [
+        ("short", "must be at least 12 characters"),
+        ("1q2w3e4r5t6y", "is too common; choose another"),
+    ] {
+        let body = problem(app.register("weak@example.com", password).await, 422).await;
+        assert_eq!(body["errors"][0]["field"], "password");
+        assert_eq!(body["errors"][0]["message"], message);
+    }
+    let long = "x".repeat(129);
+    problem(app.register("weak@example.com", &long).await, 422).await;
+    // No composition rules: a long phrase of lower-case words is fine.
+    assert_eq!(
+        app.register("weak@example.com", "purple monkey dishwasher")
+            .await
+            .status(),
+        201
+    );
+}
+both!(weak_passwords_are_refused_with_reasons);
+
+async fn login_gives_a_bearer_pair(app: TestApp) {
+    let pair = app.customer("carol@example.com").await;
+    assert_eq!(pair["token_type"], "Bearer");
+    assert_eq!(pair["expires_in"], 900);
+    let me: Value = app
+        .get("/api/v1/users/me")
+        .bearer_auth(access(&pair))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "carol@example.com");
+}
+both!(login_gives_a_bearer_pair);
+
+async fn unknown_email_and_wrong_password_look_the_same(app: TestApp) {
+    app.customer("dave@example.com").await;
+    let wrong = app
+        .login("dave@example.com", "not the password at all")
+        .await;
+    let unknown = app
+        .login("nobody@example.com", "not the password at all")
+        .await;
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(unknown.status(), 401);
+    assert_eq!(wrong.headers()["www-authenticate"], "Bearer");
+    assert_eq!(unknown.headers()["www-authenticate"], "Bearer");
+    let a: Value = wrong.json().await.unwrap();
+    let b: Value = unknown.json().await.unwrap();
+    assert_eq!(a, b);
+}
+both!(unknown_email_and_wrong_password_look_the_same);
+
+async fn failed_logins_are_throttled_per_account(app: TestApp) {
+    app.customer("erin@example.com").await;
+    for i in 0..5 {
+        let r = app
+            .post("/api/v1/auth/login")
+            .header("x-forwarded-for", format!("10.1.0.{i}"))
+            .json(&json!({"email": "erin@example.com", "password": "wrong wrong wrong"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    // Even the right password waits now, from yet another address.
+    let r = app
+        .post("/api/v1/auth/login")
+        .header("x-forwarded-for", "10.1.0.99")
+        .json(&json!({"email": "erin@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    problem(r, 429).await;
+}
+both!(failed_logins_are_throttled_per_account);
+
+async fn failed_logins_are_throttled_per_address(app: TestApp) {
+    for i in 0..5 {
+        let r = app
+            .post("/api/v1/auth/login")
+            .header("x-forwarded-for", "10.2.0.1")
+            .json(
+                &json!({"email": format!("spray{i}@example.com"), "password": "wrong wrong wrong"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401);
+    }
+    let r = app
+        .post("/api/v1/auth/login")
+        .header("x-forwarded-for", "10.2.0.1")
+        .json(&json!({"email": "spray-next@example.com", "password": "wrong wrong wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    problem(r, 429).await;
+    // Another address is not affected.
+    let r = app
+        .post("/api/v1/auth/login")
+        .header("x-forwarded-for", "10.2.0.2")
+        .json(&json!({"email": "spray-next@example.com", "password": "wrong wrong wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+both!(failed_logins_are_throttled_per_address);
+
+async fn refresh_rotates_and_reuse_revokes_the_family(app: TestApp) {
+    let first = app.customer("frank@example.com").await;
+    let rotate = |token: String| {
+        app.post("/api/v1/auth/refresh")
+            .json(&json!({"refresh_token": token}))
+            .send()
+    };
+    let r = rotate(refresh(&first).to_owned()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let second: Value = r.json().await.unwrap();
+    assert_ne!(refresh(&second), refresh(&first));
+    // The new access token works.
+    let me = app
+        .get("/api/v1/users/me")
+        .bearer_auth(access(&second))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200);
+    // The old refresh token is spent; presenting it revokes the family...
+    problem(rotate(refresh(&first).to_owned()).await.unwrap(), 401).await;
+    // ...so the current one is dead too.
+    problem(rotate(refresh(&second).to_owned()).await.unwrap(), 401).await;
+    // A new login starts a new family that works.
+    let third: Value = app
+        .login("frank@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        rotate(refresh(&third).to_owned()).await.unwrap().status(),
+        200
+    );
+}
+both!(refresh_rotates_and_reuse_revokes_the_family);
+
+async fn racing_refreshes_let_exactly_one_through(app: TestApp) {
+    let pair = app.customer("grace@example.com").await;
+    let token = refresh(&pair).to_owned();
+    let tries = (0..8).map(|_| {
+        app.post("/api/v1/auth/refresh")
+            .json(&json!({"refresh_token": token}))
+            .send()
+    });
+    let statuses: Vec<u16> = join_all(tries)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        7,
+        "{statuses:?}"
+    );
+}
+both!(racing_refreshes_let_exactly_one_through);
+
+async fn logout_revokes_the_refresh_family(app: TestApp) {
+    let pair = app.customer("heidi@example.com").await;
+    let r = app
+        .post("/api/v1/auth/logout")
+        .bearer_auth(access(&pair))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let r = app
+        .post("/api/v1/auth/refresh")
+        .json(&json!({"refresh_token": refresh(&pair)}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401).await;
+    problem(app.post("/api/v1/auth/logout").send().await.unwrap(), 401).await;
+}
+both!(logout_revokes_the_refresh_family);
+
+async fn jwks_publishes_the_signing_key(app: TestApp) {
+    let r = app.get("/.well-known/jwks.json").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let set: Value = r.json().await.unwrap();
+    let key = &set["keys"][0];
+    assert_eq!(key["kty"], "OKP");
+    assert_eq!(key["crv"], "Ed25519");
+    assert_eq!(key["alg"], "EdDSA");
+    assert!(key["kid"].is_string());
+    assert!(
+        key.get("d").is_none(),
+        "the private half is never published"
+    );
+}
+both!(jwks_publishes_the_signing_key);

@@ -1,0 +1,172 @@
+//! Hostile and malformed input: always a 4xx problem, never a 500, nothing stored.
+
+#![allow(clippy::unwrap_used)]
+
+use serde_json::json;
+
+use crate::both;
+use crate::helpers::{TestApp, problem};
+
+async fn malformed_bodies_get_problems(app: TestApp) {
+    let register = "/api/v1/auth/register";
+    let send_raw = |body: Vec<u8>, content_type: &'static str| {
+        app.post(register)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    // Not JSON at all, truncated JSON, invalid UTF-8.
+    let b = problem(
+        send_raw(b"{not json".to_vec(), "application/json")
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+    assert_eq!(b["type"], "/problems/malformed-json");
+    problem(
+        send_raw(b"{\"email\": \"a@b.co\"".to_vec(), "application/json")
+            .await
+            .unwrap(),
+        400,
+    )
+    .await;
+    problem(
+        send_raw(
+            b"{\"email\": \"\xff\xfe@example.com\", \"password\": \"x\", \"name\": \"y\"}".to_vec(),
+            "application/json",
+        )
+        .await
+        .unwrap(),
+        400,
+    )
+    .await;
+    // Wrong content type.
+    problem(
+        send_raw(b"email=a".to_vec(), "text/plain").await.unwrap(),
+        415,
+    )
+    .await;
+    // Wrong JSON shapes and types.
+    problem(
+        send_raw(b"[]".to_vec(), "application/json").await.unwrap(),
+        422,
+    )
+    .await;
+    problem(
+        app.post(register)
+            .json(&json!({"email": 5, "password": true, "name": null}))
+            .send()
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    // Missing fields are named.
+    let b = problem(
+        app.post(register).json(&json!({})).send().await.unwrap(),
+        422,
+    )
+    .await;
+    let fields: Vec<&str> = b["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["email", "name", "password"]);
+    // A 10,000-character email.
+    let long = format!("{}@example.com", "a".repeat(10_000));
+    let b = problem(app.register(&long, crate::helpers::PASSWORD).await, 422).await;
+    assert_eq!(b["errors"][0]["field"], "email");
+    // A 2 MB body.
+    let big =
+        json!({"email": "big@example.com", "password": "x".repeat(2 * 1024 * 1024), "name": "Big"});
+    problem(app.post(register).json(&big).send().await.unwrap(), 413).await;
+    // Control characters in the name.
+    let r = app
+        .post(register)
+        .json(&json!({"email": "ctl@example.com", "password": crate::helpers::PASSWORD, "name": "a\u{0}b"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 422).await;
+    // Login with junk: 422 for missing, 401 for nonsense, never 500.
+    problem(
+        app.post("/api/v1/auth/login")
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap(),
+        422,
+    )
+    .await;
+    problem(app.login(&"x".repeat(10_000), "whatever at all").await, 401).await;
+    problem(
+        app.post("/api/v1/auth/refresh")
+            .json(&json!({"refresh_token": "x".repeat(5000)}))
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+
+    // Nothing of the above was stored.
+    let admin = app.admin_token().await;
+    let users: serde_json::Value = app
+        .get("/api/v1/users")
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        users["items"].as_array().unwrap().len(),
+        1,
+        "only the admin exists"
+    );
+}
+both!(malformed_bodies_get_problems);
+
+async fn unknown_routes_and_methods_get_problems(app: TestApp) {
+    problem(app.get("/api/v1/nowhere").send().await.unwrap(), 404).await;
+    let r = app.delete("/api/v1/auth/login").send().await.unwrap();
+    assert!(r.headers().contains_key("allow"));
+    problem(r, 405).await;
+}
+both!(unknown_routes_and_methods_get_problems);
+
+async fn operations_endpoints_answer(app: TestApp) {
+    assert_eq!(app.get("/healthz").send().await.unwrap().status(), 200);
+    assert_eq!(app.get("/readyz").send().await.unwrap().status(), 200);
+    app.get("/api/v1/nowhere").send().await.unwrap();
+    let r = app.get("/metrics").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"));
+    assert!(text.contains("service=\"accounts\""));
+    let doc: serde_json::Value = app
+        .get("/openapi.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"]["/api/v1/auth/login"]["post"].is_object());
+    // Request ids are echoed, and made up when absent.
+    let r = app
+        .get("/healthz")
+        .header("x-request-id", "abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "abc-123");
+    let r = app.get("/healthz").send().await.unwrap();
+    assert!(!r.headers()["x-request-id"].is_empty());
+}
+both!(operations_endpoints_answer);

@@ -1,0 +1,212 @@
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use emporium_accounts::store::AccountsStore;
+use emporium_accounts::{AccountsSettings, Application};
+use emporium_config::Loader;
+use emporium_db::testing::TestDatabase;
+use emporium_http::tls::CertDir;
+use emporium_http::{Shutdown, ShutdownTrigger};
+use reqwest::{RequestBuilder, Response, StatusCode};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub const PASSWORD: &str = "correct horse battery";
+
+#[derive(Debug, Clone, Copy)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body against both stores: `both!(name)` makes `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! both {
+    ($name:ident) => {
+        mod $name {
+            use $crate::helpers::{Backend, TestApp};
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(TestApp::spawn(Backend::Sqlite).await).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(TestApp::spawn(Backend::Postgres).await).await;
+            }
+        }
+    };
+}
+
+/// One set of development certificates for the whole test binary.
+pub fn certs() -> &'static CertDir {
+    static CERTS: OnceLock<CertDir> = OnceLock::new();
+    CERTS.get_or_init(|| {
+        let dir: PathBuf =
+            std::env::temp_dir().join(format!("emporium-accounts-tests-{}", std::process::id()));
+        let certs = CertDir(dir);
+        certs.ensure(&["accounts"], &[]).unwrap();
+        certs
+    })
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Arc<dyn AccountsStore>,
+    pub app_admin: (String, String),
+    trigger: ShutdownTrigger,
+    // Dropped last: the database outlives the server.
+    _db: TestDatabase,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.trigger.fire();
+    }
+}
+
+pub fn settings(db_url: &str, overrides: &[(&str, &str)]) -> AccountsSettings {
+    let certs = certs();
+    let mut loader = Loader::new(emporium_accounts::config::DEFAULTS)
+        .unwrap()
+        .set("database.url", db_url)
+        .unwrap()
+        .set("database.max_connections", "8")
+        .unwrap()
+        .set("http.host", "127.0.0.1")
+        .unwrap()
+        .set("http.port", "0")
+        .unwrap()
+        .set("http.tls_cert", certs.cert("accounts").to_str().unwrap())
+        .unwrap()
+        .set("http.tls_key", certs.key("accounts").to_str().unwrap())
+        .unwrap()
+        .set("admin_email", "root@shop.test")
+        .unwrap()
+        .set("admin_password", "the admin's long passphrase")
+        .unwrap();
+    for (k, v) in overrides {
+        loader = loader.set(k, v).unwrap();
+    }
+    loader.build().unwrap()
+}
+
+pub fn https_client() -> reqwest::Client {
+    emporium_http::tls::client(Some(&certs().ca()), std::time::Duration::from_secs(30)).unwrap()
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Self {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> Self {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let db = match backend {
+            Backend::Sqlite => TestDatabase::sqlite(),
+            Backend::Postgres => TestDatabase::postgres().await.unwrap(),
+        };
+        let app = Application::build(settings(&db.url, overrides))
+            .await
+            .unwrap();
+        let base = app.base_url();
+        let store = app.store();
+        let (trigger, shutdown) = Shutdown::new();
+        tokio::spawn(app.run_until_stopped(shutdown));
+        Self {
+            base,
+            client: https_client(),
+            store,
+            app_admin: (
+                "root@shop.test".into(),
+                "the admin's long passphrase".into(),
+            ),
+            trigger,
+            _db: db,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub fn get(&self, path: &str) -> RequestBuilder {
+        self.client.get(self.url(path))
+    }
+
+    pub fn post(&self, path: &str) -> RequestBuilder {
+        self.client.post(self.url(path))
+    }
+
+    pub fn patch(&self, path: &str) -> RequestBuilder {
+        self.client.patch(self.url(path))
+    }
+
+    pub fn put(&self, path: &str) -> RequestBuilder {
+        self.client.put(self.url(path))
+    }
+
+    pub fn delete(&self, path: &str) -> RequestBuilder {
+        self.client.delete(self.url(path))
+    }
+
+    pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.post("/api/v1/auth/register")
+            .json(&json!({"email": email, "password": password, "name": "Test Person"}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post("/api/v1/auth/login")
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Registers and logs in; returns the token pair.
+    pub async fn customer(&self, email: &str) -> Value {
+        assert_eq!(
+            self.register(email, PASSWORD).await.status(),
+            StatusCode::CREATED
+        );
+        let r = self.login(email, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json().await.unwrap()
+    }
+
+    pub async fn admin_token(&self) -> String {
+        let r = self.login(&self.app_admin.0, &self.app_admin.1).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+}
+
+pub fn access(pair: &Value) -> &str {
+    pair["access_token"].as_str().unwrap()
+}
+
+pub fn refresh(pair: &Value) -> &str {
+    pair["refresh_token"].as_str().unwrap()
+}
+
+/// Asserts an answer is a problem with this status, and returns its body.
+pub async fn problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "unexpected status");
+    let ct = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    assert_eq!(ct, "application/problem+json");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status);
+    assert!(body["type"].as_str().unwrap().starts_with("/problems/"));
+    assert!(body["title"].is_string());
+    body
+}

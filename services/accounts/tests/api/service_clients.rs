@@ -1,0 +1,72 @@
+#![allow(clippy::unwrap_used)]
+
+use emporium_accounts::create_service_client;
+use serde_json::Value;
+
+use crate::both;
+use crate::helpers::{TestApp, problem};
+
+async fn client_credentials_issue_scoped_service_tokens(app: TestApp) {
+    let secret = create_service_client(
+        app.store.as_ref(),
+        "orders",
+        &["stock:reserve", "payments:authorize"],
+    )
+    .await
+    .unwrap();
+    let grant =
+        |form: Vec<(&'static str, String)>| app.post("/api/v1/auth/token").form(&form).send();
+    let r = grant(vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", "orders".into()),
+        ("client_secret", secret.clone()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let token: Value = r.json().await.unwrap();
+    assert_eq!(token["scope"], "stock:reserve payments:authorize");
+    assert_eq!(token["token_type"], "Bearer");
+    // A service token is not a person's: it cannot read /users/me.
+    let r = app
+        .get("/api/v1/users/me")
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401).await;
+
+    let r = grant(vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", "orders".into()),
+        ("client_secret", secret.clone()),
+        ("scope", "stock:reserve".into()),
+    ])
+    .await
+    .unwrap();
+    let narrowed: Value = r.json().await.unwrap();
+    assert_eq!(narrowed["scope"], "stock:reserve");
+
+    let r = grant(vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", "orders".into()),
+        ("client_secret", secret.clone()),
+        ("scope", "users:admin".into()),
+    ])
+    .await
+    .unwrap();
+    problem(r, 403).await;
+    let r = grant(vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", "orders".into()),
+        ("client_secret", "wrong".into()),
+    ])
+    .await
+    .unwrap();
+    problem(r, 401).await;
+    let r = grant(vec![("grant_type", "password".into())])
+        .await
+        .unwrap();
+    problem(r, 422).await;
+}
+both!(client_credentials_issue_scoped_service_tokens);

@@ -1,0 +1,235 @@
+//! Every forged, stale or misused token answers 401.
+
+#![allow(clippy::unwrap_used)]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use emporium_accounts::tokens::new_signing_key;
+use emporium_auth::{Claims, Role, TokenType};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use crate::both;
+use crate::helpers::{TestApp, access, problem, refresh};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn claims_for(user: &str) -> Claims {
+    let now = now();
+    Claims {
+        iss: "emporium-accounts".into(),
+        aud: "emporium".into(),
+        sub: user.into(),
+        exp: now + 600,
+        nbf: now,
+        iat: now,
+        jti: "forged".into(),
+        token_type: TokenType::Access,
+        roles: vec![Role::Customer, Role::Admin],
+        sid: None,
+        scope: None,
+    }
+}
+
+async fn real_key(app: &TestApp) -> (String, EncodingKey) {
+    let keys = app.store.signing_keys().await.unwrap();
+    let key = &keys[0];
+    (key.kid.clone(), EncodingKey::from_ed_der(&key.private_der))
+}
+
+fn sign(kid: &str, key: &EncodingKey, claims: &Claims) -> String {
+    let mut header = Header::new(Algorithm::EdDSA);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, claims, key).unwrap()
+}
+
+async fn me_with(app: &TestApp, token: &str) -> reqwest::Response {
+    app.get("/api/v1/users/me")
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn assert_refused(app: &TestApp, token: &str, what: &str) {
+    let r = me_with(app, token).await;
+    assert_eq!(r.status(), 401, "{what} was accepted");
+    assert_eq!(r.headers()["www-authenticate"], "Bearer", "{what}");
+    problem(r, 401).await;
+}
+
+async fn forged_and_misused_tokens_are_refused(app: TestApp) {
+    let pair = app.customer("mallory@example.com").await;
+    let me: Value = me_with(&app, access(&pair)).await.json().await.unwrap();
+    let user = me["id"].as_str().unwrap().to_owned();
+    let (kid, key) = real_key(&app).await;
+
+    // Sanity: a token signed correctly by the test is accepted, so the refusals below mean something.
+    assert_eq!(
+        me_with(&app, &sign(&kid, &key, &claims_for(&user)))
+            .await
+            .status(),
+        200
+    );
+
+    // alg: none.
+    let header =
+        URL_SAFE_NO_PAD.encode(json!({"alg": "none", "typ": "JWT", "kid": kid}).to_string());
+    let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims_for(&user)).unwrap());
+    assert_refused(&app, &format!("{header}.{payload}."), "alg none").await;
+
+    // HS256 with the public key as the HMAC secret (raw bytes, and its base64 text).
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let x = jwks["keys"][0]["x"].as_str().unwrap();
+    let raw = URL_SAFE_NO_PAD.decode(x).unwrap();
+    for secret in [raw.as_slice(), x.as_bytes()] {
+        let mut h = Header::new(Algorithm::HS256);
+        h.kid = Some(kid.clone());
+        let t = jsonwebtoken::encode(
+            &h,
+            &claims_for(&user),
+            &EncodingKey::from_secret(secret).unwrap(),
+        )
+        .unwrap();
+        assert_refused(&app, &t, "HS256 with the public key").await;
+    }
+
+    // Expired, not yet valid, wrong audience, wrong issuer.
+    let mut c = claims_for(&user);
+    c.exp = now() - 120;
+    c.iat = now() - 1000;
+    c.nbf = now() - 1000;
+    assert_refused(&app, &sign(&kid, &key, &c), "expired").await;
+    let mut c = claims_for(&user);
+    c.nbf = now() + 300;
+    assert_refused(&app, &sign(&kid, &key, &c), "not yet valid").await;
+    let mut c = claims_for(&user);
+    c.aud = "someone-else".into();
+    assert_refused(&app, &sign(&kid, &key, &c), "wrong audience").await;
+    let mut c = claims_for(&user);
+    c.iss = "evil-issuer".into();
+    assert_refused(&app, &sign(&kid, &key, &c), "wrong issuer").await;
+
+    // Tampered payload: the customer's own token, promoted to admin, old signature.
+    let token = access(&pair);
+    let mut parts: Vec<&str> = token.split('.').collect();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    claims["roles"] = json!(["customer", "admin"]);
+    let tampered = URL_SAFE_NO_PAD.encode(claims.to_string());
+    parts[1] = &tampered;
+    assert_refused(&app, &parts.join("."), "tampered payload").await;
+
+    // A well-formed token from a key the shop never had.
+    let stranger = new_signing_key(0);
+    assert_refused(
+        &app,
+        &sign(
+            &stranger.kid,
+            &EncodingKey::from_ed_der(&stranger.private_der),
+            &claims_for(&user),
+        ),
+        "unknown kid",
+    )
+    .await;
+
+    // A refresh token where an access token belongs; a service token as a user's.
+    assert_refused(&app, refresh(&pair), "refresh token as access token").await;
+    let mut c = claims_for(&user);
+    c.token_type = TokenType::Service;
+    assert_refused(&app, &sign(&kid, &key, &c), "service token as user token").await;
+
+    // Garbage and wrong schemes.
+    assert_refused(&app, "not.a.jwt", "garbage").await;
+    let r = app
+        .get("/api/v1/users/me")
+        .header("authorization", format!("Basic {}", access(&pair)))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401).await;
+}
+both!(forged_and_misused_tokens_are_refused);
+
+async fn rotation_keeps_old_tokens_valid(app: TestApp) {
+    let before = app.customer("rotor@example.com").await;
+    let old_kid = jsonwebtoken::decode_header(access(&before))
+        .unwrap()
+        .kid
+        .unwrap();
+    // Created a second after the first key, whatever the clock's resolution.
+    let first_created = app.store.signing_keys().await.unwrap()[0].created_at;
+    let mut new_key = new_signing_key(first_created + 1000);
+    new_key.kid = format!("z{}", new_key.kid);
+    app.store.insert_signing_key(&new_key).await.unwrap();
+
+    let after: Value = app
+        .login("rotor@example.com", crate::helpers::PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new_kid = jsonwebtoken::decode_header(access(&after))
+        .unwrap()
+        .kid
+        .unwrap();
+    assert_eq!(
+        new_kid, new_key.kid,
+        "new tokens are signed with the newest key"
+    );
+    assert_ne!(new_kid, old_kid);
+    assert_eq!(
+        me_with(&app, access(&before)).await.status(),
+        200,
+        "old token still valid"
+    );
+    assert_eq!(me_with(&app, access(&after)).await.status(), 200);
+    let jwks: Value = app
+        .get("/.well-known/jwks.json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kids: Vec<&str> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap())
+        .collect();
+    assert!(
+        kids.contains(&old_kid.as_str()) && kids.contains(&new_kid.as_str()),
+        "{kids:?}"
+    );
+}
+
+mod rotation_keeps_old_tokens_valid {
+    use crate::helpers::{Backend, TestApp};
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::rotation_keeps_old_tokens_valid(
+            TestApp::spawn_with(Backend::Sqlite, &[("tokens.key_reload_secs", "0")]).await,
+        )
+        .await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::rotation_keeps_old_tokens_valid(
+            TestApp::spawn_with(Backend::Postgres, &[("tokens.key_reload_secs", "0")]).await,
+        )
+        .await;
+    }
+}
