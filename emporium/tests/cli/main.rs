@@ -1,0 +1,289 @@
+//! The `emporium` binary as a newcomer and an operator run it: `up` on a fresh
+//! data directory and again after a restart, and `serve` on PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod process;
+
+use std::time::Duration;
+
+use process::Proc;
+use serde_json::{Value, json};
+
+const ADMIN_EMAIL: &str = "owner@shop.test";
+const ADMIN_PASSWORD: &str = "the owner's long passphrase";
+
+fn client(ca: &std::path::Path) -> reqwest::Client {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    emporium_http::tls::client(Some(ca), Duration::from_secs(30)).unwrap()
+}
+
+struct TempDir(std::path::PathBuf);
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir =
+            std::env::temp_dir().join(format!("emporium-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn start_up(data: &std::path::Path) -> (Proc, String) {
+    let data = data.to_str().unwrap();
+    let mut up = Proc::spawn(
+        &["up", "--data-dir", data, "--port", "0"],
+        &[
+            ("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ],
+    );
+    let line = up.wait_for(
+        |l| l.trim_start().starts_with("shop:"),
+        Duration::from_secs(60),
+    );
+    let url = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/api/v1")
+        .to_owned();
+    (up, url)
+}
+
+async fn login(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+) -> reqwest::Response {
+    client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_serves_the_shop_over_https_and_keeps_data_across_restarts() {
+    let data = TempDir::new("up");
+    let (mut up, base) = start_up(&data.0);
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let ca = data.0.join("certs").join("ca.pem");
+    assert!(ca.exists(), "the CA is generated under the data directory");
+    let client = client(&ca);
+
+    let r = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"email": "newcomer@example.com", "password": "a walk in the park", "name": "New"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = login(&client, &base, "newcomer@example.com", "a walk in the park").await;
+    assert_eq!(r.status(), 200);
+    let pair: Value = r.json().await.unwrap();
+    let me: Value = client
+        .get(format!("{base}/api/v1/users/me"))
+        .bearer_auth(pair["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email"], "newcomer@example.com");
+    // The admin from the environment exists and is an admin.
+    let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let admin: Value = r.json().await.unwrap();
+    let users = client
+        .get(format!("{base}/api/v1/users"))
+        .bearer_auth(admin["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(users.status(), 200);
+    // Plain HTTP is not served.
+    let plain = reqwest::Client::new()
+        .get(base.replace("https://", "http://") + "/healthz")
+        .send()
+        .await;
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+
+    assert!(up.terminate(Duration::from_secs(30)), "up stops on SIGTERM");
+    assert!(up.output().iter().any(|l| l.contains("Emporium stopped.")));
+
+    // Restart on the same data directory: same CA, same accounts, same refresh session.
+    let ca_before = std::fs::read(&ca).unwrap();
+    let (mut up, base) = start_up(&data.0);
+    assert_eq!(std::fs::read(&ca).unwrap(), ca_before);
+    let r = login(&client, &base, "newcomer@example.com", "a walk in the park").await;
+    assert_eq!(r.status(), 200);
+    let r = client
+        .post(format!("{base}/api/v1/auth/refresh"))
+        .json(&json!({"refresh_token": pair["refresh_token"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "a refresh token from before the restart still works"
+    );
+    assert!(up.terminate(Duration::from_secs(30)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_generates_and_shows_an_admin_password_once() {
+    let data = TempDir::new("up-generated");
+    let dir = data.0.to_str().unwrap();
+    let mut up = Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[]);
+    let line = up.wait_for(
+        |l| l.trim_start().starts_with("admin:"),
+        Duration::from_secs(60),
+    );
+    assert!(line.contains("generated now and shown once"), "{line}");
+    let password = line
+        .split(" / ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let shop = up.wait_for(
+        |l| l.trim_start().starts_with("shop:"),
+        Duration::from_secs(5),
+    );
+    let base = shop
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .trim_end_matches("/api/v1")
+        .to_owned();
+    let client = client(&data.0.join("certs").join("ca.pem"));
+    assert_eq!(
+        login(&client, &base, "admin@emporium.test", &password)
+            .await
+            .status(),
+        200
+    );
+    assert!(up.terminate(Duration::from_secs(30)));
+    let mut again = Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[]);
+    let line = again.wait_for(
+        |l| l.trim_start().starts_with("admin:"),
+        Duration::from_secs(60),
+    );
+    assert!(!line.contains(&password), "the password is shown only once");
+    assert!(again.terminate(Duration::from_secs(30)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_each_service_as_its_own_process_on_postgres() {
+    let db = emporium_db::testing::TestDatabase::postgres()
+        .await
+        .unwrap();
+    let dir = TempDir::new("serve");
+    let certs = dir.0.join("certs");
+    let certs_s = certs.to_str().unwrap();
+    let mut certs_cmd = Proc::spawn(&["certs", "--dir", certs_s], &[]);
+    assert!(certs_cmd.wait_exit(Duration::from_secs(30)));
+    let pem = |name: &str| certs.join(name).to_str().unwrap().to_owned();
+
+    let mut migrate = Proc::spawn(
+        &["migrate", "accounts"],
+        &[("EMPORIUM_DATABASE_URL", &db.url)],
+    );
+    assert!(migrate.wait_exit(Duration::from_secs(30)));
+
+    let mut accounts = Proc::spawn(
+        &["serve", "accounts", "--port", "0"],
+        &[
+            ("EMPORIUM_DATABASE_URL", &db.url),
+            ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
+            ("EMPORIUM_HTTP_TLS_CERT", &pem("accounts.pem")),
+            ("EMPORIUM_HTTP_TLS_KEY", &pem("accounts-key.pem")),
+            ("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL),
+            ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
+        ],
+    );
+    let line = accounts.wait_for(
+        |l| l.contains("Accounts listening."),
+        Duration::from_secs(60),
+    );
+    let accounts_url = serde_json::from_str::<Value>(&line).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut gateway = Proc::spawn(
+        &["serve", "gateway", "--port", "0"],
+        &[
+            ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
+            ("EMPORIUM_HTTP_TLS_CERT", &pem("gateway.pem")),
+            ("EMPORIUM_HTTP_TLS_KEY", &pem("gateway-key.pem")),
+            ("EMPORIUM_UPSTREAMS_ACCOUNTS", &accounts_url),
+            ("EMPORIUM_UPSTREAMS_CA_CERT", &pem("ca.pem")),
+        ],
+    );
+    let line = gateway.wait_for(
+        |l| l.contains("Gateway listening."),
+        Duration::from_secs(60),
+    );
+    let base = serde_json::from_str::<Value>(&line).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let client = client(&certs.join("ca.pem"));
+    assert_eq!(
+        client
+            .get(format!("{base}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let tokens: Value = r.json().await.unwrap();
+    let users: Value = client
+        .get(format!("{base}/api/v1/users"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(users["items"][0]["email"], ADMIN_EMAIL);
+
+    // A rotation from the command line reaches the running service.
+    let mut rotate = Proc::spawn(
+        &["accounts", "rotate-key"],
+        &[("EMPORIUM_DATABASE_URL", &db.url)],
+    );
+    assert!(rotate.wait_exit(Duration::from_secs(30)));
+    let jwks: Value = client
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(!jwks["keys"].as_array().unwrap().is_empty());
+
+    assert!(gateway.terminate(Duration::from_secs(30)));
+    assert!(accounts.terminate(Duration::from_secs(30)));
+}

@@ -1,0 +1,211 @@
+//! The gateway through HTTPS, in front of a stand-in upstream that echoes what
+//! it received (the real accounts service behind it is exercised by the
+//! `emporium up` end-to-end test).
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::routing::any;
+use emporium_config::Loader;
+use emporium_gateway::{Application, GatewaySettings};
+use emporium_http::tls::CertDir;
+use emporium_http::{HttpServer, HttpSettings, Shutdown, ShutdownTrigger};
+use serde_json::{Value, json};
+
+struct Harness {
+    gateway: String,
+    client: reqwest::Client,
+    _triggers: Vec<ShutdownTrigger>,
+    _dir: TempDir,
+}
+
+struct TempDir(std::path::PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn echo(
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: String,
+) -> axum::Json<Value> {
+    let h = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
+    axum::Json(json!({
+        "method": method.as_str(),
+        "uri": uri.path_and_query().map(|p| p.to_string()),
+        "body": body,
+        "x_forwarded_for": h("x-forwarded-for"),
+        "x_request_id": h("x-request-id"),
+        "traceparent": h("traceparent"),
+        "authorization": h("authorization"),
+        "connection": h("connection"),
+    }))
+}
+
+/// Starts the echo upstream (unless `upstream_down`) and the gateway in front of it.
+async fn spawn(upstream_down: bool) -> Harness {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let dir = std::env::temp_dir().join(format!("emporium-gateway-test-{}", uuid_like()));
+    let certs = CertDir(dir.clone());
+    certs.ensure(&["accounts", "gateway"], &[]).unwrap();
+    let mut triggers = Vec::new();
+
+    let upstream_settings = HttpSettings::loopback(&certs.cert("accounts"), &certs.key("accounts"));
+    let upstream = HttpServer::bind(&upstream_settings).unwrap();
+    let upstream_url = upstream.base_url();
+    if upstream_down {
+        drop(upstream);
+    } else {
+        let (t, s) = Shutdown::new();
+        triggers.push(t);
+        let router = Router::new().route("/{*path}", any(echo));
+        tokio::spawn(upstream.run_until_stopped(router, s));
+    }
+
+    let settings: GatewaySettings = Loader::new(emporium_gateway::config::DEFAULTS)
+        .unwrap()
+        .set("http.host", "127.0.0.1")
+        .unwrap()
+        .set("http.port", "0")
+        .unwrap()
+        .set("http.tls_cert", certs.cert("gateway").to_str().unwrap())
+        .unwrap()
+        .set("http.tls_key", certs.key("gateway").to_str().unwrap())
+        .unwrap()
+        .set("http.body_limit_bytes", "65536")
+        .unwrap()
+        .set("upstreams.accounts", &upstream_url)
+        .unwrap()
+        .set("upstreams.ca_cert", certs.ca().to_str().unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let gateway = Application::build(settings).await.unwrap();
+    let gateway_url = gateway.base_url();
+    let (t, s) = Shutdown::new();
+    triggers.push(t);
+    tokio::spawn(gateway.run_until_stopped(s));
+    let client = emporium_http::tls::client(Some(&certs.ca()), Duration::from_secs(30)).unwrap();
+    Harness {
+        gateway: gateway_url,
+        client,
+        _triggers: triggers,
+        _dir: TempDir(dir),
+    }
+}
+
+fn uuid_like() -> String {
+    format!(
+        "{}-{:?}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+#[tokio::test]
+async fn forwards_account_paths_with_context() {
+    let h = spawn(false).await;
+    let r = h
+        .client
+        .post(format!("{}/api/v1/auth/login?x=1", h.gateway))
+        .header("x-request-id", "req-42")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("authorization", "Bearer abc")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-request-id"], "req-42");
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["method"], "POST");
+    assert_eq!(seen["uri"], "/api/v1/auth/login?x=1");
+    assert_eq!(seen["body"], "hello");
+    assert_eq!(seen["authorization"], "Bearer abc");
+    assert_eq!(seen["x_request_id"], "req-42");
+    // The client cannot choose its own address: the gateway writes the peer's.
+    assert_eq!(seen["x_forwarded_for"], "127.0.0.1");
+    // Same trace, new parent span.
+    let tp = seen["traceparent"].as_str().unwrap();
+    assert!(
+        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{tp}"
+    );
+    assert!(!tp.contains("00f067aa0ba902b7"), "{tp}");
+
+    for path in [
+        "/api/v1/users/me",
+        "/api/v1/users",
+        "/.well-known/jwks.json",
+    ] {
+        let r = h
+            .client
+            .get(format!("{}{path}", h.gateway))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn refuses_what_it_does_not_route_and_what_is_too_big() {
+    let h = spawn(false).await;
+    let r = h
+        .client
+        .get(format!("{}/api/v1/unknown", h.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = h
+        .client
+        .post(format!("{}/api/v1/auth/register", h.gateway))
+        .body(vec![b'x'; 70_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_502_and_not_ready() {
+    let h = spawn(true).await;
+    let r = h
+        .client
+        .get(format!("{}/api/v1/users/me", h.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    let r = h
+        .client
+        .get(format!("{}/readyz", h.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let r = h
+        .client
+        .get(format!("{}/healthz", h.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
