@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request::Parts};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -35,11 +35,12 @@ impl FieldError {
 #[derive(Debug, Clone)]
 pub struct Problem {
     pub status: StatusCode,
-    pub kind: Cow<'static, str>,
-    pub title: Cow<'static, str>,
+    pub kind: &'static str,
+    pub title: &'static str,
     pub detail: Option<String>,
     pub errors: Vec<FieldError>,
-    pub headers: HeaderMap,
+    /// Extra response headers (`Retry-After`, `WWW-Authenticate`).
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -55,18 +56,14 @@ struct Body<'a> {
 }
 
 impl Problem {
-    pub fn new(
-        status: StatusCode,
-        kind: impl Into<Cow<'static, str>>,
-        title: impl Into<Cow<'static, str>>,
-    ) -> Self {
+    pub fn new(status: StatusCode, kind: &'static str, title: &'static str) -> Self {
         Self {
             status,
-            kind: kind.into(),
-            title: title.into(),
+            kind,
+            title,
             detail: None,
             errors: Vec::new(),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -109,7 +106,8 @@ impl Problem {
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
+        self.headers.retain(|(n, _)| *n != name);
+        self.headers.push((name, value));
         self
     }
 
@@ -174,7 +172,7 @@ impl Problem {
     pub fn body_json(&self) -> Vec<u8> {
         let body = Body {
             kind: Cow::Owned(format!("/problems/{}", self.kind)),
-            title: Cow::Borrowed(&self.title),
+            title: Cow::Borrowed(self.title),
             status: self.status.as_u16(),
             detail: self.detail.as_deref().map(Cow::Borrowed),
             errors: Cow::Borrowed(&self.errors),

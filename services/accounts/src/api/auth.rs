@@ -93,16 +93,15 @@ pub struct LoginRequest {
 /// The address failures are counted against: the gateway's `X-Forwarded-For`
 /// when trusted, else the peer.
 fn client_address(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    if state.0.login.trust_forwarded_for {
-        if let Some(forwarded) = headers
+    if state.0.login.trust_forwarded_for
+        && let Some(forwarded) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .map(str::trim)
             .filter(|v| !v.is_empty() && v.len() <= 64)
-        {
-            return forwarded.to_owned();
-        }
+    {
+        return forwarded.to_owned();
     }
     peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string())
 }
