@@ -9,9 +9,12 @@
 //!   not-before and token type, and keeps the JWKS cached, refetching on an
 //!   unknown `kid` no more often than a floor allows.
 //! - [`extract`]: axum extractors [`AuthUser`], [`Admin`], [`ServiceCaller`].
+//! - `testing` (feature `testing`): real keys held in memory, for tests and benchmarks.
 
 pub mod claims;
 pub mod extract;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod verifier;
 
 pub use claims::{Claims, Role, TokenType};

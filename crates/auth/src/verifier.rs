@@ -198,118 +198,48 @@ impl Verifier {
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair};
-    use base64::Engine as _;
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use jsonwebtoken::jwk::{
-        CommonParameters, EllipticCurve, Jwk, OctetKeyPairParameters, OctetKeyPairType,
-    };
-    use jsonwebtoken::{EncodingKey, Header};
-
     use super::*;
+    use crate::testing::{MemoryJwks, TestKey, claims};
 
-    /// A key set held in memory that counts how often it is fetched.
-    struct Keys {
-        set: std::sync::Mutex<JwkSet>,
-        fetches: AtomicUsize,
-    }
-
-    #[async_trait::async_trait]
-    impl JwksSource for Keys {
-        async fn fetch(&self) -> Result<JwkSet, String> {
-            self.fetches.fetch_add(1, Ordering::SeqCst);
-            Ok(self.set.lock().unwrap().clone())
-        }
-    }
-
-    fn keypair(kid: &str) -> (Jwk, EncodingKey) {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
-        let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
-        let jwk = Jwk {
-            common: CommonParameters {
-                key_id: Some(kid.into()),
-                ..Default::default()
-            },
-            algorithm: AlgorithmParameters::OctetKeyPair(OctetKeyPairParameters {
-                key_type: OctetKeyPairType::OctetKeyPair,
-                curve: EllipticCurve::Ed25519,
-                x: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
-            }),
-        };
-        (jwk, EncodingKey::from_ed_der(pkcs8.as_ref()))
-    }
-
-    fn token(kid: &str, key: &EncodingKey) -> String {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
-        let claims = Claims {
-            iss: "iss".into(),
-            aud: "aud".into(),
-            sub: "s".into(),
-            exp: now + 60,
-            nbf: now,
-            iat: now,
-            jti: "j".into(),
-            token_type: TokenType::Access,
-            roles: vec![],
-            sid: None,
-            scope: None,
-        };
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(kid.into());
-        jsonwebtoken::encode(&header, &claims, key).unwrap()
+    fn token(key: &TestKey) -> String {
+        key.sign(&claims("iss", "aud", "s", TokenType::Access, vec![], None))
     }
 
     #[tokio::test]
     async fn unknown_kids_refetch_but_no_more_often_than_the_floor() {
-        let (jwk_a, key_a) = keypair("a");
-        let (jwk_b, key_b) = keypair("b");
-        let source = Arc::new(Keys {
-            set: std::sync::Mutex::new(JwkSet { keys: vec![jwk_a] }),
-            fetches: AtomicUsize::new(0),
-        });
+        let a = TestKey::generate("a");
+        let b = TestKey::generate("b");
+        let source = MemoryJwks::with(&[&a]);
         let mut settings = VerifierSettings::new("iss", "aud");
         settings.refetch_floor = Duration::from_millis(300);
         let verifier = Verifier::new(settings, source.clone());
 
         verifier
-            .verify(&token("a", &key_a), TokenType::Access)
+            .verify(&token(&a), TokenType::Access)
             .await
             .unwrap();
         verifier
-            .verify(&token("a", &key_a), TokenType::Access)
+            .verify(&token(&a), TokenType::Access)
             .await
             .unwrap();
-        assert_eq!(
-            source.fetches.load(Ordering::SeqCst),
-            1,
-            "known keys are cached"
-        );
+        assert_eq!(source.fetch_count(), 1, "known keys are cached");
 
         // A rotation: key b appears; within the floor nobody refetches.
-        source.set.lock().unwrap().keys.push(jwk_b);
+        source.keys.lock().unwrap().push(b.jwk.clone());
         for _ in 0..20 {
-            let e = verifier
-                .verify(&token("b", &key_b), TokenType::Access)
-                .await;
+            let e = verifier.verify(&token(&b), TokenType::Access).await;
             assert_eq!(e.unwrap_err(), VerifyError::UnknownKid);
         }
-        assert_eq!(source.fetches.load(Ordering::SeqCst), 1, "the floor holds");
+        assert_eq!(source.fetch_count(), 1, "the floor holds");
         tokio::time::sleep(Duration::from_millis(350)).await;
         verifier
-            .verify(&token("b", &key_b), TokenType::Access)
+            .verify(&token(&b), TokenType::Access)
             .await
             .unwrap();
-        assert_eq!(source.fetches.load(Ordering::SeqCst), 2);
+        assert_eq!(source.fetch_count(), 2);
         assert_eq!(
             verifier
-                .verify(&token("a", &key_a), TokenType::Service)
+                .verify(&token(&a), TokenType::Service)
                 .await
                 .unwrap_err(),
             VerifyError::WrongType

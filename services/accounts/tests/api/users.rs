@@ -207,6 +207,35 @@ async fn admins_change_roles_and_disable_accounts(app: TestApp) {
     let admin = app.admin_token().await;
     let path = format!("/api/v1/users/{id}");
 
+    let one: Value = app
+        .get(&path)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["email"], "mia@example.com");
+    problem(
+        app.get(&path)
+            .bearer_auth(access(&pair))
+            .send()
+            .await
+            .unwrap(),
+        403,
+    )
+    .await;
+    problem(
+        app.get("/api/v1/users/01900000-0000-7000-8000-000000000000")
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+
     // A customer cannot promote themselves.
     problem(
         app.patch(&path)
