@@ -13,7 +13,6 @@ use jsonwebtoken::jwk::{
     OctetKeyPairParameters, OctetKeyPairType, PublicKeyUse,
 };
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::store::{AccountsStore, SigningKeyRecord, StoreError};
@@ -30,8 +29,8 @@ pub fn random_token(bytes: usize) -> String {
 /// What is stored for a refresh token or a client secret: SHA-256, hex. The
 /// inputs are 256 random bits, so a fast hash is enough (no dictionary to try).
 pub fn secret_hash(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Constant-time comparison of two stored hashes.
