@@ -7,6 +7,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use emporium_config::Loader;
 use emporium_http::Shutdown;
 
 mod up;
@@ -85,19 +86,24 @@ enum Service {
     Gateway,
 }
 
-fn accounts_settings(
-    config: Option<&std::path::Path>,
-    port: Option<u16>,
-    insecure: bool,
-) -> anyhow::Result<emporium_accounts::AccountsSettings> {
-    let mut loader = emporium_accounts::AccountsSettings::loader(config)?;
+/// Applies the `--port` and `--insecure-http` flags over the other layers.
+fn with_flags(mut loader: Loader, port: Option<u16>, insecure: bool) -> anyhow::Result<Loader> {
     if let Some(port) = port {
         loader = loader.set("http.port", &port.to_string())?;
     }
     if insecure {
         loader = loader.set("http.insecure_http", "true")?;
     }
-    Ok(loader.build()?)
+    Ok(loader)
+}
+
+fn accounts_settings(
+    config: Option<&std::path::Path>,
+    port: Option<u16>,
+    insecure: bool,
+) -> anyhow::Result<emporium_accounts::AccountsSettings> {
+    let loader = emporium_accounts::AccountsSettings::loader(config)?;
+    Ok(with_flags(loader, port, insecure)?.build()?)
 }
 
 fn gateway_settings(
@@ -105,14 +111,8 @@ fn gateway_settings(
     port: Option<u16>,
     insecure: bool,
 ) -> anyhow::Result<emporium_gateway::GatewaySettings> {
-    let mut loader = emporium_gateway::GatewaySettings::loader(config)?;
-    if let Some(port) = port {
-        loader = loader.set("http.port", &port.to_string())?;
-    }
-    if insecure {
-        loader = loader.set("http.insecure_http", "true")?;
-    }
-    Ok(loader.build()?)
+    let loader = emporium_gateway::GatewaySettings::loader(config)?;
+    Ok(with_flags(loader, port, insecure)?.build()?)
 }
 
 #[tokio::main]

@@ -23,6 +23,7 @@ pub mod store;
 pub mod tokens;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use emporium_auth::{Role, Verifier, VerifierSettings};
@@ -55,20 +56,12 @@ impl Application {
         )
         .await?;
         let tokens = settings.tokens.to_settings();
-        let keys = Arc::new(KeyRing::new(
-            store.clone(),
-            tokens.access_ttl,
-            std::time::Duration::from_secs(settings.tokens.key_reload_secs),
-        ));
+        let key_reload = Duration::from_secs(settings.tokens.key_reload_secs);
+        let keys = Arc::new(KeyRing::new(store.clone(), tokens.access_ttl, key_reload));
         keys.ensure_key(now_ms()).await?;
         // The key table is local, so an unknown kid may look again as often as keys reload.
         let mut verifier_settings = VerifierSettings::new(&tokens.issuer, &tokens.audience);
-        verifier_settings.refetch_floor =
-            verifier_settings
-                .refetch_floor
-                .min(std::time::Duration::from_secs(
-                    settings.tokens.key_reload_secs,
-                ));
+        verifier_settings.refetch_floor = verifier_settings.refetch_floor.min(key_reload);
         let verifier = Arc::new(Verifier::new(
             verifier_settings,
             Arc::new(LocalJwks(keys.clone())),
@@ -82,13 +75,9 @@ impl Application {
             tokens,
             login: settings.login.clone(),
         }));
-        let app = Self {
-            server: HttpServer::bind(&settings.http)?,
-            router: Router::new(),
-            state: state.clone(),
-        };
         if !settings.admin_email.is_empty() && !settings.admin_password.is_empty() {
-            app.bootstrap_admin(
+            bootstrap_admin(
+                &state,
                 &settings.admin_email,
                 Some(settings.admin_password.expose()),
             )
@@ -100,11 +89,15 @@ impl Application {
             Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
         });
         let router = standard_layers(
-            api::router(state).merge(ops::routes(ready, api::openapi::json())),
+            api::router(state.clone()).merge(ops::routes(ready, api::openapi::json())),
             ServiceName(SERVICE),
             &settings.http,
         );
-        Ok(Self { router, ..app })
+        Ok(Self {
+            server: HttpServer::bind(&settings.http)?,
+            router,
+            state,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -131,31 +124,39 @@ impl Application {
         email: &str,
         password: Option<&str>,
     ) -> anyhow::Result<Option<String>> {
-        let s = &self.state.0;
-        if s.store.any_admin().await? {
-            return Ok(None);
-        }
-        let email = Email::parse(email).map_err(|m| anyhow::anyhow!("admin email {m}"))?;
-        let generated = password.is_none().then(|| random_token(18));
-        let raw = password.or(generated.as_deref()).unwrap_or_default();
-        let password = s
-            .policy
-            .check(raw)
-            .map_err(|m| anyhow::anyhow!("admin password {m}"))?;
-        let name = DisplayName::parse("Administrator").map_err(anyhow::Error::msg)?;
-        s.store
-            .insert_user(&NewUser {
-                id: Uuid::now_v7(),
-                email: email.as_str().to_owned(),
-                name: name.as_str().to_owned(),
-                password_hash: s.hasher.hash(&password).await?,
-                roles: roles_to_text(&[Role::Customer, Role::Admin]),
-                now: now_ms(),
-            })
-            .await?;
-        tracing::info!(email = email.as_str(), "Admin account created.");
-        Ok(generated)
+        bootstrap_admin(&self.state, email, password).await
     }
+}
+
+async fn bootstrap_admin(
+    state: &AppState,
+    email: &str,
+    password: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    let s = &state.0;
+    if s.store.any_admin().await? {
+        return Ok(None);
+    }
+    let email = Email::parse(email).map_err(|m| anyhow::anyhow!("admin email {m}"))?;
+    let generated = password.is_none().then(|| random_token(18));
+    let raw = password.or(generated.as_deref()).unwrap_or_default();
+    let password = s
+        .policy
+        .check(raw)
+        .map_err(|m| anyhow::anyhow!("admin password {m}"))?;
+    let name = DisplayName::parse("Administrator").map_err(anyhow::Error::msg)?;
+    s.store
+        .insert_user(&NewUser {
+            id: Uuid::now_v7(),
+            email: email.as_str().to_owned(),
+            name: name.as_str().to_owned(),
+            password_hash: s.hasher.hash(&password).await?,
+            roles: roles_to_text(&[Role::Customer, Role::Admin]),
+            now: now_ms(),
+        })
+        .await?;
+    tracing::info!(email = email.as_str(), "Admin account created.");
+    Ok(generated)
 }
 
 /// Creates or replaces a service client and returns its new secret (shown once).

@@ -262,13 +262,7 @@ async fn logout_revokes_the_refresh_family(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    let r = app
-        .post("/api/v1/auth/refresh")
-        .json(&json!({"refresh_token": refresh(&pair)}))
-        .send()
-        .await
-        .unwrap();
-    problem(r, 401).await;
+    problem(app.refresh_with(refresh(&pair)).await, 401).await;
     problem(app.post("/api/v1/auth/logout").send().await.unwrap(), 401).await;
 }
 both!(logout_revokes_the_refresh_family);

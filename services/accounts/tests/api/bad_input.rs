@@ -102,15 +102,7 @@ async fn malformed_bodies_get_problems(app: TestApp) {
     )
     .await;
     problem(app.login(&"x".repeat(10_000), "whatever at all").await, 401).await;
-    problem(
-        app.post("/api/v1/auth/refresh")
-            .json(&json!({"refresh_token": "x".repeat(5000)}))
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    problem(app.refresh_with(&"x".repeat(5000)).await, 401).await;
 
     // Nothing of the above was stored.
     let admin = app.admin_token().await;

@@ -21,19 +21,25 @@ pub enum Backend {
     Postgres,
 }
 
-/// Runs a test body against both stores: `both!(name)` makes `name::sqlite` and `name::postgres`.
+/// Runs a test body against both stores: `both!(name)` makes `name::sqlite` and
+/// `name::postgres`; `both!(name, [("key", "value")])` also overrides settings.
 #[macro_export]
 macro_rules! both {
     ($name:ident) => {
+        $crate::both!($name, []);
+    };
+    ($name:ident, [$(($key:expr, $value:expr)),* $(,)?]) => {
         mod $name {
             use $crate::helpers::{Backend, TestApp};
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$name(TestApp::spawn(Backend::Sqlite).await).await;
+                let app = TestApp::spawn_with(Backend::Sqlite, &[$(($key, $value)),*]).await;
+                super::$name(app).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$name(TestApp::spawn(Backend::Postgres).await).await;
+                let app = TestApp::spawn_with(Backend::Postgres, &[$(($key, $value)),*]).await;
+                super::$name(app).await;
             }
         }
     };
@@ -163,6 +169,14 @@ impl TestApp {
     pub async fn login(&self, email: &str, password: &str) -> Response {
         self.post("/api/v1/auth/login")
             .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn refresh_with(&self, refresh_token: &str) -> Response {
+        self.post("/api/v1/auth/refresh")
+            .json(&json!({"refresh_token": refresh_token}))
             .send()
             .await
             .unwrap()

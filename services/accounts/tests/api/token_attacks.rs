@@ -216,20 +216,7 @@ async fn rotation_keeps_old_tokens_valid(app: TestApp) {
     );
 }
 
-mod rotation_keeps_old_tokens_valid {
-    use crate::helpers::{Backend, TestApp};
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        super::rotation_keeps_old_tokens_valid(
-            TestApp::spawn_with(Backend::Sqlite, &[("tokens.key_reload_secs", "0")]).await,
-        )
-        .await;
-    }
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        super::rotation_keeps_old_tokens_valid(
-            TestApp::spawn_with(Backend::Postgres, &[("tokens.key_reload_secs", "0")]).await,
-        )
-        .await;
-    }
-}
+both!(
+    rotation_keeps_old_tokens_valid,
+    [("tokens.key_reload_secs", "0")]
+);

@@ -67,13 +67,7 @@ async fn password_change_needs_the_current_one_and_ends_sessions(app: TestApp) {
         200
     );
     // The session that existed before the change is over.
-    let r = app
-        .post("/api/v1/auth/refresh")
-        .json(&json!({"refresh_token": refresh(&pair)}))
-        .send()
-        .await
-        .unwrap();
-    problem(r, 401).await;
+    problem(app.refresh_with(refresh(&pair)).await, 401).await;
 }
 both!(password_change_needs_the_current_one_and_ends_sessions);
 
@@ -96,13 +90,7 @@ async fn closing_an_account_ends_it_and_frees_the_email(app: TestApp) {
         401,
     )
     .await;
-    let r = app
-        .post("/api/v1/auth/refresh")
-        .json(&json!({"refresh_token": refresh(&pair)}))
-        .send()
-        .await
-        .unwrap();
-    problem(r, 401).await;
+    problem(app.refresh_with(refresh(&pair)).await, 401).await;
     assert_eq!(
         app.register("ken@example.com", PASSWORD).await.status(),
         201
@@ -278,13 +266,7 @@ async fn admins_change_roles_and_disable_accounts(app: TestApp) {
     assert_eq!(r.status(), 200);
     // A disabled account can neither log in nor refresh.
     assert_eq!(app.login("mia@example.com", PASSWORD).await.status(), 401);
-    let r = app
-        .post("/api/v1/auth/refresh")
-        .json(&json!({"refresh_token": refresh(&pair)}))
-        .send()
-        .await
-        .unwrap();
-    problem(r, 401).await;
+    problem(app.refresh_with(refresh(&pair)).await, 401).await;
 
     // Unknown and malformed ids.
     problem(
