@@ -2,7 +2,8 @@
 //!
 //! - `emporium up`: the whole shop in one process on SQLite, HTTPS everywhere.
 //! - `emporium serve <service>`: one service per process, configured by file and environment.
-//! - `emporium migrate <service>`, `emporium certs`, `emporium accounts …`: helpers.
+//! - `emporium migrate <service>`, `emporium certs`, `emporium events dlq …`,
+//!   `emporium accounts …`: helpers.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use emporium_config::Loader;
 use emporium_http::Shutdown;
 
+mod events;
 mod up;
 
 #[derive(Parser)]
@@ -50,6 +52,8 @@ enum Command {
         #[arg(long = "name")]
         names: Vec<String>,
     },
+    /// Event bus operations: dead letters.
+    Events(events::EventsArgs),
     /// Accounts administration.
     Accounts {
         #[command(subcommand)]
@@ -123,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Up(args) => up::run(args).await,
+        Command::Events(args) => events::run(args).await,
         Command::Serve {
             service,
             common,

@@ -1,16 +1,20 @@
 //! `emporium up`: the whole shop in one process.
 //!
 //! Every service runs on its own loopback port and they talk over HTTPS as in
-//! production; SQLite files and certificates live under the data directory, so
-//! a restart keeps everything.
+//! production; SQLite files, the embedded event bus (`bus.db`) and certificates
+//! live under the data directory, so a restart keeps everything.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
 
 use anyhow::Context;
 use emporium_config::Loader;
 use emporium_http::Shutdown;
 use emporium_http::tls::CertDir;
+use emporium_messaging::Bus;
+use emporium_messaging::embedded::EmbeddedBus;
 
 /// Every service that gets a certificate.
 pub const SERVICES: [&str; 2] = ["accounts", "gateway"];
@@ -78,7 +82,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     )?;
     let accounts_settings: emporium_accounts::AccountsSettings =
         common_http(loader, &certs, "accounts", 0, args.insecure_http)?.build()?;
-    let accounts = emporium_accounts::Application::build(accounts_settings).await?;
+    // One embedded bus for every service. Consumers subscribe before any relay
+    // runs (relays start with the services below), so the first start loses nothing.
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(&data_dir.join("bus.db")).await?);
+    let accounts =
+        emporium_accounts::Application::build_with_bus(accounts_settings, bus.clone()).await?;
     let admin_email = std::env::var("EMPORIUM_ADMIN_EMAIL")
         .ok()
         .filter(|s| !s.is_empty());

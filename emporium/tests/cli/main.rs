@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod events;
 mod process;
 
 use std::time::Duration;
@@ -205,9 +206,14 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     );
     assert!(migrate.wait_exit(Duration::from_secs(30)));
 
+    // Listen on RabbitMQ (on an exchange of this test's own) before accounts starts.
+    let exchange = format!("emporium-test.events.{}", uuid_simple());
+    let (recorder, _listening) = events::listen_on_rabbitmq(&exchange).await;
+
     let mut accounts = Proc::spawn(
         &["serve", "accounts", "--port", "0"],
         &[
+            ("EMPORIUM_EVENTS_EXCHANGE", &exchange),
             ("EMPORIUM_DATABASE_URL", &db.url),
             ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
             ("EMPORIUM_HTTP_TLS_CERT", &pem("accounts.pem")),
@@ -284,6 +290,24 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
         .unwrap();
     assert!(!jwks["keys"].as_array().unwrap().is_empty());
 
+    // The admin created at start-up was announced on RabbitMQ through the outbox.
+    let registered = recorder
+        .wait_for_email(ADMIN_EMAIL, Duration::from_secs(30))
+        .await;
+    assert_eq!(registered.source, "/emporium/accounts");
+
     assert!(gateway.terminate(Duration::from_secs(30)));
     assert!(accounts.terminate(Duration::from_secs(30)));
+    events::forget_rabbitmq(&exchange).await;
+}
+
+fn uuid_simple() -> String {
+    format!(
+        "{}{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }

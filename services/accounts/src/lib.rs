@@ -13,11 +13,13 @@
 //! - [`tokens`]: the key ring (signing, JWKS, rotation), token claims, secret hashing.
 //! - [`passwords`]: Argon2id hashing off the async threads, bounded.
 //! - [`api`]: routes, handlers, the error type, OpenAPI.
+//! - [`events`]: the events accounts publishes (through the outbox, relayed to the bus).
 //! - [`Application`]: binds, wires and serves it all.
 
 pub mod api;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod passwords;
 pub mod store;
 pub mod tokens;
@@ -28,6 +30,8 @@ use std::time::Duration;
 use axum::Router;
 use emporium_auth::{Role, Verifier, VerifierSettings};
 use emporium_http::{HttpServer, ServiceName, Shutdown, ops, standard_layers};
+use emporium_messaging::Bus;
+use emporium_messaging::outbox::{Relay, RelayWaker};
 use uuid::Uuid;
 
 use crate::api::{Accounts, AppState, now_ms};
@@ -44,12 +48,23 @@ pub struct Application {
     server: HttpServer,
     router: Router,
     state: AppState,
+    relay: Relay,
 }
 
 impl Application {
     /// Opens the store (applying migrations), makes sure a signing key exists,
     /// creates the configured admin if none exists, and binds the listener.
     pub async fn build(settings: AccountsSettings) -> anyhow::Result<Self> {
+        let bus = settings.events.open_bus().await?;
+        Self::build_with_bus(settings, bus).await
+    }
+
+    /// As [`Application::build`], publishing to a bus the caller shares
+    /// (`emporium up` gives every service the same embedded bus).
+    pub async fn build_with_bus(
+        settings: AccountsSettings,
+        bus: Arc<dyn Bus>,
+    ) -> anyhow::Result<Self> {
         let store = store::connect(
             settings.database.url.expose(),
             settings.database.max_connections,
@@ -74,7 +89,15 @@ impl Application {
             hasher: Hasher::new().await?,
             tokens,
             login: settings.login.clone(),
+            relay: RelayWaker::default(),
         }));
+        let relay = Relay {
+            outbox: store.outbox(),
+            bus,
+            settings: settings.events.relay_settings(),
+            waker: state.0.relay.clone(),
+            service: SERVICE,
+        };
         if !settings.admin_email.is_empty() && !settings.admin_password.is_empty() {
             bootstrap_admin(
                 &state,
@@ -97,6 +120,7 @@ impl Application {
             server: HttpServer::bind(&settings.http)?,
             router,
             state,
+            relay,
         })
     }
 
@@ -112,9 +136,13 @@ impl Application {
         self.state.0.store.clone()
     }
 
+    /// Serves HTTP and relays the outbox until `shutdown` fires.
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!(url = %self.base_url(), "Accounts listening.");
-        self.server.run_until_stopped(self.router, shutdown).await
+        let relay = tokio::spawn(self.relay.run(shutdown.clone().wait()));
+        let served = self.server.run_until_stopped(self.router, shutdown).await;
+        let _ = relay.await;
+        served
     }
 
     /// Creates an admin with this email unless an admin exists already.
@@ -145,16 +173,22 @@ async fn bootstrap_admin(
         .check(raw)
         .map_err(|m| anyhow::anyhow!("admin password {m}"))?;
     let name = DisplayName::parse("Administrator").map_err(anyhow::Error::msg)?;
+    let id = Uuid::now_v7();
+    let event = events::registered(id, email.as_str(), name.as_str(), None);
     s.store
-        .insert_user(&NewUser {
-            id: Uuid::now_v7(),
-            email: email.as_str().to_owned(),
-            name: name.as_str().to_owned(),
-            password_hash: s.hasher.hash(&password).await?,
-            roles: roles_to_text(&[Role::Customer, Role::Admin]),
-            now: now_ms(),
-        })
+        .insert_user(
+            &NewUser {
+                id,
+                email: email.as_str().to_owned(),
+                name: name.as_str().to_owned(),
+                password_hash: s.hasher.hash(&password).await?,
+                roles: roles_to_text(&[Role::Customer, Role::Admin]),
+                now: now_ms(),
+            },
+            &[event],
+        )
         .await?;
+    s.relay.wake();
     tracing::info!(email = email.as_str(), "Admin account created.");
     Ok(generated)
 }

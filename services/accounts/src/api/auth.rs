@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::{Extension, Form};
 use emporium_auth::{AuthUser, Role};
-use emporium_http::{AppJson, FieldError};
+use emporium_http::{AppJson, FieldError, RequestContext};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -15,6 +15,7 @@ use uuid::Uuid;
 use super::views::{ServiceToken, TokenPair, UserView};
 use super::{ApiError, ApiResult, AppState, now_ms};
 use crate::domain::{DisplayName, Email, roles_from_text, roles_to_text};
+use crate::events;
 use crate::store::{NewUser, RefreshOutcome, StoreError};
 use crate::tokens::{hashes_match, random_token, secret_hash};
 
@@ -34,6 +35,7 @@ pub struct RegisterRequest {
               (status = 422, description = "invalid fields")))]
 pub async fn register(
     State(state): State<AppState>,
+    ctx: Option<Extension<RequestContext>>,
     AppJson(body): AppJson<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let s = &state.0;
@@ -57,21 +59,28 @@ pub async fn register(
         return Err(ApiError::EmailTaken);
     }
     let password_hash = s.hasher.hash(&password).await?;
+    let id = Uuid::now_v7();
+    let trace = events::trace_of(ctx.as_deref());
+    let event = events::registered(id, email.as_str(), name.as_str(), trace);
     let user = s
         .store
-        .insert_user(&NewUser {
-            id: Uuid::now_v7(),
-            email: email.as_str().to_owned(),
-            name: name.as_str().to_owned(),
-            password_hash,
-            roles: roles_to_text(&[Role::Customer]),
-            now: now_ms(),
-        })
+        .insert_user(
+            &NewUser {
+                id,
+                email: email.as_str().to_owned(),
+                name: name.as_str().to_owned(),
+                password_hash,
+                roles: roles_to_text(&[Role::Customer]),
+                now: now_ms(),
+            },
+            &[event],
+        )
         .await
         .map_err(|e| match e {
             StoreError::Conflict => ApiError::EmailTaken,
             other => other.into(),
         })?;
+    s.relay.wake();
     metrics::counter!("accounts_registrations_total").increment(1);
     tracing::info!(user_id = %user.id, "User registered.");
     let location = format!("/api/v1/users/{}", user.id);

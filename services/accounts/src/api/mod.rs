@@ -10,6 +10,8 @@ use axum::routing::{get, post, put};
 use emporium_auth::Verifier;
 use emporium_http::{FieldError, Problem};
 
+use emporium_messaging::outbox::RelayWaker;
+
 use crate::config::LoginConfig;
 use crate::domain::PasswordPolicy;
 use crate::passwords::Hasher;
@@ -35,6 +37,8 @@ pub struct Accounts {
     pub hasher: Hasher,
     pub tokens: TokenSettings,
     pub login: LoginConfig,
+    /// Woken after a commit that wrote events, so they leave without waiting for a poll.
+    pub relay: RelayWaker,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {

@@ -1,11 +1,12 @@
 //! The signed-in user's own profile, and admin management of users.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use emporium_auth::{Admin, AuthUser, Role};
-use emporium_http::{AppJson, AppPath, AppQuery, FieldError};
+use emporium_http::{AppJson, AppPath, AppQuery, FieldError, RequestContext};
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -13,6 +14,7 @@ use uuid::Uuid;
 use super::views::{Page, UserView};
 use super::{ApiError, ApiResult, AppState, now_ms};
 use crate::domain::{DisplayName, roles_to_text};
+use crate::events;
 use crate::store::{UserChange, UserRecord};
 
 /// The user behind a token; a token outliving its account no longer counts.
@@ -44,6 +46,7 @@ pub struct ProfileChange {
 pub async fn update_me(
     State(state): State<AppState>,
     user: AuthUser,
+    ctx: Option<Extension<RequestContext>>,
     AppJson(body): AppJson<ProfileChange>,
 ) -> ApiResult<AppJson<UserView>> {
     let record = current(&state, &user).await?;
@@ -51,12 +54,14 @@ pub async fn update_me(
         return Ok(AppJson(UserView::from(&record)));
     };
     let name = DisplayName::parse(&raw).map_err(|m| ApiError::field("name", m))?;
+    let event = events::profile_updated(user.id, name.as_str(), events::trace_of(ctx.as_deref()));
     let updated = state
         .0
         .store
-        .update_name(user.id, name.as_str(), now_ms())
+        .update_name(user.id, name.as_str(), now_ms(), &[event])
         .await?
         .ok_or(ApiError::Unauthenticated("The account no longer exists."))?;
+    state.0.relay.wake();
     Ok(AppJson(UserView::from(&updated)))
 }
 
@@ -100,9 +105,19 @@ pub async fn change_password(
 /// Closes the signed-in user's account.
 #[utoipa::path(delete, path = "/api/v1/users/me", responses((status = 204), (status = 401)),
     security(("bearer" = [])))]
-pub async fn close_me(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+pub async fn close_me(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ctx: Option<Extension<RequestContext>>,
+) -> ApiResult<StatusCode> {
     current(&state, &user).await?;
-    state.0.store.close_user(user.id, now_ms()).await?;
+    let event = events::deleted(user.id, events::trace_of(ctx.as_deref()));
+    state
+        .0
+        .store
+        .close_user(user.id, now_ms(), &[event])
+        .await?;
+    state.0.relay.wake();
     tracing::info!(user_id = %user.id, "Account closed.");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -181,6 +196,7 @@ pub struct AdminChange {
 pub async fn admin_update(
     State(state): State<AppState>,
     Admin(admin): Admin,
+    ctx: Option<Extension<RequestContext>>,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<AdminChange>,
 ) -> ApiResult<AppJson<UserView>> {
@@ -215,12 +231,17 @@ pub async fn admin_update(
         roles: roles.map(|r| roles_to_text(&r)),
         disabled: body.disabled,
     };
+    let events: Vec<_> = (body.disabled == Some(true))
+        .then(|| events::disabled(id, events::trace_of(ctx.as_deref())))
+        .into_iter()
+        .collect();
     let user = state
         .0
         .store
-        .change_user(id, &change, now_ms())
+        .change_user(id, &change, now_ms(), &events)
         .await?
         .ok_or(ApiError::NotFound)?;
+    state.0.relay.wake();
     tracing::info!(admin_id = %admin.id, user_id = %id, "User changed by an admin.");
     Ok(AppJson(UserView::from(&user)))
 }

@@ -3,7 +3,13 @@
 //! The SQL is shared: both engines take `$n` parameters, `RETURNING` and
 //! `ON CONFLICT`, and times are Unix milliseconds in both. The implementations
 //! differ in how a write transaction begins (SQLite's must be `IMMEDIATE`).
+//!
+//! Every change other services hear about writes its events to the outbox in
+//! the same transaction, after the user's row, so events of one user commit in
+//! order.
 
+use emporium_messaging::Envelope;
+use emporium_messaging::outbox::Outbox;
 use uuid::Uuid;
 
 mod sql;
@@ -82,7 +88,15 @@ pub enum StoreError {
 pub trait AccountsStore: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 
-    async fn insert_user(&self, user: &NewUser) -> Result<UserRecord, StoreError>;
+    /// The service's outbox, for its relay.
+    fn outbox(&self) -> Outbox;
+
+    /// Inserts the user and writes `events` to the outbox in the same transaction.
+    async fn insert_user(
+        &self,
+        user: &NewUser,
+        events: &[Envelope],
+    ) -> Result<UserRecord, StoreError>;
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
     async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError>;
     /// Users in id order after `after`, at most `limit`.
@@ -92,11 +106,13 @@ pub trait AccountsStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<UserRecord>, StoreError>;
     async fn any_admin(&self) -> Result<bool, StoreError>;
+    /// Renames; `events` are written only if the user exists.
     async fn update_name(
         &self,
         id: Uuid,
         name: &str,
         now: i64,
+        events: &[Envelope],
     ) -> Result<Option<UserRecord>, StoreError>;
     /// Sets a new password hash and revokes every refresh family of the user.
     async fn update_password(&self, id: Uuid, hash: &str, now: i64) -> Result<(), StoreError>;
@@ -106,9 +122,11 @@ pub trait AccountsStore: Send + Sync {
         id: Uuid,
         change: &UserChange,
         now: i64,
+        events: &[Envelope],
     ) -> Result<Option<UserRecord>, StoreError>;
     /// Closes the account: personal data scrubbed, sign-in impossible, families revoked.
-    async fn close_user(&self, id: Uuid, now: i64) -> Result<bool, StoreError>;
+    async fn close_user(&self, id: Uuid, now: i64, events: &[Envelope])
+    -> Result<bool, StoreError>;
 
     /// Starts a login session: a new family holding its first refresh token.
     async fn start_family(

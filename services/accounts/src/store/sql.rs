@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use emporium_db::Engine;
+use emporium_messaging::Envelope;
+use emporium_messaging::outbox::{self, Outbox};
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
@@ -11,8 +13,16 @@ use super::{
     UserRecord,
 };
 
-static PG_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// The service's own migrations; the outbox and inbox tables come from
+/// emporium-messaging, so each migrator ignores the other's versions.
+fn own_migrations(engine: Engine) -> sqlx::migrate::Migrator {
+    let mut migrator = match engine {
+        Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
+        Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+    };
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -23,12 +33,20 @@ pub struct SqliteStore {
 }
 
 impl PostgresStore {
+    fn outbox_of(&self) -> Outbox {
+        Outbox::Postgres(self.pool.clone())
+    }
+
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
 }
 
 impl SqliteStore {
+    fn outbox_of(&self) -> Outbox {
+        Outbox::Sqlite(self.pool.clone())
+    }
+
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
@@ -39,12 +57,14 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn 
     Ok(match Engine::of(url)? {
         Engine::Postgres => {
             let pool = emporium_db::connect_postgres(url, max_connections).await?;
-            PG_MIGRATIONS.run(&pool).await?;
+            own_migrations(Engine::Postgres).run(&pool).await?;
+            emporium_messaging::migrations::run_postgres(&pool).await?;
             Arc::new(PostgresStore { pool })
         }
         Engine::Sqlite => {
             let pool = emporium_db::connect_sqlite(url, max_connections).await?;
-            SQLITE_MIGRATIONS.run(&pool).await?;
+            own_migrations(Engine::Sqlite).run(&pool).await?;
+            emporium_messaging::migrations::run_sqlite(&pool).await?;
             Arc::new(SqliteStore { pool })
         }
     })
@@ -74,8 +94,17 @@ macro_rules! impl_accounts_store {
                 Ok(())
             }
 
-            async fn insert_user(&self, u: &NewUser) -> Result<UserRecord, StoreError> {
-                sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
+            fn outbox(&self) -> Outbox {
+                self.outbox_of()
+            }
+
+            async fn insert_user(
+                &self,
+                u: &NewUser,
+                events: &[Envelope],
+            ) -> Result<UserRecord, StoreError> {
+                let mut tx = self.begin_write().await?;
+                let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO users (id, email, name, password_hash, roles, disabled, closed, \
                      created_at, updated_at) VALUES ($1, $2, $3, $4, $5, FALSE, FALSE, $6, $6) \
                      RETURNING {USER_COLUMNS}"
@@ -86,9 +115,14 @@ macro_rules! impl_accounts_store {
                 .bind(&u.password_hash)
                 .bind(&u.roles)
                 .bind(u.now)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *tx)
                 .await
-                .map_err(conflict_on_unique)
+                .map_err(conflict_on_unique)?;
+                for event in events {
+                    outbox::enqueue(&mut tx, event).await?;
+                }
+                tx.commit().await?;
+                Ok(user)
             }
 
             async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -138,16 +172,25 @@ macro_rules! impl_accounts_store {
                 id: Uuid,
                 name: &str,
                 now: i64,
+                events: &[Envelope],
             ) -> Result<Option<UserRecord>, StoreError> {
-                Ok(sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
+                let mut tx = self.begin_write().await?;
+                let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
                     "UPDATE users SET name = $2, updated_at = $3 WHERE id = $1 AND closed = FALSE \
                      RETURNING {USER_COLUMNS}"
                 )))
                 .bind(id)
                 .bind(name)
                 .bind(now)
-                .fetch_optional(&self.pool)
-                .await?)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if user.is_some() {
+                    for event in events {
+                        outbox::enqueue(&mut tx, event).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(user)
             }
 
             async fn update_password(&self, id: Uuid, hash: &str, now: i64) -> Result<(), StoreError> {
@@ -168,6 +211,7 @@ macro_rules! impl_accounts_store {
                 id: Uuid,
                 change: &UserChange,
                 now: i64,
+                events: &[Envelope],
             ) -> Result<Option<UserRecord>, StoreError> {
                 let mut tx = self.begin_write().await?;
                 let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
@@ -183,11 +227,21 @@ macro_rules! impl_accounts_store {
                 if user.as_ref().is_some_and(|u| u.disabled) {
                     revoke_all_families(&mut tx, id, now).await?;
                 }
+                if user.is_some() {
+                    for event in events {
+                        outbox::enqueue(&mut tx, event).await?;
+                    }
+                }
                 tx.commit().await?;
                 Ok(user)
             }
 
-            async fn close_user(&self, id: Uuid, now: i64) -> Result<bool, StoreError> {
+            async fn close_user(
+                &self,
+                id: Uuid,
+                now: i64,
+                events: &[Envelope],
+            ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
                 // The address is freed for a new registration; the id stays for history.
                 let closed = sqlx::query(
@@ -202,6 +256,11 @@ macro_rules! impl_accounts_store {
                 .rows_affected()
                     == 1;
                 revoke_all_families(&mut tx, id, now).await?;
+                if closed {
+                    for event in events {
+                        outbox::enqueue(&mut tx, event).await?;
+                    }
+                }
                 tx.commit().await?;
                 Ok(closed)
             }

@@ -9,6 +9,7 @@ use emporium_config::Loader;
 use emporium_db::testing::TestDatabase;
 use emporium_http::tls::CertDir;
 use emporium_http::{Shutdown, ShutdownTrigger};
+use emporium_messaging::embedded::EmbeddedBus;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -59,12 +60,15 @@ pub fn certs() -> &'static CertDir {
 
 pub struct TestApp {
     pub base: String,
+    /// The embedded bus the service publishes to (a temporary file).
+    pub bus: Arc<EmbeddedBus>,
     pub client: reqwest::Client,
     pub store: Arc<dyn AccountsStore>,
     pub app_admin: (String, String),
     trigger: ShutdownTrigger,
-    // Dropped last: the database outlives the server.
+    // Dropped last: the databases outlive the server.
     _db: TestDatabase,
+    _bus_file: TestDatabase,
 }
 
 impl Drop for TestApp {
@@ -92,6 +96,8 @@ pub fn settings(db_url: &str, overrides: &[(&str, &str)]) -> AccountsSettings {
         .set("admin_email", "root@shop.test")
         .unwrap()
         .set("admin_password", "the admin's long passphrase")
+        .unwrap()
+        .set("events.relay_poll_ms", "20")
         .unwrap();
     for (k, v) in overrides {
         loader = loader.set(k, v).unwrap();
@@ -114,7 +120,14 @@ impl TestApp {
             Backend::Sqlite => TestDatabase::sqlite(),
             Backend::Postgres => TestDatabase::postgres().await.unwrap(),
         };
-        let app = Application::build(settings(&db.url, overrides))
+        let bus_file = TestDatabase::sqlite();
+        let bus_path = bus_file.url.trim_start_matches("sqlite://").to_owned();
+        let bus = Arc::new(
+            EmbeddedBus::open(std::path::Path::new(&bus_path))
+                .await
+                .unwrap(),
+        );
+        let app = Application::build_with_bus(settings(&db.url, overrides), bus.clone())
             .await
             .unwrap();
         let base = app.base_url();
@@ -130,7 +143,9 @@ impl TestApp {
                 "the admin's long passphrase".into(),
             ),
             trigger,
+            bus,
             _db: db,
+            _bus_file: bus_file,
         }
     }
 

@@ -1,0 +1,75 @@
+//! The shop's event contracts: every event type and its payload, defined once
+//! and used by the service that publishes it and by every service that consumes it.
+//!
+//! Type names are versioned, `emporium.<service>.<entity>.<happening>.v<N>`; a
+//! breaking change to a payload is a new type (`….v2`) published beside the old
+//! one until every consumer has moved.
+//!
+//! ## Layout
+//! - [`Event`]: what makes a payload an event (its type name and source).
+//! - [`accounts`]: what the accounts service publishes.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// A payload that travels as the `data` of an event envelope.
+pub trait Event: Serialize + DeserializeOwned + Send + Sync {
+    /// The CloudEvents `type`, e.g. `emporium.accounts.user.registered.v1`.
+    const TYPE: &'static str;
+    /// The CloudEvents `source`: the producing service.
+    const SOURCE: &'static str;
+}
+
+/// Events about user accounts, published by the accounts service.
+pub mod accounts {
+    use serde::{Deserialize, Serialize};
+    use uuid::Uuid;
+
+    use super::Event;
+
+    const SOURCE: &str = "/emporium/accounts";
+
+    /// Someone created an account.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserRegistered {
+        pub user_id: Uuid,
+        pub email: String,
+        pub name: String,
+    }
+
+    /// A user changed their profile (today: the name).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserProfileUpdated {
+        pub user_id: Uuid,
+        pub name: String,
+    }
+
+    /// An admin disabled an account: it can no longer sign in.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserDisabled {
+        pub user_id: Uuid,
+    }
+
+    /// A user closed their account; personal data must be forgotten.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserDeleted {
+        pub user_id: Uuid,
+    }
+
+    impl Event for UserRegistered {
+        const TYPE: &'static str = "emporium.accounts.user.registered.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+    impl Event for UserProfileUpdated {
+        const TYPE: &'static str = "emporium.accounts.user.profile_updated.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+    impl Event for UserDisabled {
+        const TYPE: &'static str = "emporium.accounts.user.disabled.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+    impl Event for UserDeleted {
+        const TYPE: &'static str = "emporium.accounts.user.deleted.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+}

@@ -1,0 +1,254 @@
+//! The embedded bus of `emporium up`: the same contract as RabbitMQ, kept in a
+//! SQLite file, so one process needs no broker and a restart loses nothing.
+//!
+//! Publishing inserts one delivery row per subscribed consumer in one
+//! transaction (that commit is the publisher confirm; a re-published event id
+//! is ignored). Each subscription runs a dispatcher that takes due rows in
+//! order, hands them to the handler, deletes them on success, and otherwise
+//! schedules the next attempt with exponential backoff until the last one,
+//! after which the row is marked dead with its error.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+use crate::bus::{Bus, BusError, DeadLetter, OutgoingEvent, Stop, Subscription};
+use crate::envelope::Envelope;
+
+#[derive(Clone)]
+pub struct EmbeddedBus {
+    pool: SqlitePool,
+    /// Wakes a consumer's dispatcher when something is published for it.
+    wakers: Arc<Mutex<HashMap<String, Arc<Notify>>>>,
+}
+
+impl EmbeddedBus {
+    /// Opens (creating if needed) the bus file.
+    pub async fn open(path: &Path) -> anyhow::Result<Self> {
+        let pool = emporium_db::connect_sqlite(&emporium_db::sqlite_url(path), 4).await?;
+        crate::migrations::run_bus(&pool).await?;
+        Ok(Self {
+            pool,
+            wakers: Arc::default(),
+        })
+    }
+
+    fn waker(&self, consumer: &str) -> Arc<Notify> {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|p| p.into_inner());
+        wakers.entry(consumer.to_owned()).or_default().clone()
+    }
+
+    async fn due(
+        &self,
+        consumer: &str,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, i64)>, sqlx::Error> {
+        sqlx::query_as(
+            "SELECT seq, envelope, attempts FROM bus_deliveries \
+             WHERE consumer = $1 AND dead = 0 AND next_attempt_at <= $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(consumer)
+        .bind(crate::now_ms())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    async fn next_due_at(&self, consumer: &str) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar(
+            "SELECT MIN(next_attempt_at) FROM bus_deliveries WHERE consumer = $1 AND dead = 0",
+        )
+        .bind(consumer)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    async fn dispatch(&self, sub: &Subscription) -> Result<usize, sqlx::Error> {
+        let rows = self
+            .due(&sub.consumer, i64::from(sub.prefetch.max(1)))
+            .await?;
+        let n = rows.len();
+        for (seq, text, attempts) in rows {
+            let attempt = attempts as u32 + 1;
+            let envelope: Result<Envelope, _> = serde_json::from_str(&text);
+            let (event_type, outcome) = match envelope {
+                Ok(env) => (
+                    env.event_type.clone(),
+                    sub.handler.handle(&env).await.map_err(|e| e.0),
+                ),
+                Err(e) => (
+                    "malformed".to_owned(),
+                    Err(format!("malformed envelope: {e}")),
+                ),
+            };
+            let labels = [("consumer", sub.consumer.clone()), ("type", event_type)];
+            match outcome {
+                Ok(()) => {
+                    metrics::counter!("events_consumed_total", &labels).increment(1);
+                    sqlx::query("DELETE FROM bus_deliveries WHERE seq = $1")
+                        .bind(seq)
+                        .execute(&self.pool)
+                        .await?;
+                }
+                Err(error) => {
+                    metrics::counter!("events_failed_total", &labels).increment(1);
+                    let dead = attempt >= sub.retry.max_attempts;
+                    if dead {
+                        metrics::counter!("events_dead_lettered_total", &labels).increment(1);
+                        tracing::warn!(consumer = %sub.consumer, %error, attempt, "Event dead-lettered.");
+                    } else {
+                        metrics::counter!("events_retried_total", &labels).increment(1);
+                    }
+                    let next = crate::now_ms() + sub.retry.delay_after(attempt).as_millis() as i64;
+                    sqlx::query(
+                        "UPDATE bus_deliveries SET attempts = $2, last_error = $3, \
+                         next_attempt_at = $4, dead = $5 WHERE seq = $1",
+                    )
+                    .bind(seq)
+                    .bind(i64::from(attempt))
+                    .bind(error)
+                    .bind(next)
+                    .bind(dead)
+                    .execute(&self.pool)
+                    .await?;
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+#[async_trait::async_trait]
+impl Bus for EmbeddedBus {
+    async fn publish(&self, batch: &[OutgoingEvent]) -> Result<(), BusError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let now = crate::now_ms();
+        let mut consumers: Vec<String> = Vec::new();
+        for event in batch {
+            let targets: Vec<String> = sqlx::query_scalar(
+                "INSERT INTO bus_deliveries (consumer, event_id, event_type, envelope, next_attempt_at) \
+                 SELECT consumer, $1, $2, $3, $4 FROM bus_subscriptions WHERE event_type = $2 \
+                 ON CONFLICT (consumer, event_id) DO NOTHING RETURNING consumer",
+            )
+            .bind(event.id)
+            .bind(&event.event_type)
+            .bind(&event.envelope)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            consumers.extend(targets);
+        }
+        tx.commit().await?;
+        consumers.sort();
+        consumers.dedup();
+        for consumer in consumers {
+            self.waker(&consumer).notify_one();
+        }
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        sub: Subscription,
+        stop: Stop,
+    ) -> Result<tokio::task::JoinHandle<()>, BusError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        for event_type in &sub.event_types {
+            sqlx::query(
+                "INSERT INTO bus_subscriptions (consumer, event_type) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(&sub.consumer)
+            .bind(event_type)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let bus = self.clone();
+        let waker = self.waker(&sub.consumer);
+        Ok(tokio::spawn(async move {
+            tokio::pin!(stop);
+            loop {
+                let idle = match bus.dispatch(&sub).await {
+                    Ok(0) => {
+                        // Sleep until the next retry is due, or until woken; at most a second.
+                        let next = bus.next_due_at(&sub.consumer).await.ok().flatten();
+                        let ms = next.map_or(1000, |t| (t - crate::now_ms()).clamp(1, 1000));
+                        Some(Duration::from_millis(ms as u64))
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(consumer = %sub.consumer, error = %e, "Embedded bus failed; retrying.");
+                        Some(Duration::from_millis(500))
+                    }
+                };
+                match idle {
+                    None => {
+                        tokio::select! {
+                            () = &mut stop => break,
+                            () = tokio::task::yield_now() => {}
+                        }
+                    }
+                    Some(wait) => tokio::select! {
+                        () = &mut stop => break,
+                        () = waker.notified() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    },
+                }
+            }
+            tracing::info!(consumer = %sub.consumer, "Consumer stopped.");
+        }))
+    }
+
+    async fn dead_letters(&self, consumer: &str) -> Result<Vec<DeadLetter>, BusError> {
+        let rows: Vec<(Uuid, String, i64, Option<String>, String)> = sqlx::query_as(
+            "SELECT event_id, event_type, attempts, last_error, envelope FROM bus_deliveries \
+             WHERE consumer = $1 AND dead = 1 ORDER BY seq",
+        )
+        .bind(consumer)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, event_type, attempts, last_error, envelope)| DeadLetter {
+                    id,
+                    event_type,
+                    attempts: attempts as u32,
+                    last_error: last_error.unwrap_or_default(),
+                    envelope: serde_json::from_str(&envelope)
+                        .unwrap_or(serde_json::Value::String(envelope)),
+                },
+            )
+            .collect())
+    }
+
+    async fn replay(&self, consumer: &str, id: Option<Uuid>) -> Result<usize, BusError> {
+        let done = sqlx::query(
+            "UPDATE bus_deliveries SET dead = 0, attempts = 0, next_attempt_at = $3 \
+             WHERE consumer = $1 AND dead = 1 AND ($2 IS NULL OR event_id = $2)",
+        )
+        .bind(consumer)
+        .bind(id)
+        .bind(crate::now_ms())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        self.waker(consumer).notify_one();
+        Ok(done as usize)
+    }
+
+    async fn purge(&self, consumer: &str) -> Result<usize, BusError> {
+        let done = sqlx::query("DELETE FROM bus_deliveries WHERE consumer = $1 AND dead = 1")
+            .bind(consumer)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(done as usize)
+    }
+}

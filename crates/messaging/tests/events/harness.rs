@@ -1,0 +1,320 @@
+#![allow(clippy::unwrap_used, dead_code)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use emporium_contracts::Event;
+use emporium_db::testing::TestDatabase;
+use emporium_messaging::outbox::{Outbox, Relay, RelaySettings, RelayWaker};
+use emporium_messaging::{
+    Bus, Envelope, EventHandler, HandlerError, RetryPolicy, Subscription, inbox, outbox,
+};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgPool, SqlitePool};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+/// The event the tests publish.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ThingMade {
+    pub n: u64,
+}
+
+impl Event for ThingMade {
+    const TYPE: &'static str = "emporium.test.thing.made.v1";
+    const SOURCE: &'static str = "/emporium/test";
+}
+
+/// A producing service's database: a `things` table and the outbox.
+pub struct Producer {
+    pub outbox: Outbox,
+    _db: TestDatabase,
+}
+
+impl Producer {
+    pub async fn sqlite() -> Self {
+        let db = TestDatabase::sqlite();
+        let pool = emporium_db::connect_sqlite(&db.url, 4).await.unwrap();
+        emporium_messaging::migrations::run_sqlite(&pool)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE things (n INTEGER PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        Self {
+            outbox: Outbox::Sqlite(pool),
+            _db: db,
+        }
+    }
+
+    pub async fn postgres() -> Self {
+        let db = TestDatabase::postgres().await.unwrap();
+        let pool = emporium_db::connect_postgres(&db.url, 8).await.unwrap();
+        emporium_messaging::migrations::run_postgres(&pool)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE things (n BIGINT PRIMARY KEY)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        Self {
+            outbox: Outbox::Postgres(pool),
+            _db: db,
+        }
+    }
+
+    /// Makes thing `n` and its event in one transaction; commits or rolls back.
+    pub async fn make(&self, n: u64, commit: bool) -> Envelope {
+        let env = Envelope::new(&ThingMade { n }, Some(format!("thing-{n}")), None);
+        macro_rules! write {
+            ($pool:expr) => {{
+                let mut tx = $pool.begin().await.unwrap();
+                sqlx::query("INSERT INTO things (n) VALUES ($1)")
+                    .bind(n as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .unwrap();
+                outbox::enqueue(&mut tx, &env).await.unwrap();
+                if commit {
+                    tx.commit().await.unwrap()
+                } else {
+                    tx.rollback().await.unwrap()
+                }
+            }};
+        }
+        match &self.outbox {
+            Outbox::Postgres(pool) => write!(pool),
+            Outbox::Sqlite(pool) => write!(pool),
+        }
+        env
+    }
+
+    pub async fn unpublished(&self) -> i64 {
+        self.outbox.backlog().await.unwrap().0
+    }
+}
+
+/// Stops background tasks when dropped or fired.
+pub struct Stopper(watch::Sender<bool>);
+
+impl Stopper {
+    pub fn new() -> Self {
+        Self(watch::channel(false).0)
+    }
+    pub fn stop(&self) -> emporium_messaging::bus::Stop {
+        let mut rx = self.0.subscribe();
+        Box::pin(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        })
+    }
+    pub fn fire(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+impl Drop for Stopper {
+    fn drop(&mut self) {
+        self.fire();
+    }
+}
+
+pub fn spawn_relay(
+    outbox: Outbox,
+    bus: Arc<dyn Bus>,
+    stopper: &Stopper,
+) -> tokio::task::JoinHandle<()> {
+    let relay = Relay {
+        outbox,
+        bus,
+        settings: RelaySettings {
+            batch: 50,
+            poll: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(500),
+        },
+        waker: RelayWaker::default(),
+        service: "test",
+    };
+    tokio::spawn(relay.run(stopper.stop()))
+}
+
+/// What a consumer does with an event before it commits its effect.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Apply,
+    /// Fail every time.
+    Fail,
+    /// Commit the effect, then hang before returning (as a process dying before its ack).
+    HangAfterCommit,
+}
+
+/// A consuming service's database: an `effects` table and the inbox.
+pub enum ConsumerDb {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+pub struct Consumer {
+    pub name: String,
+    db: ConsumerDb,
+    _file: TestDatabase,
+    pub behaviour: Mutex<Behaviour>,
+    /// Every call of the handler, per event id (raw deliveries).
+    pub deliveries: Mutex<HashMap<Uuid, usize>>,
+    pub duplicates: AtomicUsize,
+    pub applied_signal: tokio::sync::Notify,
+}
+
+impl Consumer {
+    pub async fn sqlite(name: &str) -> Arc<Self> {
+        let file = TestDatabase::sqlite();
+        let pool = emporium_db::connect_sqlite(&file.url, 4).await.unwrap();
+        emporium_messaging::migrations::run_sqlite(&pool)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE effects (event_id BLOB PRIMARY KEY, n INTEGER NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        Self::new(name, ConsumerDb::Sqlite(pool), file)
+    }
+
+    pub async fn postgres(name: &str) -> Arc<Self> {
+        let file = TestDatabase::postgres().await.unwrap();
+        let pool = emporium_db::connect_postgres(&file.url, 8).await.unwrap();
+        emporium_messaging::migrations::run_postgres(&pool)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE effects (event_id UUID PRIMARY KEY, n BIGINT NOT NULL)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        Self::new(name, ConsumerDb::Postgres(pool), file)
+    }
+
+    fn new(name: &str, db: ConsumerDb, file: TestDatabase) -> Arc<Self> {
+        Arc::new(Self {
+            name: format!("{name}-{}", Uuid::now_v7().simple()),
+            db,
+            _file: file,
+            behaviour: Mutex::new(Behaviour::Apply),
+            deliveries: Mutex::new(HashMap::new()),
+            duplicates: AtomicUsize::new(0),
+            applied_signal: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn set(&self, b: Behaviour) {
+        *self.behaviour.lock().unwrap() = b;
+    }
+
+    pub fn subscription(self: &Arc<Self>, retry: RetryPolicy) -> Subscription {
+        Subscription {
+            consumer: self.name.clone(),
+            event_types: vec![ThingMade::TYPE.to_owned()],
+            handler: Arc::new(Handler(self.clone())),
+            retry,
+            prefetch: 32,
+        }
+    }
+
+    pub async fn effects(&self) -> i64 {
+        match &self.db {
+            ConsumerDb::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+                .fetch_one(p)
+                .await
+                .unwrap(),
+            ConsumerDb::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+                .fetch_one(p)
+                .await
+                .unwrap(),
+        }
+    }
+
+    pub fn max_deliveries_of_one_event(&self) -> usize {
+        self.deliveries
+            .lock()
+            .unwrap()
+            .values()
+            .copied()
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub fn delivered(&self, id: Uuid) -> usize {
+        self.deliveries
+            .lock()
+            .unwrap()
+            .get(&id)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+pub struct Handler(pub Arc<Consumer>);
+
+#[async_trait::async_trait]
+impl EventHandler for Handler {
+    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
+        let c = &self.0;
+        *c.deliveries.lock().unwrap().entry(event.id).or_default() += 1;
+        let behaviour = *c.behaviour.lock().unwrap();
+        if behaviour == Behaviour::Fail {
+            return Err(HandlerError(format!(
+                "cannot apply thing: store offline (event {})",
+                event.id
+            )));
+        }
+        let thing: ThingMade = event.decode().map_err(HandlerError::new)?;
+        macro_rules! apply {
+            ($pool:expr) => {{
+                let mut tx = $pool.begin().await.map_err(HandlerError::new)?;
+                if inbox::first_delivery(&mut tx, &c.name, event.id)
+                    .await
+                    .map_err(HandlerError::new)?
+                {
+                    sqlx::query("INSERT INTO effects (event_id, n) VALUES ($1, $2)")
+                        .bind(event.id)
+                        .bind(thing.n as i64)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(HandlerError::new)?;
+                } else {
+                    c.duplicates.fetch_add(1, Ordering::SeqCst);
+                }
+                tx.commit().await.map_err(HandlerError::new)?;
+            }};
+        }
+        match &c.db {
+            ConsumerDb::Postgres(p) => apply!(p),
+            ConsumerDb::Sqlite(p) => apply!(p),
+        }
+        if behaviour == Behaviour::HangAfterCommit {
+            c.applied_signal.notify_one();
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+}
+
+/// Waits until `check` holds, polling; panics with `what` after `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+pub fn quick_retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        base_delay: Duration::from_millis(100),
+    }
+}

@@ -1,0 +1,38 @@
+//! The events accounts publishes. Each is written to the outbox in the
+//! transaction of the change it reports, with the user id as subject and the
+//! request's trace context, and relayed to the bus.
+
+use emporium_contracts::accounts::{UserDeleted, UserDisabled, UserProfileUpdated, UserRegistered};
+use emporium_http::RequestContext;
+use emporium_messaging::Envelope;
+use uuid::Uuid;
+
+/// The trace context to carry into events caused by this request.
+pub fn trace_of(ctx: Option<&RequestContext>) -> Option<String> {
+    ctx.map(|c| c.trace.header_value())
+}
+
+pub fn registered(user_id: Uuid, email: &str, name: &str, trace: Option<String>) -> Envelope {
+    let event = UserRegistered {
+        user_id,
+        email: email.to_owned(),
+        name: name.to_owned(),
+    };
+    Envelope::new(&event, Some(user_id.to_string()), trace)
+}
+
+pub fn profile_updated(user_id: Uuid, name: &str, trace: Option<String>) -> Envelope {
+    let event = UserProfileUpdated {
+        user_id,
+        name: name.to_owned(),
+    };
+    Envelope::new(&event, Some(user_id.to_string()), trace)
+}
+
+pub fn disabled(user_id: Uuid, trace: Option<String>) -> Envelope {
+    Envelope::new(&UserDisabled { user_id }, Some(user_id.to_string()), trace)
+}
+
+pub fn deleted(user_id: Uuid, trace: Option<String>) -> Envelope {
+    Envelope::new(&UserDeleted { user_id }, Some(user_id.to_string()), trace)
+}

@@ -1,0 +1,184 @@
+//! What accounts tells other services, through the outbox and the bus.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use emporium_contracts::Event;
+use emporium_contracts::accounts::{UserDeleted, UserDisabled, UserProfileUpdated, UserRegistered};
+use emporium_messaging::{Bus, Envelope, EventHandler, HandlerError, RetryPolicy, Subscription};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::both;
+use crate::helpers::{PASSWORD, TestApp, access, problem};
+
+/// Records every event it is handed.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<Envelope>>);
+
+#[async_trait::async_trait]
+impl EventHandler for Recorder {
+    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
+        self.0.lock().unwrap().push(event.clone());
+        Ok(())
+    }
+}
+
+async fn listen(app: &TestApp) -> (Arc<Recorder>, watch::Sender<bool>) {
+    let recorder = Arc::new(Recorder::default());
+    let (tx, mut rx) = watch::channel(false);
+    app.bus
+        .subscribe(
+            Subscription {
+                consumer: "listener".into(),
+                event_types: [
+                    UserRegistered::TYPE,
+                    UserProfileUpdated::TYPE,
+                    UserDisabled::TYPE,
+                    UserDeleted::TYPE,
+                ]
+                .map(str::to_owned)
+                .to_vec(),
+                handler: recorder.clone(),
+                retry: RetryPolicy::default(),
+                prefetch: 16,
+            },
+            Box::pin(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }),
+        )
+        .await
+        .unwrap();
+    (recorder, tx)
+}
+
+async fn wait_for(recorder: &Recorder, count: usize) -> Vec<Envelope> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen = recorder.0.lock().unwrap().clone();
+        if seen.len() >= count {
+            return seen;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {count} events, saw {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn account_changes_are_published_in_order(app: TestApp) {
+    let (recorder, _stop) = listen(&app).await;
+    let r = app
+        .post("/api/v1/auth/register")
+        .header(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        )
+        .json(&json!({"email": "nora@example.com", "password": PASSWORD, "name": "Nora"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // A refused registration changes nothing and tells nobody.
+    problem(app.register("nora@example.com", PASSWORD).await, 409).await;
+    let pair: Value = app
+        .login("nora@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    app.patch("/api/v1/users/me")
+        .bearer_auth(access(&pair))
+        .json(&json!({"name": "Nora B."}))
+        .send()
+        .await
+        .unwrap();
+    let me: Value = app
+        .get("/api/v1/users/me")
+        .bearer_auth(access(&pair))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = me["id"].as_str().unwrap().to_owned();
+    let admin = app.admin_token().await;
+    let r = app
+        .patch(&format!("/api/v1/users/{id}"))
+        .bearer_auth(&admin)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Re-enable, then the user closes the account.
+    app.patch(&format!("/api/v1/users/{id}"))
+        .bearer_auth(&admin)
+        .json(&json!({"disabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let pair: Value = app
+        .login("nora@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.delete("/api/v1/users/me")
+            .bearer_auth(access(&pair))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+
+    // Nora's four changes (the admin's registration at start-up may have been
+    // relayed before this listener subscribed, so it is not counted on).
+    wait_for(&recorder, 4).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events: Vec<Envelope> = recorder.0.lock().unwrap().clone();
+    let mine: Vec<&Envelope> = events
+        .iter()
+        .filter(|e| e.subject.as_deref() == Some(id.as_str()))
+        .collect();
+    let types: Vec<&str> = mine.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        vec![
+            UserRegistered::TYPE,
+            UserProfileUpdated::TYPE,
+            UserDisabled::TYPE,
+            UserDeleted::TYPE
+        ],
+        "exactly these, in this order"
+    );
+    let registered: UserRegistered = mine[0].decode().unwrap();
+    assert_eq!(registered.email, "nora@example.com");
+    assert_eq!(registered.name, "Nora");
+    assert_eq!(mine[0].source, "/emporium/accounts");
+    assert!(
+        mine[0]
+            .traceparent
+            .as_deref()
+            .unwrap()
+            .starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "the event carries the request's trace"
+    );
+    let renamed: UserProfileUpdated = mine[1].decode().unwrap();
+    assert_eq!(renamed.name, "Nora B.");
+    let nora_registrations = events
+        .iter()
+        .filter(|e| e.event_type == UserRegistered::TYPE && e.data["email"] == "nora@example.com")
+        .count();
+    assert_eq!(
+        nora_registrations, 1,
+        "the refused second registration published nothing"
+    );
+}
+both!(account_changes_are_published_in_order);
