@@ -32,6 +32,10 @@ use crate::envelope::Envelope;
 const ATTEMPT_HEADER: &str = "x-emporium-attempt";
 const ERROR_HEADER: &str = "x-emporium-last-error";
 const CONTENT_TYPE: &str = "application/cloudevents+json";
+/// The most deliveries one consumer applies side by side.
+const MAX_LANES: u16 = 16;
+/// How long an ack or a publisher confirm may take before the link is taken for dead.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone)]
 pub struct RabbitSettings {
@@ -169,7 +173,7 @@ async fn publish_confirmed(
     payload: &[u8],
     props: BasicProperties,
 ) -> Result<(), BusError> {
-    let confirm = channel
+    let pending = channel
         .basic_publish(
             exchange.into(),
             routing_key.into(),
@@ -178,8 +182,10 @@ async fn publish_confirmed(
             props,
         )
         .await
-        .map_err(unavailable)?
+        .map_err(unavailable)?;
+    let confirm = tokio::time::timeout(SETTLE_TIMEOUT, pending)
         .await
+        .map_err(|_| unavailable("no publisher confirm in time"))?
         .map_err(unavailable)?;
     if confirm.is_ack() {
         Ok(())
@@ -324,79 +330,62 @@ impl RabbitBus {
             .await
             .map_err(unavailable)?;
         tracing::info!(consumer = %sub.consumer, "Consuming from RabbitMQ.");
-        loop {
-            let next = tokio::select! {
-                () = &mut *stop => {
-                    let _ = connection.close(200, "stopping".into()).await;
-                    return Ok(true);
+
+        // Deliveries are handled in lanes: one subject always goes to the same
+        // lane, so events about one thing are applied in order, while events
+        // about different things are applied side by side.
+        let lane_count = usize::from(sub.prefetch.clamp(1, MAX_LANES));
+        let (failed_tx, mut failed) = tokio::sync::mpsc::channel::<BusError>(lane_count);
+        let mut lanes = Vec::with_capacity(lane_count);
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..lane_count {
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<lapin::message::Delivery>(64);
+            lanes.push(tx);
+            let (settings, sub, forward, failed_tx) = (
+                self.settings.clone(),
+                sub.clone(),
+                forward.clone(),
+                failed_tx.clone(),
+            );
+            workers.spawn(async move {
+                while let Some(delivery) = rx.recv().await {
+                    if let Err(e) = handle(&settings, &sub, &forward, delivery).await {
+                        let _ = failed_tx.send(e).await;
+                        break;
+                    }
                 }
+            });
+        }
+        drop(failed_tx);
+        let outcome = loop {
+            let next = tokio::select! {
+                () = &mut *stop => break Ok(true),
+                Some(e) = failed.recv() => break Err(e),
                 next = deliveries.next() => next,
             };
             let delivery = match next {
-                None => return Err(unavailable("the consumer was cancelled")),
-                Some(Err(e)) => return Err(unavailable(e)),
+                None => break Err(unavailable("the consumer was cancelled")),
+                Some(Err(e)) => break Err(unavailable(e)),
                 Some(Ok(d)) => d,
             };
-            self.handle(sub, &forward, delivery).await?;
-        }
-    }
-
-    async fn handle(
-        &self,
-        sub: &Subscription,
-        forward: &Channel,
-        delivery: lapin::message::Delivery,
-    ) -> Result<(), BusError> {
-        let attempt = attempt_of(&delivery.properties);
-        let envelope: Result<Envelope, _> = serde_json::from_slice(&delivery.data);
-        let (event_type, id, outcome) = match envelope {
-            Ok(env) => (
-                env.event_type.clone(),
-                env.id.to_string(),
-                sub.handler.handle(&env).await.map_err(|e| e.0),
-            ),
-            Err(e) => (
-                "malformed".to_owned(),
-                String::new(),
-                Err(format!("malformed envelope: {e}")),
-            ),
-        };
-        let labels = [("consumer", sub.consumer.clone()), ("type", event_type)];
-        match outcome {
-            Ok(()) => metrics::counter!("events_consumed_total", &labels).increment(1),
-            Err(error) => {
-                metrics::counter!("events_failed_total", &labels).increment(1);
-                let malformed = id.is_empty();
-                let (queue, headers) = if attempt < sub.retry.max_attempts && !malformed {
-                    metrics::counter!("events_retried_total", &labels).increment(1);
-                    let delay = sub.retry.delay_after(attempt);
-                    (
-                        self.settings.retry_queue(&sub.consumer, delay),
-                        retry_headers(attempt + 1, &error),
-                    )
-                } else {
-                    metrics::counter!("events_dead_lettered_total", &labels).increment(1);
-                    tracing::warn!(consumer = %sub.consumer, %error, attempt, "Event dead-lettered.");
-                    (
-                        self.settings.dlq(&sub.consumer),
-                        retry_headers(attempt, &error),
-                    )
-                };
-                publish_confirmed(
-                    forward,
-                    "",
-                    &queue,
-                    &delivery.data,
-                    persistent(&id, headers),
-                )
-                .await?;
+            let lane = lane_of(&delivery.data, lane_count);
+            if lanes[lane].send(delivery).await.is_err() {
+                break Err(unavailable("a lane stopped"));
             }
+        };
+        // Let the lanes finish what they hold (acks need the connection), then
+        // close. A lane stuck on a dead link is abandoned: its unacked
+        // deliveries come back on the next connection.
+        drop(lanes);
+        let drained = tokio::time::timeout(SETTLE_TIMEOUT, async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            workers.abort_all();
         }
-        delivery
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        let _ = connection.close(200, "stopping".into()).await;
+        outcome
     }
 
     /// Takes every message of a queue without acking, for inspection or replay;
@@ -493,10 +482,11 @@ impl Bus for RabbitBus {
             }
         }
         for confirm in confirms {
-            match confirm.await {
-                Ok(c) if c.is_ack() => {}
-                Ok(_) => failure = failure.or(Some(BusError::Nacked)),
-                Err(e) => failure = failure.or(Some(unavailable(e))),
+            match tokio::time::timeout(SETTLE_TIMEOUT, confirm).await {
+                Ok(Ok(c)) if c.is_ack() => {}
+                Ok(Ok(_)) => failure = failure.or(Some(BusError::Nacked)),
+                Ok(Err(e)) => failure = failure.or(Some(unavailable(e))),
+                Err(_) => failure = failure.or(Some(unavailable("no publisher confirm in time"))),
             }
         }
         match failure {
@@ -623,4 +613,78 @@ fn dead_letter(delivery: &lapin::message::Delivery) -> DeadLetter {
         last_error: text_header(&delivery.properties, ERROR_HEADER),
         envelope,
     }
+}
+
+/// Applies one delivery and settles it: ack on success; otherwise a confirmed
+/// copy to the next delay queue (or the dead-letter queue), then ack.
+async fn handle(
+    settings: &RabbitSettings,
+    sub: &Subscription,
+    forward: &Channel,
+    delivery: lapin::message::Delivery,
+) -> Result<(), BusError> {
+    let attempt = attempt_of(&delivery.properties);
+    let envelope: Result<Envelope, _> = serde_json::from_slice(&delivery.data);
+    let (event_type, id, outcome) = match envelope {
+        Ok(env) => (
+            env.event_type.clone(),
+            env.id.to_string(),
+            sub.handler.handle(&env).await.map_err(|e| e.0),
+        ),
+        Err(e) => (
+            "malformed".to_owned(),
+            String::new(),
+            Err(format!("malformed envelope: {e}")),
+        ),
+    };
+    let labels = [("consumer", sub.consumer.clone()), ("type", event_type)];
+    match outcome {
+        Ok(()) => metrics::counter!("events_consumed_total", &labels).increment(1),
+        Err(error) => {
+            metrics::counter!("events_failed_total", &labels).increment(1);
+            let malformed = id.is_empty();
+            let (queue, headers) = if attempt < sub.retry.max_attempts && !malformed {
+                metrics::counter!("events_retried_total", &labels).increment(1);
+                let delay = sub.retry.delay_after(attempt);
+                (
+                    settings.retry_queue(&sub.consumer, delay),
+                    retry_headers(attempt + 1, &error),
+                )
+            } else {
+                metrics::counter!("events_dead_lettered_total", &labels).increment(1);
+                tracing::warn!(consumer = %sub.consumer, %error, attempt, "Event dead-lettered.");
+                (settings.dlq(&sub.consumer), retry_headers(attempt, &error))
+            };
+            publish_confirmed(
+                forward,
+                "",
+                &queue,
+                &delivery.data,
+                persistent(&id, headers),
+            )
+            .await?;
+        }
+    }
+    tokio::time::timeout(SETTLE_TIMEOUT, delivery.ack(BasicAckOptions::default()))
+        .await
+        .map_err(|_| unavailable("the ack was not sent in time"))?
+        .map_err(unavailable)?;
+    Ok(())
+}
+
+/// The lane of a delivery: by its subject, so one subject's events stay in order.
+fn lane_of(data: &[u8], lanes: usize) -> usize {
+    #[derive(serde::Deserialize)]
+    struct Subject<'a> {
+        #[serde(borrow)]
+        subject: Option<std::borrow::Cow<'a, str>>,
+    }
+    let subject = serde_json::from_slice::<Subject>(data)
+        .ok()
+        .and_then(|s| s.subject)
+        .unwrap_or_default();
+    let hash = subject.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    (hash % lanes as u64) as usize
 }

@@ -68,7 +68,12 @@ impl Producer {
 
     /// Makes thing `n` and its event in one transaction; commits or rolls back.
     pub async fn make(&self, n: u64, commit: bool) -> Envelope {
-        let env = Envelope::new(&ThingMade { n }, Some(format!("thing-{n}")), None);
+        self.make_about(n, &format!("thing-{n}"), commit).await
+    }
+
+    /// As `make`, with the event about `subject`.
+    pub async fn make_about(&self, n: u64, subject: &str, commit: bool) -> Envelope {
+        let env = Envelope::new(&ThingMade { n }, Some(subject.to_owned()), None);
         macro_rules! write {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await.unwrap();
@@ -165,6 +170,8 @@ pub struct Consumer {
     pub deliveries: Mutex<HashMap<Uuid, usize>>,
     pub duplicates: AtomicUsize,
     pub applied_signal: tokio::sync::Notify,
+    /// (subject, n) in the order effects were applied.
+    pub applied: Mutex<Vec<(String, u64)>>,
 }
 
 impl Consumer {
@@ -203,6 +210,7 @@ impl Consumer {
             deliveries: Mutex::new(HashMap::new()),
             duplicates: AtomicUsize::new(0),
             applied_signal: tokio::sync::Notify::new(),
+            applied: Mutex::new(Vec::new()),
         })
     }
 
@@ -271,10 +279,10 @@ impl EventHandler for Handler {
         macro_rules! apply {
             ($pool:expr) => {{
                 let mut tx = $pool.begin().await.map_err(HandlerError::new)?;
-                if inbox::first_delivery(&mut tx, &c.name, event.id)
+                let fresh = inbox::first_delivery(&mut tx, &c.name, event.id)
                     .await
-                    .map_err(HandlerError::new)?
-                {
+                    .map_err(HandlerError::new)?;
+                if fresh {
                     sqlx::query("INSERT INTO effects (event_id, n) VALUES ($1, $2)")
                         .bind(event.id)
                         .bind(thing.n as i64)
@@ -285,6 +293,10 @@ impl EventHandler for Handler {
                     c.duplicates.fetch_add(1, Ordering::SeqCst);
                 }
                 tx.commit().await.map_err(HandlerError::new)?;
+                if fresh {
+                    let subject = event.subject.clone().unwrap_or_default();
+                    c.applied.lock().unwrap().push((subject, thing.n));
+                }
             }};
         }
         match &c.db {

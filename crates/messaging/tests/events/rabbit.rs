@@ -273,3 +273,43 @@ async fn two_relays_on_one_outbox_publish_each_event_once() {
     stopper.fire();
     cleanup(&ex, &consumer.name, quick_retry(3)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_about_one_subject_are_applied_in_order() {
+    let ex = exchange();
+    let bus: Arc<dyn Bus> = Arc::new(bus_at(&broker(), &ex));
+    let producer = Producer::postgres().await;
+    let consumer = Consumer::postgres("order").await;
+    let stopper = Stopper::new();
+    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
+        .await
+        .unwrap();
+    let total = 400u64;
+    for n in 0..total {
+        producer
+            .make_about(n, &format!("subject-{}", n % 5), true)
+            .await;
+    }
+    spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
+    eventually(
+        "every event is applied",
+        Duration::from_secs(60),
+        || async { consumer.effects().await == total as i64 },
+    )
+    .await;
+    let applied = consumer.applied.lock().unwrap().clone();
+    for subject in 0..5 {
+        let ns: Vec<u64> = applied
+            .iter()
+            .filter(|(s, _)| *s == format!("subject-{subject}"))
+            .map(|(_, n)| *n)
+            .collect();
+        assert_eq!(ns.len(), 80);
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "subject-{subject} out of order: {ns:?}"
+        );
+    }
+    stopper.fire();
+    cleanup(&ex, &consumer.name, quick_retry(3)).await;
+}
