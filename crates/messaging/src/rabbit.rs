@@ -102,6 +102,22 @@ async fn confirm_channel(connection: &Connection) -> Result<Channel, BusError> {
     Ok(channel)
 }
 
+/// The durable topic exchange every event goes through (idempotent).
+async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), BusError> {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)
+}
+
 fn durable() -> QueueDeclareOptions {
     QueueDeclareOptions {
         durable: true,
@@ -216,18 +232,7 @@ impl RabbitBus {
     /// Declares the exchange and a consumer's queues and bindings (idempotent).
     pub async fn declare(&self, channel: &Channel, sub: &Subscription) -> Result<(), BusError> {
         let s = &self.settings;
-        channel
-            .exchange_declare(
-                s.exchange.as_str().into(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(unavailable)?;
+        declare_exchange(channel, &s.exchange).await?;
         let main = s.queue(&sub.consumer);
         channel
             .queue_declare(main.as_str().into(), durable(), quorum())
@@ -438,18 +443,7 @@ impl Bus for RabbitBus {
         if !usable {
             let connection = connect(&self.settings.url).await?;
             let channel = confirm_channel(&connection).await?;
-            channel
-                .exchange_declare(
-                    self.settings.exchange.as_str().into(),
-                    ExchangeKind::Topic,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..ExchangeDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(unavailable)?;
+            declare_exchange(&channel, &self.settings.exchange).await?;
             *guard = Some(Publisher {
                 _connection: connection,
                 channel,

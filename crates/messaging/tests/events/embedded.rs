@@ -3,16 +3,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use emporium_messaging::Bus;
 use emporium_messaging::embedded::EmbeddedBus;
 
 use crate::harness::{
-    Behaviour, Consumer, Producer, Stopper, eventually, quick_retry, spawn_relay,
+    Behaviour, Consumer, Producer, Stopper, WAIT, eventually, quick_retry,
+    scenario_dead_letter_and_replay, scenario_outbox_atomicity, spawn_relay,
 };
-
-const WAIT: Duration = Duration::from_secs(30);
 
 struct BusFile(std::path::PathBuf);
 impl BusFile {
@@ -33,65 +31,17 @@ impl Drop for BusFile {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_publishes_committed_changes_exactly_once() {
     let file = BusFile::new();
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(&file.0).await.unwrap());
-    let producer = Producer::sqlite().await;
+    let bus = Arc::new(EmbeddedBus::open(&file.0).await.unwrap());
     let consumer = Consumer::sqlite("atomic").await;
-    let stopper = Stopper::new();
-    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
-        .await
-        .unwrap();
-    let rolled_back = producer.make(1, false).await;
-    let committed = producer.make(2, true).await;
-    spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
-    eventually("the committed event is applied", WAIT, || async {
-        consumer.effects().await == 1
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(consumer.delivered(committed.id), 1);
-    assert_eq!(consumer.delivered(rolled_back.id), 0);
+    scenario_outbox_atomicity(bus, &Producer::sqlite().await, &consumer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_handler_ends_dead_and_replays_once() {
     let file = BusFile::new();
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(&file.0).await.unwrap());
-    let producer = Producer::postgres().await;
+    let bus = Arc::new(EmbeddedBus::open(&file.0).await.unwrap());
     let consumer = Consumer::postgres("dlq").await;
-    consumer.set(Behaviour::Fail);
-    let stopper = Stopper::new();
-    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
-        .await
-        .unwrap();
-    spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
-    let event = producer.make(3, true).await;
-    eventually("three attempts", WAIT, || async {
-        consumer.delivered(event.id) == 3
-    })
-    .await;
-    eventually("a dead letter", WAIT, || async {
-        bus.dead_letters(&consumer.name).await.unwrap().len() == 1
-    })
-    .await;
-    let letter = &bus.dead_letters(&consumer.name).await.unwrap()[0];
-    assert_eq!(letter.id, event.id);
-    assert_eq!(letter.attempts, 3);
-    assert!(letter.last_error.contains("store offline"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(
-        consumer.delivered(event.id),
-        3,
-        "a dead letter is not retried"
-    );
-
-    consumer.set(Behaviour::Apply);
-    assert_eq!(bus.replay(&consumer.name, None).await.unwrap(), 1);
-    eventually("the replayed event is applied", WAIT, || async {
-        consumer.effects().await == 1
-    })
-    .await;
-    assert_eq!(consumer.delivered(event.id), 4);
-    assert!(bus.dead_letters(&consumer.name).await.unwrap().is_empty());
+    scenario_dead_letter_and_replay(bus, &Producer::postgres().await, &consumer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -330,3 +330,92 @@ pub fn quick_retry(max_attempts: u32) -> RetryPolicy {
         base_delay: Duration::from_millis(100),
     }
 }
+
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// A rolled-back change publishes nothing; a committed one arrives exactly once.
+pub async fn scenario_outbox_atomicity(
+    bus: Arc<dyn Bus>,
+    producer: &Producer,
+    consumer: &Arc<Consumer>,
+) {
+    let stopper = Stopper::new();
+    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
+        .await
+        .unwrap();
+    let rolled_back = producer.make(1, false).await;
+    let committed = producer.make(2, true).await;
+    assert_eq!(
+        producer.unpublished().await,
+        1,
+        "the rolled-back change left no event"
+    );
+    spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
+    eventually("the committed event is applied", WAIT, || async {
+        consumer.effects().await == 1
+    })
+    .await;
+    eventually("the outbox is drained", WAIT, || async {
+        producer.unpublished().await == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(consumer.delivered(committed.id), 1);
+    assert_eq!(consumer.delivered(rolled_back.id), 0);
+}
+
+/// A handler that always fails: dead-lettered after three attempts with its
+/// error, not retried any further, listed without being consumed, and applied
+/// once when replayed after the fix.
+pub async fn scenario_dead_letter_and_replay(
+    bus: Arc<dyn Bus>,
+    producer: &Producer,
+    consumer: &Arc<Consumer>,
+) {
+    consumer.set(Behaviour::Fail);
+    let stopper = Stopper::new();
+    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
+        .await
+        .unwrap();
+    spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
+    let event = producer.make(9, true).await;
+
+    eventually("three attempts", WAIT, || async {
+        consumer.delivered(event.id) == 3
+    })
+    .await;
+    eventually("a dead letter", WAIT, || async {
+        bus.dead_letters(&consumer.name).await.unwrap().len() == 1
+    })
+    .await;
+    let letter = &bus.dead_letters(&consumer.name).await.unwrap()[0];
+    assert_eq!(letter.id, event.id);
+    assert_eq!(letter.attempts, 3);
+    assert!(
+        letter.last_error.contains("store offline"),
+        "{}",
+        letter.last_error
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        consumer.delivered(event.id),
+        3,
+        "a dead letter is not retried"
+    );
+    assert_eq!(
+        bus.dead_letters(&consumer.name).await.unwrap().len(),
+        1,
+        "listing does not consume"
+    );
+    assert_eq!(consumer.effects().await, 0);
+
+    consumer.set(Behaviour::Apply);
+    assert_eq!(bus.replay(&consumer.name, Some(event.id)).await.unwrap(), 1);
+    eventually("the replayed event is applied", WAIT, || async {
+        consumer.effects().await == 1
+    })
+    .await;
+    assert_eq!(consumer.delivered(event.id), 4);
+    assert!(bus.dead_letters(&consumer.name).await.unwrap().is_empty());
+    assert_eq!(bus.purge(&consumer.name).await.unwrap(), 0);
+}

@@ -11,7 +11,8 @@ use emporium_messaging::rabbit::{RabbitBus, RabbitSettings};
 use uuid::Uuid;
 
 use crate::harness::{
-    Behaviour, Consumer, Producer, Stopper, eventually, quick_retry, spawn_relay,
+    Behaviour, Consumer, Producer, Stopper, WAIT, eventually, quick_retry,
+    scenario_dead_letter_and_replay, scenario_outbox_atomicity, spawn_relay,
 };
 use crate::proxy::Proxy;
 
@@ -44,40 +45,12 @@ async fn cleanup(exchange: &str, consumer: &str, retry: emporium_messaging::Retr
     bus.delete_exchange().await.unwrap();
 }
 
-const WAIT: Duration = Duration::from_secs(30);
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_publishes_committed_changes_exactly_once() {
     let ex = exchange();
-    let bus: Arc<dyn Bus> = Arc::new(bus_at(&broker(), &ex));
-    let producer = Producer::postgres().await;
     let consumer = Consumer::postgres("atomic").await;
-    let stopper = Stopper::new();
-    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
-        .await
-        .unwrap();
-
-    let rolled_back = producer.make(1, false).await;
-    let committed = producer.make(2, true).await;
-    assert_eq!(
-        producer.unpublished().await,
-        1,
-        "the rolled-back change left no event"
-    );
-    spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
-
-    eventually("the committed event is applied", WAIT, || async {
-        consumer.effects().await == 1
-    })
-    .await;
-    eventually("the outbox is drained", WAIT, || async {
-        producer.unpublished().await == 0
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(consumer.delivered(committed.id), 1);
-    assert_eq!(consumer.delivered(rolled_back.id), 0);
-    stopper.fire();
+    let producer = Producer::postgres().await;
+    scenario_outbox_atomicity(Arc::new(bus_at(&broker(), &ex)), &producer, &consumer).await;
     cleanup(&ex, &consumer.name, quick_retry(3)).await;
 }
 
@@ -184,53 +157,10 @@ async fn a_consumer_that_dies_before_its_ack_is_deduplicated_on_redelivery() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_handler_ends_in_the_dead_letter_queue_and_replays_once() {
     let ex = exchange();
-    let bus: Arc<dyn Bus> = Arc::new(bus_at(&broker(), &ex));
-    let producer = Producer::sqlite().await;
     let consumer = Consumer::sqlite("dlq").await;
-    consumer.set(Behaviour::Fail);
-    let stopper = Stopper::new();
-    let retry = quick_retry(3);
-    bus.subscribe(consumer.subscription(retry), stopper.stop())
-        .await
-        .unwrap();
-    spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
-    let event = producer.make(9, true).await;
-
-    eventually("three attempts", WAIT, || async {
-        consumer.delivered(event.id) == 3
-    })
-    .await;
-    let mut letters = Vec::new();
-    for _ in 0..100 {
-        letters = bus.dead_letters(&consumer.name).await.unwrap();
-        if !letters.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].id, event.id);
-    assert_eq!(letters[0].attempts, 3);
-    assert!(
-        letters[0].last_error.contains("store offline"),
-        "{}",
-        letters[0].last_error
-    );
-    assert_eq!(consumer.effects().await, 0);
-    // Listing does not consume: the letter is still there.
-    assert_eq!(bus.dead_letters(&consumer.name).await.unwrap().len(), 1);
-
-    consumer.set(Behaviour::Apply);
-    assert_eq!(bus.replay(&consumer.name, Some(event.id)).await.unwrap(), 1);
-    eventually("the replayed event is applied", WAIT, || async {
-        consumer.effects().await == 1
-    })
-    .await;
-    assert_eq!(consumer.delivered(event.id), 4);
-    assert!(bus.dead_letters(&consumer.name).await.unwrap().is_empty());
-    assert_eq!(bus.purge(&consumer.name).await.unwrap(), 0);
-    stopper.fire();
-    cleanup(&ex, &consumer.name, retry).await;
+    let producer = Producer::sqlite().await;
+    scenario_dead_letter_and_replay(Arc::new(bus_at(&broker(), &ex)), &producer, &consumer).await;
+    cleanup(&ex, &consumer.name, quick_retry(3)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
