@@ -87,6 +87,7 @@ struct CommonArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum Service {
     Accounts,
+    Catalog,
     Gateway,
 }
 
@@ -107,6 +108,15 @@ fn accounts_settings(
     insecure: bool,
 ) -> anyhow::Result<emporium_accounts::AccountsSettings> {
     let loader = emporium_accounts::AccountsSettings::loader(config)?;
+    Ok(with_flags(loader, port, insecure)?.build()?)
+}
+
+fn catalog_settings(
+    config: Option<&std::path::Path>,
+    port: Option<u16>,
+    insecure: bool,
+) -> anyhow::Result<emporium_catalog::CatalogSettings> {
+    let loader = emporium_catalog::CatalogSettings::loader(config)?;
     Ok(with_flags(loader, port, insecure)?.build()?)
 }
 
@@ -144,6 +154,13 @@ async fn main() -> anyhow::Result<()> {
                         .run_until_stopped(shutdown)
                         .await
                 }
+                Service::Catalog => {
+                    let settings = catalog_settings(config, port, insecure_http)?;
+                    emporium_catalog::Application::build(settings)
+                        .await?
+                        .run_until_stopped(shutdown)
+                        .await
+                }
                 Service::Gateway => {
                     let settings = gateway_settings(config, port, insecure_http)?;
                     emporium_gateway::Application::build(settings)
@@ -158,6 +175,12 @@ async fn main() -> anyhow::Result<()> {
                 let settings = accounts_settings(common.config.as_deref(), None, false)?;
                 emporium_accounts::migrate(&settings).await?;
                 eprintln!("accounts: migrations applied");
+                Ok(())
+            }
+            Service::Catalog => {
+                let settings = catalog_settings(common.config.as_deref(), None, false)?;
+                emporium_catalog::migrate(&settings).await?;
+                eprintln!("catalog: migrations applied");
                 Ok(())
             }
             Service::Gateway => {

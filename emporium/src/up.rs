@@ -17,7 +17,7 @@ use emporium_messaging::Bus;
 use emporium_messaging::embedded::EmbeddedBus;
 
 /// Every service that gets a certificate.
-pub const SERVICES: [&str; 2] = ["accounts", "gateway"];
+pub const SERVICES: [&str; 3] = ["accounts", "catalog", "gateway"];
 
 /// Service clients created on first start, with the scopes later services need.
 const SERVICE_CLIENTS: &[(&str, &[&str])] = &[
@@ -102,9 +102,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         write_service_clients(&accounts, &clients_file).await?;
     }
 
+    // Catalog: verifies tokens against the accounts JWKS over HTTPS.
+    let loader = Loader::new(emporium_catalog::config::DEFAULTS)?
+        .set(
+            "database.url",
+            &emporium_db::sqlite_url(&data_dir.join("catalog.db")),
+        )?
+        .set(
+            "auth.jwks_url",
+            &format!("{}/.well-known/jwks.json", accounts.base_url()),
+        )?
+        .set("auth.ca_cert", &certs.ca().display().to_string())?;
+    let catalog_settings: emporium_catalog::CatalogSettings =
+        common_http(loader, &certs, "catalog", 0, args.insecure_http)?.build()?;
+    let catalog =
+        emporium_catalog::Application::build_with_bus(catalog_settings, bus.clone()).await?;
+
     // Gateway.
     let loader = Loader::new(emporium_gateway::config::DEFAULTS)?
         .set("upstreams.accounts", &accounts.base_url())?
+        .set("upstreams.catalog", &catalog.base_url())?
         .set("upstreams.ca_cert", &certs.ca().display().to_string())?;
     let gateway_settings: emporium_gateway::GatewaySettings =
         common_http(loader, &certs, "gateway", args.port, args.insecure_http)?.build()?;
@@ -138,9 +155,11 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let _ = err.flush();
 
     let accounts_task = tokio::spawn(accounts.run_until_stopped(shutdown.clone()));
+    let catalog_task = tokio::spawn(catalog.run_until_stopped(shutdown.clone()));
     let gateway_task = tokio::spawn(gateway.run_until_stopped(shutdown));
-    let (a, g) = tokio::join!(accounts_task, gateway_task);
+    let (a, c, g) = tokio::join!(accounts_task, catalog_task, gateway_task);
     a??;
+    c??;
     g??;
     eprintln!("Emporium stopped.");
     Ok(())

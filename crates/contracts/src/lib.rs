@@ -8,6 +8,7 @@
 //! ## Layout
 //! - [`Event`]: what makes a payload an event (its type name and source).
 //! - [`accounts`]: what the accounts service publishes.
+//! - [`catalog`]: what the catalog service publishes.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -70,6 +71,65 @@ pub mod accounts {
     }
     impl Event for UserDeleted {
         const TYPE: &'static str = "emporium.accounts.user.deleted.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+}
+
+/// Events about the catalog, published by the catalog service.
+pub mod catalog {
+    use serde::{Deserialize, Serialize};
+    use uuid::Uuid;
+
+    use super::Event;
+
+    const SOURCE: &str = "/emporium/catalog";
+
+    /// A product as other services need it (no stock: that has its own events).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProductSnapshot {
+        pub product_id: Uuid,
+        pub sku: String,
+        pub name: String,
+        pub price_amount: i64,
+        pub price_currency: String,
+        pub category_id: Uuid,
+        pub version: i64,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProductCreated(pub ProductSnapshot);
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProductUpdated(pub ProductSnapshot);
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProductDeleted {
+        pub product_id: Uuid,
+    }
+
+    /// The price changed (also announced as an update); carts re-price on this.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProductPriceChanged {
+        pub product_id: Uuid,
+        pub old_amount: i64,
+        pub new_amount: i64,
+        pub currency: String,
+    }
+
+    impl Event for ProductCreated {
+        const TYPE: &'static str = "emporium.catalog.product.created.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+    impl Event for ProductUpdated {
+        const TYPE: &'static str = "emporium.catalog.product.updated.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+    impl Event for ProductDeleted {
+        const TYPE: &'static str = "emporium.catalog.product.deleted.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+    impl Event for ProductPriceChanged {
+        const TYPE: &'static str = "emporium.catalog.product.price_changed.v1";
         const SOURCE: &'static str = SOURCE;
     }
 }

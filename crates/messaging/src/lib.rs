@@ -16,6 +16,7 @@
 //! - [`rabbit`]: the RabbitMQ bus (lapin): topic exchange, quorum queues, delay queues, DLQ.
 //! - [`embedded`]: the bus of `emporium up`, on a SQLite file, with the same semantics.
 //! - [`migrations`]: the outbox and inbox tables, applied beside each service's own.
+//! - [`settings`]: the `[events]` settings section and opening the bus it names.
 
 pub mod bus;
 pub mod embedded;
@@ -24,6 +25,7 @@ pub mod inbox;
 pub mod migrations;
 pub mod outbox;
 pub mod rabbit;
+pub mod settings;
 
 pub use bus::{
     Bus, DeadLetter, EventHandler, HandlerError, OutgoingEvent, RetryPolicy, Subscription,

@@ -113,6 +113,37 @@ async fn up_serves_the_shop_over_https_and_keeps_data_across_restarts() {
         .await
         .unwrap();
     assert_eq!(users.status(), 200);
+    // The catalog behind the same origin trusts the same tokens.
+    let admin_token = admin["access_token"].as_str().unwrap();
+    let category: Value = client
+        .post(format!("{base}/api/v1/categories"))
+        .bearer_auth(admin_token)
+        .json(&json!({"name": "Tea"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = client
+        .post(format!("{base}/api/v1/products"))
+        .bearer_auth(admin_token)
+        .json(&json!({"sku": "TEA-1", "name": "Green tea", "price": {"amount": 450, "currency": "EUR"},
+                      "category_id": category["id"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let product: Value = r.json().await.unwrap();
+    let r = client
+        .get(format!(
+            "{base}/api/v1/products/{}",
+            product["id"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "anyone can read products");
     // Plain HTTP is not served.
     let plain = reqwest::Client::new()
         .get(base.replace("https://", "http://") + "/healthz")
@@ -231,6 +262,31 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
         .unwrap()
         .to_owned();
 
+    let catalog_db = emporium_db::testing::TestDatabase::postgres()
+        .await
+        .unwrap();
+    let jwks_url = format!("{accounts_url}/.well-known/jwks.json");
+    let mut catalog = Proc::spawn(
+        &["serve", "catalog", "--port", "0"],
+        &[
+            ("EMPORIUM_EVENTS_EXCHANGE", &exchange),
+            ("EMPORIUM_DATABASE_URL", &catalog_db.url),
+            ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
+            ("EMPORIUM_HTTP_TLS_CERT", &pem("catalog.pem")),
+            ("EMPORIUM_HTTP_TLS_KEY", &pem("catalog-key.pem")),
+            ("EMPORIUM_AUTH_JWKS_URL", &jwks_url),
+            ("EMPORIUM_AUTH_CA_CERT", &pem("ca.pem")),
+        ],
+    );
+    let line = catalog.wait_for(
+        |l| l.contains("Catalog listening."),
+        Duration::from_secs(60),
+    );
+    let catalog_url = serde_json::from_str::<Value>(&line).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
     let mut gateway = Proc::spawn(
         &["serve", "gateway", "--port", "0"],
         &[
@@ -238,6 +294,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
             ("EMPORIUM_HTTP_TLS_CERT", &pem("gateway.pem")),
             ("EMPORIUM_HTTP_TLS_KEY", &pem("gateway-key.pem")),
             ("EMPORIUM_UPSTREAMS_ACCOUNTS", &accounts_url),
+            ("EMPORIUM_UPSTREAMS_CATALOG", &catalog_url),
             ("EMPORIUM_UPSTREAMS_CA_CERT", &pem("ca.pem")),
         ],
     );
@@ -273,6 +330,15 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
         .await
         .unwrap();
     assert_eq!(users["items"][0]["email"], ADMIN_EMAIL);
+    // The catalog, its own process on its own database, trusts accounts' tokens.
+    let r = client
+        .post(format!("{base}/api/v1/warehouses"))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .json(&json!({"code": "BER-1", "name": "Berlin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
 
     // A rotation from the command line reaches the running service.
     let mut rotate = Proc::spawn(
@@ -297,6 +363,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     assert_eq!(registered.source, "/emporium/accounts");
 
     assert!(gateway.terminate(Duration::from_secs(30)));
+    assert!(catalog.terminate(Duration::from_secs(30)));
     assert!(accounts.terminate(Duration::from_secs(30)));
     events::forget_rabbitmq(&exchange).await;
 }

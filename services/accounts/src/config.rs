@@ -18,46 +18,7 @@ pub struct AccountsSettings {
     pub database: DatabaseSettings,
     pub tokens: TokenConfig,
     pub login: LoginConfig,
-    pub events: EventsConfig,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct EventsConfig {
-    pub bus: String,
-    pub amqp_url: Secret,
-    pub exchange: String,
-    pub embedded_path: String,
-    pub relay_batch: i64,
-    pub relay_poll_ms: u64,
-}
-
-impl EventsConfig {
-    /// Opens the configured bus.
-    pub async fn open_bus(&self) -> anyhow::Result<std::sync::Arc<dyn emporium_messaging::Bus>> {
-        use emporium_messaging::rabbit::{RabbitBus, RabbitSettings};
-        Ok(match self.bus.as_str() {
-            "rabbitmq" => {
-                let mut settings = RabbitSettings::new(self.amqp_url.expose());
-                settings.exchange = self.exchange.clone();
-                std::sync::Arc::new(RabbitBus::new(settings))
-            }
-            "embedded" => std::sync::Arc::new(
-                emporium_messaging::embedded::EmbeddedBus::open(std::path::Path::new(
-                    &self.embedded_path,
-                ))
-                .await?,
-            ),
-            other => anyhow::bail!("events.bus must be rabbitmq or embedded, not {other:?}"),
-        })
-    }
-
-    pub fn relay_settings(&self) -> emporium_messaging::outbox::RelaySettings {
-        emporium_messaging::outbox::RelaySettings {
-            batch: self.relay_batch.max(1),
-            poll: Duration::from_millis(self.relay_poll_ms.max(1)),
-            ..Default::default()
-        }
-    }
+    pub events: emporium_messaging::settings::EventsSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

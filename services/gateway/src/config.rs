@@ -17,6 +17,7 @@ pub struct GatewaySettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct UpstreamSettings {
     pub accounts: String,
+    pub catalog: String,
     pub ca_cert: String,
     pub timeout_ms: u64,
 }

@@ -40,6 +40,7 @@ impl Application {
         let upstreams = Arc::new(Upstreams {
             client,
             accounts: settings.upstreams.accounts.trim_end_matches('/').to_owned(),
+            catalog: settings.upstreams.catalog.trim_end_matches('/').to_owned(),
             body_limit: settings.http.body_limit_bytes,
         });
         let ready_upstreams = upstreams.clone();

@@ -16,18 +16,21 @@ use emporium_http::{Problem, RequestContext};
 pub struct Upstreams {
     pub client: reqwest::Client,
     pub accounts: String,
+    pub catalog: String,
     pub body_limit: usize,
 }
 
 impl Upstreams {
     /// Ready when every upstream answers its `/healthz`.
     pub async fn check(&self) -> Result<(), String> {
-        let url = format!("{}/healthz", self.accounts);
-        match self.client.get(&url).send().await {
-            Ok(r) if r.status().is_success() => Ok(()),
-            Ok(r) => Err(format!("accounts answered {}", r.status())),
-            Err(e) => Err(format!("accounts unreachable: {e}")),
+        for (name, base) in [("accounts", &self.accounts), ("catalog", &self.catalog)] {
+            match self.client.get(format!("{base}/healthz")).send().await {
+                Ok(r) if r.status().is_success() => {}
+                Ok(r) => return Err(format!("{name} answered {}", r.status())),
+                Err(e) => return Err(format!("{name} unreachable: {e}")),
+            }
         }
+        Ok(())
     }
 }
 
@@ -38,17 +41,28 @@ struct Route {
 }
 
 /// The public route table: path patterns and the service each belongs to.
+/// Services' internal routes (`/internal/…`) are never exposed here.
 pub fn router(upstreams: Arc<Upstreams>) -> Router {
-    let accounts = Route {
-        base: upstreams.accounts.clone().into(),
-        upstreams,
+    let to = |base: &str| Route {
+        base: base.into(),
+        upstreams: upstreams.clone(),
     };
-    Router::new()
+    let accounts = Router::new()
         .route("/api/v1/auth/{*rest}", any(forward))
         .route("/api/v1/users", any(forward))
         .route("/api/v1/users/{*rest}", any(forward))
         .route("/.well-known/jwks.json", any(forward))
-        .with_state(accounts)
+        .with_state(to(&upstreams.accounts));
+    let catalog = Router::new()
+        .route("/api/v1/categories", any(forward))
+        .route("/api/v1/categories/{*rest}", any(forward))
+        .route("/api/v1/products", any(forward))
+        .route("/api/v1/products/{*rest}", any(forward))
+        .route("/api/v1/warehouses", any(forward))
+        .route("/api/v1/warehouses/{*rest}", any(forward))
+        .route("/api/v1/stock/{*rest}", any(forward))
+        .with_state(to(&upstreams.catalog));
+    accounts.merge(catalog)
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
@@ -155,7 +169,9 @@ pub fn openapi_json() -> String {
             "title": "Emporium gateway",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "The public origin. /api/v1/auth/*, /api/v1/users* and \
-                /.well-known/jwks.json are served by the accounts service; see its document."
+                /.well-known/jwks.json are served by the accounts service; /api/v1/categories*, \
+                /api/v1/products*, /api/v1/warehouses* and /api/v1/stock/* by the catalog \
+                service; see their documents."
         },
         "paths": {
             "/healthz": {"get": {"responses": {"200": {"description": "alive"}}}},

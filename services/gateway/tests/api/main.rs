@@ -82,6 +82,8 @@ async fn spawn(upstream_down: bool) -> Harness {
         .unwrap()
         .set("upstreams.accounts", &upstream_url)
         .unwrap()
+        .set("upstreams.catalog", &upstream_url)
+        .unwrap()
         .set("upstreams.ca_cert", certs.ca().to_str().unwrap())
         .unwrap()
         .build()
@@ -150,6 +152,10 @@ async fn forwards_account_paths_with_context() {
         "/api/v1/users/me",
         "/api/v1/users",
         "/.well-known/jwks.json",
+        "/api/v1/categories",
+        "/api/v1/products/x/stock",
+        "/api/v1/warehouses",
+        "/api/v1/stock/movements",
     ] {
         let r = h
             .client
@@ -167,6 +173,14 @@ async fn refuses_what_it_does_not_route_and_what_is_too_big() {
     let r = h
         .client
         .get(format!("{}/api/v1/unknown", h.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // Services' internal routes are not public.
+    let r = h
+        .client
+        .post(format!("{}/internal/v1/reservations", h.gateway))
         .send()
         .await
         .unwrap();

@@ -1,0 +1,199 @@
+//! The HTTP face of the catalog: public routes under `/api/v1`, the internal
+//! reservation routes under `/internal/v1` (service tokens with `stock:reserve`),
+//! the shared state and the one error type.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::FromRef;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use emporium_auth::Verifier;
+use emporium_http::{FieldError, Problem};
+use emporium_messaging::outbox::RelayWaker;
+use uuid::Uuid;
+
+use crate::store::{CatalogStore, StoreError};
+
+mod categories;
+pub mod openapi;
+mod products;
+mod reservations;
+mod stock;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Catalog>);
+
+pub struct Catalog {
+    pub store: Arc<dyn CatalogStore>,
+    pub verifier: Arc<Verifier>,
+    pub relay: RelayWaker,
+    pub reservation_ttl: Duration,
+}
+
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.0.verifier.clone()
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/categories",
+            get(categories::tree).post(categories::create),
+        )
+        .route(
+            "/api/v1/categories/{id}",
+            axum::routing::patch(categories::update).delete(categories::delete),
+        )
+        .route(
+            "/api/v1/products",
+            get(products::list).post(products::create),
+        )
+        .route(
+            "/api/v1/products/{id}",
+            get(products::get_one)
+                .patch(products::update)
+                .delete(products::delete),
+        )
+        .route("/api/v1/products/{id}/stock", get(stock::of_product))
+        .route(
+            "/api/v1/warehouses",
+            get(stock::warehouses).post(stock::create_warehouse),
+        )
+        .route("/api/v1/warehouses/{wid}/stock/{pid}", put(stock::set))
+        .route(
+            "/api/v1/warehouses/{wid}/stock/{pid}/adjustments",
+            post(stock::adjust),
+        )
+        .route("/api/v1/stock/movements", get(stock::movements))
+        .route("/internal/v1/reservations", post(reservations::reserve))
+        .route("/internal/v1/reservations/{id}", get(reservations::get_one))
+        .route(
+            "/internal/v1/reservations/{id}/release",
+            post(reservations::release),
+        )
+        .route(
+            "/internal/v1/reservations/{id}/commit",
+            post(reservations::commit),
+        )
+        .with_state(state)
+}
+
+/// Every way a catalog request can fail; mapped to a status in one place.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid input")]
+    Invalid(Vec<FieldError>),
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    #[error("conflict: {1}")]
+    Conflict(&'static str, String),
+    #[error("stale version")]
+    Stale { current: i64 },
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldError::new(field, message)])
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict => {
+                Self::Conflict("conflict", "A record with the same key exists.".into())
+            }
+            other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<ApiError> for Problem {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::Invalid(errors) => Problem::validation(errors),
+            ApiError::NotFound(what) => Problem::not_found(format!("No such {what}.")),
+            ApiError::Conflict(kind, why) => Problem::conflict(kind, why),
+            ApiError::Stale { current } => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "stale-version",
+                "The resource changed since you read it.",
+            )
+            .with_detail(format!(
+                "The current version is {current}; read it again and retry."
+            )),
+            ApiError::NotImplemented(what) => Problem::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "not-implemented",
+                "This is not available yet.",
+            )
+            .with_detail(what),
+            ApiError::Internal(cause) => {
+                tracing::error!(error = ?cause, "Request failed.");
+                Problem::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        Problem::from(self).into_response()
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A list page limit: default 20, at most 100.
+pub fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
+    let limit = limit.unwrap_or(20);
+    if (1..=100).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::field("limit", "must be between 1 and 100"))
+    }
+}
+
+pub fn encode_cursor(id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
+}
+
+pub fn decode_cursor(cursor: Option<&str>) -> ApiResult<Option<Uuid>> {
+    match cursor {
+        None | Some("") => Ok(None),
+        Some(c) => URL_SAFE_NO_PAD
+            .decode(c)
+            .ok()
+            .and_then(|b| Uuid::from_slice(&b).ok())
+            .map(Some)
+            .ok_or_else(|| ApiError::field("cursor", "is not a cursor")),
+    }
+}
+
+/// A page of a list.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

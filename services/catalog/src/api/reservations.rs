@@ -1,0 +1,224 @@
+//! Stock reservations, for the services that sell (service tokens with
+//! `stock:reserve`). Reserving is all or nothing and idempotent per id (the
+//! order id); release and commit are idempotent too.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use emporium_auth::ServiceCaller;
+use emporium_auth::extract::Scope;
+use emporium_http::{AppJson, AppPath, FieldError, Problem};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{ApiError, ApiResult, AppState, now_ms, rfc3339};
+use crate::store::{Actor, Reservation, ReserveOutcome, SettleOutcome};
+
+/// The scope a caller needs.
+pub struct StockReserve;
+impl Scope for StockReserve {
+    const NAME: &'static str = "stock:reserve";
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReserveItem {
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ReserveRequest {
+    /// The reservation id: the order's id, so a retry finds the same reservation.
+    pub id: Uuid,
+    #[serde(default)]
+    pub items: Vec<ReserveItem>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LineView {
+    pub warehouse_id: Uuid,
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReservationView {
+    pub id: Uuid,
+    /// `active`, `released`, `expired` or `committed`.
+    pub status: String,
+    pub lines: Vec<LineView>,
+    pub expires_at: String,
+}
+
+impl From<&Reservation> for ReservationView {
+    fn from(r: &Reservation) -> Self {
+        Self {
+            id: r.id,
+            status: r.status.clone(),
+            lines: r
+                .lines
+                .iter()
+                .map(|l| LineView {
+                    warehouse_id: l.warehouse_id,
+                    product_id: l.product_id,
+                    quantity: l.quantity,
+                })
+                .collect(),
+            expires_at: rfc3339(r.expires_at),
+        }
+    }
+}
+
+fn actor<S>(caller: &ServiceCaller<S>, reason: &str) -> Actor {
+    Actor {
+        who: format!("service:{}", caller.client_id),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Reserves every item or nothing, from as few warehouses as possible.
+#[utoipa::path(post, path = "/internal/v1/reservations", request_body = ReserveRequest,
+    responses((status = 201, body = ReservationView), (status = 200, body = ReservationView, description = "the same request again"),
+              (status = 409, description = "out of stock, or the id was used for other items"), (status = 422)),
+    security(("bearer" = [])))]
+pub async fn reserve(
+    State(state): State<AppState>,
+    caller: ServiceCaller<StockReserve>,
+    AppJson(body): AppJson<ReserveRequest>,
+) -> ApiResult<Response> {
+    let mut items = BTreeMap::new();
+    let mut errors = Vec::new();
+    if body.items.is_empty() || body.items.len() > 100 {
+        errors.push(FieldError::new("items", "must hold 1 to 100 items"));
+    }
+    for (i, item) in body.items.iter().enumerate() {
+        if !(1..=10_000).contains(&item.quantity) {
+            errors.push(FieldError::new(
+                format!("items[{i}].quantity"),
+                "must be between 1 and 10,000",
+            ));
+        }
+        if items.insert(item.product_id, item.quantity).is_some() {
+            errors.push(FieldError::new(
+                format!("items[{i}].product_id"),
+                "appears twice",
+            ));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let expires_at = now_ms() + state.0.reservation_ttl.as_millis() as i64;
+    let outcome = state
+        .0
+        .store
+        .reserve(body.id, &items, expires_at, &actor(&caller, "reservation"))
+        .await?;
+    let labels = |outcome: &'static str| [("outcome", outcome)];
+    match outcome {
+        ReserveOutcome::Created(r) => {
+            metrics::counter!("stock_reservations_total", &labels("created")).increment(1);
+            Ok((StatusCode::CREATED, AppJson(ReservationView::from(&r))).into_response())
+        }
+        ReserveOutcome::Existing(r) => {
+            metrics::counter!("stock_reservations_total", &labels("repeated")).increment(1);
+            Ok((StatusCode::OK, AppJson(ReservationView::from(&r))).into_response())
+        }
+        ReserveOutcome::Mismatch => Err(ApiError::Conflict(
+            "reservation-mismatch",
+            "This reservation id was already used for other items.".into(),
+        )),
+        ReserveOutcome::OutOfStock(products) => {
+            metrics::counter!("stock_reservations_total", &labels("out_of_stock")).increment(1);
+            let detail = format!(
+                "Not enough stock of: {}.",
+                products
+                    .iter()
+                    .map(Uuid::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            Ok(Problem::conflict("out-of-stock", detail).into_response())
+        }
+        ReserveOutcome::UnknownProducts(products) => Err(ApiError::Invalid(
+            products
+                .iter()
+                .map(|p| FieldError::new("items", format!("no product {p}")))
+                .collect(),
+        )),
+    }
+}
+
+/// One reservation.
+#[utoipa::path(get, path = "/internal/v1/reservations/{id}",
+    responses((status = 200, body = ReservationView), (status = 404)), security(("bearer" = [])))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    _caller: ServiceCaller<StockReserve>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<AppJson<ReservationView>> {
+    let r = state
+        .0
+        .store
+        .reservation(id)
+        .await?
+        .ok_or(ApiError::NotFound("reservation"))?;
+    Ok(AppJson(ReservationView::from(&r)))
+}
+
+async fn settled(
+    state: &AppState,
+    id: Uuid,
+    outcome: SettleOutcome,
+    wanted: &str,
+) -> ApiResult<AppJson<ReservationView>> {
+    match outcome {
+        SettleOutcome::NotFound => return Err(ApiError::NotFound("reservation")),
+        // Asking again for what already happened is a retry, not an error.
+        SettleOutcome::AlreadySettled(status) if status != wanted => {
+            return Err(ApiError::Conflict(
+                "reservation-settled",
+                format!("The reservation is already {status}."),
+            ));
+        }
+        _ => {}
+    }
+    let r = state
+        .0
+        .store
+        .reservation(id)
+        .await?
+        .ok_or(ApiError::NotFound("reservation"))?;
+    Ok(AppJson(ReservationView::from(&r)))
+}
+
+/// Gives the reserved stock back (the order was rejected or cancelled).
+#[utoipa::path(post, path = "/internal/v1/reservations/{id}/release",
+    responses((status = 200, body = ReservationView), (status = 404), (status = 409)), security(("bearer" = [])))]
+pub async fn release(
+    State(state): State<AppState>,
+    caller: ServiceCaller<StockReserve>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<AppJson<ReservationView>> {
+    let outcome = state
+        .0
+        .store
+        .release(id, "release", &actor(&caller, "released by the order"))
+        .await?;
+    settled(&state, id, outcome, "released").await
+}
+
+/// The order shipped: reserved stock leaves the warehouse (`on_hand` and `reserved` both fall).
+#[utoipa::path(post, path = "/internal/v1/reservations/{id}/commit",
+    responses((status = 200, body = ReservationView), (status = 404), (status = 409)), security(("bearer" = [])))]
+pub async fn commit(
+    State(state): State<AppState>,
+    caller: ServiceCaller<StockReserve>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<AppJson<ReservationView>> {
+    let outcome = state.0.store.commit(id, &actor(&caller, "shipped")).await?;
+    settled(&state, id, outcome, "committed").await
+}

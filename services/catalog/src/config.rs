@@ -1,0 +1,40 @@
+//! Typed settings of the catalog service; every key and default is in `defaults.toml`.
+
+use std::path::Path;
+
+use emporium_config::Loader;
+use emporium_db::DatabaseSettings;
+use emporium_http::HttpSettings;
+use serde::Deserialize;
+
+pub const DEFAULTS: &str = include_str!("../defaults.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogSettings {
+    pub http: HttpSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthConfig,
+    pub reservations: ReservationConfig,
+    pub events: emporium_messaging::settings::EventsSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthConfig {
+    pub jwks_url: String,
+    pub ca_cert: String,
+    pub issuer: String,
+    pub audience: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReservationConfig {
+    pub ttl_secs: u64,
+    pub sweep_every_ms: u64,
+}
+
+impl CatalogSettings {
+    /// Defaults, then the file, then `EMPORIUM_…` variables.
+    pub fn loader(file: Option<&Path>) -> Result<Loader, emporium_config::ConfigError> {
+        Loader::new(DEFAULTS)?.file(file)?.env()
+    }
+}

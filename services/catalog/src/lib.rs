@@ -1,0 +1,149 @@
+//! The catalog service: categories (a tree with attribute definitions),
+//! products as documents, warehouses, stock levels per warehouse, stock
+//! reservations that never oversell, and the append-only stock-movement journal.
+//!
+//! ## Layout
+//! - [`config`]: typed settings; every key with its default in `defaults.toml`.
+//! - [`domain`]: money, attribute definitions and checks, reservation allocation. Pure, unit-tested.
+//! - [`store`]: the [`store::CatalogStore`] trait with PostgreSQL and SQLite implementations.
+//! - [`api`]: public routes (`/api/v1/…`), internal routes for services (`/internal/v1/reservations`).
+//! - [`events`]: the product events, written to the outbox with each change.
+//! - [`sweeper`]: releases reservations whose time ran out.
+//! - [`Application`]: binds, wires and serves it all.
+
+pub mod api;
+pub mod config;
+pub mod domain;
+pub mod events;
+pub mod store;
+pub mod sweeper;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use emporium_auth::{HttpJwks, JwksSource, Verifier, VerifierSettings};
+use emporium_http::{HttpServer, ServiceName, Shutdown, ops, standard_layers};
+use emporium_messaging::Bus;
+use emporium_messaging::outbox::{Relay, RelayWaker};
+
+use crate::api::{AppState, Catalog};
+pub use crate::config::CatalogSettings;
+use crate::store::CatalogStore;
+
+pub const SERVICE: &str = "catalog";
+
+pub struct Application {
+    server: HttpServer,
+    router: Router,
+    store: Arc<dyn CatalogStore>,
+    relay: Relay,
+    sweep_every: Duration,
+}
+
+impl Application {
+    /// Opens the store and the bus from the settings, and verifies tokens
+    /// against the accounts JWKS.
+    pub async fn build(settings: CatalogSettings) -> anyhow::Result<Self> {
+        let bus = settings.events.open_bus().await?;
+        Self::build_with_bus(settings, bus).await
+    }
+
+    /// As [`Application::build`], publishing to a bus the caller shares.
+    pub async fn build_with_bus(
+        settings: CatalogSettings,
+        bus: Arc<dyn Bus>,
+    ) -> anyhow::Result<Self> {
+        let ca = (!settings.auth.ca_cert.is_empty())
+            .then(|| std::path::PathBuf::from(&settings.auth.ca_cert));
+        let client = emporium_http::tls::client(ca.as_deref(), Duration::from_secs(10))?;
+        let jwks = Arc::new(HttpJwks {
+            client,
+            url: settings.auth.jwks_url.clone(),
+        });
+        Self::build_with(settings, bus, jwks).await
+    }
+
+    /// As [`Application::build`], with the bus and the key source given
+    /// (tests hold their own keys).
+    pub async fn build_with(
+        settings: CatalogSettings,
+        bus: Arc<dyn Bus>,
+        jwks: Arc<dyn JwksSource>,
+    ) -> anyhow::Result<Self> {
+        let store = store::connect(
+            settings.database.url.expose(),
+            settings.database.max_connections,
+        )
+        .await?;
+        let verifier = Arc::new(Verifier::new(
+            VerifierSettings::new(&settings.auth.issuer, &settings.auth.audience),
+            jwks,
+        ));
+        let waker = RelayWaker::default();
+        let state = AppState(Arc::new(Catalog {
+            store: store.clone(),
+            verifier,
+            relay: waker.clone(),
+            reservation_ttl: Duration::from_secs(settings.reservations.ttl_secs),
+        }));
+        let relay = Relay {
+            outbox: store.outbox(),
+            bus,
+            settings: settings.events.relay_settings(),
+            waker,
+            service: SERVICE,
+        };
+        let ready_store = store.clone();
+        let ready: ops::ReadyCheck = Arc::new(move || {
+            let store = ready_store.clone();
+            Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
+        });
+        let router = standard_layers(
+            api::router(state).merge(ops::routes(ready, api::openapi::json())),
+            ServiceName(SERVICE),
+            &settings.http,
+        );
+        Ok(Self {
+            server: HttpServer::bind(&settings.http)?,
+            router,
+            store,
+            relay,
+            sweep_every: Duration::from_millis(settings.reservations.sweep_every_ms.max(10)),
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    pub fn store(&self) -> Arc<dyn CatalogStore> {
+        self.store.clone()
+    }
+
+    /// Serves HTTP, relays the outbox and sweeps expired reservations until `shutdown`.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        tracing::info!(url = %self.base_url(), "Catalog listening.");
+        let relay = tokio::spawn(self.relay.run(shutdown.clone().wait()));
+        let sweeper = tokio::spawn(sweeper::run(
+            self.store.clone(),
+            self.sweep_every,
+            shutdown.clone().wait(),
+        ));
+        let served = self.server.run_until_stopped(self.router, shutdown).await;
+        let _ = relay.await;
+        let _ = sweeper.await;
+        served
+    }
+}
+
+/// Applies the migrations.
+pub async fn migrate(settings: &CatalogSettings) -> anyhow::Result<()> {
+    store::connect(settings.database.url.expose(), 1)
+        .await
+        .map(|_| ())
+}

@@ -1,0 +1,256 @@
+//! Persistence of the catalog: one trait, a PostgreSQL and a SQLite
+//! implementation sharing their SQL (see `sql.rs`).
+//!
+//! Stock changes happen only inside transactions that lock the stock rows
+//! they touch (PostgreSQL: `SELECT … FOR UPDATE` in product-then-warehouse
+//! order, so concurrent reservations cannot deadlock; SQLite: `BEGIN IMMEDIATE`),
+//! check `on_hand >= reserved >= 0` (also a table constraint), and write a
+//! journal row for every change in the same transaction.
+
+use std::collections::BTreeMap;
+
+use emporium_messaging::outbox::Outbox;
+use serde_json::Value;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+mod sql;
+
+pub use sql::connect;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CategoryRecord {
+    pub id: Uuid,
+    pub parent_id: Option<Uuid>,
+    pub name: String,
+    pub slug: String,
+    pub path: String,
+    pub position: i32,
+    pub attributes: Json<Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ProductRecord {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price_amount: i64,
+    pub price_currency: String,
+    pub category_id: Uuid,
+    pub attributes: Json<Value>,
+    pub images: Json<Value>,
+    pub low_stock_below: i64,
+    pub version: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// Sum over warehouses of `on_hand - reserved`.
+    pub available: i64,
+}
+
+/// Fields of a product as written (create, or the full state after a patch).
+#[derive(Debug, Clone)]
+pub struct ProductWrite {
+    pub id: Uuid,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price_amount: i64,
+    pub price_currency: String,
+    pub category_id: Uuid,
+    pub attributes: Value,
+    pub images: Value,
+    pub low_stock_below: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WarehouseRecord {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub address: Json<Value>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StockRecord {
+    pub warehouse_id: Uuid,
+    pub product_id: Uuid,
+    pub on_hand: i64,
+    pub reserved: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MovementRecord {
+    pub seq: i64,
+    pub product_id: Uuid,
+    pub warehouse_id: Uuid,
+    pub kind: String,
+    pub delta_on_hand: i64,
+    pub delta_reserved: i64,
+    pub on_hand_after: i64,
+    pub reserved_after: i64,
+    pub reason: String,
+    pub actor: String,
+    pub reservation_id: Option<Uuid>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservationLine {
+    pub warehouse_id: Uuid,
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub id: Uuid,
+    pub status: String,
+    pub items: BTreeMap<Uuid, i64>,
+    pub lines: Vec<ReservationLine>,
+    pub expires_at: i64,
+}
+
+/// Who changed stock, and why (for the journal).
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub who: String,
+    pub reason: String,
+}
+
+#[derive(Debug)]
+pub enum ReserveOutcome {
+    Created(Reservation),
+    /// The same id with the same items: the reservation made before.
+    Existing(Reservation),
+    /// The same id with other items.
+    Mismatch,
+    /// Not enough free stock of these products across all warehouses.
+    OutOfStock(Vec<Uuid>),
+    UnknownProducts(Vec<Uuid>),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum SettleOutcome {
+    Done,
+    NotFound,
+    /// The reservation is already released, expired or committed.
+    AlreadySettled(String),
+}
+
+#[derive(Debug)]
+pub enum StockChange {
+    Done(StockRecord),
+    NotFound,
+    /// The change would take `on_hand` below what is reserved (or below zero).
+    BelowReserved {
+        reserved: i64,
+    },
+}
+
+#[derive(Debug)]
+pub enum ProductUpdate {
+    Done(Box<ProductRecord>),
+    NotFound,
+    StaleVersion { current: i64 },
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum CategoryDelete {
+    Done,
+    NotFound,
+    HasProducts,
+    HasChildren,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a record with the same key exists")]
+    Conflict,
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+#[async_trait::async_trait]
+pub trait CatalogStore: Send + Sync {
+    async fn ping(&self) -> Result<(), StoreError>;
+    fn outbox(&self) -> Outbox;
+
+    async fn insert_category(&self, c: &CategoryRecord) -> Result<(), StoreError>;
+    async fn category(&self, id: Uuid) -> Result<Option<CategoryRecord>, StoreError>;
+    /// Every category, parents before children.
+    async fn categories(&self) -> Result<Vec<CategoryRecord>, StoreError>;
+    async fn update_category(&self, c: &CategoryRecord) -> Result<bool, StoreError>;
+    async fn delete_category(&self, id: Uuid) -> Result<CategoryDelete, StoreError>;
+
+    async fn insert_product(
+        &self,
+        p: &ProductWrite,
+        now: i64,
+        events: &[emporium_messaging::Envelope],
+    ) -> Result<ProductRecord, StoreError>;
+    async fn product(&self, id: Uuid) -> Result<Option<ProductRecord>, StoreError>;
+    /// Live products in creation order after `after`, optionally within a category subtree.
+    async fn products(
+        &self,
+        category_path: Option<&str>,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<ProductRecord>, StoreError>;
+    /// Replaces a product's fields if its version is still `expected` (when given).
+    async fn update_product(
+        &self,
+        p: &ProductWrite,
+        expected: Option<i64>,
+        now: i64,
+        events: &[emporium_messaging::Envelope],
+    ) -> Result<ProductUpdate, StoreError>;
+    async fn delete_product(
+        &self,
+        id: Uuid,
+        now: i64,
+        events: &[emporium_messaging::Envelope],
+    ) -> Result<bool, StoreError>;
+
+    async fn insert_warehouse(&self, w: &WarehouseRecord) -> Result<(), StoreError>;
+    async fn warehouses(&self) -> Result<Vec<WarehouseRecord>, StoreError>;
+
+    async fn stock_of(&self, product: Uuid) -> Result<Vec<StockRecord>, StoreError>;
+    /// Sets `on_hand` (`delta = None`) or adds `delta` to it, never below what is reserved.
+    async fn change_stock(
+        &self,
+        warehouse: Uuid,
+        product: Uuid,
+        set_to: Option<i64>,
+        delta: i64,
+        actor: &Actor,
+    ) -> Result<StockChange, StoreError>;
+    async fn movements(
+        &self,
+        product: Option<Uuid>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<MovementRecord>, StoreError>;
+
+    async fn reserve(
+        &self,
+        id: Uuid,
+        items: &BTreeMap<Uuid, i64>,
+        expires_at: i64,
+        actor: &Actor,
+    ) -> Result<ReserveOutcome, StoreError>;
+    async fn reservation(&self, id: Uuid) -> Result<Option<Reservation>, StoreError>;
+    /// Gives the reserved stock back (`kind` is `release` or `expire`).
+    async fn release(
+        &self,
+        id: Uuid,
+        kind: &str,
+        actor: &Actor,
+    ) -> Result<SettleOutcome, StoreError>;
+    /// Turns reserved stock into shipped stock: `on_hand` and `reserved` both fall.
+    async fn commit(&self, id: Uuid, actor: &Actor) -> Result<SettleOutcome, StoreError>;
+    async fn expired_reservations(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError>;
+}

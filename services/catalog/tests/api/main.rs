@@ -1,0 +1,9 @@
+//! The catalog through HTTP: the service is spawned on port 0 over HTTPS,
+//! once on SQLite and once on PostgreSQL, with a fresh database per test.
+//! Tokens are signed by a test key the service trusts through its key source.
+
+mod helpers;
+
+mod catalog;
+mod reservations;
+mod stock;
