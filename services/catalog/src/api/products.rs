@@ -1,6 +1,9 @@
 //! Products as documents.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use axum::Extension;
 use axum::extract::State;
@@ -14,12 +17,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::categories::effective_defs;
-use super::{
-    ApiError, ApiResult, AppState, Page, decode_cursor, encode_cursor, now_ms, page_limit, rfc3339,
-};
-use crate::domain::{Money, validate_attributes};
+use super::{ApiError, ApiResult, AppState, now_ms, page_limit, rfc3339};
+use crate::domain::{AttributeDef, Money, validate_attributes};
 use crate::events;
-use crate::store::{ProductRecord, ProductUpdate, ProductWrite, StoreError};
+use crate::store::{ProductQuery, ProductRecord, ProductUpdate, ProductWrite, Sort, StoreError};
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProductView {
@@ -68,63 +69,216 @@ fn with_etag(p: &ProductRecord, status: StatusCode) -> Response {
     response
 }
 
-/// Search, price, stock, attribute filters and sorts are not built yet; asking
-/// for them is refused rather than silently ignored.
-const NOT_YET: &[&str] = &["q", "min_price", "max_price", "in_stock", "sort"];
+/// A page of products with facet counts: for every filterable attribute, how
+/// many of all the matching products have each value.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductPage {
+    pub items: Vec<ProductView>,
+    pub next_cursor: Option<String>,
+    pub facets: BTreeMap<String, BTreeMap<String, u64>>,
+}
 
-/// Products, in creation order, optionally within a category and its sub-categories.
+/// How deep offset paging may go.
+const MAX_OFFSET: i64 = 10_000;
+
+fn encode_offset(offset: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+}
+
+fn decode_offset(cursor: Option<&String>) -> ApiResult<i64> {
+    let Some(c) = cursor.filter(|c| !c.is_empty()) else {
+        return Ok(0);
+    };
+    URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse::<i64>().ok()))
+        .filter(|n| (0..=MAX_OFFSET).contains(n))
+        .ok_or_else(|| ApiError::field("cursor", "is not a cursor"))
+}
+
+fn price_param(
+    query: &HashMap<String, String>,
+    key: &str,
+    errors: &mut Vec<FieldError>,
+) -> Option<i64> {
+    let raw = query.get(key)?;
+    match raw.parse::<i64>() {
+        Ok(n) if n >= 0 => Some(n),
+        _ => {
+            errors.push(FieldError::new(
+                key,
+                "must be a whole number of minor units, 0 or more",
+            ));
+            None
+        }
+    }
+}
+
+/// `attr.colour=red` → ("colour", "red" typed as JSON where it reads as one, "red").
+fn attribute_filter(name: &str, raw: &str) -> Option<(String, Value, String)> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return None;
+    }
+    let typed = match raw {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => raw
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(|n| {
+                if raw.contains('.') {
+                    Value::Number(n)
+                } else {
+                    raw.parse::<i64>()
+                        .map(Value::from)
+                        .unwrap_or(Value::Number(n))
+                }
+            })
+            .unwrap_or_else(|| Value::String(raw.to_owned())),
+    };
+    Some((name.to_owned(), typed, raw.to_owned()))
+}
+
+/// Products: full-text search ranked by relevance (`q`), filters (`category`
+/// with its sub-categories, `min_price`, `max_price`, `in_stock`,
+/// `attr.<name>=<value>`), `sort` (`relevance`, `price`, `-price`, `newest`),
+/// paging by `cursor` and `limit`, and facet counts.
 #[utoipa::path(get, path = "/api/v1/products",
-    params(("category" = Option<Uuid>, Query), ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
-    responses((status = 200, body = Page<ProductView>), (status = 501, description = "search and other filters are not built yet")))]
+    params(("q" = Option<String>, Query), ("category" = Option<Uuid>, Query), ("min_price" = Option<i64>, Query),
+           ("max_price" = Option<i64>, Query), ("in_stock" = Option<bool>, Query), ("sort" = Option<String>, Query),
+           ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+    responses((status = 200, body = ProductPage), (status = 404, description = "unknown category"), (status = 422)))]
 pub async fn list(
     State(state): State<AppState>,
     AppQuery(query): AppQuery<HashMap<String, String>>,
-) -> ApiResult<AppJson<Page<ProductView>>> {
-    if let Some(key) = query
-        .keys()
-        .find(|k| NOT_YET.contains(&k.as_str()) || k.starts_with("attr."))
-    {
-        return Err(ApiError::NotImplemented(format!(
-            "The `{key}` parameter is not supported yet."
-        )));
+) -> ApiResult<AppJson<ProductPage>> {
+    let mut errors = Vec::new();
+    let mut q = ProductQuery::default();
+    q.text = query
+        .get("q")
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    if q.text.as_ref().is_some_and(|t| t.chars().count() > 200) {
+        errors.push(FieldError::new("q", "must be at most 200 characters"));
     }
-    let limit = page_limit(match query.get("limit") {
-        None => None,
-        Some(l) => Some(
-            l.parse()
-                .map_err(|_| ApiError::field("limit", "must be a number"))?,
-        ),
-    })?;
-    let after = decode_cursor(query.get("cursor").map(String::as_str))?;
-    let path = match query.get("category") {
-        None => None,
-        Some(raw) => {
-            let id = Uuid::parse_str(raw)
-                .map_err(|_| ApiError::field("category", "must be a category id"))?;
-            let category = state
-                .0
-                .store
-                .category(id)
-                .await?
-                .ok_or(ApiError::NotFound("category"))?;
-            Some(category.path)
+    q.min_price = price_param(&query, "min_price", &mut errors);
+    q.max_price = price_param(&query, "max_price", &mut errors);
+    q.in_stock = match query.get("in_stock").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            errors.push(FieldError::new("in_stock", "must be true or false"));
+            false
         }
     };
-    let mut rows = state
-        .0
-        .store
-        .products(path.as_deref(), after, limit + 1)
-        .await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|p| encode_cursor(p.id))
+    q.sort = match query.get("sort").map(String::as_str) {
+        None if q.text.is_some() => Sort::Relevance,
+        None | Some("newest") => Sort::Newest,
+        Some("relevance") => Sort::Relevance,
+        Some("price") => Sort::Price,
+        Some("-price") => Sort::PriceDesc,
+        Some(_) => {
+            errors.push(FieldError::new(
+                "sort",
+                "must be relevance, price, -price or newest",
+            ));
+            Sort::Newest
+        }
+    };
+    for (key, value) in &query {
+        if let Some(name) = key.strip_prefix("attr.") {
+            match attribute_filter(name, value) {
+                Some(filter) => q.attributes.push(filter),
+                None => errors.push(FieldError::new(key.clone(), "is not an attribute name")),
+            }
+        }
+    }
+    q.attributes.sort_by(|a, b| a.0.cmp(&b.0));
+    q.limit = match query.get("limit").map(|l| l.parse::<i64>()) {
+        None => page_limit(None)?,
+        Some(Ok(l)) => page_limit(Some(l))?,
+        Some(Err(_)) => return Err(ApiError::field("limit", "must be a number")),
+    };
+    q.offset = decode_offset(query.get("cursor"))?;
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    if let Some(raw) = query.get("category") {
+        let id = Uuid::parse_str(raw)
+            .map_err(|_| ApiError::field("category", "must be a category id"))?;
+        let category = state
+            .0
+            .store
+            .category(id)
+            .await?
+            .ok_or(ApiError::NotFound("category"))?;
+        q.category_path = Some(category.path);
+    }
+
+    let mut page = q.clone();
+    page.limit = q.limit + 1;
+    let mut rows = state.0.store.search(&page).await?;
+    let next_cursor = if rows.len() as i64 > q.limit && q.offset + q.limit <= MAX_OFFSET {
+        rows.truncate(q.limit as usize);
+        Some(encode_offset(q.offset + q.limit))
     } else {
+        rows.truncate(q.limit as usize);
         None
     };
-    Ok(AppJson(Page {
+    let facets = facets(&state, &q).await?;
+    Ok(AppJson(ProductPage {
         items: rows.iter().map(ProductView::from).collect(),
         next_cursor,
+        facets,
     }))
+}
+
+/// Counts, over every match, the values of each filterable attribute.
+async fn facets(
+    state: &AppState,
+    q: &ProductQuery,
+) -> ApiResult<BTreeMap<String, BTreeMap<String, u64>>> {
+    let filterable: BTreeSet<String> = state
+        .0
+        .store
+        .categories()
+        .await?
+        .iter()
+        .flat_map(|c| {
+            serde_json::from_value::<Vec<AttributeDef>>(c.attributes.0.clone()).unwrap_or_default()
+        })
+        .filter(|d| d.filterable)
+        .map(|d| d.name)
+        .collect();
+    let mut facets: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    if filterable.is_empty() {
+        return Ok(facets);
+    }
+    for attributes in state.0.store.search_attributes(q).await? {
+        let Value::Object(map) = attributes else {
+            continue;
+        };
+        for (name, value) in map {
+            if !filterable.contains(&name) {
+                continue;
+            }
+            let label = match value {
+                Value::String(s) => s,
+                Value::Null => continue,
+                other => other.to_string(),
+            };
+            *facets.entry(name).or_default().entry(label).or_default() += 1;
+        }
+    }
+    Ok(facets)
 }
 
 /// One product, with what is available to sell.

@@ -14,9 +14,37 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+mod search;
 mod sql;
 
 pub use sql::connect;
+
+/// How a product list is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sort {
+    /// Best match first (with a text query; otherwise newest).
+    Relevance,
+    Price,
+    PriceDesc,
+    #[default]
+    Newest,
+}
+
+/// A product search: every filter is optional.
+#[derive(Debug, Clone, Default)]
+pub struct ProductQuery {
+    pub text: Option<String>,
+    /// The category's path: it and its sub-categories match.
+    pub category_path: Option<String>,
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+    pub in_stock: bool,
+    /// (name, value as JSON, value as text): either form matches.
+    pub attributes: Vec<(String, Value, String)>,
+    pub sort: Sort,
+    pub offset: i64,
+    pub limit: i64,
+}
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CategoryRecord {
@@ -193,13 +221,10 @@ pub trait CatalogStore: Send + Sync {
         events: &[emporium_messaging::Envelope],
     ) -> Result<ProductRecord, StoreError>;
     async fn product(&self, id: Uuid) -> Result<Option<ProductRecord>, StoreError>;
-    /// Live products in creation order after `after`, optionally within a category subtree.
-    async fn products(
-        &self,
-        category_path: Option<&str>,
-        after: Option<Uuid>,
-        limit: i64,
-    ) -> Result<Vec<ProductRecord>, StoreError>;
+    /// One page of live products matching the query.
+    async fn search(&self, query: &ProductQuery) -> Result<Vec<ProductRecord>, StoreError>;
+    /// The attributes of every match (at most 10,000), for facet counts.
+    async fn search_attributes(&self, query: &ProductQuery) -> Result<Vec<Value>, StoreError>;
     /// Replaces a product's fields if its version is still `expected` (when given).
     async fn update_product(
         &self,

@@ -13,6 +13,7 @@ use sqlx::types::Json;
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
+use super::search;
 use super::*;
 use crate::domain::allocate;
 
@@ -365,23 +366,15 @@ macro_rules! impl_catalog_store {
                 .await?)
             }
 
-            async fn products(
-                &self,
-                category_path: Option<&str>,
-                after: Option<Uuid>,
-                limit: i64,
-            ) -> Result<Vec<ProductRecord>, StoreError> {
-                let pattern = category_path.map(|p| format!("{p}%"));
-                Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "{PRODUCT_SELECT} JOIN categories c ON c.id = p.category_id \
-                     WHERE p.deleted_at IS NULL AND ($1 IS NULL OR c.path LIKE $1) \
-                     AND ($2 IS NULL OR p.id > $2) ORDER BY p.id LIMIT $3"
-                )))
-                .bind(pattern)
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?)
+            async fn search(&self, query: &ProductQuery) -> Result<Vec<ProductRecord>, StoreError> {
+                let mut qb = search::build::<$db>(PRODUCT_SELECT, query, true);
+                Ok(qb.build_query_as::<ProductRecord>().fetch_all(&self.pool).await?)
+            }
+
+            async fn search_attributes(&self, query: &ProductQuery) -> Result<Vec<serde_json::Value>, StoreError> {
+                let mut qb = search::build::<$db>("SELECT p.attributes FROM products p", query, false);
+                let rows: Vec<(Json<serde_json::Value>,)> = qb.build_query_as().fetch_all(&self.pool).await?;
+                Ok(rows.into_iter().map(|(Json(v),)| v).collect())
             }
 
             async fn update_product(

@@ -314,8 +314,8 @@ async fn products_list_by_category_subtree_in_pages(app: TestApp) {
     }
     assert_eq!(
         skus,
-        vec!["K-0", "K-1", "K-2", "H-0"],
-        "the sub-category's products are included, in creation order"
+        vec!["H-0", "K-2", "K-1", "K-0"],
+        "the sub-category's products are included, newest first"
     );
     let all: Value = app
         .get("/api/v1/products?limit=100")
@@ -332,6 +332,11 @@ async fn products_list_by_category_subtree_in_pages(app: TestApp) {
     )
     .await;
     problem(
+        app.get("/api/v1/products?cursor=zzz").send().await.unwrap(),
+        422,
+    )
+    .await;
+    problem(
         app.get("/api/v1/products?category=01900000-0000-7000-8000-000000000000")
             .send()
             .await
@@ -339,23 +344,187 @@ async fn products_list_by_category_subtree_in_pages(app: TestApp) {
         404,
     )
     .await;
-    // Not built yet, and said so instead of being ignored.
-    for query in [
-        "q=tea",
-        "sort=price",
-        "min_price=5",
-        "attr.colour=red",
-        "in_stock=true",
+}
+both!(products_list_by_category_subtree_in_pages);
+
+async fn create(
+    app: &TestApp,
+    sku: &str,
+    name: &str,
+    description: &str,
+    price: i64,
+    category: &str,
+    attributes: Value,
+) -> String {
+    let r = app
+        .admin_json(
+            Method::POST,
+            "/api/v1/products",
+            json!({"sku": sku, "name": name, "description": description,
+                   "price": {"amount": price, "currency": "EUR"}, "category_id": category, "attributes": attributes}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn skus(app: &TestApp, query: &str) -> Vec<String> {
+    let r = app
+        .get(&format!("/api/v1/products?{query}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{query}");
+    let page: Value = r.json().await.unwrap();
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["sku"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn search_ranks_filters_sorts_and_counts_facets(app: TestApp) {
+    let tea = app
+        .category(
+            "Tea",
+            None,
+            json!([{"name": "colour", "type": "enum", "values": ["green", "black"], "filterable": true},
+                   {"name": "organic", "type": "boolean", "filterable": true},
+                   {"name": "grams", "type": "number"}]),
+        )
+        .await;
+    let sencha = create(
+        &app,
+        "SENCHA",
+        "Sencha green tea",
+        "Steamed leaves from Shizuoka.",
+        1200,
+        &tea,
+        json!({"colour": "green", "organic": true, "grams": 100}),
+    )
+    .await;
+    create(
+        &app,
+        "ASSAM",
+        "Assam breakfast",
+        "A malty black tea; pairs with green apples.",
+        800,
+        &tea,
+        json!({"colour": "black", "organic": false, "grams": 250}),
+    )
+    .await;
+    create(
+        &app,
+        "MATCHA",
+        "Matcha green tea powder",
+        "Stone-ground.",
+        2500,
+        &tea,
+        json!({"colour": "green", "organic": false, "grams": 30}),
+    )
+    .await;
+    let w = app.warehouse("TEA-W").await;
+    assert_eq!(app.set_stock(&w, &sencha, 3).await.status(), 200);
+
+    // Relevance: the name outranks the description.
+    let found = skus(&app, "q=green").await;
+    assert_eq!(found.len(), 3);
+    assert_eq!(
+        found.last().unwrap(),
+        "ASSAM",
+        "a description-only match ranks last: {found:?}"
+    );
+    assert_eq!(skus(&app, "q=malty").await, vec!["ASSAM"]);
+    assert!(skus(&app, "q=coffee").await.is_empty());
+    // Hostile search text is searched for, not interpreted.
+    for q in [
+        "%22",
+        "OR",
+        "green%20AND%20NOT",
+        "*",
+        "(",
+        "NEAR(a%20b)",
+        "%27%3B%20DROP%20TABLE%20products",
     ] {
-        let body = problem(
-            app.get(&format!("/api/v1/products?{query}"))
+        let r = app
+            .get(&format!("/api/v1/products?q={q}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "q={q}");
+    }
+
+    assert_eq!(
+        skus(&app, "sort=price").await,
+        vec!["ASSAM", "SENCHA", "MATCHA"]
+    );
+    assert_eq!(
+        skus(&app, "sort=-price").await,
+        vec!["MATCHA", "SENCHA", "ASSAM"]
+    );
+    assert_eq!(
+        skus(&app, "min_price=1000&max_price=2000").await,
+        vec!["SENCHA"]
+    );
+    assert_eq!(skus(&app, "in_stock=true").await, vec!["SENCHA"]);
+    assert_eq!(
+        skus(&app, "attr.colour=green&sort=price").await,
+        vec!["SENCHA", "MATCHA"]
+    );
+    assert_eq!(skus(&app, "attr.organic=true").await, vec!["SENCHA"]);
+    assert_eq!(skus(&app, "attr.grams=250").await, vec!["ASSAM"]);
+    assert_eq!(
+        skus(&app, &format!("q=green&category={tea}&attr.organic=false")).await,
+        vec!["MATCHA", "ASSAM"]
+    );
+
+    let page: Value = app
+        .get("/api/v1/products?q=green")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["facets"]["colour"], json!({"green": 2, "black": 1}));
+    assert_eq!(page["facets"]["organic"], json!({"true": 1, "false": 2}));
+    assert!(
+        page["facets"].get("grams").is_none(),
+        "only filterable attributes are counted"
+    );
+    let page: Value = app
+        .get("/api/v1/products?attr.colour=green")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        page["facets"]["colour"],
+        json!({"green": 2}),
+        "facets count what matched"
+    );
+
+    for bad in [
+        "sort=cheapest",
+        "min_price=-1",
+        "max_price=abc",
+        "in_stock=maybe",
+        "attr.Bad-Name=1",
+    ] {
+        problem(
+            app.get(&format!("/api/v1/products?{bad}"))
                 .send()
                 .await
                 .unwrap(),
-            501,
+            422,
         )
         .await;
-        assert_eq!(body["type"], "/problems/not-implemented");
     }
 }
-both!(products_list_by_category_subtree_in_pages);
+both!(search_ranks_filters_sorts_and_counts_facets);
