@@ -161,11 +161,13 @@ pub async fn list(
     AppQuery(query): AppQuery<HashMap<String, String>>,
 ) -> ApiResult<AppJson<ProductPage>> {
     let mut errors = Vec::new();
-    let mut q = ProductQuery::default();
-    q.text = query
-        .get("q")
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty());
+    let mut q = ProductQuery {
+        text: query
+            .get("q")
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty()),
+        ..ProductQuery::default()
+    };
     if q.text.as_ref().is_some_and(|t| t.chars().count() > 200) {
         errors.push(FieldError::new("q", "must be at most 200 characters"));
     }
