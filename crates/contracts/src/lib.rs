@@ -133,3 +133,47 @@ pub mod catalog {
         const SOURCE: &'static str = SOURCE;
     }
 }
+
+/// Events about stock levels, published by the catalog service.
+pub mod stock {
+    use serde::{Deserialize, Serialize};
+    use uuid::Uuid;
+
+    use super::Event;
+
+    const SOURCE: &str = "/emporium/catalog";
+
+    /// What can be sold fell below the product's threshold (but not to zero).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct StockLow {
+        pub product_id: Uuid,
+        pub available: i64,
+        pub threshold: i64,
+    }
+
+    /// Nothing of the product can be sold any more.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct StockDepleted {
+        pub product_id: Uuid,
+    }
+
+    /// The product is back at or above its threshold.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct StockReplenished {
+        pub product_id: Uuid,
+        pub available: i64,
+    }
+
+    impl Event for StockLow {
+        const TYPE: &'static str = "emporium.catalog.stock.low.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+    impl Event for StockDepleted {
+        const TYPE: &'static str = "emporium.catalog.stock.depleted.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+    impl Event for StockReplenished {
+        const TYPE: &'static str = "emporium.catalog.stock.replenished.v1";
+        const SOURCE: &'static str = SOURCE;
+    }
+}

@@ -132,6 +132,34 @@ macro_rules! impl_catalog_store {
                 Self::journal(conn, &row, kind, delta_on_hand, delta_reserved, actor, Some(reservation)).await
             }
 
+            /// What can be sold of a product, and its low-stock threshold.
+            async fn availability(
+                conn: &mut <$db as sqlx::Database>::Connection,
+                product: Uuid,
+            ) -> Result<(i64, i64), sqlx::Error> {
+                let row: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT CAST(COALESCE((SELECT SUM(on_hand - reserved) FROM stock WHERE product_id = $1), 0) \
+                     AS BIGINT), low_stock_below FROM products WHERE id = $1",
+                )
+                .bind(product)
+                .fetch_optional(&mut *conn)
+                .await?;
+                Ok(row.unwrap_or((0, 0)))
+            }
+
+            /// Writes the stock event a change from `before` calls for, in the same transaction.
+            async fn announce(
+                tx: &mut sqlx::Transaction<'static, $db>,
+                product: Uuid,
+                before: i64,
+            ) -> Result<(), sqlx::Error> {
+                let (after, threshold) = Self::availability(tx, product).await?;
+                if let Some(event) = crate::events::stock_transition(product, before, after, threshold) {
+                    outbox::enqueue(tx, &event).await?;
+                }
+                Ok(())
+            }
+
             async fn load_reservation(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 id: Uuid,
@@ -188,6 +216,7 @@ macro_rules! impl_catalog_store {
                     "expire" => ("expired", 0),
                     _ => ("released", 0),
                 };
+                let mut before: Vec<(Uuid, i64)> = Vec::new();
                 for line in &reservation.lines {
                     // Lock in the same order as reservations do.
                     sqlx::query(concat!(
@@ -198,6 +227,9 @@ macro_rules! impl_catalog_store {
                     .bind(line.warehouse_id)
                     .execute(&mut *tx)
                     .await?;
+                    if !before.iter().any(|(p, _)| *p == line.product_id) {
+                        before.push((line.product_id, Self::availability(&mut tx, line.product_id).await?.0));
+                    }
                     Self::move_stock(
                         &mut tx,
                         line,
@@ -215,6 +247,9 @@ macro_rules! impl_catalog_store {
                     .bind(now_ms())
                     .execute(&mut *tx)
                     .await?;
+                for (product, available) in before {
+                    Self::announce(&mut tx, product, available).await?;
+                }
                 tx.commit().await?;
                 Ok(SettleOutcome::Done)
             }
@@ -517,6 +552,7 @@ macro_rules! impl_catalog_store {
                 .bind(warehouse)
                 .fetch_one(&mut *tx)
                 .await?;
+                let (before, _) = Self::availability(&mut tx, product).await?;
                 let target = set_to.unwrap_or(row.on_hand.saturating_add(delta));
                 if target < row.reserved || target < 0 {
                     return Ok(StockChange::BelowReserved { reserved: row.reserved });
@@ -533,6 +569,7 @@ macro_rules! impl_catalog_store {
                 .await?;
                 let kind = if set_to.is_some() { "set" } else { "adjust" };
                 Self::journal(&mut tx, &after, kind, change, 0, actor, None).await?;
+                Self::announce(&mut tx, product, before).await?;
                 tx.commit().await?;
                 Ok(StockChange::Done(after))
             }
@@ -655,6 +692,10 @@ macro_rules! impl_catalog_store {
                     .await?;
                     Self::move_stock(&mut tx, &line, 0, line.quantity, "reserve", actor, id).await?;
                     lines.push(line);
+                }
+                for product in items.keys() {
+                    let before: i64 = free.iter().filter(|((_, p), _)| p == product).map(|(_, f)| *f).sum();
+                    Self::announce(&mut tx, *product, before).await?;
                 }
                 tx.commit().await?;
                 lines.sort_by_key(|l| (l.product_id, l.warehouse_id));

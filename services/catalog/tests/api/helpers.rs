@@ -77,6 +77,8 @@ pub struct TestApp {
     pub admin: String,
     pub customer: String,
     pub orders: String,
+    /// The embedded bus the service publishes to.
+    pub bus: Arc<EmbeddedBus>,
     trigger: ShutdownTrigger,
     _db: Arc<TestDatabase>,
     _bus: TestDatabase,
@@ -135,7 +137,7 @@ impl TestApp {
         );
         let app = Application::build_with(
             settings(&db.url, &bus_path, overrides),
-            bus,
+            bus.clone(),
             MemoryJwks::with(&[key()]),
         )
         .await
@@ -166,6 +168,7 @@ impl TestApp {
                 "01900000-0000-7000-8000-00000000000b",
             ),
             orders: token(TokenType::Service, vec![], Some("stock:reserve"), "orders"),
+            bus,
             trigger,
             _db: db,
             _bus: bus_file,

@@ -5,5 +5,6 @@
 mod helpers;
 
 mod catalog;
+mod events;
 mod reservations;
 mod stock;
