@@ -43,6 +43,11 @@ enum Command {
         #[command(flatten)]
         common: CommonArgs,
     },
+    /// Fill an empty catalog with demo data (what `up` does on first start).
+    Seed {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
     /// Create a development CA and service certificates (existing files are kept).
     Certs {
         /// Directory for ca.pem and <service>.pem / <service>-key.pem.
@@ -188,6 +193,20 @@ async fn main() -> anyhow::Result<()> {
                 Ok(())
             }
         },
+        Command::Seed { common } => {
+            let settings = catalog_settings(common.config.as_deref(), None, false)?;
+            let store = emporium_catalog::store::connect(settings.database.url.expose(), 4).await?;
+            let seeded = emporium_catalog::seed::seed(store.as_ref()).await?;
+            if seeded.products == 0 {
+                eprintln!("catalog: not empty; nothing seeded");
+            } else {
+                eprintln!(
+                    "catalog: {} categories, {} products, {} warehouses",
+                    seeded.categories, seeded.products, seeded.warehouses
+                );
+            }
+            Ok(())
+        }
         Command::Certs { dir, names } => {
             let certs = emporium_http::tls::CertDir(dir);
             certs.ensure(&up::SERVICES, &names)?;

@@ -117,6 +117,15 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         common_http(loader, &certs, "catalog", 0, args.insecure_http)?.build()?;
     let catalog =
         emporium_catalog::Application::build_with_bus(catalog_settings, bus.clone()).await?;
+    // Demo data on first start, so there is something to browse.
+    let seeded = emporium_catalog::seed::seed(catalog.store().as_ref()).await?;
+    if seeded.products > 0 {
+        tracing::info!(
+            products = seeded.products,
+            categories = seeded.categories,
+            "Demo catalog created."
+        );
+    }
 
     // Gateway.
     let loader = Loader::new(emporium_gateway::config::DEFAULTS)?

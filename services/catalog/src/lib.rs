@@ -9,12 +9,14 @@
 //! - [`api`]: public routes (`/api/v1/…`), internal routes for services (`/internal/v1/reservations`).
 //! - [`events`]: the product events, written to the outbox with each change.
 //! - [`sweeper`]: releases reservations whose time ran out.
+//! - [`seed`]: demo data for `emporium up` and `emporium seed`.
 //! - [`Application`]: binds, wires and serves it all.
 
 pub mod api;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod seed;
 pub mod store;
 pub mod sweeper;
 

@@ -528,3 +528,61 @@ async fn search_ranks_filters_sorts_and_counts_facets(app: TestApp) {
     }
 }
 both!(search_ranks_filters_sorts_and_counts_facets);
+
+async fn the_demo_catalog_is_browsable(app: TestApp) {
+    let seeded = emporium_catalog::seed::seed(app.store.as_ref())
+        .await
+        .unwrap();
+    assert_eq!(
+        (seeded.categories, seeded.products, seeded.warehouses),
+        (25, 500, 3)
+    );
+    assert_eq!(
+        emporium_catalog::seed::seed(app.store.as_ref())
+            .await
+            .unwrap()
+            .products,
+        0,
+        "only into an empty catalog"
+    );
+    let tree: Value = app
+        .get("/api/v1/categories")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tree.as_array().unwrap().len(), 5);
+    assert!(
+        tree.as_array()
+            .unwrap()
+            .iter()
+            .all(|root| root["children"].as_array().unwrap().len() == 4)
+    );
+    let tea = tree
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "Tea & Coffee")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let page: Value = app
+        .get(&format!(
+            "/api/v1/products?category={tea}&limit=100&in_stock=true"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = page["items"].as_array().unwrap();
+    assert!(items.len() > 50 && items.len() <= 100, "{}", items.len());
+    assert!(items.iter().all(|p| p["available"].as_i64().unwrap() > 0));
+    assert!(page["facets"]["origin"].as_object().unwrap().len() > 1);
+    assert!(!skus(&app, "q=sencha").await.is_empty());
+}
+both!(the_demo_catalog_is_browsable);
