@@ -12,6 +12,7 @@ use emporium_config::Loader;
 use emporium_http::Shutdown;
 
 mod events;
+mod loadgen;
 mod up;
 
 #[derive(Parser)]
@@ -57,6 +58,8 @@ enum Command {
         #[arg(long = "name")]
         names: Vec<String>,
     },
+    /// Open-model load generator: a constant rate of reads against the shop.
+    Loadgen(loadgen::LoadgenArgs),
     /// Event bus operations: dead letters.
     Events(events::EventsArgs),
     /// Accounts administration.
@@ -143,6 +146,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Events(args) => events::run(args).await,
+        Command::Loadgen(args) => loadgen::run(args).await,
         Command::Serve {
             service,
             common,

@@ -151,6 +151,25 @@ async fn up_serves_the_shop_over_https_and_keeps_data_across_restarts() {
         .await;
     assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
 
+    // The load generator reads the seeded catalog through the gateway.
+    let mut load = Proc::spawn(
+        &[
+            "loadgen",
+            "--url",
+            &base,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--rate",
+            "50",
+            "--seconds",
+            "1",
+        ],
+        &[],
+    );
+    assert!(load.wait_exit(Duration::from_secs(30)));
+    let report = load.output().join("\n");
+    assert!(report.contains("50 ok, 0 failed"), "{report}");
+
     assert!(up.terminate(Duration::from_secs(30)), "up stops on SIGTERM");
     assert!(up.output().iter().any(|l| l.contains("Emporium stopped.")));
 
