@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use emporium_contracts::Event;
-use emporium_contracts::catalog::{ProductCreated, ProductPriceChanged, ProductUpdated};
+use emporium_contracts::catalog::{
+    ProductCreated, ProductDeleted, ProductPriceChanged, ProductUpdated,
+};
 use emporium_contracts::stock::{StockDepleted, StockLow, StockReplenished};
 use emporium_messaging::{Bus, Envelope, EventHandler, HandlerError, RetryPolicy, Subscription};
 use reqwest::Method;
@@ -37,6 +39,7 @@ async fn product_and_stock_changes_are_published(app: TestApp) {
         StockLow::TYPE,
         StockDepleted::TYPE,
         StockReplenished::TYPE,
+        ProductDeleted::TYPE,
     ];
     app.bus
         .subscribe(
@@ -69,6 +72,12 @@ async fn product_and_stock_changes_are_published(app: TestApp) {
         .await; // 10 → 4: low
     app.reserve(&new_id(), json!([{"product_id": id, "quantity": 4}]))
         .await; // 4 → 0: depleted
+    let r = app
+        .as_admin(Method::DELETE, &format!("/api/v1/products/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
 
     let expected = vec![
         ProductCreated::TYPE,
@@ -77,6 +86,7 @@ async fn product_and_stock_changes_are_published(app: TestApp) {
         StockReplenished::TYPE,
         StockLow::TYPE,
         StockDepleted::TYPE,
+        ProductDeleted::TYPE,
     ];
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
