@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use emporium_db::Engine;
 use emporium_messaging::Envelope;
+use emporium_messaging::migrations::{ServiceDb, open_service_db};
 use emporium_messaging::outbox::{self, Outbox};
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
@@ -15,13 +16,12 @@ use super::{
 
 /// The service's own migrations; the outbox and inbox tables come from
 /// emporium-messaging, so each migrator ignores the other's versions.
+/// The service's own migrations (the outbox's come from emporium-messaging).
 fn own_migrations(engine: Engine) -> sqlx::migrate::Migrator {
-    let mut migrator = match engine {
+    match engine {
         Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
         Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-    };
-    migrator.set_ignore_missing(true);
-    migrator
+    }
 }
 
 pub struct PostgresStore {
@@ -54,20 +54,12 @@ impl SqliteStore {
 
 /// Opens the store named by `url`, applying migrations first.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn AccountsStore>> {
-    Ok(match Engine::of(url)? {
-        Engine::Postgres => {
-            let pool = emporium_db::connect_postgres(url, max_connections).await?;
-            own_migrations(Engine::Postgres).run(&pool).await?;
-            emporium_messaging::migrations::run_postgres(&pool).await?;
-            Arc::new(PostgresStore { pool })
-        }
-        Engine::Sqlite => {
-            let pool = emporium_db::connect_sqlite(url, max_connections).await?;
-            own_migrations(Engine::Sqlite).run(&pool).await?;
-            emporium_messaging::migrations::run_sqlite(&pool).await?;
-            Arc::new(SqliteStore { pool })
-        }
-    })
+    Ok(
+        match open_service_db(url, max_connections, own_migrations).await? {
+            ServiceDb::Postgres(pool) => Arc::new(PostgresStore { pool }),
+            ServiceDb::Sqlite(pool) => Arc::new(SqliteStore { pool }),
+        },
+    )
 }
 
 /// Applies migrations and nothing else (`emporium migrate accounts`).

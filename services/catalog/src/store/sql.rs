@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use emporium_db::Engine;
 use emporium_messaging::Envelope;
+use emporium_messaging::migrations::{ServiceDb, open_service_db};
 use emporium_messaging::outbox::{self, Outbox};
 use sqlx::types::Json;
 use sqlx::{PgPool, SqlitePool};
@@ -25,31 +26,22 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
+/// The service's own migrations (the outbox's come from emporium-messaging).
 fn own_migrations(engine: Engine) -> sqlx::migrate::Migrator {
-    let mut migrator = match engine {
+    match engine {
         Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
         Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
-    };
-    migrator.set_ignore_missing(true);
-    migrator
+    }
 }
 
 /// Opens the store named by `url`, applying migrations (its own, then the outbox's).
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn CatalogStore>> {
-    Ok(match Engine::of(url)? {
-        Engine::Postgres => {
-            let pool = emporium_db::connect_postgres(url, max_connections).await?;
-            own_migrations(Engine::Postgres).run(&pool).await?;
-            emporium_messaging::migrations::run_postgres(&pool).await?;
-            Arc::new(PostgresStore { pool })
-        }
-        Engine::Sqlite => {
-            let pool = emporium_db::connect_sqlite(url, max_connections).await?;
-            own_migrations(Engine::Sqlite).run(&pool).await?;
-            emporium_messaging::migrations::run_sqlite(&pool).await?;
-            Arc::new(SqliteStore { pool })
-        }
-    })
+    Ok(
+        match open_service_db(url, max_connections, own_migrations).await? {
+            ServiceDb::Postgres(pool) => Arc::new(PostgresStore { pool }),
+            ServiceDb::Sqlite(pool) => Arc::new(SqliteStore { pool }),
+        },
+    )
 }
 
 fn conflict_on_unique(e: sqlx::Error) -> StoreError {
