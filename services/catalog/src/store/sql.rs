@@ -124,6 +124,23 @@ macro_rules! impl_catalog_store {
                 Self::journal(conn, &row, kind, delta_on_hand, delta_reserved, actor, Some(reservation)).await
             }
 
+            /// Writes a product change's events, commits, and returns the product as stored.
+            async fn finish_product_write(
+                mut tx: sqlx::Transaction<'static, $db>,
+                id: Uuid,
+                events: &[Envelope],
+            ) -> Result<ProductRecord, sqlx::Error> {
+                for event in events {
+                    outbox::enqueue(&mut tx, event).await?;
+                }
+                let record = sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCT_SELECT} WHERE p.id = $1")))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(record)
+            }
+
             /// What can be sold of a product, and its low-stock threshold.
             async fn availability(
                 conn: &mut <$db as sqlx::Database>::Connection,
@@ -373,14 +390,7 @@ macro_rules! impl_catalog_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(conflict_on_unique)?;
-                for event in events {
-                    outbox::enqueue(&mut tx, event).await?;
-                }
-                let record = sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCT_SELECT} WHERE p.id = $1")))
-                    .bind(p.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
+                let record = Self::finish_product_write(tx, p.id, events).await?;
                 Ok(record)
             }
 
@@ -444,14 +454,7 @@ macro_rules! impl_catalog_store {
                 .execute(&mut *tx)
                 .await
                 .map_err(conflict_on_unique)?;
-                for event in events {
-                    outbox::enqueue(&mut tx, event).await?;
-                }
-                let record = sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCT_SELECT} WHERE p.id = $1")))
-                    .bind(p.id)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                tx.commit().await?;
+                let record = Self::finish_product_write(tx, p.id, events).await?;
                 Ok(ProductUpdate::Done(Box::new(record)))
             }
 
