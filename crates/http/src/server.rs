@@ -8,7 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::accept::NoDelayAcceptor;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use serde::Deserialize;
 
 use crate::shutdown::Shutdown;
@@ -116,19 +117,17 @@ impl HttpServer {
             stopper.graceful_shutdown(Some(grace));
         });
         let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        // Small answers go out at once: without TCP_NODELAY, Nagle's algorithm
+        // holds them back waiting for the peer's delayed ACK.
+        let server = axum_server::from_tcp(self.listener)?.handle(handle);
         match self.tls {
             Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)?
-                    .handle(handle)
+                server
+                    .acceptor(RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor::new()))
                     .serve(app)
                     .await?
             }
-            None => {
-                axum_server::from_tcp(self.listener)?
-                    .handle(handle)
-                    .serve(app)
-                    .await?
-            }
+            None => server.acceptor(NoDelayAcceptor::new()).serve(app).await?,
         }
         Ok(())
     }
