@@ -13,6 +13,16 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Implements [`Event`] for each payload type with its type name and the module's source.
+macro_rules! events {
+    ($source:expr; $($payload:ty => $name:literal),* $(,)?) => {
+        $(impl Event for $payload {
+            const TYPE: &'static str = $name;
+            const SOURCE: &'static str = $source;
+        })*
+    };
+}
+
 /// A payload that travels as the `data` of an event envelope.
 pub trait Event: Serialize + DeserializeOwned + Send + Sync {
     /// The CloudEvents `type`, e.g. `emporium.accounts.user.registered.v1`.
@@ -57,21 +67,12 @@ pub mod accounts {
         pub user_id: Uuid,
     }
 
-    impl Event for UserRegistered {
-        const TYPE: &'static str = "emporium.accounts.user.registered.v1";
-        const SOURCE: &'static str = SOURCE;
-    }
-    impl Event for UserProfileUpdated {
-        const TYPE: &'static str = "emporium.accounts.user.profile_updated.v1";
-        const SOURCE: &'static str = SOURCE;
-    }
-    impl Event for UserDisabled {
-        const TYPE: &'static str = "emporium.accounts.user.disabled.v1";
-        const SOURCE: &'static str = SOURCE;
-    }
-    impl Event for UserDeleted {
-        const TYPE: &'static str = "emporium.accounts.user.deleted.v1";
-        const SOURCE: &'static str = SOURCE;
+    events! {
+        SOURCE;
+        UserRegistered => "emporium.accounts.user.registered.v1",
+        UserProfileUpdated => "emporium.accounts.user.profile_updated.v1",
+        UserDisabled => "emporium.accounts.user.disabled.v1",
+        UserDeleted => "emporium.accounts.user.deleted.v1",
     }
 }
 
@@ -116,21 +117,12 @@ pub mod catalog {
         pub currency: String,
     }
 
-    impl Event for ProductCreated {
-        const TYPE: &'static str = "emporium.catalog.product.created.v1";
-        const SOURCE: &'static str = SOURCE;
-    }
-    impl Event for ProductUpdated {
-        const TYPE: &'static str = "emporium.catalog.product.updated.v1";
-        const SOURCE: &'static str = SOURCE;
-    }
-    impl Event for ProductDeleted {
-        const TYPE: &'static str = "emporium.catalog.product.deleted.v1";
-        const SOURCE: &'static str = SOURCE;
-    }
-    impl Event for ProductPriceChanged {
-        const TYPE: &'static str = "emporium.catalog.product.price_changed.v1";
-        const SOURCE: &'static str = SOURCE;
+    events! {
+        SOURCE;
+        ProductCreated => "emporium.catalog.product.created.v1",
+        ProductUpdated => "emporium.catalog.product.updated.v1",
+        ProductDeleted => "emporium.catalog.product.deleted.v1",
+        ProductPriceChanged => "emporium.catalog.product.price_changed.v1",
     }
 }
 
@@ -164,16 +156,10 @@ pub mod stock {
         pub available: i64,
     }
 
-    impl Event for StockLow {
-        const TYPE: &'static str = "emporium.catalog.stock.low.v1";
-        const SOURCE: &'static str = SOURCE;
-    }
-    impl Event for StockDepleted {
-        const TYPE: &'static str = "emporium.catalog.stock.depleted.v1";
-        const SOURCE: &'static str = SOURCE;
-    }
-    impl Event for StockReplenished {
-        const TYPE: &'static str = "emporium.catalog.stock.replenished.v1";
-        const SOURCE: &'static str = SOURCE;
+    events! {
+        SOURCE;
+        StockLow => "emporium.catalog.stock.low.v1",
+        StockDepleted => "emporium.catalog.stock.depleted.v1",
+        StockReplenished => "emporium.catalog.stock.replenished.v1",
     }
 }

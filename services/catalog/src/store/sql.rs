@@ -124,6 +124,27 @@ macro_rules! impl_catalog_store {
                 Self::journal(conn, &row, kind, delta_on_hand, delta_reserved, actor, Some(reservation)).await
             }
 
+            /// Binds a product's fields as `$1`–`$10` and `now` as `$11`, in the
+            /// order both the insert and the update name them.
+            fn bind_product<'q>(
+                query: sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments>,
+                p: &'q ProductWrite,
+                now: i64,
+            ) -> sqlx::query::Query<'q, $db, <$db as sqlx::Database>::Arguments> {
+                query
+                    .bind(p.id)
+                    .bind(&p.sku)
+                    .bind(&p.name)
+                    .bind(&p.description)
+                    .bind(p.price_amount)
+                    .bind(&p.price_currency)
+                    .bind(p.category_id)
+                    .bind(Json(&p.attributes))
+                    .bind(Json(&p.images))
+                    .bind(p.low_stock_below)
+                    .bind(now)
+            }
+
             /// Writes a product change's events, commits, and returns the product as stored.
             async fn finish_product_write(
                 mut tx: sqlx::Transaction<'static, $db>,
@@ -371,22 +392,12 @@ macro_rules! impl_catalog_store {
                 events: &[Envelope],
             ) -> Result<ProductRecord, StoreError> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query(
+                let query = sqlx::query(
                     "INSERT INTO products (id, sku, name, description, price_amount, price_currency, \
                      category_id, attributes, images, low_stock_below, version, created_at, updated_at) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11)",
-                )
-                .bind(p.id)
-                .bind(&p.sku)
-                .bind(&p.name)
-                .bind(&p.description)
-                .bind(p.price_amount)
-                .bind(&p.price_currency)
-                .bind(p.category_id)
-                .bind(Json(&p.attributes))
-                .bind(Json(&p.images))
-                .bind(p.low_stock_below)
-                .bind(now)
+                );
+                Self::bind_product(query, p, now)
                 .execute(&mut *tx)
                 .await
                 .map_err(conflict_on_unique)?;
@@ -435,22 +446,12 @@ macro_rules! impl_catalog_store {
                 if expected.is_some_and(|v| v != current) {
                     return Ok(ProductUpdate::StaleVersion { current });
                 }
-                sqlx::query(
+                let query = sqlx::query(
                     "UPDATE products SET sku = $2, name = $3, description = $4, price_amount = $5, \
                      price_currency = $6, category_id = $7, attributes = $8, images = $9, \
                      low_stock_below = $10, version = version + 1, updated_at = $11 WHERE id = $1",
-                )
-                .bind(p.id)
-                .bind(&p.sku)
-                .bind(&p.name)
-                .bind(&p.description)
-                .bind(p.price_amount)
-                .bind(&p.price_currency)
-                .bind(p.category_id)
-                .bind(Json(&p.attributes))
-                .bind(Json(&p.images))
-                .bind(p.low_stock_below)
-                .bind(now)
+                );
+                Self::bind_product(query, p, now)
                 .execute(&mut *tx)
                 .await
                 .map_err(conflict_on_unique)?;
