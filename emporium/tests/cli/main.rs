@@ -272,14 +272,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
             ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
         ],
     );
-    let line = accounts.wait_for(
-        |l| l.contains("Accounts listening."),
-        Duration::from_secs(60),
-    );
-    let accounts_url = serde_json::from_str::<Value>(&line).unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let accounts_url = accounts.listening_url("Accounts");
 
     let catalog_db = emporium_db::testing::TestDatabase::postgres()
         .await
@@ -297,14 +290,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
             ("EMPORIUM_AUTH_CA_CERT", &pem("ca.pem")),
         ],
     );
-    let line = catalog.wait_for(
-        |l| l.contains("Catalog listening."),
-        Duration::from_secs(60),
-    );
-    let catalog_url = serde_json::from_str::<Value>(&line).unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let catalog_url = catalog.listening_url("Catalog");
 
     let mut gateway = Proc::spawn(
         &["serve", "gateway", "--port", "0"],
@@ -317,14 +303,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
             ("EMPORIUM_UPSTREAMS_CA_CERT", &pem("ca.pem")),
         ],
     );
-    let line = gateway.wait_for(
-        |l| l.contains("Gateway listening."),
-        Duration::from_secs(60),
-    );
-    let base = serde_json::from_str::<Value>(&line).unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let base = gateway.listening_url("Gateway");
 
     let client = client(&certs.join("ca.pem"));
     assert_eq!(

@@ -66,6 +66,17 @@ impl Proc {
         }
     }
 
+    /// The URL a `serve` process logs in its "<Service> listening." line, once it has.
+    pub fn listening_url(&mut self, service: &str) -> String {
+        let marker = format!("{service} listening.");
+        let line = self.wait_for(|l| l.contains(&marker), Duration::from_secs(60));
+        let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+        event["url"]
+            .as_str()
+            .expect("the line names its url")
+            .to_owned()
+    }
+
     /// Waits for the process to exit by itself; true when it exited successfully.
     pub fn wait_exit(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
