@@ -7,6 +7,7 @@
 //! - [`middleware`]: request ids, W3C trace context, the request span, metrics
 //!   per route, and the safety net that turns any bare error response (unknown
 //!   route, wrong method, oversized body, timeout, panic) into a problem.
+//! - [`limits`]: connection caps (total, per client address) and the idle timeout.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`server`]: binding (port 0 in tests), HTTPS with rustls or plain HTTP behind
 //!   an explicit flag, graceful shutdown that drains in-flight requests.
@@ -14,6 +15,7 @@
 //!   and the pooled HTTPS client that trusts it.
 //! - [`shutdown`]: a cloneable shutdown signal fed by SIGINT/SIGTERM or a trigger.
 
+pub mod limits;
 pub mod middleware;
 pub mod ops;
 pub mod problem;

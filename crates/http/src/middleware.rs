@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use emporium_telemetry::TraceParent;
+use futures_util::StreamExt;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -45,6 +46,14 @@ pub fn standard_layers(router: Router, service: ServiceName, settings: &HttpSett
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_millis(settings.request_timeout_ms),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            BodyLimits {
+                max: settings.body_limit_bytes,
+                linger_bytes: settings.body_limit_bytes.saturating_mul(8).max(8 << 20),
+                linger: Duration::from_secs(2),
+            },
+            buffer_chunked_body,
         ))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
@@ -86,6 +95,7 @@ async fn request_context(
         .map(|parent| parent.child())
         .unwrap_or_else(TraceParent::generate);
     let method = request.method().clone();
+    let method_label = method_label(&method);
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -112,12 +122,13 @@ async fn request_context(
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, v);
     }
+    security_headers(response.headers_mut());
     let elapsed = started.elapsed();
     // The route template keeps the label set small; unmatched paths share one label.
     let route = route.unwrap_or_else(|| "unmatched".to_owned());
     let labels = [
         ("service", service.0.to_owned()),
-        ("method", method.to_string()),
+        ("method", method_label.to_owned()),
         ("route", route),
         ("status", status.as_u16().to_string()),
     ];
@@ -134,6 +145,108 @@ async fn request_context(
         );
     });
     response
+}
+
+/// The `method` label: the methods the routes know, and one label for every
+/// other spelling, so made-up methods cannot grow the label set.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Headers every answer carries: HTTPS only from now on, no content sniffing,
+/// no referrer leaks, and no caching unless the handler allowed it (answers
+/// carry tokens and personal data; RFC 6749 §5.1).
+fn security_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+}
+
+/// A body sent without `Content-Length` (chunked) is read here, up to the
+/// limit. Past it the answer is 413, but only after reading and discarding a
+/// bounded amount more, as nginx lingers: closing while the client is still
+/// sending would reset the connection before it reads the 413.
+async fn buffer_chunked_body(
+    State(limits): State<BodyLimits>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let has_length = request.headers().contains_key(header::CONTENT_LENGTH);
+    let no_body = matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    ) && !request.headers().contains_key(header::TRANSFER_ENCODING);
+    if has_length || no_body {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let mut stream = body.into_data_stream();
+    let mut buffered = Vec::new();
+    // Reading within the limit: the idle timeout bounds a stalled client.
+    let overflow = loop {
+        match stream.next().await {
+            Some(Ok(chunk)) if buffered.len() + chunk.len() <= limits.max => {
+                buffered.extend_from_slice(&chunk);
+            }
+            Some(Ok(chunk)) => break chunk.len(),
+            None => break 0,
+            Some(Err(_)) => {
+                return Problem::bad_request("The request body could not be read.").into_response();
+            }
+        }
+    };
+    let mut discarded = overflow;
+    if overflow > 0 {
+        drop(buffered);
+        buffered = Vec::new();
+        let deadline = tokio::time::Instant::now() + limits.linger;
+        while discarded <= limits.linger_bytes {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(Ok(chunk))) => discarded += chunk.len(),
+                _ => break,
+            }
+        }
+    }
+    if discarded > 0 {
+        let mut response = Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
+        if discarded > limits.linger_bytes {
+            // The rest is not worth reading: ask the client to go away.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return response;
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(buffered)))
+        .await
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BodyLimits {
+    max: usize,
+    linger_bytes: usize,
+    linger: Duration,
 }
 
 /// Replaces the body of an error response that is not already a problem

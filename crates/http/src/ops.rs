@@ -15,8 +15,20 @@ use crate::problem::Problem;
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
-/// `/healthz` (alive), `/readyz` (dependencies reachable), `/metrics`, `/openapi.json`.
+/// `/healthz` (alive), `/readyz` (dependencies reachable), `/metrics`, `/openapi.json`:
+/// what a service serves on its own (internal) port.
 pub fn routes(ready: ReadyCheck, openapi_json: String) -> Router {
+    public_routes(ready, openapi_json).merge(metrics_routes())
+}
+
+/// `/metrics` alone: business counters are for operators, so a public
+/// listener (the gateway's) serves it only on its separate operations port.
+pub fn metrics_routes() -> Router {
+    Router::new().route("/metrics", get(metrics))
+}
+
+/// `/healthz`, `/readyz` and `/openapi.json`, without `/metrics`.
+pub fn public_routes(ready: ReadyCheck, openapi_json: String) -> Router {
     let openapi: Arc<str> = openapi_json.into();
     Router::new()
         .route(
@@ -42,7 +54,6 @@ pub fn routes(ready: ReadyCheck, openapi_json: String) -> Router {
                 }
             }),
         )
-        .route("/metrics", get(metrics))
         .route(
             "/openapi.json",
             get(move || {

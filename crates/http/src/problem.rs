@@ -5,12 +5,13 @@
 //! where they are converted and answered with an opaque 500.
 
 use std::borrow::Cow;
+use std::fmt;
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -82,6 +83,9 @@ impl Problem {
             StatusCode::CONFLICT => ("conflict", "The request conflicts with the current state."),
             StatusCode::PAYLOAD_TOO_LARGE => {
                 ("payload-too-large", "The request body is too large.")
+            }
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+                ("header-too-large", "The request headers are too large.")
             }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => (
                 "unsupported-media-type",
@@ -206,14 +210,20 @@ impl From<JsonRejection> for Problem {
                 "malformed-json",
                 "The body is not valid JSON.",
             )
-            .with_detail(e.body_text()),
+            .with_detail(neutral(&e.body_text())),
             JsonRejection::JsonDataError(e) => {
                 let text = e.body_text();
-                // serde's message names the field and the expected type, never our internals.
-                let detail = text
+                // serde's message: `<field path>: <what was wrong> at line L column C`.
+                // It names the expected Rust type (`expected struct LoginRequest`); `neutral`
+                // rewrites those to JSON words and keeps the field path.
+                let message = text
                     .strip_prefix("Failed to deserialize the JSON body into the target type: ")
-                    .unwrap_or(&text)
-                    .to_owned();
+                    .unwrap_or(&text);
+                let detail = if message.contains(EXPECTED_OBJECT_BODY) {
+                    NOT_AN_OBJECT.to_owned()
+                } else {
+                    neutral(message)
+                };
                 Problem::from_status(StatusCode::UNPROCESSABLE_ENTITY).with_detail(detail)
             }
             other => Problem::from_status(other.status()).with_detail(other.body_text()),
@@ -221,7 +231,180 @@ impl From<JsonRejection> for Problem {
     }
 }
 
-/// `Json<T>` whose rejections are problems (415, 400, 422, 413).
+/// The detail of a 422 for a body that is an array, a string, a number or `null`
+/// where an object is expected.
+const NOT_AN_OBJECT: &str = "The body must be a JSON object.";
+
+/// What [`ObjectBody`] says it expected; serde puts it in its error message.
+const EXPECTED_OBJECT_BODY: &str = "expected a JSON object body";
+
+/// Phrases serde's derived impls use to say what they expected, each followed by a
+/// Rust type name (`struct LoginRequest`, `enum Role`), and the JSON words that
+/// replace phrase and name. Longer phrases first.
+const TYPE_PHRASES: &[(&[&str], &str)] = &[
+    (
+        &["any", "variant", "of", "untagged", "enum"],
+        "any allowed form",
+    ),
+    (&["internally", "tagged", "enum"], "an object"),
+    (&["adjacently", "tagged", "enum"], "an object"),
+    (&["untagged", "enum"], "an allowed value"),
+    (&["struct", "variant"], "an object"),
+    (&["tuple", "variant"], "an array"),
+    (&["tuple", "struct"], "an array"),
+    (&["unit", "struct"], "null"),
+    (&["struct"], "an object"),
+    (&["enum"], "an allowed value"),
+];
+
+/// Rewrites a serde error message so that it names no Rust type: `invalid type:
+/// string "x", expected struct Address` becomes `... expected an object`, and
+/// `struct Foo with 2 elements` loses its count too. Field paths, positions and
+/// everything else are kept.
+fn neutral(message: &str) -> String {
+    let words: Vec<&str> = message.split(' ').collect();
+    let mut out: Vec<String> = Vec::with_capacity(words.len());
+    let mut i = 0;
+    'words: while i < words.len() {
+        for (phrase, replacement) in TYPE_PHRASES {
+            let name_at = i + phrase.len();
+            if words.get(i..name_at) != Some(*phrase) {
+                continue;
+            }
+            let Some(mut tail) = words.get(name_at).and_then(|w| type_name_tail(w)) else {
+                continue;
+            };
+            let mut next = name_at + 1;
+            // `struct Foo with 3 elements`, from a struct sent as an array.
+            if let [with, count, elements, ..] = words.get(next..).unwrap_or_default()
+                && *with == "with"
+                && count.parse::<usize>().is_ok()
+                && elements.starts_with("element")
+            {
+                tail = elements
+                    .trim_start_matches("elements")
+                    .trim_start_matches("element");
+                next += 3;
+            }
+            out.push(format!("{replacement}{tail}"));
+            i = next;
+            continue 'words;
+        }
+        out.push(words[i].to_owned());
+        i += 1;
+    }
+    out.join(" ")
+}
+
+/// If `word` is a Rust type name (`Foo`, `Foo::Bar`, `Foo<T>`), possibly followed by
+/// punctuation, returns that punctuation.
+fn type_name_tail(word: &str) -> Option<&str> {
+    let name = word.trim_end_matches([',', ';', '.', ')']);
+    let starts_well = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_');
+    let rust_chars = name
+        .chars()
+        .all(|c| c.is_alphanumeric() || matches!(c, '_' | ':' | '<' | '>'));
+    (starts_well && rust_chars).then_some(&word[name.len()..])
+}
+
+/// A request body that must be a JSON object when `T` is a struct.
+///
+/// serde_json lets a struct be written as an array of its field values
+/// (`["a@b.co", "pw"]`), and refuses other values with a message naming the Rust
+/// type. Here a struct asks for a map instead, so anything but an object is a
+/// data error saying [`EXPECTED_OBJECT_BODY`]. Types that ask for something else
+/// (`Vec<_>`, `serde_json::Value`) are deserialised as they always are. Only the
+/// top level is affected.
+struct ObjectBody<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectBody<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        T::deserialize(TopLevel(deserializer)).map(Self)
+    }
+}
+
+/// The top-level deserializer of a body: passes everything through, except that a
+/// struct is read as a map.
+struct TopLevel<D>(D);
+
+/// A struct's visitor that only accepts a map and says it expected an object body.
+struct ObjectVisitor<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for ObjectVisitor<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(EXPECTED_OBJECT_BODY.trim_start_matches("expected "))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(map)
+    }
+}
+
+macro_rules! forward_to_inner {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.0.$method($($arg,)* visitor)
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for TopLevel<D> {
+    type Error = D::Error;
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(ObjectVisitor(visitor))
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.0.is_human_readable()
+    }
+
+    forward_to_inner! {
+        deserialize_any();
+        deserialize_bool();
+        deserialize_i8();
+        deserialize_i16();
+        deserialize_i32();
+        deserialize_i64();
+        deserialize_i128();
+        deserialize_u8();
+        deserialize_u16();
+        deserialize_u32();
+        deserialize_u64();
+        deserialize_u128();
+        deserialize_f32();
+        deserialize_f64();
+        deserialize_char();
+        deserialize_str();
+        deserialize_string();
+        deserialize_bytes();
+        deserialize_byte_buf();
+        deserialize_option();
+        deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier();
+        deserialize_ignored_any();
+    }
+}
+
+/// `Json<T>` whose rejections are problems (415, 400, 422, 413). A struct must be
+/// sent as a JSON object; anything else is a 422 that names no Rust type.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AppJson<T>(pub T);
 
@@ -233,8 +416,8 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
+        match axum::Json::<ObjectBody<T>>::from_request(req, state).await {
+            Ok(axum::Json(ObjectBody(value))) => Ok(Self(value)),
             Err(rejection) => Err(rejection.into()),
         }
     }
@@ -246,7 +429,8 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
     }
 }
 
-/// `Path<T>` whose rejections are problems: a malformed id is a 400.
+/// `Path<T>` whose rejections are problems: a malformed id is a 400. A route whose
+/// parameters do not fit `T` is a bug: logged, and answered with the opaque 500.
 #[derive(Debug, Clone, Copy)]
 pub struct AppPath<T>(pub T);
 
@@ -262,7 +446,15 @@ where
             .await
             .map(|p| Self(p.0))
             .map_err(|e: PathRejection| {
-                Problem::bad_request(format!("Invalid path parameter: {}", e.body_text()))
+                if e.status().is_server_error() {
+                    // Names Rust types (`Unsupported type ...`, `Path<(_, _)>`): log only.
+                    tracing::error!(error = %e.body_text(), "path parameters do not fit the extractor");
+                    return Problem::internal();
+                }
+                Problem::bad_request(format!(
+                    "Invalid path parameter: {}",
+                    neutral(&e.body_text())
+                ))
             })
     }
 }
@@ -283,7 +475,7 @@ where
             .await
             .map(|q| Self(q.0))
             .map_err(|e: QueryRejection| {
-                Problem::bad_request(format!("Invalid query string: {}", e.body_text()))
+                Problem::bad_request(format!("Invalid query string: {}", neutral(&e.body_text())))
             })
     }
 }
@@ -314,5 +506,291 @@ mod tests {
     fn retry_after_is_at_least_one_second() {
         let r = Problem::too_many_requests(0).into_response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+    }
+
+    #[test]
+    fn every_status_of_the_table_has_its_own_kind() {
+        for (status, kind) in [
+            (400, "bad-request"),
+            (401, "unauthorized"),
+            (403, "forbidden"),
+            (404, "not-found"),
+            (405, "method-not-allowed"),
+            (406, "not-acceptable"),
+            (408, "timeout"),
+            (409, "conflict"),
+            (413, "payload-too-large"),
+            (415, "unsupported-media-type"),
+            (422, "validation-error"),
+            (429, "too-many-requests"),
+            (431, "header-too-large"),
+            (500, "internal"),
+            (502, "bad-gateway"),
+            (503, "unavailable"),
+            (504, "upstream-timeout"),
+            (501, "internal"),
+            (418, "error"),
+        ] {
+            let p = Problem::from_status(StatusCode::from_u16(status).unwrap());
+            assert_eq!(p.kind, kind, "{status}");
+            assert_eq!(p.status.as_u16(), status);
+        }
+        let r = Problem::from_status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE).into_response();
+        assert_eq!(r.status(), 431);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    #[test]
+    fn serde_messages_lose_rust_type_names() {
+        for (raw, want) in [
+            (
+                "invalid type: sequence, expected struct LoginRequest at line 1 column 0",
+                "invalid type: sequence, expected an object at line 1 column 0",
+            ),
+            (
+                "invalid length 0, expected struct LoginRequest with 2 elements at line 1 column 2",
+                "invalid length 0, expected an object at line 1 column 2",
+            ),
+            (
+                "invalid length 1, expected tuple struct Pair with 1 element",
+                "invalid length 1, expected an array",
+            ),
+            (
+                "address: invalid type: string \"x\", expected struct Address at line 1 column 15",
+                "address: invalid type: string \"x\", expected an object at line 1 column 15",
+            ),
+            (
+                "role: invalid type: integer `5`, expected enum Role at line 1 column 9",
+                "role: invalid type: integer `5`, expected an allowed value at line 1 column 9",
+            ),
+            (
+                "data did not match any variant of untagged enum Shape",
+                "data did not match any allowed form",
+            ),
+            (
+                "invalid type: map, expected internally tagged enum Event",
+                "invalid type: map, expected an object",
+            ),
+            (
+                "invalid type: string \"a\", expected struct variant Shape::Circle",
+                "invalid type: string \"a\", expected an object",
+            ),
+            (
+                "invalid type: null, expected unit struct Marker,",
+                "invalid type: null, expected null,",
+            ),
+            // Nothing to rewrite.
+            (
+                "missing field `email` at line 1 column 2",
+                "missing field `email` at line 1 column 2",
+            ),
+            (
+                "items[0].qty: invalid type: string \"1\", expected u32 at line 1 column 20",
+                "items[0].qty: invalid type: string \"1\", expected u32 at line 1 column 20",
+            ),
+            (
+                "unknown variant `x`, expected `customer` or `admin`",
+                "unknown variant `x`, expected `customer` or `admin`",
+            ),
+            ("struct", "struct"),
+            ("", ""),
+        ] {
+            assert_eq!(neutral(raw), want, "{raw:?}");
+        }
+    }
+
+    mod extractors {
+        #![allow(clippy::unwrap_used)]
+        use super::super::*;
+        use axum::Router;
+        use axum::body::{Body, to_bytes};
+        use axum::routing::{get, post};
+        use tower::ServiceExt;
+
+        #[derive(Deserialize)]
+        struct SecretRequestShape {
+            name: String,
+            count: u32,
+            #[serde(default)]
+            part: Option<HiddenPart>,
+            #[serde(default)]
+            kind: Option<HiddenKind>,
+        }
+
+        #[derive(Deserialize)]
+        struct HiddenPart {
+            label: String,
+        }
+
+        #[derive(Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        enum HiddenKind {
+            Plain,
+            Fancy,
+        }
+
+        async fn shaped(AppJson(body): AppJson<SecretRequestShape>) -> String {
+            let part = body.part.map(|p| p.label).unwrap_or_default();
+            let kind = match body.kind {
+                Some(HiddenKind::Plain) => "plain",
+                Some(HiddenKind::Fancy) => "fancy",
+                None => "",
+            };
+            format!("{} {} {part} {kind}", body.name, body.count)
+        }
+
+        async fn anything(AppJson(body): AppJson<serde_json::Value>) -> String {
+            body.to_string()
+        }
+
+        async fn listed(AppJson(body): AppJson<Vec<u32>>) -> String {
+            body.len().to_string()
+        }
+
+        async fn by_id(AppPath(id): AppPath<u64>) -> String {
+            id.to_string()
+        }
+
+        async fn misrouted(AppPath((a, b)): AppPath<(u64, u64)>) -> String {
+            format!("{a}{b}")
+        }
+
+        fn app() -> Router {
+            Router::new()
+                .route("/shaped", post(shaped))
+                .route("/anything", post(anything))
+                .route("/listed", post(listed))
+                .route("/items/{id}", get(by_id))
+                .route("/misrouted/{id}", get(misrouted))
+        }
+
+        async fn call(request: axum::http::Request<Body>) -> (StatusCode, String, String) {
+            let response = app().oneshot(request).await.unwrap();
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap().to_owned())
+                .unwrap_or_default();
+            let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+            (
+                status,
+                content_type,
+                String::from_utf8(body.to_vec()).unwrap(),
+            )
+        }
+
+        async fn post_json(path: &str, body: &str) -> (StatusCode, String, String) {
+            call(
+                axum::http::Request::post(path)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.to_owned()))
+                    .unwrap(),
+            )
+            .await
+        }
+
+        fn assert_names_no_type(body: &str) {
+            for name in [
+                "SecretRequestShape",
+                "HiddenPart",
+                "HiddenKind",
+                "struct",
+                "enum",
+            ] {
+                assert!(!body.contains(name), "{name} in {body}");
+            }
+        }
+
+        #[tokio::test]
+        async fn a_body_that_is_not_an_object_is_a_422_naming_no_type() {
+            // `["a", 1]` would have been accepted as the struct's fields in order.
+            for body in [
+                "[1,2]",
+                "[\"a\", 1]",
+                "[]",
+                " [ ] ",
+                "\"text\"",
+                "5",
+                "true",
+                "null",
+            ] {
+                let (status, content_type, text) = post_json("/shaped", body).await;
+                assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {text}");
+                assert_eq!(content_type, PROBLEM_JSON, "{body}");
+                assert_names_no_type(&text);
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                assert_eq!(v["type"], "/problems/validation-error");
+                assert_eq!(v["detail"], NOT_AN_OBJECT, "{body}");
+            }
+        }
+
+        #[tokio::test]
+        async fn nested_type_errors_keep_the_field_and_name_no_type() {
+            for (body, field) in [
+                (r#"{"name": "a", "count": 1, "part": "x"}"#, "part: "),
+                (r#"{"name": "a", "count": 1, "part": []}"#, "part: "),
+                (r#"{"name": "a", "count": 1, "part": [1]}"#, "part[0]: "),
+                (r#"{"name": "a", "count": 1, "kind": "weird"}"#, "kind: "),
+                (r#"{"name": "a", "count": "1"}"#, "count: "),
+            ] {
+                let (status, content_type, text) = post_json("/shaped", body).await;
+                assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {text}");
+                assert_eq!(content_type, PROBLEM_JSON);
+                assert_names_no_type(&text);
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+                let detail = v["detail"].as_str().unwrap();
+                assert!(detail.starts_with(field), "{body}: {detail}");
+            }
+            let (status, _, text) = post_json("/shaped", r#"{"name": "a"}"#).await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+            assert!(text.contains("missing field `count`"), "{text}");
+        }
+
+        #[tokio::test]
+        async fn objects_and_other_shapes_still_work() {
+            let (status, _, text) = post_json(
+                "/shaped",
+                r#"{"name": "a", "count": 2, "part": {"label": "b"}, "kind": "fancy"}"#,
+            )
+            .await;
+            assert_eq!(status, StatusCode::OK, "{text}");
+            assert_eq!(text, "a 2 b fancy");
+            // Handlers that take any value or a list still get arrays.
+            let (status, _, text) = post_json("/anything", "[1,2]").await;
+            assert_eq!((status, text.as_str()), (StatusCode::OK, "[1,2]"));
+            let (status, _, text) = post_json("/listed", "[1,2,3]").await;
+            assert_eq!((status, text.as_str()), (StatusCode::OK, "3"));
+            // Syntax errors and content types are as before.
+            let (status, content_type, text) = post_json("/shaped", r#"{"name": "#).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(content_type, PROBLEM_JSON);
+            assert!(text.contains("/problems/malformed-json"), "{text}");
+            let (status, content_type, _) = call(
+                axum::http::Request::post("/shaped")
+                    .header(header::CONTENT_TYPE, "text/plain")
+                    .body(Body::from("[1,2]"))
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+            assert_eq!(content_type, PROBLEM_JSON);
+        }
+
+        #[tokio::test]
+        async fn path_errors_are_400_and_misfits_an_opaque_500() {
+            let request = |uri: &str| axum::http::Request::get(uri).body(Body::empty()).unwrap();
+            let (status, _, text) = call(request("/items/7")).await;
+            assert_eq!((status, text.as_str()), (StatusCode::OK, "7"));
+            let (status, content_type, text) = call(request("/items/abc")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            assert_eq!(content_type, PROBLEM_JSON);
+            assert!(text.contains("Invalid path parameter"), "{text}");
+            let (status, content_type, text) = call(request("/misrouted/1")).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(content_type, PROBLEM_JSON);
+            assert!(!text.contains("Path<"), "{text}");
+            assert!(text.contains("/problems/internal"), "{text}");
+        }
     }
 }

@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum_server::Handle;
-use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use serde::Deserialize;
 
+use crate::limits::{ConnectionLimits, LimitedAcceptor};
 use crate::shutdown::Shutdown;
 use crate::tls;
 
@@ -33,6 +33,19 @@ pub struct HttpSettings {
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_ms: u64,
+    /// A request's head (HTTP/1.1 request line and headers, which is also the
+    /// wait for the next request on a kept-alive connection) and a TLS
+    /// handshake must arrive within this time.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which nothing moves for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Open connections allowed in total, and from one client address; more are refused at once.
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    /// Concurrent HTTP/2 streams on one connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Largest request head (HTTP/1.1 headers, HTTP/2 header list); larger answers 431.
+    pub max_header_bytes: usize,
 }
 
 impl HttpSettings {
@@ -47,6 +60,21 @@ impl HttpSettings {
             body_limit_bytes: 1024 * 1024,
             request_timeout_ms: 30_000,
             shutdown_grace_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 10_000,
+            max_connections_per_client: 512,
+            http2_max_concurrent_streams: 128,
+            max_header_bytes: 16 * 1024,
+        }
+    }
+
+    fn limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_total: self.max_connections,
+            max_per_client: self.max_connections_per_client,
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            counts: Default::default(),
         }
     }
 }
@@ -58,6 +86,7 @@ pub struct HttpServer {
     tls: Option<RustlsConfig>,
     addr: SocketAddr,
     grace: Duration,
+    settings: HttpSettings,
 }
 
 impl HttpServer {
@@ -84,6 +113,7 @@ impl HttpServer {
             tls,
             addr,
             grace: Duration::from_millis(settings.shutdown_grace_ms),
+            settings: settings.clone(),
         })
     }
 
@@ -117,17 +147,39 @@ impl HttpServer {
             stopper.graceful_shutdown(Some(grace));
         });
         let app = router.into_make_service_with_connect_info::<SocketAddr>();
-        // Small answers go out at once: without TCP_NODELAY, Nagle's algorithm
-        // holds them back waiting for the peer's delayed ACK.
-        let server = axum_server::from_tcp(self.listener)?.handle(handle);
+        let s = &self.settings;
+        let head_timeout = Duration::from_millis(s.header_read_timeout_ms);
+        let mut server = axum_server::from_tcp(self.listener)?
+            .handle(handle)
+            // Covers the wait before the protocol is known (hyper's own
+            // timers start only once it is).
+            .first_request_timeout(head_timeout)
+            .accept_error_handler(|_, e| tracing::debug!(error = %e, "Connection refused."));
+        let builder = server.http_builder();
+        builder
+            .http1()
+            .header_read_timeout(head_timeout)
+            .max_buf_size(s.max_header_bytes.max(8192))
+            .max_headers(100);
+        builder
+            .http2()
+            .max_concurrent_streams(s.http2_max_concurrent_streams)
+            .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Duration::from_millis(s.idle_timeout_ms / 2))
+            .keep_alive_timeout(head_timeout);
+        let acceptor = LimitedAcceptor { limits: s.limits() };
         match self.tls {
             Some(tls) => {
                 server
-                    .acceptor(RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor::new()))
+                    .acceptor(
+                        RustlsAcceptor::new(tls)
+                            .handshake_timeout(head_timeout)
+                            .acceptor(acceptor),
+                    )
                     .serve(app)
                     .await?
             }
-            None => server.acceptor(NoDelayAcceptor::new()).serve(app).await?,
+            None => server.acceptor(acceptor).serve(app).await?,
         }
         Ok(())
     }

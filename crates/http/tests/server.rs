@@ -149,3 +149,191 @@ async fn errors_from_every_layer_are_problems() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// Starts the test app with these settings; returns `host:port` and the
+/// trigger that stops it when dropped by the caller.
+async fn serve(settings: HttpSettings) -> (std::net::SocketAddr, emporium_http::ShutdownTrigger) {
+    let server = HttpServer::bind(&settings).unwrap();
+    let addr = server.local_addr();
+    let (trigger, shutdown) = Shutdown::new();
+    tokio::spawn(server.run_until_stopped(app(&settings), shutdown));
+    (addr, trigger)
+}
+
+/// Reads until the peer closes (or errors); `None` if it is still open after `within`.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(seen),
+            Ok(Ok(n)) => seen.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+fn plain(mut s: HttpSettings) -> HttpSettings {
+    s.insecure_http = true;
+    s
+}
+
+/// A client sending one header line at a time is cut off at the header-read timeout.
+#[tokio::test]
+async fn a_slow_header_client_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let mut s = plain(settings(&certs()));
+    s.header_read_timeout_ms = 500;
+    let (addr, _stop) = serve(s).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let writer = async {
+        for i in 0..20 {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            if stream
+                .write_all(format!("x-{i}: y\r\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    };
+    writer.await;
+    // Either the writes failed (closed) or the read sees the close.
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(1))
+            .await
+            .is_some(),
+        "still open after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// A kept-alive connection that goes quiet is closed after the idle timeout,
+/// and a TLS connection that never starts its handshake after the header timeout.
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let mut s = plain(settings(&certs()));
+    s.idle_timeout_ms = 400;
+    s.header_read_timeout_ms = 5_000;
+    let (addr, _stop) = serve(s).await;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let seen = closed_within(&mut stream, Duration::from_secs(3))
+        .await
+        .expect("the idle connection is closed");
+    assert!(String::from_utf8_lossy(&seen).starts_with("HTTP/1.1 200"));
+
+    let mut s = settings(&certs());
+    s.header_read_timeout_ms = 400;
+    let (addr, _stop) = serve(s).await;
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut silent, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "a silent TLS client is dropped"
+    );
+}
+
+/// Connections over the per-client cap are refused at once; freeing one frees a slot.
+#[tokio::test]
+async fn connections_per_client_are_capped() {
+    let mut s = plain(settings(&certs()));
+    s.max_connections_per_client = 3;
+    let (addr, _stop) = serve(s).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Let the server accept them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(
+        closed_within(&mut fourth, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "the fourth connection is refused"
+    );
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let r = client
+        .get(format!("http://{addr}/slow"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// A chunked upload over the limit gets its 413 read by the client: the
+/// server reads on (bounded) instead of closing while the client still sends.
+#[tokio::test]
+async fn an_oversized_chunked_upload_reads_its_413() {
+    use tokio::io::AsyncWriteExt;
+    let mut s = plain(settings(&certs()));
+    s.request_timeout_ms = 30_000;
+    let (addr, _stop) = serve(s).await;
+    for _ in 0..6 {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut reader, mut writer) = stream.into_split();
+        let sending = tokio::spawn(async move {
+            let head = "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+                        transfer-encoding: chunked\r\n\r\n";
+            writer.write_all(head.as_bytes()).await?;
+            let chunk = format!("{:x}\r\n{}\r\n", 8192, " ".repeat(8192));
+            for _ in 0..300 {
+                writer.write_all(chunk.as_bytes()).await?;
+            }
+            writer.write_all(b"0\r\n\r\n").await?;
+            // Kept open (returned), as a client waiting for its answer does:
+            // a half-closed connection is one hyper may close at once.
+            Ok::<_, std::io::Error>(writer)
+        });
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        use tokio::io::AsyncReadExt;
+        loop {
+            match tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    seen.extend_from_slice(&buf[..n]);
+                    if seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        let text = String::from_utf8_lossy(&seen);
+        assert!(text.starts_with("HTTP/1.1 413"), "{text:?}");
+        sending.abort();
+    }
+}
+
+/// Every answer carries the security headers; a handler's own Cache-Control stays.
+#[tokio::test]
+async fn answers_carry_security_headers() {
+    let (addr, _stop) = serve(plain(settings(&certs()))).await;
+    let r = reqwest::get(format!("http://{addr}/slow")).await.unwrap();
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert!(
+        r.headers()["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
+}
