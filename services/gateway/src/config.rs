@@ -12,6 +12,16 @@ pub const DEFAULTS: &str = include_str!("../defaults.toml");
 pub struct GatewaySettings {
     pub http: HttpSettings,
     pub upstreams: UpstreamSettings,
+    pub ops: OpsSettings,
+}
+
+/// The operations listener: `/metrics`, `/healthz`, `/readyz` for Prometheus
+/// and probes, on its own port so the public origin never shows them. It uses
+/// the public listener's TLS settings.
+#[derive(Debug, Clone, Deserialize)]
+pub struct OpsSettings {
+    pub host: String,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -20,6 +30,8 @@ pub struct UpstreamSettings {
     pub catalog: String,
     pub ca_cert: String,
     pub timeout_ms: u64,
+    /// Largest upstream answer relayed to a client; larger ones answer 502.
+    pub max_response_bytes: usize,
 }
 
 impl GatewaySettings {

@@ -27,6 +27,8 @@ pub const SERVICE: &str = "gateway";
 pub struct Application {
     server: HttpServer,
     router: Router,
+    ops_server: HttpServer,
+    ops_router: Router,
 }
 
 impl Application {
@@ -42,6 +44,7 @@ impl Application {
             accounts: settings.upstreams.accounts.trim_end_matches('/').to_owned(),
             catalog: settings.upstreams.catalog.trim_end_matches('/').to_owned(),
             body_limit: settings.http.body_limit_bytes,
+            response_limit: settings.upstreams.max_response_bytes,
         });
         let ready_upstreams = upstreams.clone();
         let ready: ops::ReadyCheck = Arc::new(move || {
@@ -49,14 +52,30 @@ impl Application {
             Box::pin(async move { upstreams.check().await })
         });
         let router = standard_layers(
-            proxy::router(upstreams).merge(ops::routes(ready, proxy::openapi_json())),
+            proxy::router(upstreams)
+                .merge(ops::public_routes(ready.clone(), proxy::openapi_json())),
             ServiceName(SERVICE),
             &settings.http,
+        );
+        let mut ops_http = settings.http.clone();
+        ops_http.host = settings.ops.host.clone();
+        ops_http.port = settings.ops.port;
+        let ops_router = standard_layers(
+            ops::routes(ready, proxy::openapi_json()),
+            ServiceName(SERVICE),
+            &ops_http,
         );
         Ok(Self {
             server: HttpServer::bind(&settings.http)?,
             router,
+            ops_server: HttpServer::bind(&ops_http)?,
+            ops_router,
         })
+    }
+
+    /// The operations listener's base URL (`/metrics`, `/healthz`, `/readyz`).
+    pub fn ops_url(&self) -> String {
+        self.ops_server.base_url()
     }
 
     pub fn port(&self) -> u16 {
@@ -68,7 +87,13 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        tracing::info!(url = %self.base_url(), "Gateway listening.");
-        self.server.run_until_stopped(self.router, shutdown).await
+        tracing::info!(url = %self.base_url(), ops = %self.ops_url(), "Gateway listening.");
+        let ops = tokio::spawn(
+            self.ops_server
+                .run_until_stopped(self.ops_router, shutdown.clone()),
+        );
+        let served = self.server.run_until_stopped(self.router, shutdown).await;
+        ops.await??;
+        served
     }
 }

@@ -18,6 +18,8 @@ pub struct Upstreams {
     pub accounts: String,
     pub catalog: String,
     pub body_limit: usize,
+    /// Largest upstream answer relayed; a larger one is a 502, not memory spent.
+    pub response_limit: usize,
 }
 
 impl Upstreams {
@@ -47,8 +49,13 @@ pub fn router(upstreams: Arc<Upstreams>) -> Router {
         base: base.into(),
         upstreams: upstreams.clone(),
     };
+    // `/api/v1/auth/token` (the client-credentials grant for services) is
+    // deliberately absent: services ask accounts for tokens directly.
     let accounts = Router::new()
-        .route("/api/v1/auth/{*rest}", any(forward))
+        .route("/api/v1/auth/register", any(forward))
+        .route("/api/v1/auth/login", any(forward))
+        .route("/api/v1/auth/refresh", any(forward))
+        .route("/api/v1/auth/logout", any(forward))
         .route("/api/v1/users", any(forward))
         .route("/api/v1/users/{*rest}", any(forward))
         .route("/.well-known/jwks.json", any(forward))
@@ -90,21 +97,79 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// Whether a request path is in the one spelling the gateway routes and
+/// forwards unchanged: no `.` or `..` segments, no empty segment inside it, no
+/// backslash, and no percent-encoded `.`, `/`, `\` or `%` (each of which some
+/// later parser would turn into a different path than the one routed).
+pub fn is_canonical_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    if path.contains('\\') {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if ["%2e", "%2f", "%5c", "%25", "%00"]
+        .iter()
+        .any(|encoded| lower.contains(encoded))
+    {
+        return false;
+    }
+    let segments: Vec<&str> = rest.split('/').collect();
+    let last = segments.len() - 1;
+    segments
+        .iter()
+        .enumerate()
+        .all(|(i, s)| *s != "." && *s != ".." && (!s.is_empty() || i == last))
+}
+
+/// Headers named by the `Connection` header belong to this hop only (RFC 9110 §7.6.1).
+fn connection_named(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(axum::http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+fn copy_end_to_end(from: &HeaderMap, capacity: usize) -> HeaderMap {
+    let named = connection_named(from);
+    let mut headers = HeaderMap::with_capacity(capacity);
+    for (name, value) in from {
+        if !is_hop_by_hop(name) && !named.iter().any(|n| n == name.as_str()) {
+            headers.append(name, value.clone());
+        }
+    }
+    headers
+}
+
 async fn forward(State(route): State<Route>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
+    if !is_canonical_path(path) {
+        metrics::counter!("gateway_paths_refused_total").increment(1);
+        return Problem::bad_request("The path is not in canonical form.").into_response();
+    }
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let url = format!("{}{}", route.base, path_and_query);
+    // Forward exactly the path that was routed: if the URL parser would spell
+    // it differently (normalising anything), refuse rather than send that.
+    match reqwest::Url::parse(&url) {
+        Ok(parsed) if parsed.path() == path => {}
+        _ => {
+            metrics::counter!("gateway_paths_refused_total").increment(1);
+            return Problem::bad_request("The path is not in canonical form.").into_response();
+        }
+    }
     let body = match axum::body::to_bytes(body, route.upstreams.body_limit).await {
         Ok(bytes) => bytes,
         Err(_) => return Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response(),
     };
 
-    let mut headers = HeaderMap::with_capacity(parts.headers.len() + 4);
-    for (name, value) in &parts.headers {
-        if !is_hop_by_hop(name) {
-            headers.append(name, value.clone());
-        }
-    }
+    let mut headers = copy_end_to_end(&parts.headers, parts.headers.len() + 4);
     // The gateway is the edge: the peer is the client, whatever it claims.
     if let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>()
         && let Ok(v) = HeaderValue::from_str(&peer.ip().to_string())
@@ -129,7 +194,7 @@ async fn forward(State(route): State<Route>, request: Request) -> Response {
         .body(body)
         .send()
         .await;
-    let upstream = match sent {
+    let mut upstream = match sent {
         Ok(r) => r,
         Err(e) if e.is_timeout() => {
             tracing::warn!(error = %e, %url, "Upstream timed out.");
@@ -141,19 +206,29 @@ async fn forward(State(route): State<Route>, request: Request) -> Response {
         }
     };
     let status = upstream.status();
-    let mut response_headers = HeaderMap::with_capacity(upstream.headers().len());
-    for (name, value) in upstream.headers() {
-        if !is_hop_by_hop(name) {
-            response_headers.append(name, value.clone());
+    let response_headers = copy_end_to_end(upstream.headers(), upstream.headers().len());
+    let limit = route.upstreams.response_limit;
+    if upstream.content_length().is_some_and(|n| n > limit as u64) {
+        tracing::warn!(%url, "Upstream response too large.");
+        return Problem::from_status(StatusCode::BAD_GATEWAY).into_response();
+    }
+    let mut bytes = Vec::new();
+    loop {
+        match upstream.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() <= limit => {
+                bytes.extend_from_slice(&chunk)
+            }
+            Ok(Some(_)) => {
+                tracing::warn!(%url, "Upstream response too large.");
+                return Problem::from_status(StatusCode::BAD_GATEWAY).into_response();
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, %url, "Upstream response broke off.");
+                return Problem::from_status(StatusCode::BAD_GATEWAY).into_response();
+            }
         }
     }
-    let bytes = match upstream.bytes().await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, %url, "Upstream response broke off.");
-            return Problem::from_status(StatusCode::BAD_GATEWAY).into_response();
-        }
-    };
     let mut response = Response::new(Body::from(bytes));
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
@@ -168,16 +243,15 @@ pub fn openapi_json() -> String {
         "info": {
             "title": "Emporium gateway",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The public origin. /api/v1/auth/*, /api/v1/users* and \
+            "description": "The public origin. /api/v1/auth/{register,login,refresh,logout}, /api/v1/users* and \
                 /.well-known/jwks.json are served by the accounts service; /api/v1/categories*, \
                 /api/v1/products*, /api/v1/warehouses* and /api/v1/stock/* by the catalog \
-                service; see their documents."
+                service; see their documents. /metrics is served only on the operations port."
         },
         "paths": {
             "/healthz": {"get": {"responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"responses": {"200": {"description": "upstreams reachable"},
-                                              "503": {"description": "an upstream is down"}}}},
-            "/metrics": {"get": {"responses": {"200": {"description": "Prometheus text"}}}}
+                                              "503": {"description": "an upstream is down"}}}}
         }
     })
     .to_string()

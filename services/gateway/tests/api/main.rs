@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 struct Harness {
     gateway: String,
+    ops: String,
+    ca: std::path::PathBuf,
     client: reqwest::Client,
     _triggers: Vec<ShutdownTrigger>,
     _dir: TempDir,
@@ -86,16 +88,21 @@ async fn spawn(upstream_down: bool) -> Harness {
         .unwrap()
         .set("upstreams.ca_cert", certs.ca().to_str().unwrap())
         .unwrap()
+        .set("ops.port", "0")
+        .unwrap()
         .build()
         .unwrap();
     let gateway = Application::build(settings).await.unwrap();
     let gateway_url = gateway.base_url();
+    let ops_url = gateway.ops_url();
     let (t, s) = Shutdown::new();
     triggers.push(t);
     tokio::spawn(gateway.run_until_stopped(s));
     let client = emporium_http::tls::client(Some(&certs.ca()), Duration::from_secs(30)).unwrap();
     Harness {
         gateway: gateway_url,
+        ops: ops_url,
+        ca: certs.ca(),
         client,
         _triggers: triggers,
         _dir: TempDir(dir),
@@ -222,4 +229,114 @@ async fn an_unreachable_upstream_is_a_502_and_not_ready() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Every spelling of a path that leaves the public prefix is refused before
+/// routing, over HTTP/1.1 and HTTP/2, and nothing reaches the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_spellings_of_a_path_never_reach_internal_routes() {
+    let h = spawn(false).await;
+    let spellings = [
+        "/api/v1/products/../../../internal/v1/reservations",
+        "/api/v1/products/%2e%2e/%2e%2e/%2e%2e/internal/v1/reservations",
+        "/api/v1/products/%2E%2E/%2E%2E/%2E%2E/internal/v1/reservations",
+        "/api/v1/products/.%2e/.%2e/.%2e/internal/v1/reservations",
+        "/api/v1/products/..%2f..%2f..%2finternal/v1/reservations",
+        "/api/v1/products/..%5c..%5c..%5cinternal/v1/reservations",
+        "/api/v1/products/..\\..\\..\\internal/v1/reservations",
+        "/api/v1/products/%252e%252e/%252e%252e/internal/v1/reservations",
+        "/api/v1/categories/../../../openapi.json",
+        "/api/v1/users/../../../metrics",
+        "/api/v1/users/./me",
+        "/api/v1/users//me",
+        "/api/v1/auth/token",
+    ];
+    for http2 in [false, true] {
+        for path in spellings {
+            // Sent as written: curl --path-as-is (off the runtime's threads,
+            // which serve the gateway).
+            let ca = h.ca.to_str().unwrap().to_owned();
+            let url = format!("{}{path}", h.gateway);
+            let out = tokio::task::spawn_blocking(move || {
+                std::process::Command::new("curl")
+                    .args([
+                        "-s",
+                        "--max-time",
+                        "10",
+                        "--path-as-is",
+                        "--cacert",
+                        &ca,
+                        if http2 { "--http2" } else { "--http1.1" },
+                        "-X",
+                        "POST",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code} %{http_version}",
+                        &url,
+                    ])
+                    .output()
+                    .unwrap()
+            })
+            .await
+            .unwrap();
+            let answer = String::from_utf8(out.stdout).unwrap();
+            let (status, version) = answer.split_once(' ').unwrap();
+            assert!(
+                status == "400" || status == "404",
+                "{path} over {version}: {status}"
+            );
+            assert_eq!(version == "2", http2, "{path}: {answer}");
+        }
+    }
+    // The canonical spelling still goes through.
+    let r = h
+        .client
+        .get(format!("{}/api/v1/products/abc", h.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// `/metrics` is served on the operations port only; unknown methods share
+/// one label; every answer carries the security headers.
+#[tokio::test]
+async fn metrics_stay_off_the_public_port_and_bounded() {
+    let h = spawn(false).await;
+    let r = h
+        .client
+        .get(format!("{}/metrics", h.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    for header in [
+        "strict-transport-security",
+        "x-content-type-options",
+        "referrer-policy",
+    ] {
+        assert!(r.headers().contains_key(header), "{header}");
+    }
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("M{i}X").as_bytes()).unwrap();
+        h.client
+            .request(method, format!("{}/api/v1/products", h.gateway))
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = h
+        .client
+        .get(format!("{}/metrics", h.ops))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(!text.contains("M7X"), "made-up methods are not labels");
+    assert!(text.contains("method=\"other\""));
 }
