@@ -8,15 +8,19 @@
 //! - [`verifier`]: [`Verifier`] pins EdDSA, checks issuer, audience, expiry,
 //!   not-before and token type, and keeps the JWKS cached, refetching on an
 //!   unknown `kid` no more often than a floor allows.
+//! - [`revocations`]: the deny list of subjects and sessions revoked before
+//!   their tokens expire, which [`Verifier`] consults.
 //! - [`extract`]: axum extractors [`AuthUser`], [`Admin`], [`ServiceCaller`].
 //! - `testing` (feature `testing`): real keys held in memory, for tests and benchmarks.
 
 pub mod claims;
 pub mod extract;
+pub mod revocations;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod verifier;
 
 pub use claims::{Claims, Role, TokenType};
 pub use extract::{Admin, AuthUser, ServiceCaller};
+pub use revocations::Revocations;
 pub use verifier::{HttpJwks, JwksSource, Verifier, VerifierSettings, VerifyError};

@@ -22,10 +22,13 @@ pub struct HttpJwks {
     pub url: String,
 }
 
+/// A key set larger than this is refused unread.
+const MAX_JWKS_BYTES: usize = 64 * 1024;
+
 #[async_trait::async_trait]
 impl JwksSource for HttpJwks {
     async fn fetch(&self) -> Result<JwkSet, String> {
-        let response = self
+        let mut response = self
             .client
             .get(&self.url)
             .send()
@@ -34,10 +37,18 @@ impl JwksSource for HttpJwks {
         if !response.status().is_success() {
             return Err(format!("JWKS answered {}", response.status()));
         }
-        response
-            .json::<JwkSet>()
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| format!("JWKS is not a key set: {e}"))
+            .map_err(|e| format!("JWKS response broke off: {e}"))?
+        {
+            if body.len() + chunk.len() > MAX_JWKS_BYTES {
+                return Err(format!("JWKS is larger than {MAX_JWKS_BYTES} bytes"));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice::<JwkSet>(&body).map_err(|e| format!("JWKS is not a key set: {e}"))
     }
 }
 
@@ -80,11 +91,17 @@ pub enum VerifyError {
     WrongType,
     #[error("the signing keys could not be fetched")]
     KeysUnavailable,
+    #[error("the token's user or session was revoked")]
+    Revoked,
 }
 
 struct KeyCache {
     keys: HashMap<String, Arc<DecodingKey>>,
-    fetched_at: Option<Instant>,
+    /// The last attempt to fetch, successful or not: every attempt counts
+    /// against the floor, so a failing source is not asked again at once.
+    attempted_at: Option<Instant>,
+    /// Failed attempts in a row; each doubles the wait before the next.
+    failures: u32,
 }
 
 /// Verifies tokens. Build one per process part and share it (`Arc`).
@@ -94,6 +111,8 @@ pub struct Verifier {
     source: Arc<dyn JwksSource>,
     cache: RwLock<KeyCache>,
     refetch: tokio::sync::Mutex<()>,
+    /// Subjects and sessions revoked before their tokens expire.
+    pub revocations: crate::Revocations,
 }
 
 impl Verifier {
@@ -105,15 +124,19 @@ impl Verifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = settings.leeway.as_secs();
+        // Access and service tokens live 15 minutes; the leeway comes on top.
+        let hold = Duration::from_secs(16 * 60) + settings.leeway;
         Self {
             settings,
             validation,
             source,
             cache: RwLock::new(KeyCache {
                 keys: HashMap::new(),
-                fetched_at: None,
+                attempted_at: None,
+                failures: 0,
             }),
             refetch: tokio::sync::Mutex::new(()),
+            revocations: crate::Revocations::new(hold),
         }
     }
 
@@ -150,25 +173,49 @@ impl Verifier {
         if data.claims.token_type != expected {
             return Err(VerifyError::WrongType);
         }
-        Ok(data.claims)
+        let claims = data.claims;
+        if self
+            .revocations
+            .is_revoked(&claims.sub, claims.sid.as_deref(), claims.iat)
+        {
+            return Err(VerifyError::Revoked);
+        }
+        Ok(claims)
     }
 
-    /// Refetches the key set unless that happened within the floor.
+    /// Refetches the key set unless an attempt was made within the floor
+    /// (doubled after each failure in a row, up to five minutes).
     pub async fn refresh_keys(&self) -> Result<(), VerifyError> {
         let _one_at_a_time = self.refetch.lock().await;
-        let recent = self
-            .cache
-            .read()
-            .map_err(|_| VerifyError::KeysUnavailable)?
-            .fetched_at
-            .is_some_and(|at| at.elapsed() < self.settings.refetch_floor);
-        if recent {
-            return Ok(());
+        {
+            let mut cache = self
+                .cache
+                .write()
+                .map_err(|_| VerifyError::KeysUnavailable)?;
+            let wait = self
+                .settings
+                .refetch_floor
+                .saturating_mul(1 << cache.failures.min(8))
+                .min(Duration::from_secs(300).max(self.settings.refetch_floor));
+            if cache.attempted_at.is_some_and(|at| at.elapsed() < wait) {
+                return if cache.failures > 0 && cache.keys.is_empty() {
+                    Err(VerifyError::KeysUnavailable)
+                } else {
+                    Ok(())
+                };
+            }
+            cache.attempted_at = Some(Instant::now());
         }
-        let set = self.source.fetch().await.map_err(|e| {
-            tracing::warn!(error = %e, "Fetching the signing keys failed.");
-            VerifyError::KeysUnavailable
-        })?;
+        let set = match self.source.fetch().await {
+            Ok(set) => set,
+            Err(e) => {
+                tracing::warn!(error = %e, "Fetching the signing keys failed.");
+                if let Ok(mut cache) = self.cache.write() {
+                    cache.failures = cache.failures.saturating_add(1);
+                }
+                return Err(VerifyError::KeysUnavailable);
+            }
+        };
         let mut keys = HashMap::new();
         for jwk in &set.keys {
             // Only Ed25519 keys with an id are usable; anything else in the set is ignored.
@@ -187,7 +234,7 @@ impl Verifier {
             .map_err(|_| VerifyError::KeysUnavailable)?;
         tracing::debug!(keys = keys.len(), "Signing keys refreshed.");
         cache.keys = keys;
-        cache.fetched_at = Some(Instant::now());
+        cache.failures = 0;
         Ok(())
     }
 

@@ -67,8 +67,35 @@ pub mod accounts {
         pub user_id: Uuid,
     }
 
+    /// An admin changed the account's roles; tokens issued before carry the old ones.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserRolesChanged {
+        pub user_id: Uuid,
+        pub roles: Vec<String>,
+    }
+
+    /// Sessions ended: one (`session_id`, a logout) or every session of the user
+    /// (`None`: a password change). Tokens of those sessions must be refused
+    /// from now on, though they have not expired.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct SessionRevoked {
+        pub user_id: Uuid,
+        pub session_id: Option<Uuid>,
+    }
+
+    /// Every type that revokes tokens before they expire: what a service's
+    /// deny list subscribes to.
+    pub const REVOKING_TYPES: [&str; 4] = [
+        "emporium.accounts.user.disabled.v1",
+        "emporium.accounts.user.deleted.v1",
+        "emporium.accounts.user.roles_changed.v1",
+        "emporium.accounts.session.revoked.v1",
+    ];
+
     events! {
         SOURCE;
+        UserRolesChanged => "emporium.accounts.user.roles_changed.v1",
+        SessionRevoked => "emporium.accounts.session.revoked.v1",
         UserRegistered => "emporium.accounts.user.registered.v1",
         UserProfileUpdated => "emporium.accounts.user.profile_updated.v1",
         UserDisabled => "emporium.accounts.user.disabled.v1",

@@ -17,6 +17,7 @@
 //! - [`embedded`]: the bus of `emporium up`, on a SQLite file, with the same semantics.
 //! - [`migrations`]: the outbox and inbox tables, applied beside each service's own.
 //! - [`settings`]: the `[events]` settings section and opening the bus it names.
+//! - [`revocations`]: feeds a verifier's deny list from accounts' revoking events.
 
 pub mod bus;
 pub mod embedded;
@@ -25,6 +26,7 @@ pub mod inbox;
 pub mod migrations;
 pub mod outbox;
 pub mod rabbit;
+pub mod revocations;
 pub mod settings;
 
 pub use bus::{

@@ -25,9 +25,10 @@ use std::time::Duration;
 
 use axum::Router;
 use emporium_auth::{HttpJwks, JwksSource, Verifier, VerifierSettings};
-use emporium_http::{HttpServer, ServiceName, Shutdown, ops, standard_layers};
+use emporium_http::{HttpServer, ServiceName, Shutdown, ShutdownTrigger, ops, standard_layers};
 use emporium_messaging::Bus;
 use emporium_messaging::outbox::{Relay, RelayWaker};
+use emporium_messaging::revocations::RevocationFeed;
 
 use crate::api::{AppState, Catalog};
 pub use crate::config::CatalogSettings;
@@ -41,6 +42,9 @@ pub struct Application {
     store: Arc<dyn CatalogStore>,
     relay: Relay,
     sweep_every: Duration,
+    /// Stops the deny-list subscription when the service stops.
+    revocations_stop: ShutdownTrigger,
+    revocations_task: tokio::task::JoinHandle<()>,
 }
 
 impl Application {
@@ -82,6 +86,15 @@ impl Application {
             VerifierSettings::new(&settings.auth.issuer, &settings.auth.audience),
             jwks,
         ));
+        // Tokens of users and sessions revoked since they were issued are
+        // refused as soon as accounts' event arrives.
+        let (revocations_stop, stop) = Shutdown::new();
+        let revocations_task = bus
+            .subscribe(
+                RevocationFeed::subscription(SERVICE, verifier.clone()),
+                Box::pin(stop.wait()),
+            )
+            .await?;
         let waker = RelayWaker::default();
         let state = AppState(Arc::new(Catalog {
             store: store.clone(),
@@ -112,6 +125,8 @@ impl Application {
             store,
             relay,
             sweep_every: Duration::from_millis(settings.reservations.sweep_every_ms.max(10)),
+            revocations_stop,
+            revocations_task,
         })
     }
 
@@ -137,6 +152,8 @@ impl Application {
             shutdown.clone().wait(),
         ));
         let served = self.server.run_until_stopped(self.router, shutdown).await;
+        self.revocations_stop.fire();
+        let _ = self.revocations_task.await;
         let _ = relay.await;
         let _ = sweeper.await;
         served
