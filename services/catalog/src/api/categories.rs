@@ -211,7 +211,18 @@ pub struct CategoryChange {
     pub attributes: Option<Vec<AttributeDef>>,
 }
 
-/// Renames, reorders or redefines a category's attributes (admins).
+impl CategoryChange {
+    /// Whether the body names no field that can change (`{}`, or only unknown fields).
+    fn is_empty(&self) -> bool {
+        self.name.is_none()
+            && self.slug.is_none()
+            && self.position.is_none()
+            && self.attributes.is_none()
+    }
+}
+
+/// Renames, reorders or redefines a category's attributes (admins). A body
+/// with no known field answers 422.
 #[utoipa::path(patch, path = "/api/v1/categories/{id}", request_body = CategoryChange,
     responses((status = 200, body = CategoryNode), (status = 404), (status = 409), (status = 422)), security(("bearer" = [])))]
 pub async fn update(
@@ -226,6 +237,12 @@ pub async fn update(
         .category(id)
         .await?
         .ok_or(ApiError::NotFound("category"))?;
+    if body.is_empty() {
+        return Err(ApiError::field(
+            "body",
+            "must hold at least one of name, slug, position, attributes",
+        ));
+    }
     if let Some(name) = body.name {
         c.name = name.trim().to_owned();
     }

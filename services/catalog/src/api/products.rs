@@ -1,6 +1,7 @@
 //! Products as documents.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -75,11 +76,22 @@ fn with_etag(p: &ProductRecord, status: StatusCode) -> Response {
 pub struct ProductPage {
     pub items: Vec<ProductView>,
     pub next_cursor: Option<String>,
+    /// Counted only when asked for (`facets=true`); otherwise always empty.
     pub facets: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 /// How deep offset paging may go.
 const MAX_OFFSET: i64 = 10_000;
+
+/// The longest search text (`q`), in characters.
+const MAX_QUERY_CHARS: usize = 200;
+
+/// How many `attr.<name>=` filters one search may hold: each adds to the SQL
+/// expression, and SQLite refuses trees that are too large.
+const MAX_ATTRIBUTE_FILTERS: usize = 20;
+
+/// The longest attribute filter value, in characters.
+const MAX_FILTER_VALUE_CHARS: usize = 200;
 
 fn encode_offset(offset: i64) -> String {
     URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
@@ -116,6 +128,24 @@ fn price_param(
     }
 }
 
+/// `true`/`false` (or absent: false).
+fn flag_param(query: &HashMap<String, String>, key: &str, errors: &mut Vec<FieldError>) -> bool {
+    match query.get(key).map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            errors.push(FieldError::new(key, "must be true or false"));
+            false
+        }
+    }
+}
+
+/// Search text and filter values reach the SQL engines as text: a NUL or
+/// other control character must not (SQLite's FTS and PostgreSQL refuse NUL).
+fn has_control(text: &str) -> bool {
+    text.chars().any(char::is_control)
+}
+
 /// `attr.colour=red` → ("colour", "red" typed as JSON where it reads as one, "red").
 fn attribute_filter(name: &str, raw: &str) -> Option<(String, Value, String)> {
     let valid = !name.is_empty()
@@ -147,14 +177,15 @@ fn attribute_filter(name: &str, raw: &str) -> Option<(String, Value, String)> {
     Some((name.to_owned(), typed, raw.to_owned()))
 }
 
-/// Products: full-text search ranked by relevance (`q`), filters (`category`
-/// with its sub-categories, `min_price`, `max_price`, `in_stock`,
-/// `attr.<name>=<value>`), `sort` (`relevance`, `price`, `-price`, `newest`),
-/// paging by `cursor` and `limit`, and facet counts.
+/// Products: full-text search ranked by relevance (`q`, at most 200 characters,
+/// no control characters), filters (`category` with its sub-categories,
+/// `min_price`, `max_price`, `in_stock`, up to 20 `attr.<name>=<value>` on
+/// filterable attributes), `sort` (`relevance`, `price`, `-price`, `newest`),
+/// paging by `cursor` and `limit`, and facet counts with `facets=true`.
 #[utoipa::path(get, path = "/api/v1/products",
     params(("q" = Option<String>, Query), ("category" = Option<Uuid>, Query), ("min_price" = Option<i64>, Query),
            ("max_price" = Option<i64>, Query), ("in_stock" = Option<bool>, Query), ("sort" = Option<String>, Query),
-           ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
+           ("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query), ("facets" = Option<bool>, Query)),
     responses((status = 200, body = ProductPage), (status = 404, description = "unknown category"), (status = 422)))]
 pub async fn list(
     State(state): State<AppState>,
@@ -168,19 +199,19 @@ pub async fn list(
             .filter(|t| !t.is_empty()),
         ..ProductQuery::default()
     };
-    if q.text.as_ref().is_some_and(|t| t.chars().count() > 200) {
+    if query.get("q").is_some_and(|t| has_control(t)) {
+        errors.push(FieldError::new("q", "must not contain control characters"));
+    } else if q
+        .text
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > MAX_QUERY_CHARS)
+    {
         errors.push(FieldError::new("q", "must be at most 200 characters"));
     }
     q.min_price = price_param(&query, "min_price", &mut errors);
     q.max_price = price_param(&query, "max_price", &mut errors);
-    q.in_stock = match query.get("in_stock").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            errors.push(FieldError::new("in_stock", "must be true or false"));
-            false
-        }
-    };
+    q.in_stock = flag_param(&query, "in_stock", &mut errors);
+    let with_facets = flag_param(&query, "facets", &mut errors);
     q.sort = match query.get("sort").map(String::as_str) {
         None if q.text.is_some() => Sort::Relevance,
         None | Some("newest") => Sort::Newest,
@@ -195,11 +226,28 @@ pub async fn list(
             Sort::Newest
         }
     };
-    for (key, value) in &query {
-        if let Some(name) = key.strip_prefix("attr.") {
+    let filters: Vec<(&str, &String)> = query
+        .iter()
+        .filter_map(|(key, value)| key.strip_prefix("attr.").map(|name| (name, value)))
+        .collect();
+    if filters.len() > MAX_ATTRIBUTE_FILTERS {
+        errors.push(FieldError::new(
+            "attr",
+            format!("at most {MAX_ATTRIBUTE_FILTERS} attribute filters"),
+        ));
+    } else {
+        for (name, value) in filters {
+            let field = format!("attr.{name}");
+            if has_control(value) || value.chars().count() > MAX_FILTER_VALUE_CHARS {
+                errors.push(FieldError::new(
+                    field,
+                    "must be at most 200 characters, without control characters",
+                ));
+                continue;
+            }
             match attribute_filter(name, value) {
                 Some(filter) => q.attributes.push(filter),
-                None => errors.push(FieldError::new(key.clone(), "is not an attribute name")),
+                None => errors.push(FieldError::new(field, "is not an attribute name")),
             }
         }
     }
@@ -212,6 +260,26 @@ pub async fn list(
     q.offset = decode_offset(query.get("cursor"))?;
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
+    }
+    // Categories are read only when filters or facets need their definitions.
+    let filterable = if with_facets || !q.attributes.is_empty() {
+        filterable_attributes(&state).await?
+    } else {
+        BTreeSet::new()
+    };
+    let unknown: Vec<FieldError> = q
+        .attributes
+        .iter()
+        .filter(|(name, _, _)| !filterable.contains(name))
+        .map(|(name, _, _)| {
+            FieldError::new(
+                format!("attr.{name}"),
+                "is not a filterable attribute of any category",
+            )
+        })
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ApiError::Invalid(unknown));
     }
     if let Some(raw) = query.get("category") {
         let id = Uuid::parse_str(raw)
@@ -235,7 +303,11 @@ pub async fn list(
         rows.truncate(q.limit as usize);
         None
     };
-    let facets = facets(&state, &q).await?;
+    let facets = if with_facets {
+        facets(&state, &q, &filterable).await?
+    } else {
+        BTreeMap::new()
+    };
     Ok(AppJson(ProductPage {
         items: rows.iter().map(ProductView::from).collect(),
         next_cursor,
@@ -243,12 +315,9 @@ pub async fn list(
     }))
 }
 
-/// Counts, over every match, the values of each filterable attribute.
-async fn facets(
-    state: &AppState,
-    q: &ProductQuery,
-) -> ApiResult<BTreeMap<String, BTreeMap<String, u64>>> {
-    let filterable: BTreeSet<String> = state
+/// The names of the attributes some category declares filterable.
+async fn filterable_attributes(state: &AppState) -> ApiResult<BTreeSet<String>> {
+    Ok(state
         .0
         .store
         .categories()
@@ -259,7 +328,15 @@ async fn facets(
         })
         .filter(|d| d.filterable)
         .map(|d| d.name)
-        .collect();
+        .collect())
+}
+
+/// Counts, over every match, the values of each filterable attribute.
+async fn facets(
+    state: &AppState,
+    q: &ProductQuery,
+    filterable: &BTreeSet<String>,
+) -> ApiResult<BTreeMap<String, BTreeMap<String, u64>>> {
     let mut facets: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     if filterable.is_empty() {
         return Ok(facets);
@@ -315,6 +392,86 @@ pub struct NewProduct {
     pub low_stock_below: Option<i64>,
 }
 
+/// An image URL others will fetch: `https://`, at most 2,000 bytes, no
+/// `user:password@`, and a public host — not `localhost` nor an IP literal in
+/// a loopback, private, link-local, unspecified or unique-local range.
+fn image_url_ok(raw: &str) -> bool {
+    const SCHEME: &str = "https://";
+    if raw.len() > 2000 || !raw.starts_with(SCHEME) {
+        return false;
+    }
+    // Userinfo is refused however the parser would read it.
+    let rest = &raw[SCHEME.len()..];
+    let authority = rest
+        .find(['/', '\\', '?', '#'])
+        .map_or(rest, |end| &rest[..end]);
+    if authority.contains('@') {
+        return false;
+    }
+    let Ok(url) = reqwest::Url::parse(raw) else {
+        return false;
+    };
+    if url.scheme() != "https" || !url.username().is_empty() || url.password().is_some() {
+        return false;
+    }
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if host.is_empty() || host == "localhost" || host.ends_with(".localhost") {
+        return false;
+    }
+    // The parser writes IP hosts in their canonical form (`127.1` → `127.0.0.1`, `[::1]`).
+    match host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        Ok(ip) => !internal_ip(ip),
+        Err(_) => true,
+    }
+}
+
+/// Loopback, private, link-local, unspecified, unique-local and the like:
+/// addresses that reach the service's own network rather than the internet.
+fn internal_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => internal_ipv4(v4),
+        IpAddr::V6(v6) => internal_ipv6(v6),
+    }
+}
+
+fn internal_ipv4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        // 0.0.0.0/8 ("this network") and 100.64.0.0/10 (shared address space).
+        || a == 0
+        || (a == 100 && (b & 0xc0) == 64)
+}
+
+fn internal_ipv6(ip: Ipv6Addr) -> bool {
+    let segments = ip.segments();
+    let o = ip.octets();
+    let last_32_bits = Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        // fc00::/7 unique local, fe80::/10 link-local, fec0::/10 (old site-local).
+        || (segments[0] & 0xfe00) == 0xfc00
+        || (segments[0] & 0xffc0) == 0xfe80
+        || (segments[0] & 0xffc0) == 0xfec0
+        // ::/96 (IPv4-compatible, including :: and ::1).
+        || segments[..6].iter().all(|s| *s == 0)
+        // ::ffff:a.b.c.d (IPv4-mapped) and 64:ff9b::a.b.c.d (NAT64) carry an IPv4 address.
+        || ip.to_ipv4_mapped().is_some_and(internal_ipv4)
+        || (segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && internal_ipv4(last_32_bits))
+}
+
 /// Checks everything about a product but its attributes, naming each bad field.
 fn check_fields(p: &ProductWrite, images: &[String]) -> Vec<FieldError> {
     let mut errors = Vec::new();
@@ -345,12 +502,11 @@ fn check_fields(p: &ProductWrite, images: &[String]) -> Vec<FieldError> {
     if let Err(e) = money.validate() {
         errors.push(FieldError::new("price", e));
     }
-    if images.len() > 20
-        || images
-            .iter()
-            .any(|u| !u.starts_with("https://") || u.len() > 2000)
-    {
-        errors.push(FieldError::new("images", "at most 20 https:// URLs"));
+    if images.len() > 20 || !images.iter().all(|u| image_url_ok(u)) {
+        errors.push(FieldError::new(
+            "images",
+            "at most 20 https:// URLs of public hosts, without user:password@",
+        ));
     }
     if !(0..=1_000_000).contains(&p.low_stock_below) {
         errors.push(FieldError::new(
@@ -450,19 +606,39 @@ pub struct ProductChange {
     pub low_stock_below: Option<i64>,
 }
 
-/// `If-Match: "3"` (or `W/"3"`, or `3`) → 3.
+impl ProductChange {
+    /// Whether the body names no field that can change (`{}`, or only unknown fields).
+    fn is_empty(&self) -> bool {
+        self.sku.is_none()
+            && self.name.is_none()
+            && self.description.is_none()
+            && self.price.is_none()
+            && self.category_id.is_none()
+            && self.attributes.is_none()
+            && self.images.is_none()
+            && self.low_stock_below.is_none()
+    }
+}
+
+/// `If-Match: "3"` (or `W/"3"`, or `3`) → 3. `If-Match: *` matches any
+/// current representation (RFC 9110 §13.1.1): the product must exist, which
+/// the update checks anyway, and no version is compared — as without the header.
 fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
     let Some(raw) = headers.get(header::IF_MATCH) else {
         return Ok(None);
     };
     let text = raw.to_str().unwrap_or_default().trim();
+    if text == "*" {
+        return Ok(None);
+    }
     let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
     text.parse()
         .map(Some)
         .map_err(|_| ApiError::field("If-Match", "must be the product's version, as in its ETag"))
 }
 
-/// Changes a product (admins). With `If-Match`, only if nobody changed it since (else 412).
+/// Changes a product (admins). With `If-Match`, only if nobody changed it since (else 412);
+/// `If-Match: *` only asks that it exists. A body with no known field answers 422.
 #[utoipa::path(patch, path = "/api/v1/products/{id}", request_body = ProductChange,
     responses((status = 200, body = ProductView), (status = 404), (status = 409), (status = 412), (status = 422)),
     security(("bearer" = [])))]
@@ -485,6 +661,14 @@ pub async fn update(
         return Err(ApiError::Stale {
             current: current.version,
         });
+    }
+    // Nothing to change is a mistake (a misspelt field, say), not a new version.
+    if body.is_empty() {
+        return Err(ApiError::field(
+            "body",
+            "must hold at least one of sku, name, description, price, category_id, \
+             attributes, images, low_stock_below",
+        ));
     }
     let images: Vec<String> = match body.images {
         Some(i) => i,

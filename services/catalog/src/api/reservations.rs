@@ -1,6 +1,13 @@
 //! Stock reservations, for the services that sell (service tokens with
 //! `stock:reserve`). Reserving is all or nothing and idempotent per id (the
 //! order id); release and commit are idempotent too.
+//!
+//! A reservation belongs to the client that made it (its token's `sub`):
+//! to any other client it does not exist (404 on read, release and commit).
+//! Reserving with an id another client holds answers 409
+//! `reservation-id-taken`, not 404: it is a create whose key is in use, and a
+//! 404 would invite a retry that can never succeed; it tells nothing about the
+//! other client's reservation beyond that the id is used.
 
 use std::collections::BTreeMap;
 
@@ -82,7 +89,7 @@ fn actor<S>(caller: &ServiceCaller<S>, reason: &str) -> Actor {
 /// Reserves every item or nothing, from as few warehouses as possible.
 #[utoipa::path(post, path = "/internal/v1/reservations", request_body = ReserveRequest,
     responses((status = 201, body = ReservationView), (status = 200, body = ReservationView, description = "the same request again"),
-              (status = 409, description = "out of stock, or the id was used for other items"), (status = 422)),
+              (status = 409, description = "out of stock, or the id was used for other items or by another client"), (status = 422)),
     security(("bearer" = [])))]
 pub async fn reserve(
     State(state): State<AppState>,
@@ -115,7 +122,13 @@ pub async fn reserve(
     let outcome = state
         .0
         .store
-        .reserve(body.id, &items, expires_at, &actor(&caller, "reservation"))
+        .reserve(
+            body.id,
+            &caller.client_id,
+            &items,
+            expires_at,
+            &actor(&caller, "reservation"),
+        )
         .await?;
     let labels = |outcome: &'static str| [("outcome", outcome)];
     match outcome {
@@ -130,6 +143,10 @@ pub async fn reserve(
         ReserveOutcome::Mismatch => Err(ApiError::Conflict(
             "reservation-mismatch",
             "This reservation id was already used for other items.".into(),
+        )),
+        ReserveOutcome::Taken => Err(ApiError::Conflict(
+            "reservation-id-taken",
+            "This reservation id is in use by another client.".into(),
         )),
         ReserveOutcome::OutOfStock(products) => {
             metrics::counter!("stock_reservations_total", &labels("out_of_stock")).increment(1);
@@ -152,20 +169,27 @@ pub async fn reserve(
     }
 }
 
-/// One reservation.
-#[utoipa::path(get, path = "/internal/v1/reservations/{id}",
-    responses((status = 200, body = ReservationView), (status = 404)), security(("bearer" = [])))]
-pub async fn get_one(
-    State(state): State<AppState>,
-    _caller: ServiceCaller<StockReserve>,
-    AppPath(id): AppPath<Uuid>,
-) -> ApiResult<AppJson<ReservationView>> {
-    let r = state
+/// The caller's reservation `id`: another client's answers 404, as a missing one.
+/// (The owner never changes, so checking before a settle cannot race.)
+async fn owned<S>(state: &AppState, caller: &ServiceCaller<S>, id: Uuid) -> ApiResult<Reservation> {
+    state
         .0
         .store
         .reservation(id)
         .await?
-        .ok_or(ApiError::NotFound("reservation"))?;
+        .filter(|r| !r.client_id.is_empty() && r.client_id == caller.client_id)
+        .ok_or(ApiError::NotFound("reservation"))
+}
+
+/// One reservation (of the caller's).
+#[utoipa::path(get, path = "/internal/v1/reservations/{id}",
+    responses((status = 200, body = ReservationView), (status = 404)), security(("bearer" = [])))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    caller: ServiceCaller<StockReserve>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<AppJson<ReservationView>> {
+    let r = owned(&state, &caller, id).await?;
     Ok(AppJson(ReservationView::from(&r)))
 }
 
@@ -177,6 +201,12 @@ async fn settled(
 ) -> ApiResult<AppJson<ReservationView>> {
     match outcome {
         SettleOutcome::NotFound => return Err(ApiError::NotFound("reservation")),
+        SettleOutcome::ExpiredNow => {
+            return Err(ApiError::Conflict(
+                "reservation-expired",
+                "The reservation expired before it was committed; its stock was released.".into(),
+            ));
+        }
         // Asking again for what already happened is a retry, not an error.
         SettleOutcome::AlreadySettled(status) if status != wanted => {
             return Err(ApiError::Conflict(
@@ -203,6 +233,7 @@ pub async fn release(
     caller: ServiceCaller<StockReserve>,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<AppJson<ReservationView>> {
+    owned(&state, &caller, id).await?;
     let outcome = state
         .0
         .store
@@ -212,6 +243,8 @@ pub async fn release(
 }
 
 /// The order shipped: reserved stock leaves the warehouse (`on_hand` and `reserved` both fall).
+/// Past its `expires_at` a reservation is never committed: 409 `reservation-expired`,
+/// and its stock is released as the sweeper would.
 #[utoipa::path(post, path = "/internal/v1/reservations/{id}/commit",
     responses((status = 200, body = ReservationView), (status = 404), (status = 409)), security(("bearer" = [])))]
 pub async fn commit(
@@ -219,6 +252,7 @@ pub async fn commit(
     caller: ServiceCaller<StockReserve>,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<AppJson<ReservationView>> {
+    owned(&state, &caller, id).await?;
     let outcome = state.0.store.commit(id, &actor(&caller, "shipped")).await?;
     settled(&state, id, outcome, "committed").await
 }

@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{ApiError, ApiResult, AppState, now_ms, rfc3339};
-use crate::store::{Actor, MovementRecord, StockChange, StockRecord, StoreError, WarehouseRecord};
+use crate::store::{
+    Actor, MAX_ON_HAND, MovementRecord, StockChange, StockRecord, StoreError, WarehouseRecord,
+};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct WarehouseView {
@@ -155,10 +157,17 @@ fn actor(admin: &Admin, reason: &str) -> Actor {
     }
 }
 
+/// The longest reason a stock change gives, in characters.
+const MAX_REASON_CHARS: usize = 500;
+
 fn stock_result(change: StockChange) -> ApiResult<AppJson<StockView>> {
     match change {
         StockChange::Done(row) => Ok(AppJson(StockView::from(&row))),
         StockChange::NotFound => Err(ApiError::NotFound("warehouse or product")),
+        StockChange::OutOfRange => Err(ApiError::field(
+            "delta",
+            "would take on hand above 1,000,000,000",
+        )),
         StockChange::BelowReserved { reserved } => Err(ApiError::Conflict(
             "below-reserved",
             format!("On hand cannot go below what is reserved ({reserved}) or below zero."),
@@ -166,7 +175,8 @@ fn stock_result(change: StockChange) -> ApiResult<AppJson<StockView>> {
     }
 }
 
-/// Sets what a warehouse holds of a product (admins); never below what is reserved.
+/// Sets what a warehouse holds of a product (admins); never below what is
+/// reserved. The optional `reason` holds at most 500 characters.
 #[utoipa::path(put, path = "/api/v1/warehouses/{wid}/stock/{pid}", request_body = SetStock,
     responses((status = 200, body = StockView), (status = 404), (status = 409), (status = 422)), security(("bearer" = [])))]
 pub async fn set(
@@ -178,14 +188,20 @@ pub async fn set(
     let on_hand = body
         .on_hand
         .ok_or_else(|| ApiError::field("on_hand", "is required"))?;
-    if !(0..=1_000_000_000).contains(&on_hand) {
+    if !(0..=MAX_ON_HAND).contains(&on_hand) {
         return Err(ApiError::field(
             "on_hand",
             "must be between 0 and 1,000,000,000",
         ));
     }
-    let reason = body.reason.unwrap_or_else(|| "stock count".to_owned());
-    let actor = actor(&admin, &reason);
+    let reason = match body.reason.as_deref().map(str::trim) {
+        None | Some("") => "stock count",
+        Some(r) if r.chars().count() > MAX_REASON_CHARS => {
+            return Err(ApiError::field("reason", "must be at most 500 characters"));
+        }
+        Some(r) => r,
+    };
+    let actor = actor(&admin, reason);
     stock_result(
         state
             .0
@@ -195,7 +211,8 @@ pub async fn set(
     )
 }
 
-/// Adds to or takes from what a warehouse holds (admins), with a reason.
+/// Adds to or takes from what a warehouse holds (admins), with a reason. A
+/// change that would take on hand above 1,000,000,000 answers 422.
 #[utoipa::path(post, path = "/api/v1/warehouses/{wid}/stock/{pid}/adjustments", request_body = Adjustment,
     responses((status = 200, body = StockView), (status = 404), (status = 409), (status = 422)), security(("bearer" = [])))]
 pub async fn adjust(
@@ -205,15 +222,18 @@ pub async fn adjust(
     AppJson(body): AppJson<Adjustment>,
 ) -> ApiResult<AppJson<StockView>> {
     let mut errors = Vec::new();
+    // `unsigned_abs`, not `abs`: i64::MIN has no positive counterpart.
     match body.delta {
         None => errors.push(FieldError::new("delta", "is required")),
-        Some(d) if d == 0 || d.abs() > 1_000_000_000 => errors.push(FieldError::new(
-            "delta",
-            "must be non-zero and at most 1,000,000,000 either way",
-        )),
+        Some(d) if d == 0 || d.unsigned_abs() > MAX_ON_HAND.unsigned_abs() => {
+            errors.push(FieldError::new(
+                "delta",
+                "must be non-zero and at most 1,000,000,000 either way",
+            ))
+        }
         Some(_) => {}
     }
-    if body.reason.trim().is_empty() || body.reason.chars().count() > 500 {
+    if body.reason.trim().is_empty() || body.reason.chars().count() > MAX_REASON_CHARS {
         errors.push(FieldError::new("reason", "must be 1 to 500 characters"));
     }
     if !errors.is_empty() {

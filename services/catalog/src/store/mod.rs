@@ -136,6 +136,9 @@ pub struct ReservationLine {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
     pub id: Uuid,
+    /// The service client that made it (its token's `sub`); only it may see,
+    /// release or commit it.
+    pub client_id: String,
     pub status: String,
     pub items: BTreeMap<Uuid, i64>,
     pub lines: Vec<ReservationLine>,
@@ -156,6 +159,8 @@ pub enum ReserveOutcome {
     Existing(Reservation),
     /// The same id with other items.
     Mismatch,
+    /// The id is another client's reservation.
+    Taken,
     /// Not enough free stock of these products across all warehouses.
     OutOfStock(Vec<Uuid>),
     UnknownProducts(Vec<Uuid>),
@@ -165,9 +170,16 @@ pub enum ReserveOutcome {
 pub enum SettleOutcome {
     Done,
     NotFound,
+    /// A commit came after `expires_at`: the reservation was expired instead
+    /// (its stock released, as the sweeper would), and nothing shipped.
+    ExpiredNow,
     /// The reservation is already released, expired or committed.
     AlreadySettled(String),
 }
+
+/// The most a warehouse holds of one product: a set or an adjustment never
+/// goes above it, so stock arithmetic stays far from overflow.
+pub const MAX_ON_HAND: i64 = 1_000_000_000;
 
 #[derive(Debug)]
 pub enum StockChange {
@@ -177,6 +189,8 @@ pub enum StockChange {
     BelowReserved {
         reserved: i64,
     },
+    /// The adjustment would take `on_hand` above [`MAX_ON_HAND`] (or overflow).
+    OutOfRange,
 }
 
 #[derive(Debug)]
@@ -244,7 +258,8 @@ pub trait CatalogStore: Send + Sync {
     async fn warehouses(&self) -> Result<Vec<WarehouseRecord>, StoreError>;
 
     async fn stock_of(&self, product: Uuid) -> Result<Vec<StockRecord>, StoreError>;
-    /// Sets `on_hand` (`delta = None`) or adds `delta` to it, never below what is reserved.
+    /// Sets `on_hand` (`set_to`) or adds `delta` to it, never below what is
+    /// reserved nor (adding) above [`MAX_ON_HAND`].
     async fn change_stock(
         &self,
         warehouse: Uuid,
@@ -260,9 +275,12 @@ pub trait CatalogStore: Send + Sync {
         limit: i64,
     ) -> Result<Vec<MovementRecord>, StoreError>;
 
+    /// Reserves `items` for `client`; the same id again from the same client
+    /// with the same items is the reservation made before.
     async fn reserve(
         &self,
         id: Uuid,
+        client: &str,
         items: &BTreeMap<Uuid, i64>,
         expires_at: i64,
         actor: &Actor,
@@ -275,7 +293,8 @@ pub trait CatalogStore: Send + Sync {
         kind: &str,
         actor: &Actor,
     ) -> Result<SettleOutcome, StoreError>;
-    /// Turns reserved stock into shipped stock: `on_hand` and `reserved` both fall.
+    /// Turns reserved stock into shipped stock: `on_hand` and `reserved` both
+    /// fall. Past `expires_at` it expires the reservation instead ([`SettleOutcome::ExpiredNow`]).
     async fn commit(&self, id: Uuid, actor: &Actor) -> Result<SettleOutcome, StoreError>;
     async fn expired_reservations(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError>;
 }

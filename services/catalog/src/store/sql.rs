@@ -55,6 +55,18 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
+/// A reservation id used again: by another client it is taken; by the same
+/// client with the same items it is the reservation made before.
+fn repeated(existing: Reservation, client: &str, items: &BTreeMap<Uuid, i64>) -> ReserveOutcome {
+    if existing.client_id != client {
+        ReserveOutcome::Taken
+    } else if existing.items == *items {
+        ReserveOutcome::Existing(existing)
+    } else {
+        ReserveOutcome::Mismatch
+    }
+}
+
 const PRODUCT_SELECT: &str = "SELECT p.id, p.sku, p.name, p.description, p.price_amount, \
     p.price_currency, p.category_id, p.attributes, p.images, p.low_stock_below, p.version, \
     p.created_at, p.updated_at, CAST(COALESCE((SELECT SUM(s.on_hand - s.reserved) FROM stock s \
@@ -196,13 +208,16 @@ macro_rules! impl_catalog_store {
                 lock: bool,
             ) -> Result<Option<Reservation>, sqlx::Error> {
                 let sql = if lock {
-                    concat!("SELECT status, items, expires_at FROM reservations WHERE id = $1", $lock)
+                    concat!(
+                        "SELECT status, items, expires_at, client_id FROM reservations WHERE id = $1",
+                        $lock
+                    )
                 } else {
-                    "SELECT status, items, expires_at FROM reservations WHERE id = $1"
+                    "SELECT status, items, expires_at, client_id FROM reservations WHERE id = $1"
                 };
-                let head: Option<(String, Json<BTreeMap<Uuid, i64>>, i64)> =
+                let head: Option<(String, Json<BTreeMap<Uuid, i64>>, i64, String)> =
                     sqlx::query_as(sql).bind(id).fetch_optional(&mut *conn).await?;
-                let Some((status, Json(items), expires_at)) = head else {
+                let Some((status, Json(items), expires_at, client_id)) = head else {
                     return Ok(None);
                 };
                 let lines: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
@@ -214,6 +229,7 @@ macro_rules! impl_catalog_store {
                 .await?;
                 Ok(Some(Reservation {
                     id,
+                    client_id,
                     status,
                     items,
                     lines: lines
@@ -241,6 +257,14 @@ macro_rules! impl_catalog_store {
                 if reservation.status != "active" {
                     return Ok(SettleOutcome::AlreadySettled(reservation.status));
                 }
+                // Time ran out before the commit (the sweeper has not come by yet):
+                // nothing ships; the reservation expires here as the sweeper would.
+                let expired_now = kind == "commit" && reservation.expires_at <= now_ms();
+                let expiry = Actor {
+                    who: actor.who.clone(),
+                    reason: "reservation expired".into(),
+                };
+                let (kind, actor) = if expired_now { ("expire", &expiry) } else { (kind, actor) };
                 let (status, on_hand_factor) = match kind {
                     "commit" => ("committed", -1),
                     "expire" => ("expired", 0),
@@ -281,7 +305,7 @@ macro_rules! impl_catalog_store {
                     Self::announce(&mut tx, product, available).await?;
                 }
                 tx.commit().await?;
-                Ok(SettleOutcome::Done)
+                Ok(if expired_now { SettleOutcome::ExpiredNow } else { SettleOutcome::Done })
             }
         }
 
@@ -549,7 +573,13 @@ macro_rules! impl_catalog_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let (before, _) = Self::availability(&mut tx, product).await?;
-                let target = set_to.unwrap_or(row.on_hand.saturating_add(delta));
+                let target = match set_to {
+                    Some(target) => target,
+                    None => match row.on_hand.checked_add(delta) {
+                        Some(target) if target <= MAX_ON_HAND => target,
+                        _ => return Ok(StockChange::OutOfRange),
+                    },
+                };
                 if target < row.reserved || target < 0 {
                     return Ok(StockChange::BelowReserved { reserved: row.reserved });
                 }
@@ -592,6 +622,7 @@ macro_rules! impl_catalog_store {
             async fn reserve(
                 &self,
                 id: Uuid,
+                client: &str,
                 items: &BTreeMap<Uuid, i64>,
                 expires_at: i64,
                 actor: &Actor,
@@ -628,11 +659,7 @@ macro_rules! impl_catalog_store {
                 // Checked after the locks: a concurrent request with the same id has
                 // either committed (and is seen here) or not started its writes.
                 if let Some(existing) = Self::load_reservation(&mut tx, id, false).await? {
-                    return Ok(if existing.items == *items {
-                        ReserveOutcome::Existing(existing)
-                    } else {
-                        ReserveOutcome::Mismatch
-                    });
+                    return Ok(repeated(existing, client, items));
                 }
                 if !unknown.is_empty() {
                     return Ok(ReserveOutcome::UnknownProducts(unknown));
@@ -649,13 +676,14 @@ macro_rules! impl_catalog_store {
                 };
                 let now = now_ms();
                 let inserted = sqlx::query(
-                    "INSERT INTO reservations (id, status, items, expires_at, created_at, updated_at) \
-                     VALUES ($1, 'active', $2, $3, $4, $4)",
+                    "INSERT INTO reservations (id, status, items, expires_at, created_at, updated_at, client_id) \
+                     VALUES ($1, 'active', $2, $3, $4, $4, $5)",
                 )
                 .bind(id)
                 .bind(Json(items))
                 .bind(expires_at)
                 .bind(now)
+                .bind(client)
                 .execute(&mut *tx)
                 .await
                 .map_err(conflict_on_unique);
@@ -664,8 +692,8 @@ macro_rules! impl_catalog_store {
                     drop(tx);
                     let mut conn = self.pool.acquire().await?;
                     return Ok(match Self::load_reservation(&mut conn, id, false).await? {
-                        Some(existing) if existing.items == *items => ReserveOutcome::Existing(existing),
-                        _ => ReserveOutcome::Mismatch,
+                        Some(existing) => repeated(existing, client, items),
+                        None => ReserveOutcome::Mismatch,
                     });
                 }
                 inserted?;
@@ -697,6 +725,7 @@ macro_rules! impl_catalog_store {
                 lines.sort_by_key(|l| (l.product_id, l.warehouse_id));
                 Ok(ReserveOutcome::Created(Reservation {
                     id,
+                    client_id: client.to_owned(),
                     status: "active".into(),
                     items: items.clone(),
                     lines,

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::both;
-use crate::helpers::{TestApp, problem};
+use crate::helpers::{TestApp, fields, problem};
 
 async fn categories_form_a_tree_and_only_admins_change_it(app: TestApp) {
     let food = app
@@ -476,7 +476,6 @@ async fn search_ranks_filters_sorts_and_counts_facets(app: TestApp) {
         vec!["SENCHA", "MATCHA"]
     );
     assert_eq!(skus(&app, "attr.organic=true").await, vec!["SENCHA"]);
-    assert_eq!(skus(&app, "attr.grams=250").await, vec!["ASSAM"]);
     assert_eq!(
         skus(&app, &format!("q=green&category={tea}&attr.organic=false")).await,
         vec!["MATCHA", "ASSAM"]
@@ -490,6 +489,19 @@ async fn search_ranks_filters_sorts_and_counts_facets(app: TestApp) {
         .json()
         .await
         .unwrap();
+    assert_eq!(
+        page["facets"],
+        json!({}),
+        "facets are counted only when asked for"
+    );
+    let page: Value = app
+        .get("/api/v1/products?q=green&facets=true")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["facets"]["colour"], json!({"green": 2, "black": 1}));
     assert_eq!(page["facets"]["organic"], json!({"true": 1, "false": 2}));
     assert!(
@@ -497,7 +509,7 @@ async fn search_ranks_filters_sorts_and_counts_facets(app: TestApp) {
         "only filterable attributes are counted"
     );
     let page: Value = app
-        .get("/api/v1/products?attr.colour=green")
+        .get("/api/v1/products?attr.colour=green&facets=true")
         .send()
         .await
         .unwrap()
@@ -516,6 +528,7 @@ async fn search_ranks_filters_sorts_and_counts_facets(app: TestApp) {
         "max_price=abc",
         "in_stock=maybe",
         "attr.Bad-Name=1",
+        "facets=maybe",
     ] {
         problem(
             app.get(&format!("/api/v1/products?{bad}"))
@@ -571,7 +584,7 @@ async fn the_demo_catalog_is_browsable(app: TestApp) {
         .to_owned();
     let page: Value = app
         .get(&format!(
-            "/api/v1/products?category={tea}&limit=100&in_stock=true"
+            "/api/v1/products?category={tea}&limit=100&in_stock=true&facets=true"
         ))
         .send()
         .await
@@ -586,3 +599,232 @@ async fn the_demo_catalog_is_browsable(app: TestApp) {
     assert!(!skus(&app, "q=sencha").await.is_empty());
 }
 both!(the_demo_catalog_is_browsable);
+
+async fn list_error(app: &TestApp, query: &str) -> Vec<String> {
+    let r = app
+        .get(&format!("/api/v1/products?{query}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422, "{query}");
+    fields(&problem(r, 422).await)
+}
+
+async fn hostile_search_input_answers_422_never_500(app: TestApp) {
+    let tea = app
+        .category(
+            "Tea",
+            None,
+            json!([{"name": "colour", "type": "enum", "values": ["green", "black"], "filterable": true},
+                   {"name": "grams", "type": "number"}]),
+        )
+        .await;
+    app.product("SENCHA", &tea, json!({"colour": "green", "grams": 100}))
+        .await;
+
+    // Control characters in the search text (NUL broke SQLite's FTS).
+    for q in ["%00", "green%00tea", "%01", "tea%0A", "%7F", "%C2%85"] {
+        assert_eq!(
+            list_error(&app, &format!("q={q}")).await,
+            vec!["q"],
+            "q={q}"
+        );
+    }
+    let long = "a".repeat(201);
+    assert_eq!(list_error(&app, &format!("q={long}")).await, vec!["q"]);
+    assert_eq!(
+        skus(&app, &format!("q={}", "a".repeat(200))).await,
+        Vec::<String>::new()
+    );
+
+    // Too many attribute filters (a thousand made SQLite's expression tree too large).
+    for n in [21, 1000] {
+        let query: Vec<String> = (0..n).map(|i| format!("attr.a{i}=1")).collect();
+        assert_eq!(
+            list_error(&app, &query.join("&")).await,
+            vec!["attr"],
+            "{n} filters"
+        );
+    }
+    let twenty: Vec<String> = (0..19).map(|i| format!("attr.a{i}=1")).collect();
+    assert_eq!(
+        list_error(&app, &format!("{}&attr.colour=green", twenty.join("&")))
+            .await
+            .len(),
+        19,
+        "20 filters are parsed; the 19 undefined ones are named"
+    );
+
+    // Only attributes some category declares filterable.
+    assert_eq!(
+        list_error(&app, "attr.nothing=1").await,
+        vec!["attr.nothing"]
+    );
+    assert_eq!(list_error(&app, "attr.grams=100").await, vec!["attr.grams"]);
+    assert_eq!(
+        list_error(&app, "attr.colour=gr%00een").await,
+        vec!["attr.colour"]
+    );
+    assert_eq!(
+        list_error(&app, &format!("attr.colour={}", "g".repeat(201))).await,
+        vec!["attr.colour"]
+    );
+    assert_eq!(skus(&app, "attr.colour=green").await, vec!["SENCHA"]);
+}
+both!(hostile_search_input_answers_422_never_500);
+
+async fn currencies_are_active_iso_4217_codes(app: TestApp) {
+    let cat = app.category("Coins", None, json!([])).await;
+    let create = |sku: &str, currency: &str| {
+        app.admin_json(
+            Method::POST,
+            "/api/v1/products",
+            json!({"sku": sku, "name": "Coin", "price": {"amount": 100, "currency": currency},
+                   "category_id": cat}),
+        )
+    };
+    for (i, code) in ["ZZZ", "XXX", "XTS", "XAU", "QQQ", "HRK"]
+        .into_iter()
+        .enumerate()
+    {
+        let body = problem(create(&format!("BAD-{i}"), code).await, 422).await;
+        assert_eq!(fields(&body), vec!["price"], "{code}");
+    }
+    for code in ["USD", "JPY", "CHF"] {
+        assert_eq!(
+            create(&format!("OK-{code}"), code).await.status(),
+            201,
+            "{code}"
+        );
+    }
+    let p = app.product("PATCHED", &cat, json!({})).await;
+    let r = app
+        .admin_json(
+            Method::PATCH,
+            &format!("/api/v1/products/{}", p["id"].as_str().unwrap()),
+            json!({"price": {"amount": 100, "currency": "XTS"}}),
+        )
+        .await;
+    assert_eq!(fields(&problem(r, 422).await), vec!["price"]);
+}
+both!(currencies_are_active_iso_4217_codes);
+
+async fn image_urls_are_public_https_without_credentials(app: TestApp) {
+    let cat = app.category("Pictures", None, json!([])).await;
+    let create = |sku: String, url: &str| {
+        app.admin_json(
+            Method::POST,
+            "/api/v1/products",
+            json!({"sku": sku, "name": "Picture", "price": {"amount": 100, "currency": "EUR"},
+                   "category_id": cat, "images": [url]}),
+        )
+    };
+    let refused = [
+        "https://user:secret@images.example.com/a.jpg",
+        "https://user@images.example.com/a.jpg",
+        "https://images.example.com:443@127.0.0.1/a.jpg",
+        "https://localhost/a.jpg",
+        "https://LOCALHOST./a.jpg",
+        "https://shop.localhost/a.jpg",
+        "https://127.0.0.1/a.jpg",
+        "https://127.1/a.jpg",
+        "https://0x7f000001/a.jpg",
+        "https://10.1.2.3/a.jpg",
+        "https://172.16.0.1/a.jpg",
+        "https://192.168.1.1/a.jpg",
+        "https://169.254.169.254/latest/meta-data",
+        "https://0.0.0.0/a.jpg",
+        "https://[::1]/a.jpg",
+        "https://[::]/a.jpg",
+        "https://[fd00::1]/a.jpg",
+        "https://[fe80::1]/a.jpg",
+        "https://[::ffff:127.0.0.1]/a.jpg",
+        "https://[::ffff:10.0.0.1]/a.jpg",
+        "http://images.example.com/a.jpg",
+        "https://",
+    ];
+    for (i, url) in refused.into_iter().enumerate() {
+        let body = problem(create(format!("BAD-{i}"), url).await, 422).await;
+        assert_eq!(fields(&body), vec!["images"], "{url}");
+    }
+    for (i, url) in [
+        "https://images.example.com/a.jpg",
+        "https://cdn.example.org:8443/x/y.png?size=2#top",
+        "https://93.184.215.14/a.jpg",
+        "https://[2606:4700::1111]/a.jpg",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        assert_eq!(create(format!("OK-{i}"), url).await.status(), 201, "{url}");
+    }
+}
+both!(image_urls_are_public_https_without_credentials);
+
+async fn patches_without_a_known_field_change_nothing(app: TestApp) {
+    let cat = app.category("Lamps", None, json!([])).await;
+    let p = app.product("LAMP-1", &cat, json!({})).await;
+    let path = format!("/api/v1/products/{}", p["id"].as_str().unwrap());
+    for body in [
+        json!({}),
+        json!({"nmae": "Typo"}),
+        json!({"colour": "red", "version": 7}),
+    ] {
+        let r = app.admin_json(Method::PATCH, &path, body.clone()).await;
+        assert_eq!(fields(&problem(r, 422).await), vec!["body"], "{body}");
+    }
+    let after: Value = app.get(&path).send().await.unwrap().json().await.unwrap();
+    assert_eq!(after["version"], 1, "no version bump");
+    assert_eq!(after["updated_at"], p["updated_at"]);
+    assert_eq!(after["name"], p["name"]);
+
+    let category = format!("/api/v1/categories/{cat}");
+    for body in [json!({}), json!({"title": "Typo"})] {
+        let r = app.admin_json(Method::PATCH, &category, body.clone()).await;
+        assert_eq!(fields(&problem(r, 422).await), vec!["body"], "{body}");
+    }
+    let tree: Value = app
+        .get("/api/v1/categories")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tree[0]["name"], "Lamps");
+    // A known field still works.
+    let r = app
+        .admin_json(Method::PATCH, &category, json!({"name": "Lights"}))
+        .await;
+    assert_eq!(r.status(), 200);
+}
+both!(patches_without_a_known_field_change_nothing);
+
+async fn if_match_star_asks_only_that_the_product_exists(app: TestApp) {
+    let cat = app.category("Rugs", None, json!([])).await;
+    let p = app.product("RUG-1", &cat, json!({})).await;
+    let path = format!("/api/v1/products/{}", p["id"].as_str().unwrap());
+    let patch = |name: &'static str| {
+        app.as_admin(Method::PATCH, &path)
+            .header("if-match", "*")
+            .json(&json!({"name": name}))
+            .send()
+    };
+    let r = patch("Red rug").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["etag"], "\"2\"");
+    let r = patch("Blue rug").await.unwrap();
+    assert_eq!(r.status(), 200, "any current version matches *");
+    assert_eq!(r.json::<Value>().await.unwrap()["version"], 3);
+
+    assert_eq!(
+        app.as_admin(Method::DELETE, &path)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    problem(patch("Gone").await.unwrap(), 404).await;
+}
+both!(if_match_star_asks_only_that_the_product_exists);

@@ -70,6 +70,20 @@ pub fn token(token_type: TokenType, roles: Vec<Role>, scope: Option<&str>, sub: 
     ))
 }
 
+/// A customer's access token belonging to a login session.
+pub fn token_with_session(user: uuid::Uuid, session: uuid::Uuid) -> String {
+    let mut c = claims(
+        "emporium-accounts",
+        "emporium",
+        &user.to_string(),
+        TokenType::Access,
+        vec![Role::Customer],
+        None,
+    );
+    c.sid = Some(session.to_string());
+    key().sign(&c)
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
@@ -77,6 +91,8 @@ pub struct TestApp {
     pub admin: String,
     pub customer: String,
     pub orders: String,
+    /// A second service client with `stock:reserve` (another caller than `orders`).
+    pub shipping: String,
     /// The embedded bus the service publishes to.
     pub bus: Arc<EmbeddedBus>,
     trigger: ShutdownTrigger,
@@ -168,6 +184,12 @@ impl TestApp {
                 "01900000-0000-7000-8000-00000000000b",
             ),
             orders: token(TokenType::Service, vec![], Some("stock:reserve"), "orders"),
+            shipping: token(
+                TokenType::Service,
+                vec![],
+                Some("stock:reserve"),
+                "shipping",
+            ),
             bus,
             trigger,
             _db: db,
@@ -265,8 +287,13 @@ impl TestApp {
     }
 
     pub async fn reserve(&self, id: &str, items: Value) -> Response {
+        self.reserve_as(&self.orders, id, items).await
+    }
+
+    /// Reserves as the service client holding `token`.
+    pub async fn reserve_as(&self, token: &str, id: &str, items: Value) -> Response {
         self.post("/internal/v1/reservations")
-            .bearer_auth(&self.orders)
+            .bearer_auth(token)
             .json(&json!({"id": id, "items": items}))
             .send()
             .await
@@ -294,6 +321,19 @@ pub async fn problem(response: Response, status: u16) -> Value {
         "application/problem+json"
     );
     response.json().await.unwrap()
+}
+
+/// The fields a 422 names.
+pub fn fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .map(|errors| {
+            errors
+                .iter()
+                .map(|e| e["field"].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 pub fn new_id() -> String {

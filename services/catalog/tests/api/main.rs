@@ -7,4 +7,5 @@ mod helpers;
 mod catalog;
 mod events;
 mod reservations;
+mod revocations;
 mod stock;

@@ -314,3 +314,143 @@ async fn two_instances_on_one_postgres_never_oversell() {
         .sum();
     assert_eq!(reserved, 10);
 }
+
+async fn reservations_belong_to_the_client_that_made_them(app: TestApp) {
+    let (product, _) = app.stocked("KETTLE", &[5]).await;
+    let id = new_id();
+    let items = json!([{"product_id": product, "quantity": 2}]);
+    assert_eq!(app.reserve(&id, items.clone()).await.status(), 201);
+
+    // To another client it does not exist.
+    problem(
+        app.get(&format!("/internal/v1/reservations/{id}"))
+            .bearer_auth(&app.shipping)
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    for action in ["release", "commit"] {
+        problem(
+            app.post(&format!("/internal/v1/reservations/{id}/{action}"))
+                .bearer_auth(&app.shipping)
+                .send()
+                .await
+                .unwrap(),
+            404,
+        )
+        .await;
+    }
+    let s = &app.stock(&product).await[0];
+    assert_eq!(
+        (s["on_hand"].as_i64(), s["reserved"].as_i64()),
+        (Some(5), Some(2))
+    );
+    // Its id is taken, even with the same items: no reading it back through a retry.
+    let body = problem(app.reserve_as(&app.shipping, &id, items.clone()).await, 409).await;
+    assert_eq!(body["type"], "/problems/reservation-id-taken");
+    assert!(body.get("lines").is_none());
+    assert_eq!(app.stock(&product).await[0]["reserved"], 2);
+
+    // The owner still sees, retries and commits it.
+    let r: Value = app
+        .get(&format!("/internal/v1/reservations/{id}"))
+        .bearer_auth(&app.orders)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "active");
+    assert_eq!(app.reserve(&id, items).await.status(), 200);
+    let r = app
+        .post(&format!("/internal/v1/reservations/{id}/commit"))
+        .bearer_auth(&app.orders)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let s = &app.stock(&product).await[0];
+    assert_eq!(
+        (s["on_hand"].as_i64(), s["reserved"].as_i64()),
+        (Some(3), Some(0))
+    );
+
+    // The other client's own reservations work as ever.
+    let theirs = new_id();
+    assert_eq!(
+        app.reserve_as(
+            &app.shipping,
+            &theirs,
+            json!([{"product_id": product, "quantity": 1}])
+        )
+        .await
+        .status(),
+        201
+    );
+    problem(
+        app.post(&format!("/internal/v1/reservations/{theirs}/release"))
+            .bearer_auth(&app.orders)
+            .send()
+            .await
+            .unwrap(),
+        404,
+    )
+    .await;
+    let r = app
+        .post(&format!("/internal/v1/reservations/{theirs}/release"))
+        .bearer_auth(&app.shipping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "released");
+}
+both!(reservations_belong_to_the_client_that_made_them);
+
+async fn a_reservation_past_its_expiry_is_never_committed(app: TestApp) {
+    let (product, _) = app.stocked("HOURGLASS", &[4]).await;
+    let id = new_id();
+    assert_eq!(
+        app.reserve(&id, json!([{"product_id": product, "quantity": 3}]))
+            .await
+            .status(),
+        201
+    );
+    // The sweeper ran once at start and sleeps for an hour: only the commit sees the expiry.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let commit = || {
+        app.post(&format!("/internal/v1/reservations/{id}/commit"))
+            .bearer_auth(&app.orders)
+            .send()
+    };
+    let body = problem(commit().await.unwrap(), 409).await;
+    assert_eq!(body["type"], "/problems/reservation-expired");
+    let s = &app.stock(&product).await[0];
+    assert_eq!(
+        (s["on_hand"].as_i64(), s["reserved"].as_i64()),
+        (Some(4), Some(0)),
+        "nothing shipped; the reserved stock is back on sale"
+    );
+    let r: Value = app
+        .get(&format!("/internal/v1/reservations/{id}"))
+        .bearer_auth(&app.orders)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["status"], "expired");
+    let body = problem(commit().await.unwrap(), 409).await;
+    assert_eq!(body["type"], "/problems/reservation-settled");
+    assert_eq!(app.stock(&product).await[0]["on_hand"], 4);
+}
+both!(
+    a_reservation_past_its_expiry_is_never_committed,
+    [
+        ("reservations.ttl_secs", "1"),
+        ("reservations.sweep_every_ms", "3600000")
+    ]
+);

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::both;
-use crate::helpers::{TestApp, new_id, problem};
+use crate::helpers::{TestApp, fields, new_id, problem};
 
 async fn stock_is_set_and_adjusted_never_below_reserved(app: TestApp) {
     let (product, w) = app.stocked("MUG", &[10, 4]).await;
@@ -178,3 +178,70 @@ async fn the_journal_replayed_from_zero_equals_current_stock(app: TestApp) {
     assert_eq!(p["available"], 7);
 }
 both!(the_journal_replayed_from_zero_equals_current_stock);
+
+async fn stock_changes_that_would_overflow_answer_422(app: TestApp) {
+    let (product, w) = app.stocked("BOLT", &[10]).await;
+    let adjustments = format!("/api/v1/warehouses/{}/stock/{product}/adjustments", w[0]);
+    let adjust = |delta: i64| {
+        app.admin_json(
+            Method::POST,
+            &adjustments,
+            json!({"delta": delta, "reason": "count"}),
+        )
+    };
+    for delta in [
+        i64::MIN,
+        i64::MIN + 1,
+        i64::MAX,
+        -1_000_000_001,
+        1_000_000_001,
+    ] {
+        let body = problem(adjust(delta).await, 422).await;
+        assert_eq!(fields(&body), vec!["delta"], "{delta}");
+    }
+    // Within the per-change bound, but past what a warehouse may hold.
+    assert_eq!(
+        app.set_stock(&w[0], &product, 1_000_000_000).await.status(),
+        200
+    );
+    let body = problem(adjust(1).await, 422).await;
+    assert_eq!(fields(&body), vec!["delta"]);
+    let body = problem(adjust(1_000_000_000).await, 422).await;
+    assert_eq!(fields(&body), vec!["delta"]);
+    assert_eq!(app.stock(&product).await[0]["on_hand"], 1_000_000_000);
+    let r = adjust(-1_000_000_000).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["on_hand"], 0);
+}
+both!(stock_changes_that_would_overflow_answer_422);
+
+async fn a_stock_count_reason_is_at_most_500_characters(app: TestApp) {
+    let (product, w) = app.stocked("NUT", &[1]).await;
+    let path = format!("/api/v1/warehouses/{}/stock/{product}", w[0]);
+    let body = problem(
+        app.admin_json(
+            Method::PUT,
+            &path,
+            json!({"on_hand": 5, "reason": "x".repeat(501)}),
+        )
+        .await,
+        422,
+    )
+    .await;
+    assert_eq!(fields(&body), vec!["reason"]);
+    assert_eq!(
+        app.stock(&product).await[0]["on_hand"],
+        1,
+        "nothing changed"
+    );
+    let r = app
+        .admin_json(
+            Method::PUT,
+            &path,
+            json!({"on_hand": 5, "reason": "é".repeat(500)}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.stock(&product).await[0]["on_hand"], 5);
+}
+both!(a_stock_count_reason_is_at_most_500_characters);
