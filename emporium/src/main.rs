@@ -75,6 +75,22 @@ enum Command {
 enum AccountsCommand {
     /// Add a new signing key; tokens signed by the previous key stay valid until they expire.
     RotateKey,
+    /// Re-wrap every signing key under a new key-encryption key, in one transaction.
+    ///
+    /// With --data-dir (an `emporium up` data directory) a new `kek` is
+    /// generated there and the old one kept as `kek.previous`. Otherwise the
+    /// new key is read from --new-kek-file (generated there, mode 0600, if the
+    /// file does not exist); configure it as keys.kek_file afterwards.
+    RotateKek {
+        #[arg(
+            long,
+            conflicts_with = "data_dir",
+            required_unless_present = "data_dir"
+        )]
+        new_kek_file: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Create (or replace) a service client and print its secret once.
     CreateClient {
         #[arg(long)]
@@ -221,9 +237,39 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Accounts {
+            command:
+                AccountsCommand::RotateKek {
+                    new_kek_file,
+                    data_dir,
+                },
+            common,
+        } => {
+            let count = match (data_dir, new_kek_file) {
+                (Some(dir), _) => up::rotate_kek(&dir).await?,
+                (None, Some(file)) => {
+                    let settings = accounts_settings(common.config.as_deref(), None, false)?;
+                    if !file.exists() {
+                        emporium_accounts::kek::write_new_kek_file(&file)?;
+                    }
+                    let new = emporium_accounts::kek::read_kek_file(&file)?;
+                    let n = emporium_accounts::rotate_kek(&settings, &new).await?;
+                    eprintln!(
+                        "now configure keys.kek_file = {} (or EMPORIUM_KEYS_KEK) and restart \
+                         the accounts replicas; they keep the keys they hold until then",
+                        file.display()
+                    );
+                    n
+                }
+                (None, None) => anyhow::bail!("give --new-kek-file or --data-dir"),
+            };
+            eprintln!("{count} signing keys re-wrapped under the new key-encryption key");
+            Ok(())
+        }
         Command::Accounts { command, common } => {
             let settings = accounts_settings(common.config.as_deref(), None, false)?;
             match command {
+                AccountsCommand::RotateKek { .. } => unreachable!("handled above"),
                 AccountsCommand::RotateKey => {
                     let kid = emporium_accounts::rotate_key(&settings).await?;
                     eprintln!("new signing key {kid}; replicas pick it up within 30 seconds");

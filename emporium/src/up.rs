@@ -66,20 +66,70 @@ fn common_http(
         .set("http.tls_key", &certs.key(service).display().to_string())?)
 }
 
+/// Creates the data directory readable by its owner only (and tightens an
+/// existing one), and the key-encryption key in it on first start.
+fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    let dir = dir.canonicalize()?;
+    let kek = dir.join("kek");
+    if !kek.exists() {
+        emporium_accounts::kek::write_new_kek_file(&kek)?;
+    }
+    Ok(dir)
+}
+
+/// Accounts' settings in an `up` data directory.
+fn accounts_loader(data_dir: &Path) -> anyhow::Result<Loader> {
+    let mut loader = Loader::new(emporium_accounts::config::DEFAULTS)?
+        .set(
+            "database.url",
+            &emporium_db::sqlite_url(&data_dir.join("accounts.db")),
+        )?
+        .set("keys.kek_file", &data_dir.join("kek").display().to_string())?;
+    let previous = data_dir.join("kek.previous");
+    if previous.exists() {
+        loader = loader.set("keys.previous_kek_file", &previous.display().to_string())?;
+    }
+    Ok(loader)
+}
+
+/// `emporium accounts rotate-kek --data-dir DIR`: a new `kek`, the old one
+/// kept as `kek.previous`, every signing key re-wrapped in one transaction.
+pub async fn rotate_kek(dir: &Path) -> anyhow::Result<usize> {
+    let dir = dir.canonicalize()?;
+    let settings: emporium_accounts::AccountsSettings = accounts_loader(&dir)?.build()?;
+    let next = dir.join("kek.new");
+    if next.exists() {
+        std::fs::remove_file(&next)?;
+    }
+    emporium_accounts::kek::write_new_kek_file(&next)?;
+    let new = emporium_accounts::kek::read_kek_file(&next)?;
+    let count = emporium_accounts::rotate_kek(&settings, &new).await?;
+    std::fs::rename(dir.join("kek"), dir.join("kek.previous"))?;
+    std::fs::rename(&next, dir.join("kek"))?;
+    Ok(count)
+}
+
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let data_dir = args.data_dir.canonicalize()?;
+    let data_dir = prepare_data_dir(&args.data_dir)?;
     let certs = CertDir(data_dir.join("certs"));
     certs.ensure(&SERVICES, &[])?;
     let (_trigger, shutdown) = Shutdown::on_signals();
 
     // Accounts. `up` reads only the admin variables from the environment: the
     // rest (EMPORIUM_DATABASE_URL and friends) configure `serve`, not this.
-    let loader = Loader::new(emporium_accounts::config::DEFAULTS)?.set(
-        "database.url",
-        &emporium_db::sqlite_url(&data_dir.join("accounts.db")),
-    )?;
+    let loader = accounts_loader(&data_dir)?;
     let accounts_settings: emporium_accounts::AccountsSettings =
         common_http(loader, &certs, "accounts", 0, args.insecure_http)?.build()?;
     // One embedded bus for every service. Consumers subscribe before any relay
@@ -131,14 +181,16 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let loader = Loader::new(emporium_gateway::config::DEFAULTS)?
         .set("upstreams.accounts", &accounts.base_url())?
         .set("upstreams.catalog", &catalog.base_url())?
-        .set("upstreams.ca_cert", &certs.ca().display().to_string())?;
+        .set("upstreams.ca_cert", &certs.ca().display().to_string())?
+        .set("ops.port", "0")?;
     let gateway_settings: emporium_gateway::GatewaySettings =
         common_http(loader, &certs, "gateway", args.port, args.insecure_http)?.build()?;
     let gateway = emporium_gateway::Application::build(gateway_settings).await?;
 
     let mut banner = format!(
-        "\nEmporium is up.\n  shop:      {}/api/v1\n  CA:        {}  (curl --cacert it)\n  data:      {}\n",
+        "\nEmporium is up.\n  shop:      {}/api/v1\n  metrics:   {}/metrics  (operations port)\n  CA:        {}  (curl --cacert it)\n  data:      {}\n",
         gateway.base_url(),
+        gateway.ops_url(),
         certs.ca().display(),
         data_dir.display(),
     );

@@ -59,6 +59,7 @@ pub async fn connect_postgres(url: &str, max_connections: u32) -> anyhow::Result
 /// failing, and write transactions are begun `IMMEDIATE` by the stores so a
 /// reader never has to upgrade its lock (which SQLite refuses rather than waits).
 pub async fn connect_sqlite(url: &str, max_connections: u32) -> anyhow::Result<SqlitePool> {
+    create_private_file(url)?;
     let options = SqliteConnectOptions::from_str(url)
         .context("invalid SQLite URL")?
         .create_if_missing(true)
@@ -73,6 +74,28 @@ pub async fn connect_sqlite(url: &str, max_connections: u32) -> anyhow::Result<S
         .connect_with(options)
         .await
         .context("cannot open the SQLite database")
+}
+
+/// Creates the database file readable by its owner only (0600) before SQLite
+/// opens it, so it never exists with wider permissions; SQLite gives its
+/// `-wal` and `-shm` files the same mode as the database file.
+fn create_private_file(url: &str) -> anyhow::Result<()> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path == ":memory:" || std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot create {path}"))),
+    }
 }
 
 /// `sqlite://<path>` for a file path.

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 
 const ADMIN_EMAIL: &str = "owner@shop.test";
 const ADMIN_PASSWORD: &str = "the owner's long passphrase";
+/// A fixed key-encryption key for the served accounts (32 bytes, base64).
+const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 fn client(ca: &std::path::Path) -> reqwest::Client {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -45,6 +47,7 @@ fn start_up(data: &std::path::Path) -> (Proc, String) {
         &[
             ("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL),
             ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("EMPORIUM_KEYS_KEK", KEK),
         ],
     );
     let line = up.wait_for(
@@ -270,6 +273,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
             ("EMPORIUM_HTTP_TLS_KEY", &pem("accounts-key.pem")),
             ("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL),
             ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("EMPORIUM_KEYS_KEK", KEK),
         ],
     );
     let accounts_url = accounts.listening_url("Accounts");
@@ -298,6 +302,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
             ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
             ("EMPORIUM_HTTP_TLS_CERT", &pem("gateway.pem")),
             ("EMPORIUM_HTTP_TLS_KEY", &pem("gateway-key.pem")),
+            ("EMPORIUM_OPS_PORT", "0"),
             ("EMPORIUM_UPSTREAMS_ACCOUNTS", &accounts_url),
             ("EMPORIUM_UPSTREAMS_CATALOG", &catalog_url),
             ("EMPORIUM_UPSTREAMS_CA_CERT", &pem("ca.pem")),
@@ -341,7 +346,10 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     // A rotation from the command line reaches the running service.
     let mut rotate = Proc::spawn(
         &["accounts", "rotate-key"],
-        &[("EMPORIUM_DATABASE_URL", &db.url)],
+        &[
+            ("EMPORIUM_DATABASE_URL", &db.url),
+            ("EMPORIUM_KEYS_KEK", KEK),
+        ],
     );
     assert!(rotate.wait_exit(Duration::from_secs(30)));
     let jwks: Value = client

@@ -15,6 +15,8 @@ pub struct AccountsSettings {
     pub admin_email: String,
     pub admin_password: Secret,
     pub http: HttpSettings,
+    pub keys: KeySettings,
+    pub hashing: HashingConfig,
     pub database: DatabaseSettings,
     pub tokens: TokenConfig,
     pub login: LoginConfig,
@@ -31,11 +33,48 @@ pub struct TokenConfig {
     pub key_reload_secs: u64,
 }
 
+/// Throttling of password attempts and registrations (NIST SP 800-63B §5.2.2).
+/// Every limit counts attempts taken in a fixed window of `window_secs`; a
+/// successful attempt gives its slot back.
 #[derive(Debug, Clone, Deserialize)]
 pub struct LoginConfig {
+    /// Attempts on one account from one client address.
     pub max_failures: i64,
+    /// Attempts from one client address across all accounts (credential stuffing).
+    pub max_failures_per_address: i64,
+    /// Attempts on one account from anywhere: high, so nobody can lock a
+    /// victim out with a few guesses, yet bounded.
+    pub max_failures_per_account: i64,
+    /// Wrong current passwords on a password change, per account.
+    pub max_password_change_failures: i64,
     pub window_secs: u64,
-    pub trust_forwarded_for: bool,
+    /// Registrations from one client address per `registration_window_secs`.
+    pub max_registrations_per_address: i64,
+    pub registration_window_secs: u64,
+    /// Peers whose `X-Forwarded-For` is believed (the gateway's addresses), as
+    /// comma-separated CIDR ranges; from anyone else the header is ignored.
+    pub trusted_proxies: String,
+}
+
+/// Where the key-encryption key comes from: the signing keys are stored
+/// encrypted under it. One of the two must be set; `serve` refuses to start otherwise.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeySettings {
+    /// The key itself, base64 (32 bytes); prefer `kek_file` or the variable `EMPORIUM_KEYS_KEK`.
+    pub kek: Secret,
+    /// A file holding the key (base64), readable by the service's user only.
+    pub kek_file: String,
+    /// The key before the last rotation, so keys still wrapped under it can be read.
+    pub previous_kek_file: String,
+}
+
+/// Argon2id runs on a fixed pool of threads with a bounded queue.
+#[derive(Debug, Clone, Deserialize)]
+pub struct HashingConfig {
+    /// Hashing threads; 0 means one per core.
+    pub threads: usize,
+    /// Hashes waiting beyond the running ones; a full queue answers 503 at once.
+    pub queue: usize,
 }
 
 impl TokenConfig {
@@ -67,5 +106,6 @@ mod tests {
         let s: AccountsSettings = Loader::new(DEFAULTS).unwrap().build().unwrap();
         assert_eq!(s.tokens.access_ttl_secs, 900);
         assert_eq!(s.login.max_failures, 5);
+        assert_eq!(s.login.max_failures_per_account, 100);
     }
 }

@@ -2,7 +2,9 @@
 //! transaction of the change it reports, with the user id as subject and the
 //! request's trace context, and relayed to the bus.
 
-use emporium_contracts::accounts::{UserDeleted, UserDisabled, UserProfileUpdated, UserRegistered};
+use emporium_contracts::accounts::{
+    SessionRevoked, UserDeleted, UserDisabled, UserProfileUpdated, UserRegistered, UserRolesChanged,
+};
 use emporium_http::RequestContext;
 use emporium_messaging::Envelope;
 use uuid::Uuid;
@@ -35,4 +37,25 @@ pub fn disabled(user_id: Uuid, trace: Option<String>) -> Envelope {
 
 pub fn deleted(user_id: Uuid, trace: Option<String>) -> Envelope {
     Envelope::new(&UserDeleted { user_id }, Some(user_id.to_string()), trace)
+}
+
+pub fn roles_changed(user_id: Uuid, roles: &str, trace: Option<String>) -> Envelope {
+    let event = UserRolesChanged {
+        user_id,
+        roles: roles
+            .split(',')
+            .filter(|r| !r.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    };
+    Envelope::new(&event, Some(user_id.to_string()), trace)
+}
+
+/// One session ended (`Some`), or every session of the user (`None`).
+pub fn session_revoked(user_id: Uuid, session_id: Option<Uuid>, trace: Option<String>) -> Envelope {
+    let event = SessionRevoked {
+        user_id,
+        session_id,
+    };
+    Envelope::new(&event, Some(user_id.to_string()), trace)
 }

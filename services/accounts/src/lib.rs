@@ -20,6 +20,7 @@ pub mod api;
 pub mod config;
 pub mod domain;
 pub mod events;
+pub mod kek;
 pub mod passwords;
 pub mod store;
 pub mod tokens;
@@ -36,7 +37,8 @@ use uuid::Uuid;
 
 use crate::api::{Accounts, AppState, now_ms};
 pub use crate::config::AccountsSettings;
-use crate::domain::{DisplayName, Email, PasswordPolicy, roles_to_text};
+use crate::domain::{DisplayName, Email, PasswordPolicy, TrustedProxies, roles_to_text};
+use crate::kek::KekRing;
 use crate::passwords::Hasher;
 use crate::store::{AccountsStore, ClientRecord, NewUser};
 use crate::tokens::{KeyRing, LocalJwks, random_token, secret_hash};
@@ -70,9 +72,17 @@ impl Application {
             settings.database.max_connections,
         )
         .await?;
+        let keks = Arc::new(KekRing::from_settings(&settings.keys)?);
+        let trusted_proxies = TrustedProxies::parse(&settings.login.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("login.trusted_proxies: {e}"))?;
         let tokens = settings.tokens.to_settings();
         let key_reload = Duration::from_secs(settings.tokens.key_reload_secs);
-        let keys = Arc::new(KeyRing::new(store.clone(), tokens.access_ttl, key_reload));
+        let keys = Arc::new(KeyRing::new(
+            store.clone(),
+            keks,
+            tokens.access_ttl,
+            key_reload,
+        ));
         keys.ensure_key(now_ms()).await?;
         // The key table is local, so an unknown kid may look again as often as keys reload.
         let mut verifier_settings = VerifierSettings::new(&tokens.issuer, &tokens.audience);
@@ -86,9 +96,10 @@ impl Application {
             keys,
             verifier,
             policy: Arc::new(PasswordPolicy::new()),
-            hasher: Hasher::new().await?,
+            hasher: Hasher::new(settings.hashing.threads, settings.hashing.queue).await?,
             tokens,
             login: settings.login.clone(),
+            trusted_proxies,
             relay: RelayWaker::default(),
         }));
         let relay = Relay {
@@ -166,6 +177,17 @@ async fn bootstrap_admin(
         return Ok(None);
     }
     let email = Email::parse(email).map_err(|m| anyhow::anyhow!("admin email {m}"))?;
+    // Never hand the role to an account someone else registered with this address.
+    if let Some(existing) = s.store.user_by_email(email.as_str()).await? {
+        anyhow::bail!(
+            "no enabled admin exists, and the admin email {} belongs to an existing account \
+             ({}{}); the admin role is not given to it. Set another admin email \
+             (EMPORIUM_ADMIN_EMAIL) to create a new admin",
+            email.as_str(),
+            existing.id,
+            if existing.disabled { ", disabled" } else { "" }
+        );
+    }
     let generated = password.is_none().then(|| random_token(18));
     let raw = password.or(generated.as_deref()).unwrap_or_default();
     let password = s
@@ -219,10 +241,29 @@ pub async fn create_service_client(
 
 /// Adds a new signing key; tokens signed by the previous one stay valid until they expire.
 pub async fn rotate_key(settings: &AccountsSettings) -> anyhow::Result<String> {
+    let keks = KekRing::from_settings(&settings.keys)?;
     let store = store::connect(settings.database.url.expose(), 1).await?;
-    let key = tokens::new_signing_key(now_ms());
-    store.insert_signing_key(&key).await?;
-    Ok(key.kid)
+    Ok(tokens::insert_wrapped(store.as_ref(), &keks.current, now_ms()).await?)
+}
+
+/// Re-wraps every signing key under `new_kek` (base64), in one transaction.
+/// The configured KEKs (current and previous) must open every stored key.
+/// Afterwards configure `new_kek` as the current KEK; returns how many keys.
+pub async fn rotate_kek(settings: &AccountsSettings, new_kek: &str) -> anyhow::Result<usize> {
+    let keks = KekRing::from_settings(&settings.keys)?;
+    let new = kek::Kek::parse(new_kek)?;
+    let store = store::connect(settings.database.url.expose(), 1).await?;
+    let mut rewrapped = Vec::new();
+    for record in store.signing_keys().await? {
+        let plain = if kek::is_wrapped(&record.private_der) {
+            keks.unwrap_key(&record.kid, &record.private_der)?
+        } else {
+            record.private_der.clone()
+        };
+        rewrapped.push((record.kid.clone(), new.wrap(&record.kid, &plain)));
+    }
+    store.replace_key_material(&rewrapped).await?;
+    Ok(rewrapped.len())
 }
 
 /// Applies the migrations.

@@ -15,6 +15,7 @@ use jsonwebtoken::jwk::{
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use uuid::Uuid;
 
+use crate::kek::{self, Kek, KekRing};
 use crate::store::{AccountsStore, SigningKeyRecord, StoreError};
 
 /// Random bytes from the system generator, base64url without padding.
@@ -38,7 +39,19 @@ pub fn hashes_match(a: &str, b: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
-/// Creates a new Ed25519 signing key record.
+/// Creates a new signing key, wraps it under `kek` and stores it; returns its kid.
+pub async fn insert_wrapped(
+    store: &dyn AccountsStore,
+    kek: &Kek,
+    now_ms: i64,
+) -> Result<String, StoreError> {
+    let mut key = new_signing_key(now_ms);
+    key.private_der = kek.wrap(&key.kid, &key.private_der);
+    store.insert_signing_key(&key).await?;
+    Ok(key.kid)
+}
+
+/// Creates a new Ed25519 signing key record (the private key in the clear).
 pub fn new_signing_key(now_ms: i64) -> SigningKeyRecord {
     let rng = aws_lc_rs::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).expect("Ed25519 key generation works");
@@ -68,6 +81,8 @@ struct Loaded {
 /// rotation made by `emporium accounts rotate-key` reaches every replica.
 pub struct KeyRing {
     store: Arc<dyn AccountsStore>,
+    /// Unwraps the stored private keys (and wraps new ones).
+    keks: Arc<KekRing>,
     loaded: RwLock<Option<Arc<Loaded>>>,
     reload_every: Duration,
     /// A retired key stays published this long after its successor appeared,
@@ -78,39 +93,60 @@ pub struct KeyRing {
 impl KeyRing {
     pub fn new(
         store: Arc<dyn AccountsStore>,
+        keks: Arc<KekRing>,
         access_ttl: Duration,
         reload_every: Duration,
     ) -> Self {
         Self {
             store,
+            keks,
             loaded: RwLock::new(None),
             reload_every,
             publish_after_retired_ms: (access_ttl.as_millis() as i64) + 60_000,
         }
     }
 
-    /// Makes sure one key exists (first start).
-    pub async fn ensure_key(&self, now_ms: i64) -> Result<(), StoreError> {
-        if self.store.signing_keys().await?.is_empty() {
-            self.store
-                .insert_signing_key(&new_signing_key(now_ms))
-                .await?;
+    /// Makes sure one key exists (first start), and that every stored key is
+    /// wrapped under the current KEK's family (keys stored in the clear by an
+    /// older version are wrapped now).
+    pub async fn ensure_key(&self, now_ms: i64) -> anyhow::Result<()> {
+        let records = self.store.signing_keys().await?;
+        if records.is_empty() {
+            insert_wrapped(self.store.as_ref(), &self.keks.current, now_ms).await?;
             tracing::info!("Signing key created.");
+        }
+        let clear: Vec<(String, Vec<u8>)> = records
+            .iter()
+            .filter(|r| !kek::is_wrapped(&r.private_der))
+            .map(|r| {
+                (
+                    r.kid.clone(),
+                    self.keks.current.wrap(&r.kid, &r.private_der),
+                )
+            })
+            .collect();
+        if !clear.is_empty() {
+            self.store.replace_key_material(&clear).await?;
+            tracing::info!(
+                keys = clear.len(),
+                "Signing keys stored in the clear were wrapped."
+            );
         }
         self.reload().await
     }
 
-    async fn reload(&self) -> Result<(), StoreError> {
+    async fn reload(&self) -> anyhow::Result<()> {
         let records = self.store.signing_keys().await?;
-        let keys = records
-            .into_iter()
-            .map(|r| LoadedKey {
-                encoding: EncodingKey::from_ed_der(&r.private_der),
+        let mut keys = Vec::with_capacity(records.len());
+        for r in records {
+            let der = self.keks.unwrap_key(&r.kid, &r.private_der)?;
+            keys.push(LoadedKey {
+                encoding: EncodingKey::from_ed_der(&der),
                 kid: r.kid,
                 public_x: r.public_x,
                 created_at: r.created_at,
-            })
-            .collect();
+            });
+        }
         let loaded = Arc::new(Loaded {
             at: Instant::now(),
             keys,
@@ -121,7 +157,7 @@ impl KeyRing {
         Ok(())
     }
 
-    async fn current(&self) -> Result<Arc<Loaded>, StoreError> {
+    async fn current(&self) -> anyhow::Result<Arc<Loaded>> {
         let fresh = self
             .loaded
             .read()
@@ -131,12 +167,23 @@ impl KeyRing {
         if let Some(loaded) = fresh {
             return Ok(loaded);
         }
-        self.reload().await?;
+        if let Err(e) = self.reload().await {
+            // Keep signing with the keys already held (a KEK rotation in
+            // progress, the database briefly away); only a first load must work.
+            let held = self.loaded.read().ok().and_then(|l| l.clone());
+            match held {
+                Some(loaded) => {
+                    tracing::warn!(error = %format!("{e:#}"), "Reloading the signing keys failed; keeping those held.");
+                    return Ok(loaded);
+                }
+                None => return Err(e),
+            }
+        }
         self.loaded
             .read()
             .ok()
             .and_then(|l| l.clone())
-            .ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))
+            .ok_or_else(|| anyhow::anyhow!("no signing keys are loaded"))
     }
 
     /// Signs claims with the newest key.
@@ -157,7 +204,7 @@ impl KeyRing {
 
     /// The published keys: the newest, and each older one until tokens it
     /// signed have expired.
-    pub async fn jwks(&self, now_ms: i64) -> Result<JwkSet, StoreError> {
+    pub async fn jwks(&self, now_ms: i64) -> anyhow::Result<JwkSet> {
         let loaded = self.current().await?;
         let mut keys = Vec::new();
         let mut successor_created: Option<i64> = None;

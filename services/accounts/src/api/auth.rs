@@ -16,7 +16,7 @@ use super::views::{ServiceToken, TokenPair, UserView};
 use super::{ApiError, ApiResult, AppState, now_ms};
 use crate::domain::{DisplayName, Email, roles_from_text, roles_to_text};
 use crate::events;
-use crate::store::{NewUser, RefreshOutcome, StoreError};
+use crate::store::{NewUser, RefreshOutcome, Slot, StoreError};
 use crate::tokens::{hashes_match, random_token, secret_hash};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -36,9 +36,19 @@ pub struct RegisterRequest {
 pub async fn register(
     State(state): State<AppState>,
     ctx: Option<Extension<RequestContext>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     AppJson(body): AppJson<RegisterRequest>,
 ) -> ApiResult<impl IntoResponse> {
     let s = &state.0;
+    let address = client_address(&state, &headers, peer.map(|Extension(ConnectInfo(a))| a));
+    take_slot(
+        &state,
+        &format!("register:{address}"),
+        s.login.max_registrations_per_address,
+        s.login.registration_window_secs,
+    )
+    .await?;
     let mut errors = Vec::new();
     let email = Email::parse(&body.email)
         .map_err(|m| errors.push(FieldError::new("email", m)))
@@ -99,23 +109,58 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// The address failures are counted against: the gateway's `X-Forwarded-For`
-/// when trusted, else the peer.
+/// The address attempts are counted against: the last `X-Forwarded-For` entry
+/// when the peer is a trusted proxy (the gateway writes it), else the peer.
 fn client_address(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    if state.0.login.trust_forwarded_for
+    let peer_ip = peer.map(|p| p.ip());
+    if peer_ip.is_some_and(|ip| state.0.trusted_proxies.contains(ip))
         && let Some(forwarded) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.rsplit(',').next())
             .map(str::trim)
-            .filter(|v| !v.is_empty() && v.len() <= 64)
+            .and_then(|v| v.parse::<std::net::IpAddr>().ok())
     {
-        return forwarded.to_owned();
+        return forwarded.to_string();
     }
-    peer.map_or_else(|| "unknown".to_owned(), |p| p.ip().to_string())
+    peer_ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+}
+
+/// Takes a throttle slot or answers 429.
+async fn take_slot(state: &AppState, subject: &str, limit: i64, window_secs: u64) -> ApiResult<()> {
+    let window_ms = (window_secs as i64).saturating_mul(1000);
+    match state
+        .0
+        .store
+        .take_slot(subject, limit, window_ms, now_ms())
+        .await?
+    {
+        Slot::Taken => Ok(()),
+        Slot::Refused { retry_after_ms } => {
+            metrics::counter!("accounts_throttled_total").increment(1);
+            Err(ApiError::Throttled((retry_after_ms as u64).div_ceil(1000)))
+        }
+    }
+}
+
+/// The throttle subjects one login attempt counts against, with their limits.
+fn login_subjects(state: &AppState, email: &str, address: &str) -> [(String, i64); 3] {
+    let l = &state.0.login;
+    [
+        (format!("login:{email}|{address}"), l.max_failures),
+        (
+            format!("login-address:{address}"),
+            l.max_failures_per_address,
+        ),
+        (format!("login-account:{email}"), l.max_failures_per_account),
+    ]
 }
 
 /// Signs in with email and password.
+///
+/// Each attempt first takes a slot in every throttle that counts it, then
+/// checks the password: a burst of concurrent attempts can never evaluate
+/// more passwords than the limits allow. A success gives the slots back.
 #[utoipa::path(post, path = "/api/v1/auth/login", request_body = LoginRequest,
     responses((status = 200, body = TokenPair), (status = 401, description = "wrong credentials"),
               (status = 429, description = "throttled")))]
@@ -140,26 +185,22 @@ pub async fn login(
     let email = Email::parse(&body.email)
         .map(|e| e.as_str().to_owned())
         .unwrap_or_else(|_| body.email.trim().to_lowercase().chars().take(300).collect());
-    let account_key = format!("account:{email}");
-    let address_key = format!(
-        "address:{}",
-        client_address(
-            &state,
-            &headers,
-            peer.map(|Extension(ConnectInfo(addr))| addr)
-        )
+    let address = client_address(
+        &state,
+        &headers,
+        peer.map(|Extension(ConnectInfo(addr))| addr),
     );
-
-    let now = now_ms();
-    let window_ms = (s.login.window_secs * 1000) as i64;
-    let since = now - window_ms;
-    for key in [&account_key, &address_key] {
-        let (failures, oldest) = s.store.login_failures(key, since).await?;
-        if failures >= s.login.max_failures {
-            let retry_ms = oldest.unwrap_or(now) + window_ms - now;
-            metrics::counter!("accounts_logins_throttled_total").increment(1);
-            return Err(ApiError::Throttled((retry_ms.max(0) as u64).div_ceil(1000)));
+    let subjects = login_subjects(&state, &email, &address);
+    let mut taken: Vec<&(String, i64)> = Vec::new();
+    for subject in &subjects {
+        if let Err(e) = take_slot(&state, &subject.0, subject.1, s.login.window_secs).await {
+            // Refused by a later throttle: the earlier slots were not used.
+            for (key, limit) in taken {
+                s.store.return_slot(key, *limit).await?;
+            }
+            return Err(e);
         }
+        taken.push(subject);
     }
 
     let user = s.store.user_by_email(&email).await?.filter(|u| !u.closed);
@@ -169,7 +210,17 @@ pub async fn login(
             &body.password,
             user.as_ref().map(|u| u.password_hash.as_str()),
         )
-        .await?;
+        .await;
+    let matched = match matched {
+        Ok(m) => m,
+        Err(e) => {
+            // Not evaluated: the attempt does not count.
+            for (key, limit) in &subjects {
+                s.store.return_slot(key, *limit).await?;
+            }
+            return Err(e.into());
+        }
+    };
     let user = match user {
         Some(u) if matched && !u.disabled => u,
         Some(u) if matched => {
@@ -177,14 +228,17 @@ pub async fn login(
             return Err(ApiError::BadCredentials);
         }
         _ => {
-            s.store
-                .record_login_failure(&[&account_key, &address_key], now, since)
-                .await?;
             metrics::counter!("accounts_logins_failed_total").increment(1);
             return Err(ApiError::BadCredentials);
         }
     };
-    s.store.clear_login_failures(&account_key).await?;
+    // Failures from this address on this account start over; the wider counts
+    // only lose this attempt.
+    s.store.clear_slots(&subjects[0].0).await?;
+    for (key, limit) in &subjects[1..] {
+        s.store.return_slot(key, *limit).await?;
+    }
+    let now = now_ms();
     let family = Uuid::now_v7();
     let refresh = random_token(32);
     let expires = now + s.tokens.refresh_ttl.as_millis() as i64;
@@ -270,7 +324,12 @@ pub async fn refresh(
 /// Ends the session the access token belongs to: its refresh family is revoked.
 #[utoipa::path(post, path = "/api/v1/auth/logout", responses((status = 204), (status = 401)),
     security(("bearer" = [])))]
-pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<StatusCode> {
+pub async fn logout(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ctx: Option<Extension<RequestContext>>,
+) -> ApiResult<StatusCode> {
+    super::users::current(&state, &user).await?;
     let family = user
         .claims
         .sid
@@ -279,11 +338,13 @@ pub async fn logout(State(state): State<AppState>, user: AuthUser) -> ApiResult<
         .ok_or(ApiError::Unauthenticated(
             "The token belongs to no session.",
         ))?;
+    let event = events::session_revoked(user.id, Some(family), events::trace_of(ctx.as_deref()));
     state
         .0
         .store
-        .revoke_family(family, user.id, now_ms())
+        .revoke_family(family, user.id, now_ms(), &[event])
         .await?;
+    state.0.relay.wake();
     Ok(StatusCode::NO_CONTENT)
 }
 

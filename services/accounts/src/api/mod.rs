@@ -13,8 +13,8 @@ use emporium_http::{FieldError, Problem};
 use emporium_messaging::outbox::RelayWaker;
 
 use crate::config::LoginConfig;
-use crate::domain::PasswordPolicy;
-use crate::passwords::Hasher;
+use crate::domain::{PasswordPolicy, TrustedProxies};
+use crate::passwords::{HashError, Hasher};
 use crate::store::{AccountsStore, StoreError};
 use crate::tokens::{KeyRing, TokenSettings};
 
@@ -37,6 +37,8 @@ pub struct Accounts {
     pub hasher: Hasher,
     pub tokens: TokenSettings,
     pub login: LoginConfig,
+    /// Peers whose `X-Forwarded-For` names the client (the gateway).
+    pub trusted_proxies: TrustedProxies,
     /// Woken after a commit that wrote events, so they leave without waiting for a poll.
     pub relay: RelayWaker,
 }
@@ -90,6 +92,9 @@ pub enum ApiError {
     Conflict(&'static str, &'static str),
     #[error("throttled for {0} s")]
     Throttled(u64),
+    /// Password hashing is saturated; try again shortly.
+    #[error("busy")]
+    Busy,
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -108,7 +113,21 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict => {
                 Self::Conflict("conflict", "A record with the same key exists.")
             }
+            StoreError::LastAdmin => Self::Conflict(
+                "last-admin",
+                "The shop must keep at least one enabled admin.",
+            ),
+            StoreError::NotAnAdmin => Self::Forbidden("This needs the admin role."),
             other => Self::Internal(other.into()),
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::Busy,
+            HashError::Failed(why) => Self::Internal(anyhow::anyhow!(why)),
         }
     }
 }
@@ -126,9 +145,17 @@ impl From<ApiError> for Problem {
             }
             ApiError::Conflict(kind, why) => Problem::conflict(kind, why),
             ApiError::Throttled(secs) => Problem::too_many_requests(secs),
+            ApiError::Busy => Problem::from_status(StatusCode::SERVICE_UNAVAILABLE)
+                .with_detail("Too many password checks are waiting; try again in a second.")
+                .with_header(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                ),
             ApiError::BadRequest(why) => Problem::bad_request(why),
             ApiError::Internal(cause) => {
-                tracing::error!(error = ?cause, "Request failed.");
+                let mut text = format!("{cause:#}");
+                text.truncate(2000);
+                tracing::error!(error = %text, "Request failed.");
                 Problem::from_status(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }

@@ -13,19 +13,43 @@ use uuid::Uuid;
 
 use super::views::{Page, UserView};
 use super::{ApiError, ApiResult, AppState, now_ms};
-use crate::domain::{DisplayName, roles_to_text};
+use crate::domain::{DisplayName, roles_from_text, roles_to_text};
 use crate::events;
-use crate::store::{UserChange, UserRecord};
+use crate::store::{Slot, UserChange, UserRecord};
 
-/// The user behind a token; a token outliving its account no longer counts.
-async fn current(state: &AppState, user: &AuthUser) -> ApiResult<UserRecord> {
-    state
+/// The user behind a token, as the account is now: a token outliving its
+/// account, its account's enabling or its session (logout, password change)
+/// no longer counts.
+pub(super) async fn current(state: &AppState, user: &AuthUser) -> ApiResult<UserRecord> {
+    let record = state
         .0
         .store
         .user_by_id(user.id)
         .await?
         .filter(|u| !u.closed && !u.disabled)
-        .ok_or(ApiError::Unauthenticated("The account no longer exists."))
+        .ok_or(ApiError::Unauthenticated("The account no longer exists."))?;
+    let session = user
+        .claims
+        .sid
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or(ApiError::Unauthenticated(
+            "The token belongs to no session.",
+        ))?;
+    if state.0.store.session_ended(session, user.id).await? {
+        return Err(ApiError::Unauthenticated("The session has ended."));
+    }
+    Ok(record)
+}
+
+/// An admin as the account is now: the role in the token is not enough, the
+/// account must still hold it (and be enabled, with its session open).
+async fn current_admin(state: &AppState, admin: &Admin) -> ApiResult<UserRecord> {
+    let record = current(state, &admin.0).await?;
+    if !roles_from_text(&record.roles).contains(&Role::Admin) {
+        return Err(ApiError::Forbidden("This needs the admin role."));
+    }
+    Ok(record)
 }
 
 /// The signed-in user's profile.
@@ -79,6 +103,7 @@ pub struct PasswordChange {
 pub async fn change_password(
     State(state): State<AppState>,
     user: AuthUser,
+    ctx: Option<Extension<RequestContext>>,
     AppJson(body): AppJson<PasswordChange>,
 ) -> ApiResult<StatusCode> {
     let s = &state.0;
@@ -87,18 +112,50 @@ pub async fn change_password(
         .policy
         .check(&body.new_password)
         .map_err(|m| ApiError::field("new_password", m))?;
-    if !s
-        .hasher
-        .verify(&body.current_password, Some(&record.password_hash))
+    // Guesses of the current password count like failed logins, and the slot
+    // is taken before hashing: a stolen token cannot guess at hashing speed.
+    let subject = format!("password:{}", user.id);
+    let limit = s.login.max_password_change_failures;
+    match s
+        .store
+        .take_slot(
+            &subject,
+            limit,
+            (s.login.window_secs as i64).saturating_mul(1000),
+            now_ms(),
+        )
         .await?
     {
+        Slot::Taken => {}
+        Slot::Refused { retry_after_ms } => {
+            metrics::counter!("accounts_throttled_total").increment(1);
+            return Err(ApiError::Throttled((retry_after_ms as u64).div_ceil(1000)));
+        }
+    }
+    let matched = match s
+        .hasher
+        .verify(&body.current_password, Some(&record.password_hash))
+        .await
+    {
+        Ok(m) => m,
+        Err(e) => {
+            s.store.return_slot(&subject, limit).await?;
+            return Err(e.into());
+        }
+    };
+    if !matched {
         return Err(ApiError::Invalid(vec![FieldError::new(
             "current_password",
             "is wrong",
         )]));
     }
+    s.store.clear_slots(&subject).await?;
     let hash = s.hasher.hash(&new).await?;
-    s.store.update_password(user.id, &hash, now_ms()).await?;
+    let event = events::session_revoked(user.id, None, events::trace_of(ctx.as_deref()));
+    s.store
+        .update_password(user.id, &hash, now_ms(), &[event])
+        .await?;
+    s.relay.wake();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,9 +195,10 @@ fn decode_cursor(cursor: &str) -> Option<Uuid> {
     responses((status = 200, body = Page<UserView>), (status = 401), (status = 403)), security(("bearer" = [])))]
 pub async fn list(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     AppQuery(q): AppQuery<ListQuery>,
 ) -> ApiResult<AppJson<Page<UserView>>> {
+    current_admin(&state, &admin).await?;
     let limit = q.limit.unwrap_or(20);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::field("limit", "must be between 1 and 100"));
@@ -169,9 +227,10 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn get_one(
     State(state): State<AppState>,
-    _admin: Admin,
+    admin: Admin,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<AppJson<UserView>> {
+    current_admin(&state, &admin).await?;
     let user = state
         .0
         .store
@@ -195,11 +254,13 @@ pub struct AdminChange {
     security(("bearer" = [])))]
 pub async fn admin_update(
     State(state): State<AppState>,
-    Admin(admin): Admin,
+    acting: Admin,
     ctx: Option<Extension<RequestContext>>,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<AdminChange>,
 ) -> ApiResult<AppJson<UserView>> {
+    current_admin(&state, &acting).await?;
+    let Admin(admin) = acting;
     let roles = match body.roles {
         None => None,
         Some(names) => {
@@ -231,14 +292,25 @@ pub async fn admin_update(
         roles: roles.map(|r| roles_to_text(&r)),
         disabled: body.disabled,
     };
-    let events: Vec<_> = (body.disabled == Some(true))
-        .then(|| events::disabled(id, events::trace_of(ctx.as_deref())))
-        .into_iter()
-        .collect();
+    let trace = events::trace_of(ctx.as_deref());
+    let before = state
+        .0
+        .store
+        .user_by_id(id)
+        .await?
+        .filter(|u| !u.closed)
+        .ok_or(ApiError::NotFound)?;
+    let mut events = Vec::new();
+    if body.disabled == Some(true) && !before.disabled {
+        events.push(events::disabled(id, trace.clone()));
+    }
+    if let Some(roles) = change.roles.as_deref().filter(|r| *r != before.roles) {
+        events.push(events::roles_changed(id, roles, trace));
+    }
     let user = state
         .0
         .store
-        .change_user(id, &change, now_ms(), &events)
+        .change_user(admin.id, id, &change, now_ms(), &events)
         .await?
         .ok_or(ApiError::NotFound)?;
     state.0.relay.wake();

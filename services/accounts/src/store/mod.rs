@@ -48,7 +48,7 @@ pub struct UserChange {
     pub disabled: Option<bool>,
 }
 
-/// A signing key; the private half is PKCS#8 DER.
+/// A signing key; the private half is PKCS#8 DER, wrapped under the KEK (see [`crate::kek`]).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SigningKeyRecord {
     pub kid: String,
@@ -75,11 +75,26 @@ pub enum RefreshOutcome {
     Invalid,
 }
 
+/// What taking a throttle slot gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    /// The attempt may go ahead.
+    Taken,
+    /// The limit is reached; the window ends in this many milliseconds.
+    Refused { retry_after_ms: i64 },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A unique constraint refused the write (an email already taken).
     #[error("a record with the same key exists")]
     Conflict,
+    /// The change would leave the shop without an enabled admin.
+    #[error("the last enabled admin cannot lose the role, be disabled or close the account")]
+    LastAdmin,
+    /// The acting admin is no longer an enabled admin.
+    #[error("the acting user is not an enabled admin")]
+    NotAnAdmin,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -105,7 +120,10 @@ pub trait AccountsStore: Send + Sync {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<UserRecord>, StoreError>;
+    /// Whether an enabled, open admin exists.
     async fn any_admin(&self) -> Result<bool, StoreError>;
+    /// Whether the session (refresh family) has ended or is not the user's.
+    async fn session_ended(&self, family_id: Uuid, user_id: Uuid) -> Result<bool, StoreError>;
     /// Renames; `events` are written only if the user exists.
     async fn update_name(
         &self,
@@ -115,16 +133,28 @@ pub trait AccountsStore: Send + Sync {
         events: &[Envelope],
     ) -> Result<Option<UserRecord>, StoreError>;
     /// Sets a new password hash and revokes every refresh family of the user.
-    async fn update_password(&self, id: Uuid, hash: &str, now: i64) -> Result<(), StoreError>;
+    async fn update_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        now: i64,
+        events: &[Envelope],
+    ) -> Result<(), StoreError>;
     /// Applies an admin's change; disabling revokes every refresh family.
+    ///
+    /// In one transaction that locks every enabled admin's row: the acting
+    /// admin must still be an enabled admin ([`StoreError::NotAnAdmin`]), and
+    /// an enabled admin must remain afterwards ([`StoreError::LastAdmin`]).
     async fn change_user(
         &self,
+        actor: Uuid,
         id: Uuid,
         change: &UserChange,
         now: i64,
         events: &[Envelope],
     ) -> Result<Option<UserRecord>, StoreError>;
-    /// Closes the account: personal data scrubbed, sign-in impossible, families revoked.
+    /// Closes the account: personal data scrubbed, sign-in impossible, families
+    /// revoked. The last enabled admin cannot ([`StoreError::LastAdmin`]).
     async fn close_user(&self, id: Uuid, now: i64, events: &[Envelope])
     -> Result<bool, StoreError>;
 
@@ -145,30 +175,33 @@ pub trait AccountsStore: Send + Sync {
         new_expires_at: i64,
         now: i64,
     ) -> Result<RefreshOutcome, StoreError>;
-    /// Revokes a family if it belongs to the user.
+    /// Revokes a family if it belongs to the user; `events` are written if it did.
     async fn revoke_family(
         &self,
         family_id: Uuid,
         user_id: Uuid,
         now: i64,
+        events: &[Envelope],
     ) -> Result<(), StoreError>;
 
-    async fn record_login_failure(
-        &self,
-        subjects: &[&str],
-        now: i64,
-        forget_before: i64,
-    ) -> Result<(), StoreError>;
-    /// How many failures a subject had since `since`, and when the oldest of them was.
-    async fn login_failures(
+    /// Takes one of `limit` slots of `subject` in a fixed window, atomically
+    /// (one upsert), so concurrent attempts can never take more than `limit`.
+    async fn take_slot(
         &self,
         subject: &str,
-        since: i64,
-    ) -> Result<(i64, Option<i64>), StoreError>;
-    async fn clear_login_failures(&self, subject: &str) -> Result<(), StoreError>;
+        limit: i64,
+        window_ms: i64,
+        now: i64,
+    ) -> Result<Slot, StoreError>;
+    /// Gives a taken slot back (the attempt succeeded and does not count).
+    async fn return_slot(&self, subject: &str, limit: i64) -> Result<(), StoreError>;
+    /// Forgets a subject's slots.
+    async fn clear_slots(&self, subject: &str) -> Result<(), StoreError>;
 
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    /// Replaces the stored (wrapped) private keys of these kids, all in one transaction.
+    async fn replace_key_material(&self, keys: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
 
     async fn upsert_client(&self, client: &ClientRecord, now: i64) -> Result<(), StoreError>;
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;

@@ -10,8 +10,8 @@ use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
 
 use super::{
-    AccountsStore, ClientRecord, NewUser, RefreshOutcome, SigningKeyRecord, StoreError, UserChange,
-    UserRecord,
+    AccountsStore, ClientRecord, NewUser, RefreshOutcome, SigningKeyRecord, Slot, StoreError,
+    UserChange, UserRecord,
 };
 
 /// The service's own migrations; the outbox and inbox tables come from
@@ -40,6 +40,10 @@ impl PostgresStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
         self.pool.begin().await
     }
+
+    /// Row locks for reads that decide a write (READ COMMITTED would let
+    /// another transaction change the rows between the read and the write).
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
 }
 
 impl SqliteStore {
@@ -50,6 +54,9 @@ impl SqliteStore {
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
         self.pool.begin_with("BEGIN IMMEDIATE").await
     }
+
+    /// `BEGIN IMMEDIATE` already holds the database's write lock.
+    const FOR_UPDATE: &'static str = "";
 }
 
 /// Opens the store named by `url`, applying migrations first.
@@ -76,6 +83,9 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
 
 const USER_COLUMNS: &str =
     "id, email, name, password_hash, roles, disabled, closed, created_at, updated_at";
+
+/// An enabled, open admin (roles are comma-separated names).
+const ENABLED_ADMIN: &str = "closed = FALSE AND disabled = FALSE AND roles LIKE '%admin%'";
 
 macro_rules! impl_accounts_store {
     ($store:ty) => {
@@ -151,12 +161,23 @@ macro_rules! impl_accounts_store {
             }
 
             async fn any_admin(&self) -> Result<bool, StoreError> {
-                let n: i64 = sqlx::query_scalar(
-                    "SELECT COUNT(*) FROM users WHERE closed = FALSE AND roles LIKE '%admin%'",
-                )
+                let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT COUNT(*) FROM users WHERE {ENABLED_ADMIN}"
+                )))
                 .fetch_one(&self.pool)
                 .await?;
                 Ok(n > 0)
+            }
+
+            async fn session_ended(&self, family_id: Uuid, user_id: Uuid) -> Result<bool, StoreError> {
+                let revoked: Option<Option<i64>> = sqlx::query_scalar(
+                    "SELECT revoked_at FROM refresh_families WHERE id = $1 AND user_id = $2",
+                )
+                .bind(family_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(!matches!(revoked, Some(None)))
             }
 
             async fn update_name(
@@ -185,7 +206,13 @@ macro_rules! impl_accounts_store {
                 Ok(user)
             }
 
-            async fn update_password(&self, id: Uuid, hash: &str, now: i64) -> Result<(), StoreError> {
+            async fn update_password(
+                &self,
+                id: Uuid,
+                hash: &str,
+                now: i64,
+                events: &[Envelope],
+            ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
                 sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
                     .bind(id)
@@ -194,18 +221,34 @@ macro_rules! impl_accounts_store {
                     .execute(&mut *tx)
                     .await?;
                 revoke_all_families(&mut tx, id, now).await?;
+                for event in events {
+                    outbox::enqueue(&mut tx, event).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
 
             async fn change_user(
                 &self,
+                actor: Uuid,
                 id: Uuid,
                 change: &UserChange,
                 now: i64,
                 events: &[Envelope],
             ) -> Result<Option<UserRecord>, StoreError> {
                 let mut tx = self.begin_write().await?;
+                // Every enabled admin's row, locked in id order: two admins
+                // demoting each other at once take turns, and the second sees
+                // the first's change.
+                let admins: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT id FROM users WHERE {ENABLED_ADMIN} ORDER BY id{}",
+                    Self::FOR_UPDATE
+                )))
+                .fetch_all(&mut *tx)
+                .await?;
+                if !admins.contains(&actor) {
+                    return Err(StoreError::NotAnAdmin);
+                }
                 let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
                     "UPDATE users SET roles = COALESCE($2, roles), disabled = COALESCE($3, disabled), \
                      updated_at = $4 WHERE id = $1 AND closed = FALSE RETURNING {USER_COLUMNS}"
@@ -216,6 +259,7 @@ macro_rules! impl_accounts_store {
                 .bind(now)
                 .fetch_optional(&mut *tx)
                 .await?;
+                ensure_an_admin_remains(&mut tx).await?;
                 if user.as_ref().is_some_and(|u| u.disabled) {
                     revoke_all_families(&mut tx, id, now).await?;
                 }
@@ -235,6 +279,12 @@ macro_rules! impl_accounts_store {
                 events: &[Envelope],
             ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
+                sqlx::query_scalar::<_, Uuid>(sqlx::AssertSqlSafe(format!(
+                    "SELECT id FROM users WHERE {ENABLED_ADMIN} ORDER BY id{}",
+                    Self::FOR_UPDATE
+                )))
+                .fetch_all(&mut *tx)
+                .await?;
                 // The address is freed for a new registration; the id stays for history.
                 let closed = sqlx::query(
                     "UPDATE users SET closed = TRUE, email = $2, name = '', password_hash = '', \
@@ -247,6 +297,7 @@ macro_rules! impl_accounts_store {
                 .await?
                 .rows_affected()
                     == 1;
+                ensure_an_admin_remains(&mut tx).await?;
                 revoke_all_families(&mut tx, id, now).await?;
                 if closed {
                     for event in events {
@@ -294,13 +345,17 @@ macro_rules! impl_accounts_store {
                 now: i64,
             ) -> Result<RefreshOutcome, StoreError> {
                 let mut tx = self.begin_write().await?;
+                // The token's, family's and user's rows are locked: a logout,
+                // password change or disable committing meanwhile waits for this
+                // rotation, or this one sees it; none slips between.
                 let row: Option<(Uuid, Uuid, Option<i64>, i64, Option<i64>, bool, bool)> =
-                    sqlx::query_as(
+                    sqlx::query_as(sqlx::AssertSqlSafe(format!(
                         "SELECT t.family_id, f.user_id, t.used_at, t.expires_at, f.revoked_at, \
                          u.disabled, u.closed FROM refresh_tokens t \
                          JOIN refresh_families f ON f.id = t.family_id \
-                         JOIN users u ON u.id = f.user_id WHERE t.token_hash = $1",
-                    )
+                         JOIN users u ON u.id = f.user_id WHERE t.token_hash = $1{}",
+                        Self::FOR_UPDATE
+                    )))
                     .bind(presented_hash)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -351,59 +406,78 @@ macro_rules! impl_accounts_store {
                 family_id: Uuid,
                 user_id: Uuid,
                 now: i64,
+                events: &[Envelope],
             ) -> Result<(), StoreError> {
-                sqlx::query(
+                let mut tx = self.begin_write().await?;
+                let revoked = sqlx::query(
                     "UPDATE refresh_families SET revoked_at = $3 \
                      WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
                 )
                 .bind(family_id)
                 .bind(user_id)
                 .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if revoked {
+                    for event in events {
+                        outbox::enqueue(&mut tx, event).await?;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn take_slot(
+                &self,
+                subject: &str,
+                limit: i64,
+                window_ms: i64,
+                now: i64,
+            ) -> Result<Slot, StoreError> {
+                // One statement, so the row lock (PostgreSQL) or the write lock
+                // (SQLite) orders concurrent attempts. A refused attempt leaves
+                // the count at limit + 1, so "refused" is visible in the answer.
+                let (taken, window_start): (i64, i64) = sqlx::query_as(
+                    "INSERT INTO throttle_slots (subject, window_start, taken) VALUES ($1, $2, 1) \
+                     ON CONFLICT (subject) DO UPDATE SET \
+                     taken = CASE WHEN throttle_slots.window_start <= $2 - $3 THEN 1 \
+                                  WHEN throttle_slots.taken < $4 THEN throttle_slots.taken + 1 \
+                                  ELSE $4 + 1 END, \
+                     window_start = CASE WHEN throttle_slots.window_start <= $2 - $3 THEN $2 \
+                                  ELSE throttle_slots.window_start END \
+                     RETURNING taken, window_start",
+                )
+                .bind(subject)
+                .bind(now)
+                .bind(window_ms)
+                .bind(limit)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(if taken <= limit {
+                    Slot::Taken
+                } else {
+                    Slot::Refused {
+                        retry_after_ms: (window_start + window_ms - now).max(0),
+                    }
+                })
+            }
+
+            async fn return_slot(&self, subject: &str, limit: i64) -> Result<(), StoreError> {
+                sqlx::query(
+                    "UPDATE throttle_slots SET taken = CASE WHEN taken > $2 THEN $2 - 1 \
+                     WHEN taken > 0 THEN taken - 1 ELSE 0 END WHERE subject = $1",
+                )
+                .bind(subject)
+                .bind(limit)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
             }
 
-            async fn record_login_failure(
-                &self,
-                subjects: &[&str],
-                now: i64,
-                forget_before: i64,
-            ) -> Result<(), StoreError> {
-                let mut tx = self.begin_write().await?;
-                for subject in subjects {
-                    sqlx::query("INSERT INTO login_failures (subject, failed_at) VALUES ($1, $2)")
-                        .bind(*subject)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                // Old failures no longer count; dropping them keeps the table small.
-                sqlx::query("DELETE FROM login_failures WHERE failed_at < $1")
-                    .bind(forget_before)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-                Ok(())
-            }
-
-            async fn login_failures(
-                &self,
-                subject: &str,
-                since: i64,
-            ) -> Result<(i64, Option<i64>), StoreError> {
-                Ok(sqlx::query_as(
-                    "SELECT COUNT(*), MIN(failed_at) FROM login_failures \
-                     WHERE subject = $1 AND failed_at >= $2",
-                )
-                .bind(subject)
-                .bind(since)
-                .fetch_one(&self.pool)
-                .await?)
-            }
-
-            async fn clear_login_failures(&self, subject: &str) -> Result<(), StoreError> {
-                sqlx::query("DELETE FROM login_failures WHERE subject = $1")
+            async fn clear_slots(&self, subject: &str) -> Result<(), StoreError> {
+                sqlx::query("DELETE FROM throttle_slots WHERE subject = $1")
                     .bind(subject)
                     .execute(&self.pool)
                     .await?;
@@ -431,6 +505,22 @@ macro_rules! impl_accounts_store {
                 .execute(&self.pool)
                 .await
                 .map_err(conflict_on_unique)?;
+                Ok(())
+            }
+
+            async fn replace_key_material(
+                &self,
+                keys: &[(String, Vec<u8>)],
+            ) -> Result<(), StoreError> {
+                let mut tx = self.begin_write().await?;
+                for (kid, material) in keys {
+                    sqlx::query("UPDATE signing_keys SET private_der = $2 WHERE kid = $1")
+                        .bind(kid)
+                        .bind(material)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -483,5 +573,27 @@ where
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Refuses the transaction's change if no enabled admin is left.
+async fn ensure_an_admin_remains<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let (left,): (i64,) = sqlx::query_as::<DB, (i64,)>(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM users WHERE {ENABLED_ADMIN}"
+    )))
+    .fetch_one(&mut **tx)
+    .await?;
+    if left == 0 {
+        return Err(StoreError::LastAdmin);
+    }
     Ok(())
 }

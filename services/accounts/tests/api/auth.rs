@@ -154,7 +154,11 @@ async fn failed_logins_are_throttled_per_account(app: TestApp) {
     assert!((1..=900).contains(&retry), "{retry}");
     problem(r, 429).await;
 }
-both!(failed_logins_are_throttled_per_account);
+// The per-account limit is high by default (100); lowered here to see it work.
+both!(
+    failed_logins_are_throttled_per_account,
+    [("login.max_failures_per_account", "5")]
+);
 
 async fn failed_logins_are_throttled_per_address(app: TestApp) {
     for i in 0..5 {
@@ -188,7 +192,11 @@ async fn failed_logins_are_throttled_per_address(app: TestApp) {
         .unwrap();
     assert_eq!(r.status(), 401);
 }
-both!(failed_logins_are_throttled_per_address);
+// Lowered from 30 to see the per-address limit work.
+both!(
+    failed_logins_are_throttled_per_address,
+    [("login.max_failures_per_address", "5")]
+);
 
 async fn refresh_rotates_and_reuse_revokes_the_family(app: TestApp) {
     let first = app.customer("frank@example.com").await;

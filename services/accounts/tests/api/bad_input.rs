@@ -162,3 +162,71 @@ async fn operations_endpoints_answer(app: TestApp) {
     assert!(!r.headers()["x-request-id"].is_empty());
 }
 both!(operations_endpoints_answer);
+
+async fn lookalike_and_hidden_emails_are_refused(app: TestApp) {
+    use crate::helpers::PASSWORD;
+    assert_eq!(
+        app.register("victim@example.com", PASSWORD).await.status(),
+        201
+    );
+    // Fullwidth spellings normalise to the address that exists.
+    for lookalike in [
+        "ｖｉｃｔｉｍ@example.com",
+        "ＶＩＣＴＩＭ＠ＥＸＡＭＰＬＥ．ＣＯＭ",
+        " Victim@Example.com ",
+    ] {
+        let b = problem(app.register(lookalike, PASSWORD).await, 409).await;
+        assert_eq!(b["type"], "/problems/email-taken", "{lookalike:?}");
+    }
+    // Invisible, direction-changing and special characters are refused outright.
+    for hidden in [
+        "vic\u{200B}tim@example.com",
+        "\u{FEFF}victim@example.com",
+        "vic\u{2060}tim@example.com",
+        "victim\u{202E}@example.com",
+        "<script>@example.com",
+        "\"victim\"@example.com",
+        "victim;drop@example.com",
+    ] {
+        let b = problem(app.register(hidden, PASSWORD).await, 422).await;
+        assert_eq!(b["errors"][0]["field"], "email", "{hidden:?}");
+    }
+    // So are display names that hide text.
+    for name in ["Ada\u{200B}", "\u{202E}adA", "Ada\u{2028}Lovelace"] {
+        let r = app
+            .post("/api/v1/auth/register")
+            .json(&json!({"email": "named@example.com", "password": PASSWORD, "name": name}))
+            .send()
+            .await
+            .unwrap();
+        let b = problem(r, 422).await;
+        assert_eq!(b["errors"][0]["field"], "name", "{name:?}");
+    }
+    // The fullwidth spelling reaches the one account.
+    assert_eq!(
+        app.login("ｖｉｃｔｉｍ@example.com", PASSWORD)
+            .await
+            .status(),
+        200
+    );
+
+    let admin = app.admin_token().await;
+    let users: serde_json::Value = app
+        .get("/api/v1/users")
+        .bearer_auth(admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let emails: Vec<&str> = users["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(emails.len(), 2, "{emails:?}");
+    assert!(emails.contains(&"victim@example.com"), "{emails:?}");
+}
+both!(lookalike_and_hidden_emails_are_refused);

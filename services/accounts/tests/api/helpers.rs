@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub const PASSWORD: &str = "correct horse battery";
+/// The key-encryption key of every test service (32 bytes, base64).
+pub const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 #[derive(Debug, Clone, Copy)]
 pub enum Backend {
@@ -98,6 +100,11 @@ pub fn settings(db_url: &str, overrides: &[(&str, &str)]) -> AccountsSettings {
         .set("admin_password", "the admin's long passphrase")
         .unwrap()
         .set("events.relay_poll_ms", "20")
+        .unwrap()
+        .set("keys.kek", KEK)
+        .unwrap()
+        // Tests register many accounts from one address; one test lowers it again.
+        .set("login.max_registrations_per_address", "100000")
         .unwrap();
     for (k, v) in overrides {
         loader = loader.set(k, v).unwrap();
@@ -147,6 +154,11 @@ impl TestApp {
             _db: db,
             _bus_file: bus_file,
         }
+    }
+
+    /// The SQLite file's path (`None` on PostgreSQL).
+    pub fn db_path(&self) -> Option<String> {
+        self._db.url.strip_prefix("sqlite://").map(str::to_owned)
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod bad_input;
 mod events;
+mod security;
 mod service_clients;
 mod token_attacks;
 mod users;

@@ -19,19 +19,21 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
-fn claims_for(user: &str) -> Claims {
+/// Claims for the user `(id, session id)`: a real session, so that only
+/// what the forgery changes can make it fail.
+fn claims_for(user: &(String, String)) -> Claims {
     let now = now();
     Claims {
         iss: "emporium-accounts".into(),
         aud: "emporium".into(),
-        sub: user.into(),
+        sub: user.0.clone(),
         exp: now + 600,
         nbf: now,
         iat: now,
         jti: "forged".into(),
         token_type: TokenType::Access,
         roles: vec![Role::Customer, Role::Admin],
-        sid: None,
+        sid: Some(user.1.clone()),
         scope: None,
     }
 }
@@ -39,7 +41,12 @@ fn claims_for(user: &str) -> Claims {
 async fn real_key(app: &TestApp) -> (String, EncodingKey) {
     let keys = app.store.signing_keys().await.unwrap();
     let key = &keys[0];
-    (key.kid.clone(), EncodingKey::from_ed_der(&key.private_der))
+    let ring = emporium_accounts::kek::KekRing {
+        current: emporium_accounts::kek::Kek::parse(crate::helpers::KEK).unwrap(),
+        previous: vec![],
+    };
+    let der = ring.unwrap_key(&key.kid, &key.private_der).unwrap();
+    (key.kid.clone(), EncodingKey::from_ed_der(&der))
 }
 
 fn sign(kid: &str, key: &EncodingKey, claims: &Claims) -> String {
@@ -66,7 +73,12 @@ async fn assert_refused(app: &TestApp, token: &str, what: &str) {
 async fn forged_and_misused_tokens_are_refused(app: TestApp) {
     let pair = app.customer("mallory@example.com").await;
     let me: Value = me_with(&app, access(&pair)).await.json().await.unwrap();
-    let user = me["id"].as_str().unwrap().to_owned();
+    let payload = access(&pair).split('.').nth(1).unwrap();
+    let session: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let user = (
+        me["id"].as_str().unwrap().to_owned(),
+        session["sid"].as_str().unwrap().to_owned(),
+    );
     let (kid, key) = real_key(&app).await;
 
     // Sanity: a token signed correctly by the test is accepted, so the refusals below mean something.
@@ -173,6 +185,8 @@ async fn rotation_keeps_old_tokens_valid(app: TestApp) {
     let first_created = app.store.signing_keys().await.unwrap()[0].created_at;
     let mut new_key = new_signing_key(first_created + 1000);
     new_key.kid = format!("z{}", new_key.kid);
+    let kek = emporium_accounts::kek::Kek::parse(crate::helpers::KEK).unwrap();
+    new_key.private_der = kek.wrap(&new_key.kid, &new_key.private_der);
     app.store.insert_signing_key(&new_key).await.unwrap();
 
     let after: Value = app
@@ -220,3 +234,34 @@ both!(
     rotation_keeps_old_tokens_valid,
     [("tokens.key_reload_secs", "0")]
 );
+
+/// Signing keys at rest are wrapped under the KEK: what the table holds does
+/// not parse as a key, and only the configured KEK opens it.
+async fn signing_keys_are_encrypted_at_rest(app: TestApp) {
+    let stored = app.store.signing_keys().await.unwrap();
+    assert!(!stored.is_empty());
+    for key in &stored {
+        assert!(
+            aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&key.private_der).is_err(),
+            "a stored key parses as PKCS#8"
+        );
+        assert!(emporium_accounts::kek::is_wrapped(&key.private_der));
+        let other = emporium_accounts::kek::KekRing {
+            current: emporium_accounts::kek::Kek::parse(
+                &emporium_accounts::kek::Kek::generate_text(),
+            )
+            .unwrap(),
+            previous: vec![],
+        };
+        assert!(other.unwrap_key(&key.kid, &key.private_der).is_err());
+        let right = emporium_accounts::kek::KekRing {
+            current: emporium_accounts::kek::Kek::parse(crate::helpers::KEK).unwrap(),
+            previous: vec![],
+        };
+        let der = right.unwrap_key(&key.kid, &key.private_der).unwrap();
+        assert!(aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&der).is_ok());
+    }
+    // And the service still signs with it.
+    app.customer("wrapped@example.com").await;
+}
+both!(signing_keys_are_encrypted_at_rest);
