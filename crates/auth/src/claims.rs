@@ -47,6 +47,11 @@ pub struct Claims {
     /// The refresh-token family (the login session) an access token belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The account's token generation when the token was issued: a change
+    /// that must end the user's tokens (roles, disabling, password) raises it,
+    /// and services refuse tokens of an older generation.
+    #[serde(rename = "gen", default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
     /// Space-separated scopes of a service token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
@@ -81,6 +86,7 @@ mod tests {
             token_type: TokenType::Service,
             roles: vec![],
             sid: None,
+            generation: None,
             scope: Some("stock:reserve payments:authorize".into()),
         };
         assert!(c.has_scope("stock:reserve"));

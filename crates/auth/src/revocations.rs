@@ -3,19 +3,22 @@
 //! so a revoked user or session is refused within seconds everywhere instead
 //! of when its access token expires.
 //!
-//! Entries are held until every token they can concern has expired (`hold`:
-//! the longest token lifetime plus the clock leeway), then forgotten.
+//! A subject is revoked up to a token generation (the account's counter that
+//! accounts raises with every change that must end its tokens): tokens of an
+//! older generation are refused, those issued after the change carry the new
+//! one. Entries are held until every token they can concern has expired
+//! (`hold`: the longest token lifetime plus the clock leeway), then forgotten.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
-/// Subjects whose tokens issued at or before a time are refused, and sessions
-/// whose tokens are refused outright.
+/// Subjects whose tokens of older generations are refused, and sessions whose
+/// tokens are refused outright.
 #[derive(Debug)]
 pub struct Revocations {
     hold_secs: i64,
-    /// subject → (revoked at, forget at), Unix seconds.
+    /// subject → (lowest generation still valid, forget at in Unix seconds).
     subjects: RwLock<HashMap<String, (i64, i64)>>,
     /// session id → forget at, Unix seconds.
     sessions: RwLock<HashMap<String, i64>>,
@@ -30,12 +33,15 @@ impl Revocations {
         }
     }
 
-    /// Refuses the subject's tokens issued at or before `at` (Unix seconds).
-    pub fn revoke_subject(&self, subject: &str, at: i64) {
+    /// Refuses the subject's tokens of a generation below `valid_from`;
+    /// `at` (Unix seconds) is when that happened.
+    pub fn revoke_subject(&self, subject: &str, valid_from: i64, at: i64) {
         let forget = at.saturating_add(self.hold_secs);
         if let Ok(mut map) = self.subjects.write() {
-            let entry = map.entry(subject.to_owned()).or_insert((at, forget));
-            *entry = (entry.0.max(at), entry.1.max(forget));
+            let entry = map
+                .entry(subject.to_owned())
+                .or_insert((valid_from, forget));
+            *entry = (entry.0.max(valid_from), entry.1.max(forget));
         }
     }
 
@@ -48,12 +54,22 @@ impl Revocations {
         }
     }
 
-    /// Whether a token of `subject` and `session`, issued at `iat`, is revoked.
-    pub fn is_revoked(&self, subject: &str, session: Option<&str>, iat: i64) -> bool {
+    /// Whether a token of `subject`, `session` and `generation` (none counts
+    /// as the first, 0) is revoked.
+    pub fn is_revoked(
+        &self,
+        subject: &str,
+        session: Option<&str>,
+        generation: Option<i64>,
+    ) -> bool {
+        let generation = generation.unwrap_or(0);
         let by_subject = self
             .subjects
             .read()
-            .map(|m| m.get(subject).is_some_and(|(at, _)| iat <= *at))
+            .map(|m| {
+                m.get(subject)
+                    .is_some_and(|(valid_from, _)| generation < *valid_from)
+            })
             .unwrap_or(true);
         let by_session = session.is_some_and(|sid| {
             self.sessions
@@ -88,19 +104,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn revokes_older_tokens_of_a_subject_and_every_token_of_a_session() {
+    fn revokes_older_generations_of_a_subject_and_every_token_of_a_session() {
         let r = Revocations::new(Duration::from_secs(960));
-        r.revoke_subject("u1", 1000);
-        assert!(r.is_revoked("u1", None, 999));
-        assert!(r.is_revoked("u1", None, 1000));
+        r.revoke_subject("u1", 3, 1000);
         assert!(
-            !r.is_revoked("u1", None, 1001),
+            r.is_revoked("u1", None, None),
+            "no generation counts as the first"
+        );
+        assert!(r.is_revoked("u1", None, Some(2)));
+        assert!(
+            !r.is_revoked("u1", None, Some(3)),
             "a token issued afterwards counts"
         );
-        assert!(!r.is_revoked("u2", None, 10));
+        // A late, older event does not lower the bar.
+        r.revoke_subject("u1", 2, 1000);
+        assert!(r.is_revoked("u1", None, Some(2)));
+        assert!(!r.is_revoked("u2", None, Some(0)));
         r.revoke_session("s1", 1000);
-        assert!(r.is_revoked("u2", Some("s1"), 5000));
-        assert!(!r.is_revoked("u2", Some("s2"), 5000));
+        assert!(r.is_revoked("u2", Some("s1"), Some(9)));
+        assert!(!r.is_revoked("u2", Some("s2"), Some(0)));
         r.forget_expired(1959);
         assert_eq!(r.len(), (1, 1));
         r.forget_expired(1960);

@@ -106,6 +106,7 @@ pub fn claims(
         token_type,
         roles,
         sid: None,
+        generation: None,
         scope: scope.map(str::to_owned),
     }
 }

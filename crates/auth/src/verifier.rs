@@ -176,7 +176,7 @@ impl Verifier {
         let claims = data.claims;
         if self
             .revocations
-            .is_revoked(&claims.sub, claims.sid.as_deref(), claims.iat)
+            .is_revoked(&claims.sub, claims.sid.as_deref(), claims.generation)
         {
             return Err(VerifyError::Revoked);
         }
@@ -290,6 +290,82 @@ mod tests {
                 .await
                 .unwrap_err(),
             VerifyError::WrongType
+        );
+    }
+
+    /// A key source that is down: counts its attempts and always fails.
+    struct Down(std::sync::atomic::AtomicUsize);
+
+    #[async_trait::async_trait]
+    impl JwksSource for Down {
+        async fn fetch(&self) -> Result<JwkSet, String> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Err("connection refused".into())
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_fetches_count_against_the_floor_and_back_off() {
+        let source = Arc::new(Down(Default::default()));
+        let mut settings = VerifierSettings::new("iss", "aud");
+        settings.refetch_floor = Duration::from_millis(200);
+        let verifier = Verifier::new(settings, source.clone());
+        let forged = token(&TestKey::generate("random"));
+        // A flood of tokens with unknown kids while the source is down: one attempt.
+        for _ in 0..50 {
+            let e = verifier.verify(&forged, TokenType::Access).await;
+            assert_eq!(e.unwrap_err(), VerifyError::KeysUnavailable);
+        }
+        assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // After one failure the wait is doubled: 250 ms is not enough...
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let _ = verifier.verify(&forged, TokenType::Access).await;
+        assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // ...but 400 ms is; then the wait doubles again.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let _ = verifier.verify(&forged, TokenType::Access).await;
+        assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 2);
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let _ = verifier.verify(&forged, TokenType::Access).await;
+        assert_eq!(
+            source.0.load(std::sync::atomic::Ordering::SeqCst),
+            2,
+            "800 ms now"
+        );
+    }
+
+    #[tokio::test]
+    async fn revoked_subjects_and_sessions_are_refused() {
+        let key = TestKey::generate("a");
+        let verifier = Verifier::new(
+            VerifierSettings::new("iss", "aud"),
+            MemoryJwks::with(&[&key]),
+        );
+        let mut c = claims("iss", "aud", "user-1", TokenType::Access, vec![], None);
+        c.sid = Some("session-1".into());
+        let t = key.sign(&c);
+        verifier.verify(&t, TokenType::Access).await.unwrap();
+        verifier.revocations.revoke_session("session-1", c.iat);
+        assert_eq!(
+            verifier.verify(&t, TokenType::Access).await.unwrap_err(),
+            VerifyError::Revoked
+        );
+        let other = key.sign(&claims(
+            "iss",
+            "aud",
+            "user-2",
+            TokenType::Access,
+            vec![],
+            None,
+        ));
+        verifier.verify(&other, TokenType::Access).await.unwrap();
+        verifier.revocations.revoke_subject("user-2", 1, c.iat);
+        assert_eq!(
+            verifier
+                .verify(&other, TokenType::Access)
+                .await
+                .unwrap_err(),
+            VerifyError::Revoked
         );
     }
 }

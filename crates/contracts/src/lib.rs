@@ -55,32 +55,44 @@ pub mod accounts {
         pub name: String,
     }
 
-    /// An admin disabled an account: it can no longer sign in.
+    /// An admin disabled an account: it can no longer sign in, and its tokens
+    /// below `token_generation` are void.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct UserDisabled {
         pub user_id: Uuid,
+        /// Absent in events from before generations existed: then every token is void.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub token_generation: Option<i64>,
     }
 
     /// A user closed their account; personal data must be forgotten.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct UserDeleted {
         pub user_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub token_generation: Option<i64>,
     }
 
-    /// An admin changed the account's roles; tokens issued before carry the old ones.
+    /// An admin changed the account's roles; tokens below `token_generation`
+    /// carry the old ones and are void.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct UserRolesChanged {
         pub user_id: Uuid,
         pub roles: Vec<String>,
+        pub token_generation: i64,
     }
 
-    /// Sessions ended: one (`session_id`, a logout) or every session of the user
-    /// (`None`: a password change). Tokens of those sessions must be refused
-    /// from now on, though they have not expired.
+    /// Sessions ended: one (`session_id`, a logout), or every session of the
+    /// user (a password change: `token_generation` is the first still valid).
+    /// Tokens of those sessions must be refused from now on, though they have
+    /// not expired.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
     pub struct SessionRevoked {
         pub user_id: Uuid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         pub session_id: Option<Uuid>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub token_generation: Option<i64>,
     }
 
     /// Every type that revokes tokens before they expire: what a service's

@@ -35,22 +35,30 @@ impl EventHandler for RevocationFeed {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
         let at = event.time.timestamp();
         let deny = &self.verifier.revocations;
+        // Without a generation (an event from before they existed) every
+        // token of the user is void.
+        let every = i64::MAX;
+        let subject = |user: uuid::Uuid, generation: Option<i64>| {
+            deny.revoke_subject(&user.to_string(), generation.unwrap_or(every), at);
+        };
         let decoded = if let Ok(e) = event.decode::<UserDisabled>() {
-            deny.revoke_subject(&e.user_id.to_string(), at);
+            subject(e.user_id, e.token_generation);
             Ok(())
         } else if let Ok(e) = event.decode::<UserDeleted>() {
-            deny.revoke_subject(&e.user_id.to_string(), at);
+            subject(e.user_id, e.token_generation);
             Ok(())
         } else if let Ok(e) = event.decode::<UserRolesChanged>() {
-            deny.revoke_subject(&e.user_id.to_string(), at);
+            subject(e.user_id, Some(e.token_generation));
             Ok(())
         } else {
-            event
-                .decode::<SessionRevoked>()
-                .map(|e| match e.session_id {
-                    Some(sid) => deny.revoke_session(&sid.to_string(), at),
-                    None => deny.revoke_subject(&e.user_id.to_string(), at),
-                })
+            event.decode::<SessionRevoked>().map(|e| {
+                if let Some(sid) = e.session_id {
+                    deny.revoke_session(&sid.to_string(), at);
+                }
+                if e.token_generation.is_some() {
+                    subject(e.user_id, e.token_generation);
+                }
+            })
         };
         deny.forget_expired(chrono::Utc::now().timestamp());
         metrics::counter!("auth_revocations_applied_total").increment(1);

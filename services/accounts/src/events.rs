@@ -31,15 +31,31 @@ pub fn profile_updated(user_id: Uuid, name: &str, trace: Option<String>) -> Enve
     Envelope::new(&event, Some(user_id.to_string()), trace)
 }
 
-pub fn disabled(user_id: Uuid, trace: Option<String>) -> Envelope {
-    Envelope::new(&UserDisabled { user_id }, Some(user_id.to_string()), trace)
+/// The account was disabled; tokens below `generation` are void.
+pub fn disabled(user_id: Uuid, generation: i64, trace: Option<String>) -> Envelope {
+    let event = UserDisabled {
+        user_id,
+        token_generation: Some(generation),
+    };
+    Envelope::new(&event, Some(user_id.to_string()), trace)
 }
 
-pub fn deleted(user_id: Uuid, trace: Option<String>) -> Envelope {
-    Envelope::new(&UserDeleted { user_id }, Some(user_id.to_string()), trace)
+/// The account was closed; tokens below `generation` are void.
+pub fn deleted(user_id: Uuid, generation: i64, trace: Option<String>) -> Envelope {
+    let event = UserDeleted {
+        user_id,
+        token_generation: Some(generation),
+    };
+    Envelope::new(&event, Some(user_id.to_string()), trace)
 }
 
-pub fn roles_changed(user_id: Uuid, roles: &str, trace: Option<String>) -> Envelope {
+/// New roles; tokens below `generation` carry the old ones and are void.
+pub fn roles_changed(
+    user_id: Uuid,
+    roles: &str,
+    generation: i64,
+    trace: Option<String>,
+) -> Envelope {
     let event = UserRolesChanged {
         user_id,
         roles: roles
@@ -47,15 +63,23 @@ pub fn roles_changed(user_id: Uuid, roles: &str, trace: Option<String>) -> Envel
             .filter(|r| !r.is_empty())
             .map(str::to_owned)
             .collect(),
+        token_generation: generation,
     };
     Envelope::new(&event, Some(user_id.to_string()), trace)
 }
 
-/// One session ended (`Some`), or every session of the user (`None`).
-pub fn session_revoked(user_id: Uuid, session_id: Option<Uuid>, trace: Option<String>) -> Envelope {
+/// One session ended (a logout), or every session of the user: tokens below
+/// `generation` are void (a password change).
+pub fn session_revoked(
+    user_id: Uuid,
+    session_id: Option<Uuid>,
+    generation: Option<i64>,
+    trace: Option<String>,
+) -> Envelope {
     let event = SessionRevoked {
         user_id,
         session_id,
+        token_generation: generation,
     };
     Envelope::new(&event, Some(user_id.to_string()), trace)
 }

@@ -256,7 +256,14 @@ pub struct TokenSettings {
 }
 
 impl TokenSettings {
-    pub fn access_claims(&self, user: Uuid, roles: Vec<Role>, family: Uuid, now_s: i64) -> Claims {
+    pub fn access_claims(
+        &self,
+        user: Uuid,
+        roles: Vec<Role>,
+        family: Uuid,
+        generation: i64,
+        now_s: i64,
+    ) -> Claims {
         Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
@@ -268,6 +275,7 @@ impl TokenSettings {
             token_type: TokenType::Access,
             roles,
             sid: Some(family.to_string()),
+            generation: Some(generation),
             scope: None,
         }
     }
@@ -284,6 +292,7 @@ impl TokenSettings {
             token_type: TokenType::Service,
             roles: Vec::new(),
             sid: None,
+            generation: None,
             scope: Some(scope),
         }
     }

@@ -16,7 +16,7 @@ use super::views::{ServiceToken, TokenPair, UserView};
 use super::{ApiError, ApiResult, AppState, now_ms};
 use crate::domain::{DisplayName, Email, roles_from_text, roles_to_text};
 use crate::events;
-use crate::store::{NewUser, RefreshOutcome, Slot, StoreError};
+use crate::store::{NewUser, RefreshOutcome, Slot, StoreError, UserRecord};
 use crate::tokens::{hashes_match, random_token, secret_hash};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -143,6 +143,9 @@ async fn take_slot(state: &AppState, subject: &str, limit: i64, window_secs: u64
     }
 }
 
+/// Where the per-account subject stands in [`login_subjects`].
+const ACCOUNT: usize = 2;
+
 /// The throttle subjects one login attempt counts against, with their limits.
 fn login_subjects(state: &AppState, email: &str, address: &str) -> [(String, i64); 3] {
     let l = &state.0.login;
@@ -192,17 +195,36 @@ pub async fn login(
     );
     let subjects = login_subjects(&state, &email, &address);
     let mut taken: Vec<&(String, i64)> = Vec::new();
-    for subject in &subjects {
-        if let Err(e) = take_slot(&state, &subject.0, subject.1, s.login.window_secs).await {
+    for (i, subject) in subjects.iter().enumerate() {
+        let outcome = match take_slot(&state, &subject.0, subject.1, s.login.window_secs).await {
+            Ok(()) => {
+                taken.push(subject);
+                Ok(())
+            }
+            // Past the per-account limit the account is slowed, not locked:
+            // one attempt per interval is still evaluated, so the owner gets
+            // in; a refusal then says when the next one will be.
+            Err(_) if i == ACCOUNT => {
+                take_slot(
+                    &state,
+                    &format!("login-account-slow:{email}"),
+                    1,
+                    s.login.account_slow_interval_secs,
+                )
+                .await
+            }
+            Err(refused) => Err(refused),
+        };
+        if let Err(e) = outcome {
             // Refused by a later throttle: the earlier slots were not used.
             for (key, limit) in taken {
                 s.store.return_slot(key, *limit).await?;
             }
             return Err(e);
         }
-        taken.push(subject);
     }
 
+    let issued_at = chrono::Utc::now().timestamp();
     let user = s.store.user_by_email(&email).await?.filter(|u| !u.closed);
     let matched = s
         .hasher
@@ -215,7 +237,7 @@ pub async fn login(
         Ok(m) => m,
         Err(e) => {
             // Not evaluated: the attempt does not count.
-            for (key, limit) in &subjects {
+            for (key, limit) in taken {
                 s.store.return_slot(key, *limit).await?;
             }
             return Err(e.into());
@@ -235,7 +257,7 @@ pub async fn login(
     // Failures from this address on this account start over; the wider counts
     // only lose this attempt.
     s.store.clear_slots(&subjects[0].0).await?;
-    for (key, limit) in &subjects[1..] {
+    for (key, limit) in taken.into_iter().skip(1) {
         s.store.return_slot(key, *limit).await?;
     }
     let now = now_ms();
@@ -246,23 +268,28 @@ pub async fn login(
         .start_family(family, user.id, &secret_hash(&refresh), expires, now)
         .await?;
     metrics::counter!("accounts_logins_total").increment(1);
-    let pair = issue_pair(&state, user.id, &user.roles, family, refresh).await?;
+    let pair = issue_pair(&state, &user, family, refresh, issued_at).await?;
     Ok(AppJson(pair))
 }
 
+/// Signs the pair. `issued_at` (Unix seconds) is taken when the request began
+/// reading the account, before anything was written: a revocation that other
+/// services learn of at time T then covers every token whose issuing read the
+/// state before T (their deny lists refuse tokens issued at or before T).
 async fn issue_pair(
     state: &AppState,
-    user: Uuid,
-    roles: &str,
+    user: &UserRecord,
     family: Uuid,
     refresh_token: String,
+    issued_at: i64,
 ) -> ApiResult<TokenPair> {
     let s = &state.0;
     let claims = s.tokens.access_claims(
-        user,
-        roles_from_text(roles),
+        user.id,
+        roles_from_text(&user.roles),
         family,
-        chrono::Utc::now().timestamp(),
+        user.token_generation,
+        issued_at,
     );
     Ok(TokenPair {
         access_token: s.keys.sign(&claims).await?,
@@ -290,6 +317,7 @@ pub async fn refresh(
     if body.refresh_token.is_empty() || body.refresh_token.len() > 256 {
         return Err(ApiError::Unauthenticated("The refresh token is invalid."));
     }
+    let issued_at = chrono::Utc::now().timestamp();
     let now = now_ms();
     let next = random_token(32);
     let outcome = s
@@ -309,7 +337,7 @@ pub async fn refresh(
                 .await?
                 .ok_or(ApiError::Unauthenticated("The refresh token is invalid."))?;
             Ok(AppJson(
-                issue_pair(&state, user.id, &user.roles, family_id, next).await?,
+                issue_pair(&state, &user, family_id, next, issued_at).await?,
             ))
         }
         RefreshOutcome::Reused { family_id } => {
@@ -338,7 +366,12 @@ pub async fn logout(
         .ok_or(ApiError::Unauthenticated(
             "The token belongs to no session.",
         ))?;
-    let event = events::session_revoked(user.id, Some(family), events::trace_of(ctx.as_deref()));
+    let event = events::session_revoked(
+        user.id,
+        Some(family),
+        None,
+        events::trace_of(ctx.as_deref()),
+    );
     state
         .0
         .store

@@ -15,7 +15,7 @@ use super::views::{Page, UserView};
 use super::{ApiError, ApiResult, AppState, now_ms};
 use crate::domain::{DisplayName, roles_from_text, roles_to_text};
 use crate::events;
-use crate::store::{Slot, UserChange, UserRecord};
+use crate::store::{Slot, StoreError, UserChange, UserRecord};
 
 /// The user behind a token, as the account is now: a token outliving its
 /// account, its account's enabling or its session (logout, password change)
@@ -40,6 +40,17 @@ pub(super) async fn current(state: &AppState, user: &AuthUser) -> ApiResult<User
         return Err(ApiError::Unauthenticated("The session has ended."));
     }
     Ok(record)
+}
+
+/// A conflict on an account write means another change came first.
+fn concurrent_change(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict => ApiError::Conflict(
+            "concurrent-change",
+            "The account changed meanwhile; read it again and retry.",
+        ),
+        other => other.into(),
+    }
 }
 
 /// An admin as the account is now: the role in the token is not enough, the
@@ -151,10 +162,17 @@ pub async fn change_password(
     }
     s.store.clear_slots(&subject).await?;
     let hash = s.hasher.hash(&new).await?;
-    let event = events::session_revoked(user.id, None, events::trace_of(ctx.as_deref()));
+    let generation = record.token_generation + 1;
+    let event = events::session_revoked(
+        user.id,
+        None,
+        Some(generation),
+        events::trace_of(ctx.as_deref()),
+    );
     s.store
-        .update_password(user.id, &hash, now_ms(), &[event])
-        .await?;
+        .update_password(user.id, &hash, generation, now_ms(), &[event])
+        .await
+        .map_err(concurrent_change)?;
     s.relay.wake();
     Ok(StatusCode::NO_CONTENT)
 }
@@ -167,8 +185,12 @@ pub async fn close_me(
     user: AuthUser,
     ctx: Option<Extension<RequestContext>>,
 ) -> ApiResult<StatusCode> {
-    current(&state, &user).await?;
-    let event = events::deleted(user.id, events::trace_of(ctx.as_deref()));
+    let record = current(&state, &user).await?;
+    let event = events::deleted(
+        user.id,
+        record.token_generation + 1,
+        events::trace_of(ctx.as_deref()),
+    );
     state
         .0
         .store
@@ -288,9 +310,10 @@ pub async fn admin_update(
             "You cannot disable yourself or drop your own admin role.",
         ));
     }
-    let change = UserChange {
+    let mut change = UserChange {
         roles: roles.map(|r| roles_to_text(&r)),
         disabled: body.disabled,
+        token_generation: None,
     };
     let trace = events::trace_of(ctx.as_deref());
     let before = state
@@ -300,18 +323,26 @@ pub async fn admin_update(
         .await?
         .filter(|u| !u.closed)
         .ok_or(ApiError::NotFound)?;
+    // Disabling and new roles end the user's tokens: the generation moves on.
+    let disabling = body.disabled == Some(true) && !before.disabled;
+    let new_roles = change.roles.clone().filter(|r| *r != before.roles);
+    let generation = before.token_generation + 1;
     let mut events = Vec::new();
-    if body.disabled == Some(true) && !before.disabled {
-        events.push(events::disabled(id, trace.clone()));
+    if disabling {
+        events.push(events::disabled(id, generation, trace.clone()));
     }
-    if let Some(roles) = change.roles.as_deref().filter(|r| *r != before.roles) {
-        events.push(events::roles_changed(id, roles, trace));
+    if let Some(roles) = &new_roles {
+        events.push(events::roles_changed(id, roles, generation, trace));
+    }
+    if !events.is_empty() {
+        change.token_generation = Some(generation);
     }
     let user = state
         .0
         .store
         .change_user(admin.id, id, &change, now_ms(), &events)
-        .await?
+        .await
+        .map_err(concurrent_change)?
         .ok_or(ApiError::NotFound)?;
     state.0.relay.wake();
     tracing::info!(admin_id = %admin.id, user_id = %id, "User changed by an admin.");

@@ -28,6 +28,8 @@ pub struct UserRecord {
     pub closed: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Raised by every change that must end the user's tokens; tokens carry it.
+    pub token_generation: i64,
 }
 
 /// A user to insert.
@@ -46,6 +48,9 @@ pub struct NewUser {
 pub struct UserChange {
     pub roles: Option<String>,
     pub disabled: Option<bool>,
+    /// The new token generation when the change ends the user's tokens; the
+    /// stored one must be one less ([`StoreError::Conflict`] otherwise).
+    pub token_generation: Option<i64>,
 }
 
 /// A signing key; the private half is PKCS#8 DER, wrapped under the KEK (see [`crate::kek`]).
@@ -132,11 +137,14 @@ pub trait AccountsStore: Send + Sync {
         now: i64,
         events: &[Envelope],
     ) -> Result<Option<UserRecord>, StoreError>;
-    /// Sets a new password hash and revokes every refresh family of the user.
+    /// Sets a new password hash and token generation (the stored one must be
+    /// one less: [`StoreError::Conflict`] otherwise) and revokes every refresh
+    /// family of the user.
     async fn update_password(
         &self,
         id: Uuid,
         hash: &str,
+        token_generation: i64,
         now: i64,
         events: &[Envelope],
     ) -> Result<(), StoreError>;
@@ -154,7 +162,8 @@ pub trait AccountsStore: Send + Sync {
         events: &[Envelope],
     ) -> Result<Option<UserRecord>, StoreError>;
     /// Closes the account: personal data scrubbed, sign-in impossible, families
-    /// revoked. The last enabled admin cannot ([`StoreError::LastAdmin`]).
+    /// revoked, the token generation raised by one. The last enabled admin
+    /// cannot ([`StoreError::LastAdmin`]).
     async fn close_user(&self, id: Uuid, now: i64, events: &[Envelope])
     -> Result<bool, StoreError>;
 

@@ -81,8 +81,8 @@ fn conflict_on_unique(e: sqlx::Error) -> StoreError {
     }
 }
 
-const USER_COLUMNS: &str =
-    "id, email, name, password_hash, roles, disabled, closed, created_at, updated_at";
+const USER_COLUMNS: &str = "id, email, name, password_hash, roles, disabled, closed, created_at, \
+     updated_at, token_generation";
 
 /// An enabled, open admin (roles are comma-separated names).
 const ENABLED_ADMIN: &str = "closed = FALSE AND disabled = FALSE AND roles LIKE '%admin%'";
@@ -210,16 +210,25 @@ macro_rules! impl_accounts_store {
                 &self,
                 id: Uuid,
                 hash: &str,
+                token_generation: i64,
                 now: i64,
                 events: &[Envelope],
             ) -> Result<(), StoreError> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-                    .bind(id)
-                    .bind(hash)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                let changed = sqlx::query(
+                    "UPDATE users SET password_hash = $2, updated_at = $3, token_generation = $4 \
+                     WHERE id = $1 AND token_generation = $4 - 1",
+                )
+                .bind(id)
+                .bind(hash)
+                .bind(now)
+                .bind(token_generation)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if changed != 1 {
+                    return Err(StoreError::Conflict);
+                }
                 revoke_all_families(&mut tx, id, now).await?;
                 for event in events {
                     outbox::enqueue(&mut tx, event).await?;
@@ -249,16 +258,33 @@ macro_rules! impl_accounts_store {
                 if !admins.contains(&actor) {
                     return Err(StoreError::NotAnAdmin);
                 }
+                // The generation moves by one per change: if a concurrent change
+                // raised it already, this one's events would say too little.
+                let stored: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT token_generation FROM users WHERE id = $1 AND closed = FALSE{}",
+                    Self::FOR_UPDATE
+                )))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+                match (stored, change.token_generation) {
+                    (None, _) => return Ok(None),
+                    (Some(now), Some(next)) if now + 1 != next => return Err(StoreError::Conflict),
+                    _ => {}
+                }
                 let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
                     "UPDATE users SET roles = COALESCE($2, roles), disabled = COALESCE($3, disabled), \
-                     updated_at = $4 WHERE id = $1 AND closed = FALSE RETURNING {USER_COLUMNS}"
+                     updated_at = $4, token_generation = COALESCE($5, token_generation) \
+                     WHERE id = $1 AND closed = FALSE RETURNING {USER_COLUMNS}"
                 )))
                 .bind(id)
                 .bind(change.roles.as_deref())
                 .bind(change.disabled)
                 .bind(now)
+                .bind(change.token_generation)
                 .fetch_optional(&mut *tx)
                 .await?;
+
                 ensure_an_admin_remains(&mut tx).await?;
                 if user.as_ref().is_some_and(|u| u.disabled) {
                     revoke_all_families(&mut tx, id, now).await?;
@@ -288,7 +314,8 @@ macro_rules! impl_accounts_store {
                 // The address is freed for a new registration; the id stays for history.
                 let closed = sqlx::query(
                     "UPDATE users SET closed = TRUE, email = $2, name = '', password_hash = '', \
-                     updated_at = $3 WHERE id = $1 AND closed = FALSE",
+                     updated_at = $3, token_generation = token_generation + 1 \
+                     WHERE id = $1 AND closed = FALSE",
                 )
                 .bind(id)
                 .bind(format!("closed-{id}@closed.invalid"))

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use emporium_contracts::Event;
-use emporium_contracts::accounts::{UserDeleted, UserDisabled, UserProfileUpdated, UserRegistered};
+use emporium_contracts::accounts::{
+    SessionRevoked, UserDeleted, UserDisabled, UserProfileUpdated, UserRegistered, UserRolesChanged,
+};
 use emporium_messaging::{Bus, Envelope, EventHandler, HandlerError, RetryPolicy, Subscription};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -38,6 +40,8 @@ async fn listen(app: &TestApp) -> (Arc<Recorder>, watch::Sender<bool>) {
                     UserProfileUpdated::TYPE,
                     UserDisabled::TYPE,
                     UserDeleted::TYPE,
+                    UserRolesChanged::TYPE,
+                    SessionRevoked::TYPE,
                 ]
                 .map(str::to_owned)
                 .to_vec(),
@@ -182,3 +186,115 @@ async fn account_changes_are_published_in_order(app: TestApp) {
     );
 }
 both!(account_changes_are_published_in_order);
+
+/// What ends tokens elsewhere is announced, with the token generation from
+/// which the user's tokens are valid again: new roles, a logout (its session),
+/// a password change (every session), disabling and closing.
+async fn revocations_are_published_with_the_token_generation(app: TestApp) {
+    let (recorder, _stop) = listen(&app).await;
+    let pair = app.customer("vera@example.com").await;
+    let me: Value = app
+        .get("/api/v1/users/me")
+        .bearer_auth(access(&pair))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = me["id"].as_str().unwrap().to_owned();
+    let admin = app.admin_token().await;
+    let patch = |body: Value| {
+        app.patch(&format!("/api/v1/users/{id}"))
+            .bearer_auth(&admin)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(
+        patch(json!({"roles": ["customer", "admin"]}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // The same roles again change nothing and announce nothing.
+    assert_eq!(
+        patch(json!({"roles": ["customer", "admin"]}))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let session: Value = serde_json::from_slice(
+        &base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            access(&pair).split('.').nth(1).unwrap(),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let r = app
+        .post("/api/v1/auth/logout")
+        .bearer_auth(access(&pair))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let pair: Value = app
+        .login("vera@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let r = app
+        .put("/api/v1/users/me/password")
+        .bearer_auth(access(&pair))
+        .json(&json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        patch(json!({"disabled": true})).await.unwrap().status(),
+        200
+    );
+
+    wait_for(&recorder, 5).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let events: Vec<Envelope> = recorder.0.lock().unwrap().clone();
+    let mine: Vec<&Envelope> = events
+        .iter()
+        .filter(|e| {
+            e.subject.as_deref() == Some(id.as_str()) && e.event_type != UserRegistered::TYPE
+        })
+        .collect();
+    let types: Vec<&str> = mine.iter().map(|e| e.event_type.as_str()).collect();
+    assert_eq!(
+        types,
+        [
+            UserRolesChanged::TYPE,
+            SessionRevoked::TYPE,
+            SessionRevoked::TYPE,
+            UserDisabled::TYPE
+        ],
+        "{events:?}"
+    );
+    let promoted: UserRolesChanged = mine[0].decode().unwrap();
+    assert_eq!(promoted.roles, ["customer", "admin"]);
+    assert_eq!(promoted.token_generation, 1);
+    let logout: SessionRevoked = mine[1].decode().unwrap();
+    assert_eq!(
+        logout.session_id.map(|s| s.to_string()).as_deref(),
+        session["sid"].as_str()
+    );
+    assert_eq!(
+        logout.token_generation, None,
+        "a logout ends one session only"
+    );
+    let password: SessionRevoked = mine[2].decode().unwrap();
+    assert_eq!(password.session_id, None);
+    assert_eq!(password.token_generation, Some(2));
+    let disabled: UserDisabled = mine[3].decode().unwrap();
+    assert_eq!(disabled.token_generation, Some(3));
+}
+both!(revocations_are_published_with_the_token_generation);

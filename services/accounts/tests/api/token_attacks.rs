@@ -34,6 +34,7 @@ fn claims_for(user: &(String, String)) -> Claims {
         token_type: TokenType::Access,
         roles: vec![Role::Customer, Role::Admin],
         sid: Some(user.1.clone()),
+        generation: Some(0),
         scope: None,
     }
 }

@@ -84,6 +84,25 @@ pub fn token_with_session(user: uuid::Uuid, session: uuid::Uuid) -> String {
     key().sign(&c)
 }
 
+/// An access token of the given token generation (admin or customer).
+pub fn token_of_generation(user: uuid::Uuid, admin: bool, generation: i64) -> String {
+    let roles = if admin {
+        vec![Role::Customer, Role::Admin]
+    } else {
+        vec![Role::Customer]
+    };
+    let mut c = claims(
+        "emporium-accounts",
+        "emporium",
+        &user.to_string(),
+        TokenType::Access,
+        roles,
+        None,
+    );
+    c.generation = Some(generation);
+    key().sign(&c)
+}
+
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
