@@ -12,6 +12,8 @@ use uuid::Uuid;
 #[derive(clap::Args)]
 pub struct EventsArgs {
     /// RabbitMQ to work on; without it, the embedded bus under --data-dir.
+    /// Prefer the variable EMPORIUM_EVENTS_AMQP_URL when the URL holds a
+    /// password: a command line is visible to every local user.
     #[arg(long, env = "EMPORIUM_EVENTS_AMQP_URL", global = true)]
     amqp_url: Option<String>,
     /// The RabbitMQ exchange (with --amqp-url).
@@ -66,9 +68,31 @@ enum DlqCommand {
     },
 }
 
+/// Whether a URL carries a password in its userinfo (`scheme://user:password@host`).
+fn has_password(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| {
+        userinfo
+            .split_once(':')
+            .is_some_and(|(_, pw)| !pw.is_empty())
+    })
+}
+
+/// Whether `--amqp-url` was given on the command line (not by the variable).
+fn url_on_command_line() -> bool {
+    std::env::args().any(|a| a == "--amqp-url" || a.starts_with("--amqp-url="))
+}
+
 pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
     let bus: Arc<dyn Bus> = match &args.amqp_url {
         Some(url) => {
+            if url_on_command_line() && has_password(url) {
+                eprintln!(
+                    "warning: the broker password is on the command line, where every local \
+                     user can read it; pass the URL in EMPORIUM_EVENTS_AMQP_URL instead"
+                );
+            }
             let mut settings = RabbitSettings::new(url);
             settings.exchange = args.exchange.clone();
             Arc::new(RabbitBus::new(settings))
@@ -117,4 +141,18 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_recognised() {
+        assert!(has_password("amqp://guest:guest@127.0.0.1:5672/%2f"));
+        assert!(has_password("amqps://u:p%40ss@broker/vhost"));
+        assert!(!has_password("amqp://guest@127.0.0.1:5672/%2f"));
+        assert!(!has_password("amqp://127.0.0.1:5672/a:b@c"));
+        assert!(!has_password("amqp://u:@host"));
+    }
 }

@@ -78,13 +78,14 @@ pub async fn connect_sqlite(url: &str, max_connections: u32) -> anyhow::Result<S
 
 /// Creates the database file readable by its owner only (0600) before SQLite
 /// opens it, so it never exists with wider permissions; SQLite gives its
-/// `-wal` and `-shm` files the same mode as the database file.
+/// `-wal` and `-shm` files the same mode as the database file. Files of an
+/// older installation that others could read are tightened to 0600.
 fn create_private_file(url: &str) -> anyhow::Result<()> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:");
     let path = path.split('?').next().unwrap_or_default();
-    if path.is_empty() || path == ":memory:" || std::path::Path::new(path).exists() {
+    if path.is_empty() || path == ":memory:" {
         return Ok(());
     }
     let mut options = std::fs::OpenOptions::new();
@@ -93,8 +94,64 @@ fn create_private_file(url: &str) -> anyhow::Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     match options.open(path) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => tighten(path),
         Err(e) => Err(anyhow::Error::new(e).context(format!("cannot create {path}"))),
+    }
+}
+
+/// Takes group and other permissions off an existing database and its journals.
+fn tighten(path: &str) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    for file in [
+        path.to_owned(),
+        format!("{path}-wal"),
+        format!("{path}-shm"),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        let Ok(meta) = std::fs::metadata(&file) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode & 0o700))
+                .with_context(|| format!("cannot make {file} private"))?;
+            tracing::warn!(file = %file, "A database file others could read was made private.");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn database_files_are_private_even_from_an_older_installation() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("emporium-db-modes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+
+        let fresh = dir.join("fresh.db");
+        let pool = connect_sqlite(&sqlite_url(&fresh), 1).await.unwrap();
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        assert_eq!(mode(&fresh), 0o600);
+        let wal = dir.join("fresh.db-wal");
+        assert_eq!(mode(&wal), 0o600, "the journal follows the database file");
+        pool.close().await;
+
+        let old = dir.join("old.db");
+        std::fs::write(&old, b"").unwrap();
+        std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let pool = connect_sqlite(&sqlite_url(&old), 1).await.unwrap();
+        assert_eq!(mode(&old), 0o600);
+        pool.close().await;
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 

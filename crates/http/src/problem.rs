@@ -416,11 +416,88 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<ObjectBody<T>>::from_request(req, state).await {
+        if !is_json(req.headers()) {
+            return Err(Problem::from_status(StatusCode::UNSUPPORTED_MEDIA_TYPE)
+                .with_detail("Send the body as JSON with `Content-Type: application/json`."));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| Problem::from_status(rejection.status()))?;
+        // No store keeps a NUL (PostgreSQL refuses it in text and JSON): refuse
+        // it here, for every body, before it can turn into a 500.
+        if has_nul(&bytes) {
+            return Err(Problem::validation(vec![FieldError::new(
+                "body",
+                "must not contain NUL characters",
+            )]));
+        }
+        match axum::Json::<ObjectBody<T>>::from_bytes(&bytes) {
             Ok(axum::Json(ObjectBody(value))) => Ok(Self(value)),
             Err(rejection) => Err(rejection.into()),
         }
     }
+}
+
+/// The most of a 500's cause that goes to the log.
+pub const MAX_LOGGED_CAUSE: usize = 2000;
+
+/// A 500's cause for the log: the whole chain on one line (`{:#}`), cut to at
+/// most [`MAX_LOGGED_CAUSE`] bytes on a character boundary. Never log `?cause`:
+/// anyhow's Debug form appends a backtrace when one was captured, per request.
+pub fn logged_cause(cause: &anyhow::Error) -> String {
+    let mut text = format!("{cause:#}");
+    if text.len() > MAX_LOGGED_CAUSE {
+        let cut = (0..=MAX_LOGGED_CAUSE)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push_str("… (truncated)");
+    }
+    text
+}
+
+/// `application/json` or any `application/…+json`, as axum's `Json` accepts.
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Whether a JSON text holds a NUL: a raw zero byte, or the escape `\u0000`
+/// (an escape is one preceded by an odd number of backslashes).
+fn has_nul(json: &[u8]) -> bool {
+    let mut backslashes = 0usize;
+    for (i, &b) in json.iter().enumerate() {
+        if b == 0 {
+            return true;
+        }
+        if b == b'\\' {
+            backslashes += 1;
+            continue;
+        }
+        if b == b'u'
+            && backslashes % 2 == 1
+            && json
+                .get(i + 1..i + 5)
+                .is_some_and(|hex| hex.iter().all(|h| *h == b'0'))
+        {
+            return true;
+        }
+        backslashes = 0;
+    }
+    false
 }
 
 impl<T: Serialize> IntoResponse for AppJson<T> {
@@ -484,6 +561,32 @@ where
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn logged_causes_are_bounded_on_a_character_boundary() {
+        assert_eq!(logged_cause(&anyhow::anyhow!("short")), "short");
+        let chained = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(logged_cause(&chained), "outer: inner");
+        let cut = logged_cause(&anyhow::anyhow!("é".repeat(3000)));
+        assert!(cut.len() <= MAX_LOGGED_CAUSE + "… (truncated)".len());
+        assert!(cut.ends_with("… (truncated)"));
+        assert!(cut.starts_with("éé"));
+    }
+
+    #[test]
+    fn nul_characters_are_found_in_json_text() {
+        assert!(has_nul(br#"{"name":"a\u0000b"}"#));
+        assert!(
+            has_nul(br#"{"name":"\\\u0000"}"#),
+            "an escape after an escaped backslash"
+        );
+        assert!(has_nul(b"{\"name\":\"a\0b\"}"));
+        assert!(
+            !has_nul(br#"{"name":"\\u0000"}"#),
+            "a backslash, then the text u0000"
+        );
+        assert!(!has_nul(br#"{"name":"\u0001 u0000"}"#));
+    }
 
     #[test]
     fn validation_lists_fields() {

@@ -161,12 +161,12 @@ impl HttpServer {
             .header_read_timeout(head_timeout)
             .max_buf_size(s.max_header_bytes.max(8192))
             .max_headers(100);
+        // No server pings: they would count as traffic and keep an idle
+        // HTTP/2 connection open past the idle timeout.
         builder
             .http2()
             .max_concurrent_streams(s.http2_max_concurrent_streams)
-            .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX))
-            .keep_alive_interval(Duration::from_millis(s.idle_timeout_ms / 2))
-            .keep_alive_timeout(head_timeout);
+            .max_header_list_size(u32::try_from(s.max_header_bytes).unwrap_or(u32::MAX));
         let acceptor = LimitedAcceptor { limits: s.limits() };
         match self.tls {
             Some(tls) => {

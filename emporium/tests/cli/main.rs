@@ -47,7 +47,6 @@ fn start_up(data: &std::path::Path) -> (Proc, String) {
         &[
             ("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL),
             ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
-            ("EMPORIUM_KEYS_KEK", KEK),
         ],
     );
     let line = up.wait_for(
@@ -194,6 +193,220 @@ async fn up_serves_the_shop_over_https_and_keeps_data_across_restarts() {
         "a refresh token from before the restart still works"
     );
     assert!(up.terminate(Duration::from_secs(30)));
+}
+
+/// The mode bits a local user other than the owner could use.
+#[cfg(unix)]
+fn others_bits(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o077
+}
+
+async fn status(client: &reqwest::Client, url: &str, token: &str) -> u16 {
+    client
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Polls until `url` answers `want` with `token`, for at most five seconds.
+async fn answers_within(client: &reqwest::Client, url: &str, token: &str, want: u16) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while std::time::Instant::now() < deadline {
+        if status(client, url, token).await == want {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Through the whole shop: a demoted admin's and an ended session's tokens
+/// are refused by every service within seconds; the data directory is
+/// private; signing keys survive a key-encryption-key rotation; metrics stay
+/// off the public port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_revokes_tokens_everywhere_and_keeps_its_secrets() {
+    let data = TempDir::new("up-secure");
+    let (mut up, base) = start_up(&data.0);
+    let ca = data.0.join("certs").join("ca.pem");
+    let client = client(&ca);
+
+    #[cfg(unix)]
+    {
+        assert_eq!(others_bits(&data.0), 0, "the data directory is private");
+        for entry in std::fs::read_dir(&data.0).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                assert_eq!(
+                    others_bits(&path),
+                    0,
+                    "{} is readable by others",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    let admin: Value = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let admin = admin["access_token"].as_str().unwrap().to_owned();
+    let r = client
+        .post(format!("{base}/api/v1/auth/register"))
+        .json(&json!({"email": "deputy@example.com", "password": "a deputy's passphrase", "name": "Deputy"}))
+        .send()
+        .await
+        .unwrap();
+    let deputy: Value = r.json().await.unwrap();
+    let deputy_id = deputy["id"].as_str().unwrap().to_owned();
+    let promote = |roles: Value| {
+        client
+            .patch(format!("{base}/api/v1/users/{deputy_id}"))
+            .bearer_auth(&admin)
+            .json(&json!({ "roles": roles }))
+            .send()
+    };
+    assert_eq!(
+        promote(json!(["customer", "admin"]))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let pair: Value = login(
+        &client,
+        &base,
+        "deputy@example.com",
+        "a deputy's passphrase",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+    let users = format!("{base}/api/v1/users");
+    let warehouses = format!("{base}/api/v1/warehouses");
+    assert_eq!(status(&client, &users, &token).await, 200);
+    assert_eq!(status(&client, &warehouses, &token).await, 200);
+
+    // Demoted: accounts refuses at once, the catalog within seconds.
+    assert_eq!(promote(json!(["customer"])).await.unwrap().status(), 200);
+    assert_eq!(status(&client, &users, &token).await, 403);
+    assert!(
+        answers_within(&client, &warehouses, &token, 401).await,
+        "the catalog still takes the demoted admin's token"
+    );
+
+    // A session ended by logout: refused by accounts and by the catalog.
+    let pair: Value = login(
+        &client,
+        &base,
+        "deputy@example.com",
+        "a deputy's passphrase",
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let token = pair["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        status(&client, &warehouses, &token).await,
+        403,
+        "a customer now"
+    );
+    let r = client
+        .post(format!("{base}/api/v1/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(
+        status(&client, &format!("{base}/api/v1/users/me"), &token).await,
+        401
+    );
+    assert!(answers_within(&client, &warehouses, &token, 401).await);
+
+    // Metrics: not on the public origin, on the operations port.
+    assert_eq!(status(&client, &format!("{base}/metrics"), "x").await, 404);
+    let ops = up
+        .output()
+        .iter()
+        .find_map(|l| {
+            l.trim_start()
+                .strip_prefix("metrics:")
+                .and_then(|rest| rest.split_whitespace().next().map(str::to_owned))
+        })
+        .unwrap();
+    let metrics = client.get(&ops).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("http_requests_total")
+    );
+
+    // A key-encryption-key rotation while stopped: a new kek, the old kept
+    // aside, and the shop signs and verifies as before.
+    assert!(up.terminate(Duration::from_secs(30)));
+    let kek_before = std::fs::read(data.0.join("kek")).unwrap();
+    let mut rotate = Proc::spawn(
+        &[
+            "accounts",
+            "rotate-kek",
+            "--data-dir",
+            data.0.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(rotate.wait_exit(Duration::from_secs(30)));
+    assert_ne!(std::fs::read(data.0.join("kek")).unwrap(), kek_before);
+    assert_eq!(
+        std::fs::read(data.0.join("kek.previous")).unwrap(),
+        kek_before
+    );
+    #[cfg(unix)]
+    assert_eq!(others_bits(&data.0.join("kek")), 0);
+    let (mut up, base) = start_up(&data.0);
+    let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let admin: Value = r.json().await.unwrap();
+    assert_eq!(
+        status(
+            &client,
+            &format!("{base}/api/v1/users"),
+            admin["access_token"].as_str().unwrap()
+        )
+        .await,
+        200
+    );
+    assert!(up.terminate(Duration::from_secs(30)));
+
+    // `serve accounts` refuses to start without a key-encryption key.
+    let db = data.0.join("served.db");
+    let url = format!("sqlite://{}", db.display());
+    let mut served = Proc::spawn(
+        &["serve", "accounts", "--port", "0", "--insecure-http"],
+        &[("EMPORIUM_DATABASE_URL", &url)],
+    );
+    assert!(served.wait_failure(Duration::from_secs(30)));
+    assert!(
+        served
+            .output()
+            .iter()
+            .any(|l| l.contains("no key-encryption key")),
+        "{:?}",
+        served.output()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

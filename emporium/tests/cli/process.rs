@@ -92,6 +92,18 @@ impl Proc {
         false
     }
 
+    /// Waits for the process to exit by itself; true when it exited with a failure.
+    pub fn wait_failure(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return !status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
         let pid = self.child.id().to_string();

@@ -45,6 +45,9 @@ pub struct LoginConfig {
     /// Attempts on one account from anywhere: high, so nobody can lock a
     /// victim out with a few guesses, yet bounded.
     pub max_failures_per_account: i64,
+    /// Past `max_failures_per_account`, one attempt per this many seconds is
+    /// still evaluated for the account (from anywhere): slowed, never locked.
+    pub account_slow_interval_secs: u64,
     /// Wrong current passwords on a password change, per account.
     pub max_password_change_failures: i64,
     pub window_secs: u64,
@@ -107,5 +110,8 @@ mod tests {
         assert_eq!(s.tokens.access_ttl_secs, 900);
         assert_eq!(s.login.max_failures, 5);
         assert_eq!(s.login.max_failures_per_account, 100);
+        // Only the gateway is meant to reach a service: loopback unless configured.
+        assert_eq!(s.http.host, "127.0.0.1");
+        assert_eq!(s.login.trusted_proxies, "127.0.0.1/32,::1/128");
     }
 }

@@ -225,4 +225,33 @@ mod tests {
         assert!(only_b.unwrap_key("kid1", &wrapped).is_err());
         assert!(Kek::parse("c2hvcnQ=").is_err());
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn kek_files_are_created_private_and_loose_ones_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("emporium-kek-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("kek");
+        write_new_kek_file(&file).unwrap();
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(write_new_kek_file(&file).is_err(), "never overwritten");
+        Kek::parse(&read_kek_file(&file).unwrap()).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let refused = read_kek_file(&file).unwrap_err().to_string();
+        assert!(refused.contains("readable by other users"), "{refused}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn without_a_kek_nothing_starts() {
+        let settings = KeySettings {
+            kek: emporium_config::Secret::default(),
+            kek_file: String::new(),
+            previous_kek_file: String::new(),
+        };
+        let e = KekRing::from_settings(&settings).unwrap_err().to_string();
+        assert!(e.contains("no key-encryption key"), "{e}");
+    }
 }

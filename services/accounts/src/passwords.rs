@@ -49,17 +49,15 @@ impl Hasher {
                 .name(format!("argon2-{i}"))
                 .spawn(move || work(&receiver))?;
         }
-        let mut hasher = Self {
-            jobs,
-            dummy: "".into(),
-        };
+        // Made beside the pool, so a small queue cannot refuse it at start.
         let dummy_password = crate::tokens::random_token(24);
-        hasher.dummy = hasher
-            .run(move || hash_now(&dummy_password))
+        let dummy = tokio::task::spawn_blocking(move || hash_now(&dummy_password))
             .await?
-            .map_err(anyhow::Error::msg)?
-            .into();
-        Ok(hasher)
+            .map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            jobs,
+            dummy: dummy.into(),
+        })
     }
 
     /// Runs `f` on the pool, or refuses at once when the queue is full.

@@ -153,6 +153,7 @@ async fn forward(State(route): State<Route>, request: Request) -> Response {
         metrics::counter!("gateway_paths_refused_total").increment(1);
         return Problem::bad_request("The path is not in canonical form.").into_response();
     }
+    let is_head = parts.method == axum::http::Method::HEAD;
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let url = format!("{}{}", route.base, path_and_query);
     // Forward exactly the path that was routed: if the URL parser would spell
@@ -206,7 +207,11 @@ async fn forward(State(route): State<Route>, request: Request) -> Response {
         }
     };
     let status = upstream.status();
-    let response_headers = copy_end_to_end(upstream.headers(), upstream.headers().len());
+    let mut response_headers = copy_end_to_end(upstream.headers(), upstream.headers().len());
+    // A HEAD answer has no body, but says how long the GET's would be.
+    if is_head && let Some(length) = upstream.headers().get(axum::http::header::CONTENT_LENGTH) {
+        response_headers.insert(axum::http::header::CONTENT_LENGTH, length.clone());
+    }
     let limit = route.upstreams.response_limit;
     if upstream.content_length().is_some_and(|n| n > limit as u64) {
         tracing::warn!(%url, "Upstream response too large.");

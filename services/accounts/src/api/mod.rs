@@ -153,9 +153,7 @@ impl From<ApiError> for Problem {
                 ),
             ApiError::BadRequest(why) => Problem::bad_request(why),
             ApiError::Internal(cause) => {
-                let mut text = format!("{cause:#}");
-                text.truncate(2000);
-                tracing::error!(error = %text, "Request failed.");
+                tracing::error!(error = %emporium_http::problem::logged_cause(&cause), "Request failed.");
                 Problem::from_status(StatusCode::INTERNAL_SERVER_ERROR)
             }
         }

@@ -156,6 +156,11 @@ impl TestApp {
         }
     }
 
+    /// The database the service runs on.
+    pub fn db_url(&self) -> &str {
+        &self._db.url
+    }
+
     /// The SQLite file's path (`None` on PostgreSQL).
     pub fn db_path(&self) -> Option<String> {
         self._db.url.strip_prefix("sqlite://").map(str::to_owned)

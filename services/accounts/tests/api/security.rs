@@ -48,14 +48,68 @@ async fn a_burst_of_logins_cannot_pass_the_throttle(app: TestApp) {
 }
 both!(a_burst_of_logins_cannot_pass_the_throttle);
 
-/// Failures from other addresses do not lock the owner out (per-account limit is high).
+/// Failures from other addresses do not lock the owner out: past the
+/// per-account limit the account is slowed (one attempt per interval), so the
+/// owner gets in within an interval, and a burst is evaluated once per interval.
 async fn strangers_cannot_lock_an_account(app: TestApp) {
     app.customer("victim@example.com").await;
+    let attempt = |address: String, password: &'static str| {
+        app.post("/api/v1/auth/login")
+            .header("x-forwarded-for", address)
+            .json(&json!({"email": "victim@example.com", "password": password}))
+            .send()
+    };
+    // Ten failures from ten addresses pass the per-account limit (5 here).
+    for i in 0..10 {
+        let status = attempt(format!("203.0.113.{i}"), "not the password!")
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        assert!(status == 401 || status == 429, "{status}");
+    }
+    // A burst from many more addresses: at most one is evaluated per interval.
+    let burst: Vec<u16> =
+        join_all((0..30).map(|i| attempt(format!("198.51.100.{i}"), "not the password!")))
+            .await
+            .into_iter()
+            .map(|r| r.unwrap().status().as_u16())
+            .collect();
+    assert!(
+        burst.iter().filter(|s| **s == 401).count() <= 1,
+        "{burst:?}"
+    );
+    // The owner, from a fresh address, retries and gets in within the interval.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    loop {
+        let r = attempt("192.0.2.1".into(), PASSWORD).await.unwrap();
+        if r.status() == StatusCode::OK {
+            break;
+        }
+        assert_eq!(r.status(), 429);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the owner is locked out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+both!(
+    strangers_cannot_lock_an_account,
+    [
+        ("login.max_failures_per_account", "5"),
+        ("login.account_slow_interval_secs", "2")
+    ]
+);
+
+/// With the defaults, six failures from six addresses do not lock the owner out.
+async fn a_few_failures_elsewhere_do_not_lock_the_owner_out(app: TestApp) {
+    app.customer("owner@example.com").await;
     for i in 0..6 {
         let r = app
             .post("/api/v1/auth/login")
             .header("x-forwarded-for", format!("203.0.113.{i}"))
-            .json(&json!({"email": "victim@example.com", "password": "not the password!"}))
+            .json(&json!({"email": "owner@example.com", "password": "not the password!"}))
             .send()
             .await
             .unwrap();
@@ -64,39 +118,50 @@ async fn strangers_cannot_lock_an_account(app: TestApp) {
     let r = app
         .post("/api/v1/auth/login")
         .header("x-forwarded-for", "198.51.100.7")
-        .json(&json!({"email": "victim@example.com", "password": PASSWORD}))
+        .json(&json!({"email": "owner@example.com", "password": PASSWORD}))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200, "the owner from a fresh address gets in");
+    assert_eq!(r.status(), 200);
 }
-both!(strangers_cannot_lock_an_account);
+both!(a_few_failures_elsewhere_do_not_lock_the_owner_out);
 
-/// X-Forwarded-For from a peer that is not a trusted proxy is ignored.
-async fn forwarded_for_is_trusted_only_from_proxies(app: TestApp) {
-    app.customer("spoof@example.com").await;
-    for i in 0..5 {
+/// Failures from one address against five accounts, each sent with another
+/// `X-Forwarded-For`: where the peer is not a trusted proxy, the header is
+/// ignored and the peer's address is throttled.
+async fn spray(app: &TestApp) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for i in 0..6 {
         let r = app
             .post("/api/v1/auth/login")
             .header("x-forwarded-for", format!("203.0.113.{i}"))
-            .json(&json!({"email": "spoof@example.com", "password": "not the password!"}))
+            .json(&json!({"email": format!("sprayed{i}@example.com"), "password": "not the password!"}))
             .send()
             .await
             .unwrap();
-        assert_eq!(r.status(), 401);
+        statuses.push(r.status().as_u16());
     }
-    let r = app
-        .post("/api/v1/auth/login")
-        .header("x-forwarded-for", "198.51.100.99")
-        .json(&json!({"email": "spoof@example.com", "password": "not the password!"}))
-        .send()
-        .await
-        .unwrap();
-    problem(r, 429).await;
+    statuses
+}
+
+async fn forwarded_for_is_trusted_only_from_proxies(app: TestApp) {
+    assert_eq!(spray(&app).await, [401, 401, 401, 401, 401, 429]);
 }
 both!(
     forwarded_for_is_trusted_only_from_proxies,
-    [("login.trusted_proxies", "")]
+    [
+        ("login.trusted_proxies", ""),
+        ("login.max_failures_per_address", "5")
+    ]
+);
+
+/// The same spray from the gateway (a trusted proxy): six addresses, no 429.
+async fn forwarded_for_from_the_gateway_names_the_client(app: TestApp) {
+    assert_eq!(spray(&app).await, [401; 6]);
+}
+both!(
+    forwarded_for_from_the_gateway_names_the_client,
+    [("login.max_failures_per_address", "5")]
 );
 
 /// A demoted or disabled admin's still-valid token can do nothing an admin can.
@@ -181,6 +246,128 @@ async fn admin_routes_check_the_account_as_it_is_now(app: TestApp) {
 }
 both!(admin_routes_check_the_account_as_it_is_now);
 
+/// A disabled admin's token does nothing (not even re-enabling itself), and
+/// a token whose account was closed is refused on admin routes.
+async fn disabled_and_closed_accounts_lose_their_tokens(app: TestApp) {
+    let root = app.admin_token().await;
+    let pair = app.customer("former@example.com").await;
+    let former_id = user_id(&app, access(&pair)).await;
+    let r = app
+        .patch(&format!("/api/v1/users/{former_id}"))
+        .bearer_auth(&root)
+        .json(&json!({"roles": ["customer", "admin"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let former: Value = app
+        .login("former@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let former = access(&former).to_owned();
+    assert_eq!(
+        app.get("/api/v1/users")
+            .bearer_auth(&former)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let r = app
+        .patch(&format!("/api/v1/users/{former_id}"))
+        .bearer_auth(&root)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for r in [
+        app.get("/api/v1/users").bearer_auth(&former).send(),
+        app.get(&format!("/api/v1/users/{former_id}"))
+            .bearer_auth(&former)
+            .send(),
+    ] {
+        problem(r.await.unwrap(), 401).await;
+    }
+    let r = app
+        .patch(&format!("/api/v1/users/{former_id}"))
+        .bearer_auth(&former)
+        .json(&json!({"disabled": false}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 401).await;
+
+    // An admin who closes their account (another admin remains): the token is dead.
+    let pair = app.customer("leaving@example.com").await;
+    let leaving_id = user_id(&app, access(&pair)).await;
+    app.patch(&format!("/api/v1/users/{leaving_id}"))
+        .bearer_auth(&root)
+        .json(&json!({"roles": ["customer", "admin"]}))
+        .send()
+        .await
+        .unwrap();
+    let leaving: Value = app
+        .login("leaving@example.com", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let leaving = access(&leaving).to_owned();
+    let r = app
+        .delete("/api/v1/users/me")
+        .bearer_auth(&leaving)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    problem(
+        app.get("/api/v1/users")
+            .bearer_auth(&leaving)
+            .send()
+            .await
+            .unwrap(),
+        401,
+    )
+    .await;
+}
+both!(disabled_and_closed_accounts_lose_their_tokens);
+
+/// When password hashing is saturated, the answer is 503 with Retry-After at
+/// once, never a 500 or a long wait, and the service recovers.
+async fn saturated_hashing_answers_503(app: TestApp) {
+    let emails: Vec<String> = (0..12).map(|i| format!("flood{i}@example.com")).collect();
+    let responses = join_all(emails.iter().map(|e| app.register(e, PASSWORD))).await;
+    let mut busy = 0;
+    for r in responses {
+        match r.status().as_u16() {
+            201 => {}
+            503 => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                problem(r, 503).await;
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        busy >= 1,
+        "one thread and one place: a burst must be refused"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.register("after@example.com", PASSWORD).await.status(),
+        201
+    );
+}
+both!(
+    saturated_hashing_answers_503,
+    [("hashing.threads", "1"), ("hashing.queue", "1")]
+);
+
 /// The last enabled admin cannot close the account; two admins demoting each
 /// other at once leave one admin.
 async fn an_enabled_admin_always_remains(app: TestApp) {
@@ -197,12 +384,14 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
     .await;
     let pair = app.customer("second@example.com").await;
     let second_id = user_id(&app, access(&pair)).await;
-    app.patch(&format!("/api/v1/users/{second_id}"))
+    let r = app
+        .patch(&format!("/api/v1/users/{second_id}"))
         .bearer_auth(&root)
         .json(&json!({"roles": ["customer", "admin"]}))
         .send()
         .await
         .unwrap();
+    assert_eq!(r.status(), 200);
     let second: Value = app
         .login("second@example.com", PASSWORD)
         .await
@@ -210,6 +399,12 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
         .await
         .unwrap();
     let second = access(&second).to_owned();
+    let users = |token: &str| app.get("/api/v1/users").bearer_auth(token).send();
+    assert_eq!(
+        users(&second).await.unwrap().status(),
+        200,
+        "two admins now"
+    );
     let (a, b) = tokio::join!(
         app.patch(&format!("/api/v1/users/{second_id}"))
             .bearer_auth(&root)
@@ -246,8 +441,89 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
         .filter(|u| u["roles"].as_array().unwrap().contains(&json!("admin")))
         .count();
     assert_eq!(admins, 1);
+    // Disabling the other admin, or closing, as the last one: refused too.
+    let (last, other_id) = if statuses[0] == StatusCode::OK {
+        (&root, second_id.as_str())
+    } else {
+        (&second, root_id.as_str())
+    };
+    let last_id = user_id(&app, last).await;
+    let r = app
+        .patch(&format!("/api/v1/users/{other_id}"))
+        .bearer_auth(last)
+        .json(&json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the other is no admin: disabling is fine");
+    problem(
+        app.delete("/api/v1/users/me")
+            .bearer_auth(last)
+            .send()
+            .await
+            .unwrap(),
+        409,
+    )
+    .await;
+    assert!(!last_id.is_empty());
 }
 both!(an_enabled_admin_always_remains);
+
+/// The same race many times, straight at the store (both engines): two
+/// admins demoting each other at once never leave the shop without one.
+async fn admins_demoting_each_other_leave_one(app: TestApp) {
+    use emporium_accounts::store::{StoreError, UserChange};
+    let root = app.admin_token().await;
+    let root_id: uuid::Uuid = user_id(&app, &root).await.parse().unwrap();
+    let pair = app.customer("rival@example.com").await;
+    let rival_id: uuid::Uuid = user_id(&app, access(&pair)).await.parse().unwrap();
+    let admin = UserChange {
+        roles: Some("customer,admin".into()),
+        ..Default::default()
+    };
+    let customer = UserChange {
+        roles: Some("customer".into()),
+        ..Default::default()
+    };
+    for round in 0..10 {
+        // Whoever is admin now makes the other one an admin again.
+        let (actor, other) = if app
+            .store
+            .user_by_id(root_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .roles
+            .contains("admin")
+        {
+            (root_id, rival_id)
+        } else {
+            (rival_id, root_id)
+        };
+        app.store
+            .change_user(actor, other, &admin, 0, &[])
+            .await
+            .unwrap();
+        let (a, b) = tokio::join!(
+            app.store.change_user(root_id, rival_id, &customer, 0, &[]),
+            app.store.change_user(rival_id, root_id, &customer, 0, &[]),
+        );
+        let won = [a.is_ok(), b.is_ok()];
+        assert_eq!(
+            won.iter().filter(|w| **w).count(),
+            1,
+            "round {round}: {won:?}"
+        );
+        for lost in [a, b].into_iter().filter_map(Result::err) {
+            assert!(
+                matches!(lost, StoreError::NotAnAdmin),
+                "round {round}: {lost:?}"
+            );
+        }
+        assert!(app.store.any_admin().await.unwrap(), "round {round}");
+    }
+}
+both!(admins_demoting_each_other_leave_one);
 
 /// After logout or a password change the old access token stops working at once.
 async fn ended_sessions_refuse_their_tokens(app: TestApp) {
@@ -354,3 +630,114 @@ async fn database_files_are_private() {
         assert_eq!(mode & 0o077, 0, "{file} has mode {:o}", mode & 0o777);
     }
 }
+
+/// With no enabled admin, the bootstrap never hands the role to an account
+/// someone registered with the configured admin email: it refuses to start.
+async fn a_squatted_admin_email_is_never_promoted(app: TestApp) {
+    // This app was started without an admin (see the settings below).
+    assert_eq!(app.register("boss@shop.test", PASSWORD).await.status(), 201);
+    let settings = crate::helpers::settings(
+        app.db_url(),
+        &[("admin_email", "boss@shop.test"), ("http.port", "0")],
+    );
+    let started = emporium_accounts::Application::build_with_bus(settings, app.bus.clone()).await;
+    let error = format!("{:#}", started.err().expect("the bootstrap refuses"));
+    assert!(error.contains("belongs to an existing account"), "{error}");
+    let squatter = app
+        .store
+        .user_by_email("boss@shop.test")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!squatter.roles.contains("admin"));
+}
+both!(
+    a_squatted_admin_email_is_never_promoted,
+    [("admin_email", "")]
+);
+
+/// A refresh racing a logout or a password change never yields a session
+/// that outlives them (the rows are locked; the new tokens are refused).
+async fn a_refresh_cannot_slip_past_a_revocation(app: TestApp) {
+    let pair = app.customer("racer@example.com").await;
+    let mut password = PASSWORD.to_owned();
+    for round in 0..6 {
+        let pair: Value = if round == 0 {
+            pair.clone()
+        } else {
+            app.login("racer@example.com", &password)
+                .await
+                .json()
+                .await
+                .unwrap()
+        };
+        let token = access(&pair).to_owned();
+        let refresh_token = pair["refresh_token"].as_str().unwrap().to_owned();
+        let next_password = format!("racing passphrase number {round}");
+        let revoke = async {
+            if round % 2 == 0 {
+                app.post("/api/v1/auth/logout")
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap()
+            } else {
+                app.put("/api/v1/users/me/password")
+                    .bearer_auth(&token)
+                    .json(&json!({"current_password": password, "new_password": next_password}))
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        let (refreshed, revoked) = tokio::join!(app.refresh_with(&refresh_token), revoke);
+        assert_eq!(revoked.status(), 204, "round {round}");
+        if round % 2 == 1 {
+            password = next_password;
+        }
+        if refreshed.status() == StatusCode::OK {
+            let fresh: Value = refreshed.json().await.unwrap();
+            problem(
+                app.get("/api/v1/users/me")
+                    .bearer_auth(access(&fresh))
+                    .send()
+                    .await
+                    .unwrap(),
+                401,
+            )
+            .await;
+            problem(
+                app.refresh_with(fresh["refresh_token"].as_str().unwrap())
+                    .await,
+                401,
+            )
+            .await;
+        } else {
+            assert_eq!(refreshed.status(), 401, "round {round}");
+        }
+    }
+}
+both!(a_refresh_cannot_slip_past_a_revocation);
+
+/// Keys an older version stored in the clear are wrapped at the next start,
+/// and keep signing.
+async fn keys_stored_in_the_clear_are_wrapped_on_start(app: TestApp) {
+    let newest = app.store.signing_keys().await.unwrap()[0].created_at;
+    let clear = emporium_accounts::tokens::new_signing_key(newest + 1000);
+    app.store.insert_signing_key(&clear).await.unwrap();
+    let settings = crate::helpers::settings(app.db_url(), &[("http.port", "0")]);
+    let restarted = emporium_accounts::Application::build_with_bus(settings, app.bus.clone())
+        .await
+        .unwrap();
+    drop(restarted);
+    let stored = app.store.signing_keys().await.unwrap();
+    let row = stored.iter().find(|k| k.kid == clear.kid).unwrap();
+    assert!(emporium_accounts::kek::is_wrapped(&row.private_der));
+    assert_ne!(row.private_der, clear.private_der);
+    assert!(
+        stored
+            .iter()
+            .all(|k| emporium_accounts::kek::is_wrapped(&k.private_der))
+    );
+}
+both!(keys_stored_in_the_clear_are_wrapped_on_start);

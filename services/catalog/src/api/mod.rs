@@ -140,9 +140,7 @@ impl From<ApiError> for Problem {
             )
             .with_detail(what),
             ApiError::Internal(cause) => {
-                // The cause chain on one line, bounded; never `?cause`, whose
-                // Debug form appends a backtrace when one was captured.
-                tracing::error!(error = %bounded(format!("{cause:#}")), "Request failed.");
+                tracing::error!(error = %emporium_http::problem::logged_cause(&cause), "Request failed.");
                 Problem::internal()
             }
         }
@@ -150,21 +148,6 @@ impl From<ApiError> for Problem {
 }
 
 /// How much of a failure's cause is logged.
-const MAX_LOGGED_CAUSE: usize = 2000;
-
-/// `text` cut to at most [`MAX_LOGGED_CAUSE`] bytes (on a character boundary), marked when cut.
-fn bounded(mut text: String) -> String {
-    if text.len() > MAX_LOGGED_CAUSE {
-        let cut = (0..=MAX_LOGGED_CAUSE)
-            .rev()
-            .find(|i| text.is_char_boundary(*i))
-            .unwrap_or(0);
-        text.truncate(cut);
-        text.push_str("… (truncated)");
-    }
-    text
-}
-
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         Problem::from(self).into_response()
@@ -214,19 +197,4 @@ pub fn decode_cursor(cursor: Option<&str>) -> ApiResult<Option<Uuid>> {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn logged_causes_are_bounded_on_a_character_boundary() {
-        assert_eq!(bounded("short".into()), "short");
-        let long = "é".repeat(3000);
-        let cut = bounded(long);
-        assert!(cut.len() <= MAX_LOGGED_CAUSE + "… (truncated)".len());
-        assert!(cut.ends_with("… (truncated)"));
-        assert!(cut.starts_with("éé"));
-    }
 }

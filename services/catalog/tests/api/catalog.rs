@@ -828,3 +828,33 @@ async fn if_match_star_asks_only_that_the_product_exists(app: TestApp) {
     problem(patch("Gone").await.unwrap(), 404).await;
 }
 both!(if_match_star_asks_only_that_the_product_exists);
+
+/// A NUL anywhere in a body (PostgreSQL refuses it in text and JSON) is a 422
+/// naming the body, never a 500, and nothing is stored.
+async fn nul_characters_in_bodies_answer_422(app: TestApp) {
+    let category = app.category("Nul", None, json!([])).await;
+    for (path, body) in [
+        (
+            "/api/v1/products",
+            json!({"sku": "NUL-1", "name": "a\u{0}b", "description": "x",
+                   "price": {"amount": 100, "currency": "EUR"}, "category_id": category, "attributes": {}}),
+        ),
+        (
+            "/api/v1/products",
+            json!({"sku": "NUL-2", "name": "ok", "description": "x\u{0}",
+                   "price": {"amount": 100, "currency": "EUR"}, "category_id": category, "attributes": {}}),
+        ),
+        (
+            "/api/v1/warehouses",
+            json!({"code": "NUL", "name": "x", "address": {"line1": "\u{0}"}}),
+        ),
+    ] {
+        let r = app.admin_json(reqwest::Method::POST, path, body).await;
+        let p = problem(r, 422).await;
+        assert_eq!(fields(&p), ["body"], "{path}");
+    }
+    let r = app.get("/api/v1/products?q=NUL").send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["items"].as_array().unwrap().len(), 0);
+}
+both!(nul_characters_in_bodies_answer_422);

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 struct Harness {
     gateway: String,
+    hits: Hits,
     ops: String,
     ca: std::path::PathBuf,
     client: reqwest::Client,
@@ -31,12 +32,17 @@ impl Drop for TempDir {
     }
 }
 
+/// Requests the upstream received.
+type Hits = std::sync::Arc<std::sync::atomic::AtomicUsize>;
+
 async fn echo(
+    axum::extract::State(hits): axum::extract::State<Hits>,
     method: axum::http::Method,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: String,
 ) -> axum::Json<Value> {
+    hits.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let h = |n: &str| headers.get(n).map(|v| v.to_str().unwrap().to_owned());
     axum::Json(json!({
         "method": method.as_str(),
@@ -47,16 +53,23 @@ async fn echo(
         "traceparent": h("traceparent"),
         "authorization": h("authorization"),
         "connection": h("connection"),
+        "x_hop": h("x-hop"),
     }))
 }
 
 /// Starts the echo upstream (unless `upstream_down`) and the gateway in front of it.
 async fn spawn(upstream_down: bool) -> Harness {
+    spawn_with(upstream_down, &[]).await
+}
+
+/// As [`spawn`], with gateway settings overridden.
+async fn spawn_with(upstream_down: bool, overrides: &[(&str, &str)]) -> Harness {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = std::env::temp_dir().join(format!("emporium-gateway-test-{}", uuid_like()));
     let certs = CertDir(dir.clone());
     certs.ensure(&["accounts", "gateway"], &[]).unwrap();
     let mut triggers = Vec::new();
+    let hits = Hits::default();
 
     let upstream_settings = HttpSettings::loopback(&certs.cert("accounts"), &certs.key("accounts"));
     let upstream = HttpServer::bind(&upstream_settings).unwrap();
@@ -66,11 +79,13 @@ async fn spawn(upstream_down: bool) -> Harness {
     } else {
         let (t, s) = Shutdown::new();
         triggers.push(t);
-        let router = Router::new().route("/{*path}", any(echo));
+        let router = Router::new()
+            .route("/{*path}", any(echo))
+            .with_state(hits.clone());
         tokio::spawn(upstream.run_until_stopped(router, s));
     }
 
-    let settings: GatewaySettings = Loader::new(emporium_gateway::config::DEFAULTS)
+    let settings = Loader::new(emporium_gateway::config::DEFAULTS)
         .unwrap()
         .set("http.host", "127.0.0.1")
         .unwrap()
@@ -89,7 +104,10 @@ async fn spawn(upstream_down: bool) -> Harness {
         .set("upstreams.ca_cert", certs.ca().to_str().unwrap())
         .unwrap()
         .set("ops.port", "0")
-        .unwrap()
+        .unwrap();
+    let settings: GatewaySettings = overrides
+        .iter()
+        .fold(settings, |l, (k, v)| l.set(k, v).unwrap())
         .build()
         .unwrap();
     let gateway = Application::build(settings).await.unwrap();
@@ -101,6 +119,7 @@ async fn spawn(upstream_down: bool) -> Harness {
     let client = emporium_http::tls::client(Some(&certs.ca()), Duration::from_secs(30)).unwrap();
     Harness {
         gateway: gateway_url,
+        hits,
         ops: ops_url,
         ca: certs.ca(),
         client,
@@ -139,6 +158,10 @@ async fn forwards_account_paths_with_context() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-request-id"], "req-42");
+    // A relayed answer (a login's tokens, here echoed) is never cached.
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(r.headers()["strict-transport-security"], "max-age=31536000");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     let seen: Value = r.json().await.unwrap();
     assert_eq!(seen["method"], "POST");
     assert_eq!(seen["uri"], "/api/v1/auth/login?x=1");
@@ -289,6 +312,11 @@ async fn other_spellings_of_a_path_never_reach_internal_routes() {
             assert_eq!(version == "2", http2, "{path}: {answer}");
         }
     }
+    assert_eq!(
+        h.hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no spelling reached the upstream"
+    );
     // The canonical spelling still goes through.
     let r = h
         .client
@@ -339,4 +367,61 @@ async fn metrics_stay_off_the_public_port_and_bounded() {
     assert!(text.contains("http_requests_total"), "{text}");
     assert!(!text.contains("M7X"), "made-up methods are not labels");
     assert!(text.contains("method=\"other\""));
+}
+
+/// Headers the client names in `Connection` belong to that hop and are not
+/// forwarded; HEAD keeps the upstream's length; an upstream answer over the
+/// cap is a 502, not buffered.
+#[tokio::test]
+async fn hop_headers_head_lengths_and_the_response_cap() {
+    let h = spawn(false).await;
+    let client = reqwest::Client::builder()
+        .http1_only()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&std::fs::read(&h.ca).unwrap()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let seen: Value = client
+        .get(format!("{}/api/v1/products", h.gateway))
+        .header("connection", "x-hop")
+        .header("x-hop", "secret")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(seen["x_hop"], Value::Null, "{seen}");
+    assert_eq!(seen["connection"], Value::Null, "{seen}");
+
+    let get = h
+        .client
+        .get(format!("{}/api/v1/products", h.gateway))
+        .send()
+        .await
+        .unwrap();
+    let length = get.bytes().await.unwrap().len();
+    let head = h
+        .client
+        .head(format!("{}/api/v1/products", h.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    // The echo's answer names the method: "HEAD" is one letter longer than "GET".
+    assert_eq!(
+        head.headers()["content-length"].to_str().unwrap(),
+        (length + 1).to_string().as_str()
+    );
+
+    let small = spawn_with(false, &[("upstreams.max_response_bytes", "64")]).await;
+    let r = small
+        .client
+        .get(format!("{}/api/v1/products", small.gateway))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
 }
