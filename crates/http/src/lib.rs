@@ -11,6 +11,8 @@
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`server`]: binding (port 0 in tests), HTTPS with rustls or plain HTTP behind
 //!   an explicit flag, graceful shutdown that drains in-flight requests.
+//! - [`text`]: what user-typed text may not contain (controls, invisible and
+//!   bidirectional characters), for every service's validation.
 //! - [`tls`]: the development certificate authority and service certificates,
 //!   and the pooled HTTPS client that trusts it.
 //! - [`shutdown`]: a cloneable shutdown signal fed by SIGINT/SIGTERM or a trigger.
@@ -21,6 +23,7 @@ pub mod ops;
 pub mod problem;
 pub mod server;
 pub mod shutdown;
+pub mod text;
 pub mod tls;
 
 pub use middleware::{RequestContext, ServiceName, standard_layers};

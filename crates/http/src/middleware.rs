@@ -2,6 +2,7 @@
 //! request context (request id, trace context, span, metrics, problem safety
 //! net) → panic catcher → timeout → body-size limit → the service's routes.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -11,6 +12,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use emporium_telemetry::TraceParent;
 use futures_util::StreamExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -52,8 +54,12 @@ pub fn standard_layers(router: Router, service: ServiceName, settings: &HttpSett
                 max: settings.body_limit_bytes,
                 linger_bytes: settings.body_limit_bytes.saturating_mul(8).max(8 << 20),
                 linger: Duration::from_secs(2),
+                read_within: Duration::from_millis(settings.request_timeout_ms),
+                budget: Arc::new(Semaphore::new(
+                    settings.max_buffered_body_bytes.min(Semaphore::MAX_PERMITS),
+                )),
             },
-            buffer_chunked_body,
+            buffer_body,
         ))
         .layer(CatchPanicLayer::custom(
             |_panic: Box<dyn std::any::Any + Send>| {
@@ -183,52 +189,79 @@ fn security_headers(headers: &mut HeaderMap) {
         .or_insert(HeaderValue::from_static("no-store"));
 }
 
-/// A body sent without `Content-Length` (chunked) is read here, up to the
-/// limit. Past it the answer is 413, but only after reading and discarding a
-/// bounded amount more, as nginx lingers: closing while the client is still
-/// sending would reset the connection before it reads the 413.
-async fn buffer_chunked_body(
-    State(limits): State<BodyLimits>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let has_length = request.headers().contains_key(header::CONTENT_LENGTH);
-    let no_body = matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    ) && !request.headers().contains_key(header::TRANSFER_ENCODING);
-    if has_length || no_body {
+/// Every request body is read here, before the routes, so that three limits
+/// hold whatever the route does with it:
+///
+/// - Size: over `body_limit_bytes` the answer is 413: at once when
+///   `Content-Length` says so, else after reading and discarding a bounded
+///   amount more, as nginx lingers (closing while the client is still sending
+///   would reset the connection before it reads the 413).
+/// - Memory: the bytes held by all bodies being read on the listener share
+///   one budget (`max_buffered_body_bytes`); a chunk that does not fit answers
+///   503 with `Retry-After` instead of growing memory with every stream an
+///   attacker opens. The bytes stay counted until the answer is made.
+/// - Time: the body must arrive within the request timeout (503).
+async fn buffer_body(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
+    let length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+    if length == Some(0) || (length.is_none() && !chunked) {
         return next.run(request).await;
     }
+    if length.is_some_and(|n| n > limits.max as u64) {
+        return Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
+    }
+    let deadline = tokio::time::Instant::now() + limits.read_within;
     let (parts, body) = request.into_parts();
     let mut stream = body.into_data_stream();
-    let mut buffered = Vec::new();
-    // Reading within the limit: the idle timeout bounds a stalled client.
+    let mut buffered = Vec::with_capacity(length.unwrap_or(0) as usize);
+    let mut held: Option<OwnedSemaphorePermit> = None;
     let overflow = loop {
-        match stream.next().await {
-            Some(Ok(chunk)) if buffered.len() + chunk.len() <= limits.max => {
-                buffered.extend_from_slice(&chunk);
-            }
-            Some(Ok(chunk)) => break chunk.len(),
-            None => break 0,
-            Some(Err(_)) => {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(chunk))) => chunk,
+            Ok(None) => break 0,
+            Ok(Some(Err(_))) => {
                 return Problem::bad_request("The request body could not be read.").into_response();
             }
+            Err(_) => {
+                return Problem::from_status(StatusCode::SERVICE_UNAVAILABLE)
+                    .with_detail("The request body did not arrive in time.")
+                    .into_response();
+            }
+        };
+        if buffered.len() + chunk.len() > limits.max {
+            break chunk.len();
         }
+        let Some(permit) = u32::try_from(chunk.len())
+            .ok()
+            .and_then(|n| limits.budget.clone().try_acquire_many_owned(n).ok())
+        else {
+            metrics::counter!("http_bodies_refused_total").increment(1);
+            return Problem::from_status(StatusCode::SERVICE_UNAVAILABLE)
+                .with_detail("Too many request bodies are being received; try again shortly.")
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+                .into_response();
+        };
+        match held.as_mut() {
+            Some(all) => all.merge(permit),
+            None => held = Some(permit),
+        }
+        buffered.extend_from_slice(&chunk);
     };
-    let mut discarded = overflow;
     if overflow > 0 {
+        drop(held);
         drop(buffered);
-        buffered = Vec::new();
-        let deadline = tokio::time::Instant::now() + limits.linger;
+        let mut discarded = overflow;
+        let linger_until = tokio::time::Instant::now() + limits.linger;
         while discarded <= limits.linger_bytes {
-            match tokio::time::timeout_at(deadline, stream.next()).await {
+            match tokio::time::timeout_at(linger_until, stream.next()).await {
                 Ok(Some(Ok(chunk))) => discarded += chunk.len(),
                 _ => break,
             }
         }
-    }
-    if discarded > 0 {
         let mut response = Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
         if discarded > limits.linger_bytes {
             // The rest is not worth reading: ask the client to go away.
@@ -238,15 +271,21 @@ async fn buffer_chunked_body(
         }
         return response;
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(buffered)))
-        .await
+    let response = next
+        .run(Request::from_parts(parts, axum::body::Body::from(buffered)))
+        .await;
+    drop(held);
+    response
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct BodyLimits {
     max: usize,
     linger_bytes: usize,
     linger: Duration,
+    read_within: Duration,
+    /// Bytes of request bodies the listener may hold at once.
+    budget: Arc<Semaphore>,
 }
 
 /// Replaces the body of an error response that is not already a problem

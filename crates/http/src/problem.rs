@@ -290,10 +290,51 @@ fn neutral(message: &str) -> String {
             i = next;
             continue 'words;
         }
-        out.push(words[i].to_owned());
+        out.push(primitive(words[i]));
         i += 1;
     }
-    out.join(" ")
+    shorten(&uuid_failure(&out.join(" ")))
+}
+
+/// A Rust primitive type name (`i64`, `u32,`) as the JSON it asks for.
+fn primitive(word: &str) -> String {
+    let name = word.trim_end_matches([',', ';', '.', ')']);
+    let tail = &word[name.len()..];
+    let plain = match name {
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128"
+        | "usize" => "an integer in range",
+        "f32" | "f64" => "a number",
+        "char" => "one character",
+        _ => return word.to_owned(),
+    };
+    format!("{plain}{tail}")
+}
+
+/// `UUID parsing failed: invalid character: found `n` at 0 at line 1 column 9`
+/// (the uuid crate's words) as `not a UUID at line 1 column 9`.
+fn uuid_failure(message: &str) -> String {
+    let Some(start) = message.find("UUID parsing failed") else {
+        return message.to_owned();
+    };
+    let rest = &message[start..];
+    let end = rest.find(" at line ").unwrap_or(rest.len());
+    format!("{}not a UUID{}", &message[..start], &rest[end..])
+}
+
+/// The most of a client's own input an error detail repeats.
+const MAX_DETAIL: usize = 300;
+
+/// Details quote field names and values the client sent: bounded, so a huge
+/// key is not sent back whole.
+fn shorten(text: &str) -> String {
+    if text.len() <= MAX_DETAIL {
+        return text.to_owned();
+    }
+    let cut = (0..=MAX_DETAIL)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    format!("{}…", &text[..cut])
 }
 
 /// If `word` is a Rust type name (`Foo`, `Foo::Bar`, `Foo<T>`), possibly followed by
@@ -563,6 +604,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn details_repeat_at_most_a_bounded_part_of_the_input() {
+        let huge = format!(
+            "{}: invalid type: null, expected a string",
+            "k".repeat(100_000)
+        );
+        let detail = neutral(&huge);
+        assert!(detail.len() <= MAX_DETAIL + "…".len(), "{}", detail.len());
+        assert!(detail.ends_with('…'));
+    }
+
+    #[test]
     fn logged_causes_are_bounded_on_a_character_boundary() {
         assert_eq!(logged_cause(&anyhow::anyhow!("short")), "short");
         let chained = anyhow::anyhow!("inner").context("outer");
@@ -671,6 +723,18 @@ mod tests {
                 "data did not match any allowed form",
             ),
             (
+                "delta: invalid type: floating point `-9.2e18`, expected i64 at line 1 column 29",
+                "delta: invalid type: floating point `-9.2e18`, expected an integer in range at line 1 column 29",
+            ),
+            (
+                "position: invalid value: integer `70000`, expected i16 at line 1 column 5",
+                "position: invalid value: integer `70000`, expected an integer in range at line 1 column 5",
+            ),
+            (
+                "category_id: UUID parsing failed: invalid character: found `n` at 0 at line 1 column 80",
+                "category_id: not a UUID at line 1 column 80",
+            ),
+            (
                 "invalid type: map, expected internally tagged enum Event",
                 "invalid type: map, expected an object",
             ),
@@ -689,7 +753,7 @@ mod tests {
             ),
             (
                 "items[0].qty: invalid type: string \"1\", expected u32 at line 1 column 20",
-                "items[0].qty: invalid type: string \"1\", expected u32 at line 1 column 20",
+                "items[0].qty: invalid type: string \"1\", expected an integer in range at line 1 column 20",
             ),
             (
                 "unknown variant `x`, expected `customer` or `admin`",

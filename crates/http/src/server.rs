@@ -46,6 +46,9 @@ pub struct HttpSettings {
     pub http2_max_concurrent_streams: u32,
     /// Largest request head (HTTP/1.1 headers, HTTP/2 header list); larger answers 431.
     pub max_header_bytes: usize,
+    /// Bytes of request bodies held at once by all requests being read on the
+    /// listener; a body that does not fit answers 503.
+    pub max_buffered_body_bytes: usize,
 }
 
 impl HttpSettings {
@@ -66,6 +69,7 @@ impl HttpSettings {
             max_connections_per_client: 512,
             http2_max_concurrent_streams: 128,
             max_header_bytes: 16 * 1024,
+            max_buffered_body_bytes: 64 << 20,
         }
     }
 

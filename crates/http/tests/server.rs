@@ -404,3 +404,61 @@ async fn an_oversized_head_is_refused() {
         .unwrap();
     assert_eq!(r.status(), 431);
 }
+
+/// Bodies being received share one memory budget per listener: past it, a
+/// body answers 503 with Retry-After at once, and the budget comes back when
+/// the requests holding it are answered.
+#[tokio::test]
+async fn request_bodies_share_a_memory_budget() {
+    use tokio::io::AsyncWriteExt;
+    let mut s = plain(settings(&certs()));
+    s.max_buffered_body_bytes = 2_000;
+    s.request_timeout_ms = 10_000;
+    let (addr, _stop) = serve(s).await;
+    let head = "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
+    // Two uploads that stop short of their length hold 900 bytes each.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[b' '; 900]).await.unwrap();
+        holders.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    third.write_all(head.as_bytes()).await.unwrap();
+    third.write_all(&[b' '; 900]).await.unwrap();
+    let seen = closed_or_answered(&mut third).await;
+    assert!(seen.starts_with("HTTP/1.1 503"), "{seen}");
+    assert!(
+        seen.to_ascii_lowercase().contains("retry-after: 1"),
+        "{seen}"
+    );
+    // The first upload completes: answered, and its bytes return to the budget.
+    let mut first = holders.remove(0);
+    first.write_all(&[b' '; 99]).await.unwrap();
+    first.write_all(b"1").await.unwrap();
+    let seen = closed_or_answered(&mut first).await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/echo"))
+        .json(&serde_json::json!({"pad": "x".repeat(800)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// The answer's head as text, read until its blank line (or the close).
+async fn closed_or_answered(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&seen).into_owned()
+}

@@ -84,9 +84,10 @@ pub async fn update_me(
     ctx: Option<Extension<RequestContext>>,
     AppJson(body): AppJson<ProfileChange>,
 ) -> ApiResult<AppJson<UserView>> {
-    let record = current(&state, &user).await?;
+    current(&state, &user).await?;
+    // Nothing to change is a mistake (a misspelt field, say), not a success.
     let Some(raw) = body.name else {
-        return Ok(AppJson(UserView::from(&record)));
+        return Err(ApiError::field("body", "names no field to change (name)"));
     };
     let name = DisplayName::parse(&raw).map_err(|m| ApiError::field("name", m))?;
     let event = events::profile_updated(user.id, name.as_str(), events::trace_of(ctx.as_deref()));
@@ -283,6 +284,12 @@ pub async fn admin_update(
 ) -> ApiResult<AppJson<UserView>> {
     current_admin(&state, &acting).await?;
     let Admin(admin) = acting;
+    if body.roles.is_none() && body.disabled.is_none() {
+        return Err(ApiError::field(
+            "body",
+            "names no field to change (roles, disabled)",
+        ));
+    }
     let roles = match body.roles {
         None => None,
         Some(names) => {

@@ -16,6 +16,8 @@ pub struct Email(String);
 const MAX_RAW_BYTES: usize = 4 * 1024;
 
 const NOT_AN_ADDRESS: &str = "must be an email address";
+const MIXED_SCRIPTS: &str =
+    "must not mix Latin, Greek and Cyrillic letters within one part of the address";
 const SPECIAL: &str = "must not contain spaces or characters such as < > ( ) [ ] , ; : \\ \"";
 
 impl Email {
@@ -55,6 +57,14 @@ impl Email {
         }
         if !local.chars().all(local_char) || !domain.chars().all(domain_char) {
             return Err(SPECIAL);
+        }
+        // `аdmin` with a Cyrillic `а` looks like `admin`: within one part of
+        // the address, letters of Latin, Greek and Cyrillic do not mix.
+        if std::iter::once(local)
+            .chain(domain.split('.'))
+            .any(mixes_confusable_scripts)
+        {
+            return Err(MIXED_SCRIPTS);
         }
         // A dot-atom (RFC 5322): no empty part between dots.
         let local_ok = !local.is_empty()
@@ -100,6 +110,44 @@ fn domain_char(c: char) -> bool {
     }
 }
 
+/// The scripts whose letters are mistaken for each other (`a`/`а`/`α`, `o`/`о`/`ο`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Script {
+    Latin,
+    Greek,
+    Cyrillic,
+}
+
+fn script_of(c: char) -> Option<Script> {
+    match c {
+        'a'..='z' | 'A'..='Z' => Some(Script::Latin),
+        '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}' if c.is_alphabetic() => {
+            Some(Script::Latin)
+        }
+        '\u{0370}'..='\u{03FF}' | '\u{1F00}'..='\u{1FFF}' if c.is_alphabetic() => {
+            Some(Script::Greek)
+        }
+        '\u{0400}'..='\u{052F}'
+        | '\u{1C80}'..='\u{1C8F}'
+        | '\u{2DE0}'..='\u{2DFF}'
+        | '\u{A640}'..='\u{A69F}' => Some(Script::Cyrillic),
+        _ => None,
+    }
+}
+
+/// Whether a part of an address holds letters of two of those scripts.
+fn mixes_confusable_scripts(part: &str) -> bool {
+    let mut seen = None;
+    for script in part.chars().filter_map(script_of) {
+        match seen {
+            None => seen = Some(script),
+            Some(first) if first != script => return true,
+            Some(_) => {}
+        }
+    }
+    false
+}
+
 /// Variation selectors are combining marks that change nothing in an address.
 fn is_variation_selector(c: char) -> bool {
     matches!(
@@ -111,8 +159,27 @@ fn is_variation_selector(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::super::{BIDI, CONTROL};
+    use emporium_http::text::{BIDI, CONTROL};
     use super::*;
+
+    #[test]
+    fn look_alike_letters_from_other_scripts_are_refused() {
+        for raw in [
+            "\u{430}dmin@emporium.test",
+            "admin@\u{435}xample.com",
+            "p\u{3bf}st@example.com",
+        ] {
+            assert_eq!(Email::parse(raw), Err(MIXED_SCRIPTS), "{raw:?}");
+        }
+        for raw in [
+            "\u{430}\u{434}\u{43c}\u{438}\u{43d}@example.com",
+            "zo\u{eb}@example.com",
+            "\u{3b1}\u{3b2}@example.gr",
+            "ada-1@\u{43f}\u{440}\u{438}\u{43c}\u{435}\u{440}.com",
+        ] {
+            assert!(Email::parse(raw).is_ok(), "{raw:?}");
+        }
+    }
 
     #[test]
     fn normalises_case_space_and_compatibility_forms() {

@@ -13,58 +13,7 @@ pub use proxies::TrustedProxies;
 
 use emporium_auth::Role;
 
-/// Refusals shared by the text rules (emails, display names).
-const CONTROL: &str = "must not contain control characters";
-const INVISIBLE: &str = "must not contain invisible characters such as zero-width spaces";
-const BIDI: &str = "must not contain bidirectional text controls";
-
-/// Characters that show as nothing, so that two different strings look alike:
-/// zero-width spaces and joiners, the byte-order mark, soft hyphens, fillers,
-/// invisible operators and tags.
-fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}' // soft hyphen
-        | '\u{034F}' // combining grapheme joiner
-        | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' // Hangul fillers
-        | '\u{17B4}' | '\u{17B5}' // Khmer inherent vowels
-        | '\u{180E}' // Mongolian vowel separator
-        | '\u{200B}'..='\u{200D}' // zero-width space, non-joiner, joiner
-        | '\u{2060}'..='\u{2064}' // word joiner, invisible operators
-        | '\u{206A}'..='\u{206F}' // deprecated format characters
-        | '\u{FEFF}' // zero-width no-break space (byte-order mark)
-        | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
-        | '\u{1D173}'..='\u{1D17A}' // musical formatting
-        | '\u{E0000}'..='\u{E007F}' // tags
-    )
-}
-
-/// Characters that change the direction text is shown in, so that what is shown
-/// is not what is stored (`\u{202E}` shows `moc.elpmaxe@` as `@example.com`).
-fn is_bidi_control(c: char) -> bool {
-    matches!(
-        c,
-        '\u{061C}' // Arabic letter mark
-        | '\u{200E}' | '\u{200F}' // left-to-right and right-to-left marks
-        | '\u{202A}'..='\u{202E}' // embeddings and overrides
-        | '\u{2066}'..='\u{2069}' // isolates
-    )
-}
-
-/// The first refusal that applies to any character of `text`, in the order
-/// control, invisible, bidirectional.
-fn refuse_hidden(text: &str) -> Result<(), &'static str> {
-    if text.chars().any(char::is_control) {
-        return Err(CONTROL);
-    }
-    if text.chars().any(is_invisible) {
-        return Err(INVISIBLE);
-    }
-    if text.chars().any(is_bidi_control) {
-        return Err(BIDI);
-    }
-    Ok(())
-}
+pub(crate) use emporium_http::text::{CONTROL, INVISIBLE, refuse_hidden};
 
 /// Roles as stored: a comma-separated list in a fixed order.
 pub fn roles_to_text(roles: &[Role]) -> String {
@@ -90,38 +39,6 @@ pub fn roles_from_text(text: &str) -> Vec<Role> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hidden_characters_are_refused_by_kind() {
-        for (text, want) in [
-            ("plain text", Ok(())),
-            ("Zoë 李 ❤", Ok(())),
-            ("a\u{0}b", Err(CONTROL)),
-            ("a\u{7f}b", Err(CONTROL)),
-            ("a\u{85}b", Err(CONTROL)),
-            ("a\nb", Err(CONTROL)),
-            ("a\u{200B}b", Err(INVISIBLE)),
-            ("a\u{200C}b", Err(INVISIBLE)),
-            ("a\u{200D}b", Err(INVISIBLE)),
-            ("a\u{2060}b", Err(INVISIBLE)),
-            ("a\u{FEFF}b", Err(INVISIBLE)),
-            ("a\u{180E}b", Err(INVISIBLE)),
-            ("a\u{00AD}b", Err(INVISIBLE)),
-            ("a\u{3164}b", Err(INVISIBLE)),
-            ("a\u{E0041}b", Err(INVISIBLE)),
-            ("a\u{202A}b", Err(BIDI)),
-            ("a\u{202E}b", Err(BIDI)),
-            ("a\u{2066}b", Err(BIDI)),
-            ("a\u{2069}b", Err(BIDI)),
-            ("a\u{200E}b", Err(BIDI)),
-            ("a\u{200F}b", Err(BIDI)),
-            ("a\u{061C}b", Err(BIDI)),
-            // Control first, whatever else is there.
-            ("\u{202E}\u{200B}\u{1}", Err(CONTROL)),
-        ] {
-            assert_eq!(refuse_hidden(text), want, "{text:?}");
-        }
-    }
 
     #[test]
     fn roles_round_trip_in_a_fixed_order() {

@@ -45,8 +45,8 @@ impl DisplayName {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use super::super::{BIDI, INVISIBLE};
     use super::*;
+    use emporium_http::text::{BIDI, INVISIBLE};
 
     #[test]
     fn accepts_and_normalises_names() {

@@ -187,6 +187,8 @@ async fn lookalike_and_hidden_emails_are_refused(app: TestApp) {
         "<script>@example.com",
         "\"victim\"@example.com",
         "victim;drop@example.com",
+        // A Cyrillic `і` among Latin letters: a look-alike of the victim.
+        "v\u{456}ctim@example.com",
     ] {
         let b = problem(app.register(hidden, PASSWORD).await, 422).await;
         assert_eq!(b["errors"][0]["field"], "email", "{hidden:?}");

@@ -741,3 +741,44 @@ async fn keys_stored_in_the_clear_are_wrapped_on_start(app: TestApp) {
     );
 }
 both!(keys_stored_in_the_clear_are_wrapped_on_start);
+
+/// A PATCH naming no field it can change is refused (422), not a silent 200.
+async fn patches_without_a_known_field_are_refused(app: TestApp) {
+    let root = app.admin_token().await;
+    let pair = app.customer("patchy@example.com").await;
+    let id = user_id(&app, access(&pair)).await;
+    for body in [json!({}), json!({"nmae": "typo"})] {
+        let r = app
+            .patch("/api/v1/users/me")
+            .bearer_auth(access(&pair))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(r, 422).await;
+        assert_eq!(p["errors"][0]["field"], "body");
+    }
+    for body in [json!({}), json!({"roles": null}), json!({"disable": true})] {
+        let r = app
+            .patch(&format!("/api/v1/users/{id}"))
+            .bearer_auth(&root)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let p = problem(r, 422).await;
+        assert_eq!(p["errors"][0]["field"], "body", "{body}");
+    }
+    let me: Value = app
+        .get("/api/v1/users/me")
+        .bearer_auth(access(&pair))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["disabled"], false);
+    assert_eq!(me["name"], "Test Person");
+}
+both!(patches_without_a_known_field_are_refused);

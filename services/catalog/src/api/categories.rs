@@ -105,8 +105,10 @@ fn slugify(name: &str) -> String {
 
 fn check_name_slug_defs(name: &str, slug: &str, defs: &[AttributeDef]) -> Vec<FieldError> {
     let mut errors = Vec::new();
-    if name.trim().is_empty() || name.chars().count() > 100 {
+    if !emporium_http::text::shows_something(name) || name.chars().count() > 100 {
         errors.push(FieldError::new("name", "must be 1 to 100 characters"));
+    } else if let Err(why) = emporium_http::text::refuse_hidden(name) {
+        errors.push(FieldError::new("name", why));
     }
     if slug.is_empty()
         || slug.len() > 100

@@ -11,6 +11,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use emporium_auth::Admin;
+use emporium_http::text;
 use emporium_http::{AppJson, AppPath, AppQuery, FieldError, RequestContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -397,7 +398,9 @@ pub struct NewProduct {
 /// a loopback, private, link-local, unspecified or unique-local range.
 fn image_url_ok(raw: &str) -> bool {
     const SCHEME: &str = "https://";
-    if raw.len() > 2000 || !raw.starts_with(SCHEME) {
+    // Stored as sent, so only printable ASCII: no spaces, line breaks, controls
+    // or look-alike characters (an international host goes in its xn-- form).
+    if raw.len() > 2000 || !raw.starts_with(SCHEME) || !raw.bytes().all(|b| b.is_ascii_graphic()) {
         return false;
     }
     // Userinfo is refused however the parser would read it.
@@ -486,14 +489,18 @@ fn check_fields(p: &ProductWrite, images: &[String]) -> Vec<FieldError> {
             "must be 1 to 64 of A-Z, a-z, 0-9, - _ .",
         ));
     }
-    if p.name.trim().is_empty() || p.name.chars().count() > 200 {
+    if !text::shows_something(&p.name) || p.name.chars().count() > 200 {
         errors.push(FieldError::new("name", "must be 1 to 200 characters"));
+    } else if let Err(why) = text::refuse_hidden(&p.name) {
+        errors.push(FieldError::new("name", why));
     }
     if p.description.chars().count() > 10_000 {
         errors.push(FieldError::new(
             "description",
             "must be at most 10,000 characters",
         ));
+    } else if let Err(why) = text::refuse_hidden_in_prose(&p.description) {
+        errors.push(FieldError::new("description", why));
     }
     let money = Money {
         amount: p.price_amount,
@@ -620,9 +627,13 @@ impl ProductChange {
     }
 }
 
-/// `If-Match: "3"` (or `W/"3"`, or `3`) → 3. `If-Match: *` matches any
-/// current representation (RFC 9110 §13.1.1): the product must exist, which
-/// the update checks anyway, and no version is compared — as without the header.
+/// A version no product has: what a weak tag is compared as.
+const NO_VERSION: i64 = -1;
+
+/// `If-Match: "3"` (or `3`) → 3. `If-Match: *` matches any current
+/// representation (RFC 9110 §13.1.1): the product must exist, which the update
+/// checks anyway, and no version is compared — as without the header. If-Match
+/// compares strongly, so a weak tag (`W/"3"`) matches nothing (412).
 fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
     let Some(raw) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -631,7 +642,10 @@ fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
     if text == "*" {
         return Ok(None);
     }
-    let text = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+    if text.starts_with("W/") {
+        return Ok(Some(NO_VERSION));
+    }
+    let text = text.trim_matches('"');
     text.parse()
         .map(Some)
         .map_err(|_| ApiError::field("If-Match", "must be the product's version, as in its ETag"))

@@ -75,8 +75,25 @@ pub async fn create_warehouse(
             "must be 1 to 32 of A-Z, a-z, 0-9 and -",
         ));
     }
-    if body.name.trim().is_empty() || body.name.chars().count() > 200 {
+    if !emporium_http::text::shows_something(&body.name) || body.name.chars().count() > 200 {
         errors.push(FieldError::new("name", "must be 1 to 200 characters"));
+    } else if let Err(why) = emporium_http::text::refuse_hidden(&body.name) {
+        errors.push(FieldError::new("name", why));
+    }
+    // An address is a flat object of short lines: `{"line1": …, "city": …}`.
+    let address_ok = body.address.len() <= 20
+        && body.address.iter().all(|(key, value)| {
+            key.len() <= 50
+                && emporium_http::text::refuse_hidden(key).is_ok()
+                && value.as_str().is_some_and(|line| {
+                    line.chars().count() <= 200 && emporium_http::text::refuse_hidden(line).is_ok()
+                })
+        });
+    if !address_ok {
+        errors.push(FieldError::new(
+            "address",
+            "must be an object of at most 20 lines, each text of at most 200 characters without control, invisible or bidirectional characters",
+        ));
     }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));

@@ -73,9 +73,9 @@ pub fn validate_attributes(
             None | Some(Value::Null) => {}
             Some(value) => {
                 let ok = match def.kind {
-                    AttributeKind::Text => {
-                        value.as_str().is_some_and(|s| s.chars().count() <= 1000)
-                    }
+                    AttributeKind::Text => value.as_str().is_some_and(|s| {
+                        s.chars().count() <= 1000 && emporium_http::text::refuse_hidden(s).is_ok()
+                    }),
                     AttributeKind::Number => value.is_number(),
                     AttributeKind::Boolean => value.is_boolean(),
                     AttributeKind::Enum => value
@@ -84,7 +84,11 @@ pub fn validate_attributes(
                 };
                 if !ok {
                     let expected = match def.kind {
-                        AttributeKind::Text => "text (at most 1000 characters)".to_owned(),
+                        AttributeKind::Text => {
+                            "text (at most 1000 characters, no control, invisible or \
+                             bidirectional characters)"
+                                .to_owned()
+                        }
                         AttributeKind::Number => "a number".to_owned(),
                         AttributeKind::Boolean => "true or false".to_owned(),
                         AttributeKind::Enum => format!("one of {}", def.values.join(", ")),

@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::both;
-use crate::helpers::{TestApp, fields, problem};
+use crate::helpers::{TestApp, fields, new_id, problem};
 
 async fn categories_form_a_tree_and_only_admins_change_it(app: TestApp) {
     let food = app
@@ -816,6 +816,23 @@ async fn if_match_star_asks_only_that_the_product_exists(app: TestApp) {
     let r = patch("Blue rug").await.unwrap();
     assert_eq!(r.status(), 200, "any current version matches *");
     assert_eq!(r.json::<Value>().await.unwrap()["version"], 3);
+    // If-Match compares strongly: a weak tag matches nothing, even the current one.
+    let r = app
+        .as_admin(Method::PATCH, &path)
+        .header("if-match", "W/\"3\"")
+        .json(&json!({"name": "Green rug"}))
+        .send()
+        .await
+        .unwrap();
+    problem(r, 412).await;
+    let r = app
+        .as_admin(Method::PATCH, &path)
+        .header("if-match", "\"3\"")
+        .json(&json!({"name": "Green rug"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 
     assert_eq!(
         app.as_admin(Method::DELETE, &path)
@@ -858,3 +875,94 @@ async fn nul_characters_in_bodies_answer_422(app: TestApp) {
     assert_eq!(v["items"].as_array().unwrap().len(), 0);
 }
 both!(nul_characters_in_bodies_answer_422);
+
+/// Names, descriptions, attribute text, image URLs and addresses refuse what
+/// would hide or disguise what they say.
+async fn catalog_text_refuses_hidden_characters(app: TestApp) {
+    let category = app
+        .category(
+            "Texts",
+            None,
+            json!([{"name": "note", "type": "text", "required": false, "filterable": false}]),
+        )
+        .await;
+    let product = |name: &str, description: &str, attributes: Value, images: Value| {
+        json!({"sku": format!("TXT-{}", new_id()), "name": name, "description": description,
+               "price": {"amount": 100, "currency": "EUR"}, "category_id": category,
+               "attributes": attributes, "images": images})
+    };
+    for (body, field) in [
+        (
+            product("Tea\u{202E}kcab", "x", json!({}), json!([])),
+            "name",
+        ),
+        (product("\u{200B}", "x", json!({}), json!([])), "name"),
+        (product("Tea\u{7}", "x", json!({}), json!([])), "name"),
+        (
+            product("Tea", "red \u{1b}[31m", json!({}), json!([])),
+            "description",
+        ),
+        (
+            product("Tea", "x", json!({"note": "a\u{2066}b"}), json!([])),
+            "attributes.note",
+        ),
+        (
+            product(
+                "Tea",
+                "x",
+                json!({}),
+                json!(["https://img.example.com/a.jpg\r\nX: y"]),
+            ),
+            "images",
+        ),
+        (
+            product(
+                "Tea",
+                "x",
+                json!({}),
+                json!(["https://img.example.com/a b.jpg"]),
+            ),
+            "images",
+        ),
+    ] {
+        let r = app.admin_json(Method::POST, "/api/v1/products", body).await;
+        let p = problem(r, 422).await;
+        assert!(fields(&p).contains(&field.to_owned()), "{field}: {p}");
+    }
+    // Line breaks in a description are prose, and fine.
+    let r = app
+        .admin_json(
+            Method::POST,
+            "/api/v1/products",
+            product(
+                "Tea",
+                "Line one.\nLine two.",
+                json!({"note": "ok"}),
+                json!([]),
+            ),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let r = app
+        .admin_json(
+            Method::POST,
+            "/api/v1/categories",
+            json!({"name": "\u{200B} "}),
+        )
+        .await;
+    assert!(fields(&problem(r, 422).await).contains(&"name".to_owned()));
+    for address in [
+        json!({"line1": {"nested": 1}}),
+        json!({"line1": "a\u{202E}b"}),
+    ] {
+        let r = app
+            .admin_json(
+                Method::POST,
+                "/api/v1/warehouses",
+                json!({"code": "TXT", "name": "Texts", "address": address}),
+            )
+            .await;
+        assert!(fields(&problem(r, 422).await).contains(&"address".to_owned()));
+    }
+}
+both!(catalog_text_refuses_hidden_characters);
