@@ -11,7 +11,9 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use serde::de::{DeserializeOwned, Deserializer, MapAccess, Visitor};
+use serde::de::{
+    DeserializeOwned, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor,
+};
 use serde::{Deserialize, Serialize};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -363,38 +365,191 @@ struct ObjectBody<T>(T);
 
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectBody<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        T::deserialize(TopLevel(deserializer)).map(Self)
+        T::deserialize(Strict {
+            inner: deserializer,
+            top: true,
+        })
+        .map(Self)
     }
 }
 
-/// The top-level deserializer of a body: passes everything through, except that a
-/// struct is read as a map.
-struct TopLevel<D>(D);
+/// A deserializer that passes everything through, except that a struct is
+/// read as a map only, at every depth: serde would otherwise take
+/// `"price": [1, "EUR"]` for `{"amount": 1, "currency": "EUR"}`.
+struct Strict<D> {
+    inner: D,
+    /// The body itself, rather than a value inside it (for the message).
+    top: bool,
+}
 
-/// A struct's visitor that only accepts a map and says it expected an object body.
-struct ObjectVisitor<V>(V);
+/// A struct's visitor that only accepts a map.
+struct ObjectVisitor<V> {
+    inner: V,
+    top: bool,
+}
 
 impl<'de, V: Visitor<'de>> Visitor<'de> for ObjectVisitor<V> {
     type Value = V::Value;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(EXPECTED_OBJECT_BODY.trim_start_matches("expected "))
+        if self.top {
+            f.write_str(EXPECTED_OBJECT_BODY.trim_start_matches("expected "))
+        } else {
+            f.write_str("an object")
+        }
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
-        self.0.visit_map(map)
+        self.inner.visit_map(StrictMap(map))
+    }
+}
+
+/// Any other visitor, whose nested values are read strictly too.
+struct StrictVisitor<V>(V);
+
+macro_rules! forward_visits {
+    ($($method:ident($ty:ty);)*) => {$(
+        fn $method<E: serde::de::Error>(self, v: $ty) -> Result<Self::Value, E> {
+            self.0.$method(v)
+        }
+    )*};
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for StrictVisitor<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    forward_visits! {
+        visit_bool(bool);
+        visit_i8(i8);
+        visit_i16(i16);
+        visit_i32(i32);
+        visit_i64(i64);
+        visit_i128(i128);
+        visit_u8(u8);
+        visit_u16(u16);
+        visit_u32(u32);
+        visit_u64(u64);
+        visit_u128(u128);
+        visit_f32(f32);
+        visit_f64(f64);
+        visit_char(char);
+        visit_str(&str);
+        visit_borrowed_str(&'de str);
+        visit_string(String);
+        visit_bytes(&[u8]);
+        visit_borrowed_bytes(&'de [u8]);
+        visit_byte_buf(Vec<u8>);
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.0.visit_none()
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        self.0.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.0.visit_some(Strict {
+            inner: d,
+            top: false,
+        })
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        self.0.visit_newtype_struct(Strict {
+            inner: d,
+            top: false,
+        })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_seq(StrictSeq(seq))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(StrictMap(map))
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_enum(data)
+    }
+}
+
+/// The elements of an array, each read strictly.
+struct StrictSeq<A>(A);
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for StrictSeq<A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        self.0.next_element_seed(StrictSeed(seed))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+/// The values of an object, each read strictly (keys as they are).
+struct StrictMap<A>(A);
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for StrictMap<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        self.0.next_key_seed(seed)
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        self.0.next_value_seed(StrictSeed(seed))
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.0.size_hint()
+    }
+}
+
+struct StrictSeed<S>(S);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for StrictSeed<S> {
+    type Value = S::Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.0.deserialize(Strict {
+            inner: d,
+            top: false,
+        })
     }
 }
 
 macro_rules! forward_to_inner {
     ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
         fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
-            self.0.$method($($arg,)* visitor)
+            self.inner.$method($($arg,)* visitor)
         }
     )*};
 }
 
-impl<'de, D: Deserializer<'de>> Deserializer<'de> for TopLevel<D> {
+macro_rules! forward_strictly {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.inner.$method($($arg,)* StrictVisitor(visitor))
+        }
+    )*};
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for Strict<D> {
     type Error = D::Error;
 
     fn deserialize_struct<V: Visitor<'de>>(
@@ -403,15 +558,27 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for TopLevel<D> {
         _fields: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, D::Error> {
-        self.0.deserialize_map(ObjectVisitor(visitor))
+        self.inner.deserialize_map(ObjectVisitor {
+            inner: visitor,
+            top: self.top,
+        })
     }
 
     fn is_human_readable(&self) -> bool {
-        self.0.is_human_readable()
+        self.inner.is_human_readable()
+    }
+
+    forward_strictly! {
+        deserialize_any();
+        deserialize_option();
+        deserialize_newtype_struct(name: &'static str);
+        deserialize_seq();
+        deserialize_tuple(len: usize);
+        deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map();
     }
 
     forward_to_inner! {
-        deserialize_any();
         deserialize_bool();
         deserialize_i8();
         deserialize_i16();
@@ -430,14 +597,8 @@ impl<'de, D: Deserializer<'de>> Deserializer<'de> for TopLevel<D> {
         deserialize_string();
         deserialize_bytes();
         deserialize_byte_buf();
-        deserialize_option();
         deserialize_unit();
         deserialize_unit_struct(name: &'static str);
-        deserialize_newtype_struct(name: &'static str);
-        deserialize_seq();
-        deserialize_tuple(len: usize);
-        deserialize_tuple_struct(name: &'static str, len: usize);
-        deserialize_map();
         deserialize_enum(name: &'static str, variants: &'static [&'static str]);
         deserialize_identifier();
         deserialize_ignored_any();
@@ -897,7 +1058,9 @@ mod tests {
             for (body, field) in [
                 (r#"{"name": "a", "count": 1, "part": "x"}"#, "part: "),
                 (r#"{"name": "a", "count": 1, "part": []}"#, "part: "),
-                (r#"{"name": "a", "count": 1, "part": [1]}"#, "part[0]: "),
+                (r#"{"name": "a", "count": 1, "part": [1]}"#, "part: "),
+                // serde alone takes an array for a struct's fields in order.
+                (r#"{"name": "a", "count": 1, "part": ["x"]}"#, "part: "),
                 (r#"{"name": "a", "count": 1, "kind": "weird"}"#, "kind: "),
                 (r#"{"name": "a", "count": "1"}"#, "count: "),
             ] {

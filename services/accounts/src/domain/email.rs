@@ -159,8 +159,8 @@ fn is_variation_selector(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use emporium_http::text::{BIDI, CONTROL};
     use super::*;
+    use emporium_http::text::{BIDI, CONTROL};
 
     #[test]
     fn look_alike_letters_from_other_scripts_are_refused() {

@@ -966,3 +966,30 @@ async fn catalog_text_refuses_hidden_characters(app: TestApp) {
     }
 }
 both!(catalog_text_refuses_hidden_characters);
+
+/// An array where an object belongs is refused at any depth (serde alone
+/// would read `[1, "EUR"]` as a price's fields in order), and nothing changes.
+async fn arrays_are_not_objects_at_any_depth(app: TestApp) {
+    let category = app.category("Arrays", None, json!([])).await;
+    let p = app.product("ARR-1", &category, json!({})).await;
+    let path = format!("/api/v1/products/{}", p["id"].as_str().unwrap());
+    let r = app
+        .admin_json(Method::PATCH, &path, json!({"price": [1, "EUR"]}))
+        .await;
+    let body = problem(r, 422).await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.starts_with("price: "), "{detail}");
+    assert!(detail.contains("expected an object"), "{detail}");
+    let r = app
+        .admin_json(
+            Method::POST,
+            "/api/v1/categories",
+            json!({"name": "Rows", "attributes": [["color", "enum", false, true, ["a"]]]}),
+        )
+        .await;
+    problem(r, 422).await;
+    let now: Value = app.get(&path).send().await.unwrap().json().await.unwrap();
+    assert_eq!(now["price"]["amount"], 1999);
+    assert_eq!(now["version"], 1);
+}
+both!(arrays_are_not_objects_at_any_depth);
