@@ -376,14 +376,7 @@ pub async fn logout(
     ctx: Option<Extension<RequestContext>>,
 ) -> ApiResult<StatusCode> {
     super::users::current(&state, &user).await?;
-    let family = user
-        .claims
-        .sid
-        .as_deref()
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or(ApiError::Unauthenticated(
-            "The token belongs to no session.",
-        ))?;
+    let family = super::users::session_of(&user)?;
     let event = events::session_revoked(
         user.id,
         Some(family),

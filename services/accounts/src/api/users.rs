@@ -28,14 +28,7 @@ pub(super) async fn current(state: &AppState, user: &AuthUser) -> ApiResult<User
         .await?
         .filter(|u| !u.closed && !u.disabled)
         .ok_or(ApiError::Unauthenticated("The account no longer exists."))?;
-    let session = user
-        .claims
-        .sid
-        .as_deref()
-        .and_then(|s| Uuid::parse_str(s).ok())
-        .ok_or(ApiError::Unauthenticated(
-            "The token belongs to no session.",
-        ))?;
+    let session = session_of(user)?;
     if state.0.store.session_ended(session, user.id).await? {
         return Err(ApiError::Unauthenticated("The session has ended."));
     }
@@ -51,6 +44,17 @@ fn concurrent_change(e: StoreError) -> ApiError {
         ),
         other => other.into(),
     }
+}
+
+/// The login session (refresh family) an access token belongs to.
+pub(super) fn session_of(user: &AuthUser) -> ApiResult<Uuid> {
+    user.claims
+        .sid
+        .as_deref()
+        .and_then(|s| Uuid::parse_str(s).ok())
+        .ok_or(ApiError::Unauthenticated(
+            "The token belongs to no session.",
+        ))
 }
 
 /// An admin as the account is now: the role in the token is not enough, the

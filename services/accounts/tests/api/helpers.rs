@@ -225,6 +225,29 @@ impl TestApp {
         r.json().await.unwrap()
     }
 
+    /// Logs in with [`PASSWORD`]; returns the access token.
+    pub async fn access_token(&self, email: &str) -> String {
+        let r = self.login(email, PASSWORD).await;
+        assert_eq!(r.status(), StatusCode::OK, "login of {email}");
+        let pair: Value = r.json().await.unwrap();
+        access(&pair).to_owned()
+    }
+
+    /// `GET path` with a bearer token.
+    pub async fn get_with(&self, path: &str, token: &str) -> Response {
+        self.get(path).bearer_auth(token).send().await.unwrap()
+    }
+
+    /// `PATCH /api/v1/users/{id}` as `admin`.
+    pub async fn admin_patch(&self, admin: &str, id: &str, body: Value) -> Response {
+        self.patch(&format!("/api/v1/users/{id}"))
+            .bearer_auth(admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn admin_token(&self) -> String {
         let r = self.login(&self.app_admin.0, &self.app_admin.1).await;
         assert_eq!(r.status(), StatusCode::OK);

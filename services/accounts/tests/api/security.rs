@@ -171,47 +171,17 @@ async fn admin_routes_check_the_account_as_it_is_now(app: TestApp) {
     let deputy_id = user_id(&app, access(&pair)).await;
     let root_id = user_id(&app, &root).await;
     let r = app
-        .patch(&format!("/api/v1/users/{deputy_id}"))
-        .bearer_auth(&root)
-        .json(&json!({"roles": ["customer", "admin"]}))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch(&root, &deputy_id, json!({"roles": ["customer", "admin"]}))
+        .await;
     assert_eq!(r.status(), 200);
     // The deputy logs in as admin, then is demoted.
-    let deputy: Value = app
-        .login("deputy@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let deputy = access(&deputy).to_owned();
-    assert_eq!(
-        app.get("/api/v1/users")
-            .bearer_auth(&deputy)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let deputy = app.access_token("deputy@example.com").await;
+    assert_eq!(app.get_with("/api/v1/users", &deputy).await.status(), 200);
     let r = app
-        .patch(&format!("/api/v1/users/{deputy_id}"))
-        .bearer_auth(&root)
-        .json(&json!({"roles": ["customer"]}))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch(&root, &deputy_id, json!({"roles": ["customer"]}))
+        .await;
     assert_eq!(r.status(), 200);
-    problem(
-        app.get("/api/v1/users")
-            .bearer_auth(&deputy)
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
+    problem(app.get_with("/api/v1/users", &deputy).await, 403).await;
     for body in [
         json!({"roles": ["customer", "admin"]}),
         json!({"disabled": false}),
@@ -226,23 +196,11 @@ async fn admin_routes_check_the_account_as_it_is_now(app: TestApp) {
         problem(r, 403).await;
     }
     let r = app
-        .patch(&format!("/api/v1/users/{root_id}"))
-        .bearer_auth(&deputy)
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch(&deputy, &root_id, json!({"disabled": true}))
+        .await;
     problem(r, 403).await;
     // The root admin is untouched.
-    assert_eq!(
-        app.get("/api/v1/users")
-            .bearer_auth(&root)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(app.get_with("/api/v1/users", &root).await.status(), 200);
 }
 both!(admin_routes_check_the_account_as_it_is_now);
 
@@ -253,36 +211,14 @@ async fn disabled_and_closed_accounts_lose_their_tokens(app: TestApp) {
     let pair = app.customer("former@example.com").await;
     let former_id = user_id(&app, access(&pair)).await;
     let r = app
-        .patch(&format!("/api/v1/users/{former_id}"))
-        .bearer_auth(&root)
-        .json(&json!({"roles": ["customer", "admin"]}))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch(&root, &former_id, json!({"roles": ["customer", "admin"]}))
+        .await;
     assert_eq!(r.status(), 200);
-    let former: Value = app
-        .login("former@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let former = access(&former).to_owned();
-    assert_eq!(
-        app.get("/api/v1/users")
-            .bearer_auth(&former)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let former = app.access_token("former@example.com").await;
+    assert_eq!(app.get_with("/api/v1/users", &former).await.status(), 200);
     let r = app
-        .patch(&format!("/api/v1/users/{former_id}"))
-        .bearer_auth(&root)
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch(&root, &former_id, json!({"disabled": true}))
+        .await;
     assert_eq!(r.status(), 200);
     for r in [
         app.get("/api/v1/users").bearer_auth(&former).send(),
@@ -293,30 +229,16 @@ async fn disabled_and_closed_accounts_lose_their_tokens(app: TestApp) {
         problem(r.await.unwrap(), 401).await;
     }
     let r = app
-        .patch(&format!("/api/v1/users/{former_id}"))
-        .bearer_auth(&former)
-        .json(&json!({"disabled": false}))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch(&former, &former_id, json!({"disabled": false}))
+        .await;
     problem(r, 401).await;
 
     // An admin who closes their account (another admin remains): the token is dead.
     let pair = app.customer("leaving@example.com").await;
     let leaving_id = user_id(&app, access(&pair)).await;
-    app.patch(&format!("/api/v1/users/{leaving_id}"))
-        .bearer_auth(&root)
-        .json(&json!({"roles": ["customer", "admin"]}))
-        .send()
-        .await
-        .unwrap();
-    let leaving: Value = app
-        .login("leaving@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let leaving = access(&leaving).to_owned();
+    app.admin_patch(&root, &leaving_id, json!({"roles": ["customer", "admin"]}))
+        .await;
+    let leaving = app.access_token("leaving@example.com").await;
     let r = app
         .delete("/api/v1/users/me")
         .bearer_auth(&leaving)
@@ -324,15 +246,7 @@ async fn disabled_and_closed_accounts_lose_their_tokens(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    problem(
-        app.get("/api/v1/users")
-            .bearer_auth(&leaving)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    problem(app.get_with("/api/v1/users", &leaving).await, 401).await;
 }
 both!(disabled_and_closed_accounts_lose_their_tokens);
 
@@ -385,20 +299,10 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
     let pair = app.customer("second@example.com").await;
     let second_id = user_id(&app, access(&pair)).await;
     let r = app
-        .patch(&format!("/api/v1/users/{second_id}"))
-        .bearer_auth(&root)
-        .json(&json!({"roles": ["customer", "admin"]}))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch(&root, &second_id, json!({"roles": ["customer", "admin"]}))
+        .await;
     assert_eq!(r.status(), 200);
-    let second: Value = app
-        .login("second@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let second = access(&second).to_owned();
+    let second = app.access_token("second@example.com").await;
     let users = |token: &str| app.get("/api/v1/users").bearer_auth(token).send();
     assert_eq!(
         users(&second).await.unwrap().status(),
@@ -449,12 +353,8 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
     };
     let last_id = user_id(&app, last).await;
     let r = app
-        .patch(&format!("/api/v1/users/{other_id}"))
-        .bearer_auth(last)
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
+        .admin_patch(last, other_id, json!({"disabled": true}))
+        .await;
     assert_eq!(r.status(), 200, "the other is no admin: disabling is fine");
     problem(
         app.delete("/api/v1/users/me")
@@ -536,15 +436,7 @@ async fn ended_sessions_refuse_their_tokens(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    problem(
-        app.get("/api/v1/users/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    problem(app.get_with("/api/v1/users/me", &token).await, 401).await;
 
     let pair: Value = app
         .login("leaver@example.com", PASSWORD)
@@ -561,15 +453,7 @@ async fn ended_sessions_refuse_their_tokens(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
-    problem(
-        app.get("/api/v1/users/me")
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    problem(app.get_with("/api/v1/users/me", &token).await, 401).await;
 }
 both!(ended_sessions_refuse_their_tokens);
 
