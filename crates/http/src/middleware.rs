@@ -2,11 +2,13 @@
 //! request context (request id, trace context, span, metrics, problem safety
 //! net) → panic catcher → timeout → body-size limit → the service's routes.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -58,6 +60,8 @@ pub fn standard_layers(router: Router, service: ServiceName, settings: &HttpSett
                 budget: Arc::new(Semaphore::new(
                     settings.max_buffered_body_bytes.min(Semaphore::MAX_PERMITS),
                 )),
+                per_client_max: settings.max_buffered_body_bytes_per_client,
+                per_client_held: ClientHeld::default(),
             },
             buffer_body,
         ))
@@ -197,9 +201,11 @@ fn security_headers(headers: &mut HeaderMap) {
 ///   amount more, as nginx lingers (closing while the client is still sending
 ///   would reset the connection before it reads the 413).
 /// - Memory: the bytes held by all bodies being read on the listener share
-///   one budget (`max_buffered_body_bytes`); a chunk that does not fit answers
-///   503 with `Retry-After` instead of growing memory with every stream an
-///   attacker opens. The bytes stay counted until the answer is made.
+///   one budget (`max_buffered_body_bytes`), and one client address may hold
+///   at most a share of it (`max_buffered_body_bytes_per_client`); a chunk
+///   that does not fit answers 503 with `Retry-After` instead of growing
+///   memory with every stream an attacker opens, or letting one client starve
+///   the others. The bytes stay counted until the answer is made.
 /// - Time: the body must arrive within the request timeout (503).
 async fn buffer_body(State(limits): State<BodyLimits>, request: Request, next: Next) -> Response {
     let length = request
@@ -215,6 +221,15 @@ async fn buffer_body(State(limits): State<BodyLimits>, request: Request, next: N
         return Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response();
     }
     let deadline = tokio::time::Instant::now() + limits.read_within;
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let mut share = ClientShare {
+        held: limits.per_client_held.clone(),
+        client,
+        bytes: 0,
+    };
     let (parts, body) = request.into_parts();
     let mut stream = body.into_data_stream();
     let mut buffered = Vec::with_capacity(length.unwrap_or(0) as usize);
@@ -235,10 +250,12 @@ async fn buffer_body(State(limits): State<BodyLimits>, request: Request, next: N
         if buffered.len() + chunk.len() > limits.max {
             break chunk.len();
         }
-        let Some(permit) = u32::try_from(chunk.len())
-            .ok()
-            .and_then(|n| limits.budget.clone().try_acquire_many_owned(n).ok())
-        else {
+        let permit = share
+            .take(chunk.len(), limits.per_client_max)
+            .then(|| u32::try_from(chunk.len()).ok())
+            .flatten()
+            .and_then(|n| limits.budget.clone().try_acquire_many_owned(n).ok());
+        let Some(permit) = permit else {
             metrics::counter!("http_bodies_refused_total").increment(1);
             return Problem::from_status(StatusCode::SERVICE_UNAVAILABLE)
                 .with_detail("Too many request bodies are being received; try again shortly.")
@@ -253,6 +270,7 @@ async fn buffer_body(State(limits): State<BodyLimits>, request: Request, next: N
     };
     if overflow > 0 {
         drop(held);
+        drop(share);
         drop(buffered);
         let mut discarded = overflow;
         let linger_until = tokio::time::Instant::now() + limits.linger;
@@ -275,7 +293,50 @@ async fn buffer_body(State(limits): State<BodyLimits>, request: Request, next: N
         .run(Request::from_parts(parts, axum::body::Body::from(buffered)))
         .await;
     drop(held);
+    drop(share);
     response
+}
+
+/// The bytes of request bodies one client address holds on the listener.
+type ClientHeld = Arc<std::sync::Mutex<HashMap<IpAddr, usize>>>;
+
+/// A request's part of its client's share; given back when dropped.
+struct ClientShare {
+    held: ClientHeld,
+    client: Option<IpAddr>,
+    bytes: usize,
+}
+
+impl ClientShare {
+    /// Takes `n` more bytes if the client stays within `max`.
+    fn take(&mut self, n: usize, max: usize) -> bool {
+        let Some(client) = self.client else {
+            return true;
+        };
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = held.entry(client).or_insert(0);
+        if *mine + n > max {
+            return false;
+        }
+        *mine += n;
+        self.bytes += n;
+        true
+    }
+}
+
+impl Drop for ClientShare {
+    fn drop(&mut self) {
+        let Some(client) = self.client else {
+            return;
+        };
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mine) = held.get_mut(&client) {
+            *mine = mine.saturating_sub(self.bytes);
+            if *mine == 0 {
+                held.remove(&client);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -286,6 +347,9 @@ struct BodyLimits {
     read_within: Duration,
     /// Bytes of request bodies the listener may hold at once.
     budget: Arc<Semaphore>,
+    /// Bytes one client address may hold at once, and what each holds.
+    per_client_max: usize,
+    per_client_held: ClientHeld,
 }
 
 /// Replaces the body of an error response that is not already a problem

@@ -175,13 +175,23 @@ impl Problem {
     }
 
     /// Serialises the body (also used by the middleware that problem-izes bare errors).
+    ///
+    /// Details and field errors often quote what the client sent (a field
+    /// name, a value): each is cut to [`MAX_DETAIL`] bytes, and at most 50
+    /// field errors are listed, so an error never repeats a huge input.
     pub fn body_json(&self) -> Vec<u8> {
+        let errors: Vec<FieldError> = self
+            .errors
+            .iter()
+            .take(50)
+            .map(|e| FieldError::new(shorten(&e.field), shorten(&e.message)))
+            .collect();
         let body = Body {
             kind: Cow::Owned(format!("/problems/{}", self.kind)),
             title: Cow::Borrowed(self.title),
             status: self.status.as_u16(),
-            detail: self.detail.as_deref().map(Cow::Borrowed),
-            errors: Cow::Borrowed(&self.errors),
+            detail: self.detail.as_deref().map(|d| Cow::Owned(shorten(d))),
+            errors: Cow::Owned(errors),
         };
         serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec())
     }
@@ -763,6 +773,25 @@ where
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn problem_bodies_quote_little_of_the_input() {
+        let key = "a".repeat(8_000);
+        let problem = Problem::validation(
+            (0..80)
+                .map(|_| FieldError::new(format!("attr.{key}"), format!("{key} is unknown")))
+                .collect(),
+        )
+        .with_detail(key.clone());
+        let body = problem.body_json();
+        assert!(
+            body.len() < 50 * 2 * (MAX_DETAIL + 30) + MAX_DETAIL + 300,
+            "{}",
+            body.len()
+        );
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["errors"].as_array().unwrap().len(), 50);
+    }
 
     #[test]
     fn details_repeat_at_most_a_bounded_part_of_the_input() {

@@ -49,6 +49,9 @@ pub struct HttpSettings {
     /// Bytes of request bodies held at once by all requests being read on the
     /// listener; a body that does not fit answers 503.
     pub max_buffered_body_bytes: usize,
+    /// The most of that one client address may hold (behind the gateway, the
+    /// gateway is one client of each service).
+    pub max_buffered_body_bytes_per_client: usize,
 }
 
 impl HttpSettings {
@@ -66,10 +69,11 @@ impl HttpSettings {
             header_read_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections: 10_000,
-            max_connections_per_client: 512,
-            http2_max_concurrent_streams: 128,
+            max_connections_per_client: 128,
+            http2_max_concurrent_streams: 64,
             max_header_bytes: 16 * 1024,
             max_buffered_body_bytes: 64 << 20,
+            max_buffered_body_bytes_per_client: 8 << 20,
         }
     }
 

@@ -25,6 +25,12 @@ pub fn is_invisible(c: char) -> bool {
         | '\u{FFF9}'..='\u{FFFB}' // interlinear annotation
         | '\u{1D173}'..='\u{1D17A}' // musical formatting
         | '\u{E0000}'..='\u{E007F}' // tags
+        | '\u{2800}' // braille blank
+        | '\u{FFFC}' // object replacement
+        | '\u{1BCA0}'..='\u{1BCA3}' // shorthand format controls
+        | '\u{E000}'..='\u{F8FF}' // private use: no agreed look
+        | '\u{F0000}'..='\u{10FFFF}' // supplementary private use
+        | '\u{FDD0}'..='\u{FDEF}' // noncharacters
     )
 }
 
@@ -43,7 +49,11 @@ pub fn is_bidi_control(c: char) -> bool {
 /// The first refusal that applies to any character of `text`, in the order
 /// control, invisible, bidirectional.
 pub fn refuse_hidden(text: &str) -> Result<(), &'static str> {
-    if text.chars().any(char::is_control) {
+    // Line and paragraph separators break a one-line text like a newline does.
+    if text
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
         return Err(CONTROL);
     }
     if text.chars().any(is_invisible) {
@@ -63,6 +73,9 @@ pub fn refuse_hidden_in_prose(text: &str) -> Result<(), &'static str> {
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
         return Err(CONTROL);
+    }
+    if text.chars().any(|c| is_invisible(c) && c != '\u{200D}') {
+        return Err(INVISIBLE);
     }
     if text.chars().any(is_bidi_control) {
         return Err(BIDI);
@@ -118,7 +131,14 @@ mod tests {
         assert_eq!(refuse_hidden_in_prose("bell\u{7}"), Err(CONTROL));
         assert_eq!(refuse_hidden_in_prose("\u{1b}[31mred"), Err(CONTROL));
         assert_eq!(refuse_hidden_in_prose("x\u{2066}y"), Err(BIDI));
+        assert_eq!(refuse_hidden_in_prose("zero\u{200B}width"), Err(INVISIBLE));
+        assert_eq!(
+            refuse_hidden_in_prose("family \u{1F468}\u{200D}\u{1F469}"),
+            Ok(())
+        );
+        assert_eq!(refuse_hidden("line\u{2028}separator"), Err(CONTROL));
         assert!(!shows_something(" \u{200B} "));
+        assert!(!shows_something("\u{2800}"));
         assert!(shows_something("a"));
     }
 }

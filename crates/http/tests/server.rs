@@ -462,3 +462,41 @@ async fn closed_or_answered(stream: &mut tokio::net::TcpStream) -> String {
     }
     String::from_utf8_lossy(&seen).into_owned()
 }
+
+/// One client address cannot take the whole budget: past its share its own
+/// bodies answer 503, while another address is still served.
+#[tokio::test]
+async fn one_client_cannot_starve_the_others() {
+    use tokio::io::AsyncWriteExt;
+    let mut s = plain(settings(&certs()));
+    s.max_buffered_body_bytes = 1_000_000;
+    s.max_buffered_body_bytes_per_client = 2_000;
+    s.request_timeout_ms = 10_000;
+    let (addr, _stop) = serve(s).await;
+    let head = "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
+    let from = |ip: &str| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket
+    };
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut stream = from("127.0.0.1").connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[b' '; 900]).await.unwrap();
+        holders.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut greedy = from("127.0.0.1").connect(addr).await.unwrap();
+    greedy.write_all(head.as_bytes()).await.unwrap();
+    greedy.write_all(&[b' '; 900]).await.unwrap();
+    let seen = closed_or_answered(&mut greedy).await;
+    assert!(seen.starts_with("HTTP/1.1 503"), "{seen}");
+    let mut other = from("127.0.0.2").connect(addr).await.unwrap();
+    other.write_all(head.as_bytes()).await.unwrap();
+    other.write_all(&[b' '; 999]).await.unwrap();
+    other.write_all(b"1").await.unwrap();
+    let seen = closed_or_answered(&mut other).await;
+    assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
+    drop(holders);
+}

@@ -40,7 +40,7 @@ pub use crate::config::AccountsSettings;
 use crate::domain::{DisplayName, Email, PasswordPolicy, TrustedProxies, roles_to_text};
 use crate::kek::KekRing;
 use crate::passwords::Hasher;
-use crate::store::{AccountsStore, ClientRecord, NewUser};
+use crate::store::{AccountsStore, ClientRecord, NewUser, StoreError};
 use crate::tokens::{KeyRing, LocalJwks, random_token, secret_hash};
 
 pub const SERVICE: &str = "accounts";
@@ -73,6 +73,10 @@ impl Application {
         )
         .await?;
         let keks = Arc::new(KekRing::from_settings(&settings.keys)?);
+        let filled = store.fill_email_skeletons(&domain::skeleton_of).await?;
+        if filled > 0 {
+            tracing::info!(accounts = filled, "Email skeletons filled in.");
+        }
         let trusted_proxies = TrustedProxies::parse(&settings.login.trusted_proxies)
             .map_err(|e| anyhow::anyhow!("login.trusted_proxies: {e}"))?;
         let tokens = settings.tokens.to_settings();
@@ -202,6 +206,8 @@ async fn bootstrap_admin(
             &NewUser {
                 id,
                 email: email.as_str().to_owned(),
+                email_skeleton: email.skeleton(),
+                must_look_unique: email.must_look_unique(),
                 name: name.as_str().to_owned(),
                 password_hash: s.hasher.hash(&password).await?,
                 roles: roles_to_text(&[Role::Customer, Role::Admin]),
@@ -209,7 +215,15 @@ async fn bootstrap_admin(
             },
             &[event],
         )
-        .await?;
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict => anyhow::anyhow!(
+                "the admin email {} looks like an existing account's; set another admin \
+                 email (EMPORIUM_ADMIN_EMAIL)",
+                email.as_str()
+            ),
+            other => other.into(),
+        })?;
     s.relay.wake();
     tracing::info!(email = email.as_str(), "Admin account created.");
     Ok(generated)

@@ -78,6 +78,8 @@ pub async fn register(
             &NewUser {
                 id,
                 email: email.as_str().to_owned(),
+                email_skeleton: email.skeleton(),
+                must_look_unique: email.must_look_unique(),
                 name: name.as_str().to_owned(),
                 password_hash,
                 roles: roles_to_text(&[Role::Customer]),
@@ -345,6 +347,7 @@ pub async fn refresh(
             &secret_hash(&next),
             now + s.tokens.refresh_ttl.as_millis() as i64,
             now,
+            &|user, family| events::session_revoked(user, Some(family), None, None),
         )
         .await?;
     match outcome {
@@ -359,6 +362,7 @@ pub async fn refresh(
             ))
         }
         RefreshOutcome::Reused { family_id } => {
+            s.relay.wake();
             metrics::counter!("accounts_refresh_reuse_total").increment(1);
             tracing::warn!(%family_id, "Rotated refresh token presented again; family revoked.");
             Err(ApiError::Unauthenticated("The refresh token is invalid."))

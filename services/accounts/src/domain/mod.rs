@@ -6,7 +6,7 @@ mod name;
 mod password;
 mod proxies;
 
-pub use email::Email;
+pub use email::{Email, skeleton_of};
 pub use name::DisplayName;
 pub use password::{NewPassword, PasswordPolicy};
 pub use proxies::TrustedProxies;

@@ -37,6 +37,10 @@ pub struct UserRecord {
 pub struct NewUser {
     pub id: Uuid,
     pub email: String,
+    /// What the address looks like (UTS #39 skeleton).
+    pub email_skeleton: String,
+    /// Refuse ([`StoreError::Conflict`]) if an open account's address looks the same.
+    pub must_look_unique: bool,
     pub name: String,
     pub password_hash: String,
     pub roles: String,
@@ -117,6 +121,11 @@ pub trait AccountsStore: Send + Sync {
         user: &NewUser,
         events: &[Envelope],
     ) -> Result<UserRecord, StoreError>;
+    /// Fills the skeleton of addresses stored before skeletons were; returns how many.
+    async fn fill_email_skeletons(
+        &self,
+        skeleton: &(dyn for<'e> Fn(&'e str) -> String + Send + Sync),
+    ) -> Result<usize, StoreError>;
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
     async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError>;
     /// Users in id order after `after`, at most `limit`.
@@ -176,13 +185,16 @@ pub trait AccountsStore: Send + Sync {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError>;
-    /// Uses a refresh token once, in one transaction, issuing `new_hash` in its place.
+    /// Uses a refresh token once, in one transaction, issuing `new_hash` in its
+    /// place. A reused token revokes its family, and the event `on_reuse`
+    /// makes of (user, family) is written in that transaction.
     async fn rotate_refresh(
         &self,
         presented_hash: &str,
         new_hash: &str,
         new_expires_at: i64,
         now: i64,
+        on_reuse: &(dyn Fn(Uuid, Uuid) -> Envelope + Send + Sync),
     ) -> Result<RefreshOutcome, StoreError>;
     /// Revokes a family if it belongs to the user; `events` are written if it did.
     async fn revoke_family(

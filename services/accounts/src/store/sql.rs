@@ -106,10 +106,21 @@ macro_rules! impl_accounts_store {
                 events: &[Envelope],
             ) -> Result<UserRecord, StoreError> {
                 let mut tx = self.begin_write().await?;
+                if u.must_look_unique {
+                    let taken: Option<Uuid> = sqlx::query_scalar(
+                        "SELECT id FROM users WHERE email_skeleton = $1 AND closed = FALSE LIMIT 1",
+                    )
+                    .bind(&u.email_skeleton)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                    if taken.is_some() {
+                        return Err(StoreError::Conflict);
+                    }
+                }
                 let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
                     "INSERT INTO users (id, email, name, password_hash, roles, disabled, closed, \
-                     created_at, updated_at) VALUES ($1, $2, $3, $4, $5, FALSE, FALSE, $6, $6) \
-                     RETURNING {USER_COLUMNS}"
+                     created_at, updated_at, email_skeleton) \
+                     VALUES ($1, $2, $3, $4, $5, FALSE, FALSE, $6, $6, $7) RETURNING {USER_COLUMNS}"
                 )))
                 .bind(u.id)
                 .bind(&u.email)
@@ -117,6 +128,7 @@ macro_rules! impl_accounts_store {
                 .bind(&u.password_hash)
                 .bind(&u.roles)
                 .bind(u.now)
+                .bind(&u.email_skeleton)
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(conflict_on_unique)?;
@@ -125,6 +137,26 @@ macro_rules! impl_accounts_store {
                 }
                 tx.commit().await?;
                 Ok(user)
+            }
+
+            async fn fill_email_skeletons(
+                &self,
+                skeleton: &(dyn for<'e> Fn(&'e str) -> String + Send + Sync),
+            ) -> Result<usize, StoreError> {
+                let rows: Vec<(Uuid, String)> =
+                    sqlx::query_as("SELECT id, email FROM users WHERE email_skeleton IS NULL")
+                        .fetch_all(&self.pool)
+                        .await?;
+                let mut tx = self.begin_write().await?;
+                for (id, email) in &rows {
+                    sqlx::query("UPDATE users SET email_skeleton = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(skeleton(email))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(rows.len())
             }
 
             async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -313,7 +345,8 @@ macro_rules! impl_accounts_store {
                 .await?;
                 // The address is freed for a new registration; the id stays for history.
                 let closed = sqlx::query(
-                    "UPDATE users SET closed = TRUE, email = $2, name = '', password_hash = '', \
+                    "UPDATE users SET closed = TRUE, email = $2, email_skeleton = $2, name = '', \
+                     password_hash = '', \
                      updated_at = $3, token_generation = token_generation + 1 \
                      WHERE id = $1 AND closed = FALSE",
                 )
@@ -370,6 +403,7 @@ macro_rules! impl_accounts_store {
                 new_hash: &str,
                 new_expires_at: i64,
                 now: i64,
+                on_reuse: &(dyn Fn(Uuid, Uuid) -> Envelope + Send + Sync),
             ) -> Result<RefreshOutcome, StoreError> {
                 let mut tx = self.begin_write().await?;
                 // The token's, family's and user's rows are locked: a logout,
@@ -411,6 +445,9 @@ macro_rules! impl_accounts_store {
                         .bind(now)
                         .execute(&mut *tx)
                         .await?;
+                    // Access tokens of the session may be in a thief's hands:
+                    // every service must refuse them now, not at expiry.
+                    outbox::enqueue(&mut tx, &on_reuse(user_id, family_id)).await?;
                     tx.commit().await?;
                     return Ok(RefreshOutcome::Reused { family_id });
                 }

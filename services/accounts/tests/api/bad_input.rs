@@ -232,3 +232,40 @@ async fn lookalike_and_hidden_emails_are_refused(app: TestApp) {
     assert!(emails.contains(&"victim@example.com"), "{emails:?}");
 }
 both!(lookalike_and_hidden_emails_are_refused);
+
+/// An address with characters beyond ASCII that looks like an existing
+/// account's (its UTS #39 skeleton) cannot register: 409, as a duplicate.
+async fn addresses_that_look_like_another_are_taken(app: TestApp) {
+    use crate::helpers::PASSWORD;
+    assert_eq!(
+        app.register("alice@example.com", PASSWORD).await.status(),
+        201
+    );
+    assert_eq!(
+        app.register("coco@example.com", PASSWORD).await.status(),
+        201
+    );
+    for lookalike in [
+        "\u{251}lice@example.com",                  // Latin alpha
+        "al\u{131}ce@example.com",                  // dotless i
+        "\u{441}\u{43e}\u{441}\u{43e}@example.com", // all Cyrillic, looks like coco
+        "alice@ex\u{251}mple.com",                  // in the domain
+    ] {
+        let r = app.register(lookalike, PASSWORD).await;
+        let body = problem(r, 409).await;
+        assert_eq!(body["type"], "/problems/email-taken", "{lookalike:?}");
+    }
+    // An address of its own in another script registers.
+    assert_eq!(
+        app.register("\u{43c}\u{438}\u{440}@example.com", PASSWORD)
+            .await
+            .status(),
+        201
+    );
+    // Plain ASCII look-alikes are ordinary distinct mailboxes.
+    assert_eq!(
+        app.register("a1ice@example.com", PASSWORD).await.status(),
+        201
+    );
+}
+both!(addresses_that_look_like_another_are_taken);

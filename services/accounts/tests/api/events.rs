@@ -298,3 +298,38 @@ async fn revocations_are_published_with_the_token_generation(app: TestApp) {
     assert_eq!(disabled.token_generation, Some(3));
 }
 both!(revocations_are_published_with_the_token_generation);
+
+/// A reused refresh token ends its session everywhere: the revocation of its
+/// family is announced, so other services refuse the session's access tokens.
+async fn refresh_token_reuse_is_announced(app: TestApp) {
+    let (recorder, _stop) = listen(&app).await;
+    let pair = app.customer("reused@example.com").await;
+    let payload = access(&pair).split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let old = pair["refresh_token"].as_str().unwrap();
+    assert_eq!(app.refresh_with(old).await.status(), 200);
+    problem(app.refresh_with(old).await, 401).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = recorder.0.lock().unwrap().clone();
+        let revoked: Vec<SessionRevoked> = seen
+            .iter()
+            .filter(|e| e.event_type == SessionRevoked::TYPE)
+            .map(|e| e.decode().unwrap())
+            .collect();
+        if let Some(r) = revoked.first() {
+            assert_eq!(
+                r.session_id.map(|s| s.to_string()).as_deref(),
+                claims["sid"].as_str()
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no session.revoked: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+both!(refresh_token_reuse_is_announced);

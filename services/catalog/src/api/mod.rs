@@ -114,6 +114,10 @@ impl From<StoreError> for ApiError {
             StoreError::Conflict => {
                 Self::Conflict("conflict", "A record with the same key exists.".into())
             }
+            StoreError::MissingReference => Self::Conflict(
+                "reference-gone",
+                "Something this refers to was deleted meanwhile; read it again.".into(),
+            ),
             other => Self::Internal(other.into()),
         }
     }

@@ -400,7 +400,11 @@ fn image_url_ok(raw: &str) -> bool {
     const SCHEME: &str = "https://";
     // Stored as sent, so only printable ASCII: no spaces, line breaks, controls
     // or look-alike characters (an international host goes in its xn-- form).
-    if raw.len() > 2000 || !raw.starts_with(SCHEME) || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+    // A backslash is a slash to some parsers and not to others.
+    if raw.len() > 2000
+        || !raw.starts_with(SCHEME)
+        || !raw.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+    {
         return false;
     }
     // Userinfo is refused however the parser would read it.
@@ -421,7 +425,19 @@ fn image_url_ok(raw: &str) -> bool {
         return false;
     };
     let host = host.trim_end_matches('.').to_ascii_lowercase();
-    if host.is_empty() || host == "localhost" || host.ends_with(".localhost") {
+    // Names that only a local network resolves, and single labels (`intranet`).
+    let local_name = [
+        "localhost",
+        "local",
+        "internal",
+        "lan",
+        "home.arpa",
+        "localdomain",
+    ]
+    .iter()
+    .any(|suffix| host == *suffix || host.ends_with(&format!(".{suffix}")));
+    let single_label = !host.contains('.') && !host.starts_with('[');
+    if host.is_empty() || local_name || single_label {
         return false;
     }
     // The parser writes IP hosts in their canonical form (`127.1` → `127.0.0.1`, `[::1]`).
@@ -452,9 +468,12 @@ fn internal_ipv4(ip: Ipv4Addr) -> bool {
         || ip.is_unspecified()
         || ip.is_broadcast()
         || ip.is_multicast()
-        // 0.0.0.0/8 ("this network") and 100.64.0.0/10 (shared address space).
+        // 0.0.0.0/8 ("this network"), 100.64.0.0/10 (shared address space),
+        // 198.18.0.0/15 (benchmarking) and 240.0.0.0/4 (reserved).
         || a == 0
         || (a == 100 && (b & 0xc0) == 64)
+        || (a == 198 && (b & 0xfe) == 18)
+        || a >= 240
 }
 
 fn internal_ipv6(ip: Ipv6Addr) -> bool {
@@ -473,6 +492,13 @@ fn internal_ipv6(ip: Ipv6Addr) -> bool {
         // ::ffff:a.b.c.d (IPv4-mapped) and 64:ff9b::a.b.c.d (NAT64) carry an IPv4 address.
         || ip.to_ipv4_mapped().is_some_and(internal_ipv4)
         || (segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && internal_ipv4(last_32_bits))
+        // 64:ff9b:1::/48 (local-use NAT64) and 2001::/32 (Teredo: the client's
+        // address, obfuscated) lead wherever their operator points them.
+        || segments[..3] == [0x64, 0xff9b, 1]
+        || segments[..2] == [0x2001, 0]
+        // 2002::/16 (6to4) carries an IPv4 address in its next 32 bits.
+        || (segments[0] == 0x2002
+            && internal_ipv4(Ipv4Addr::new(o[2], o[3], o[4], o[5])))
 }
 
 /// Checks everything about a product but its attributes, naming each bad field.
@@ -645,10 +671,24 @@ fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
     if text.starts_with("W/") {
         return Ok(Some(NO_VERSION));
     }
-    let text = text.trim_matches('"');
-    text.parse()
+    // Exactly the ETag as sent: `"<digits>"`, no sign, no leading zero, no list.
+    let digits = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .filter(|d| {
+            !d.is_empty()
+                && d.bytes().all(|b| b.is_ascii_digit())
+                && (d.len() == 1 || !d.starts_with('0'))
+        });
+    digits
+        .and_then(|d| d.parse().ok())
         .map(Some)
-        .map_err(|_| ApiError::field("If-Match", "must be the product's version, as in its ETag"))
+        .ok_or_else(|| {
+            ApiError::field(
+                "If-Match",
+                "must be the product's ETag as sent (\"<version>\"), or *",
+            )
+        })
 }
 
 /// Changes a product (admins). With `If-Match`, only if nobody changed it since (else 412);

@@ -216,6 +216,12 @@ pub async fn set(
         Some(r) if r.chars().count() > MAX_REASON_CHARS => {
             return Err(ApiError::field("reason", "must be at most 500 characters"));
         }
+        Some(r) if emporium_http::text::refuse_hidden(r).is_err() => {
+            return Err(ApiError::field(
+                "reason",
+                "must not contain control, invisible or bidirectional characters",
+            ));
+        }
         Some(r) => r,
     };
     let actor = actor(&admin, reason);
@@ -252,6 +258,8 @@ pub async fn adjust(
     }
     if body.reason.trim().is_empty() || body.reason.chars().count() > MAX_REASON_CHARS {
         errors.push(FieldError::new("reason", "must be 1 to 500 characters"));
+    } else if let Err(why) = emporium_http::text::refuse_hidden(&body.reason) {
+        errors.push(FieldError::new("reason", why));
     }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));

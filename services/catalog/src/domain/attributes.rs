@@ -32,6 +32,28 @@ pub struct AttributeDef {
 }
 
 impl AttributeDef {
+    /// An enum's values: at most 100, distinct, each 1 to 100 characters that
+    /// show something and hide nothing (they reach every product page).
+    fn check_values(&self) -> Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        let values_ok = self.values.len() <= 100
+            && self.values.iter().all(|v| {
+                v.chars().count() <= 100
+                    && emporium_http::text::shows_something(v)
+                    && emporium_http::text::refuse_hidden(v).is_ok()
+                    && seen.insert(v.as_str())
+            });
+        if values_ok {
+            Ok(())
+        } else {
+            Err(format!(
+                "enum attribute {} needs at most 100 distinct values of 1 to 100 characters, \
+                 without control, invisible or bidirectional characters",
+                self.name
+            ))
+        }
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let name_ok = !self.name.is_empty()
             && self.name.len() <= 64
@@ -40,16 +62,16 @@ impl AttributeDef {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
         if !name_ok {
+            let shown: String = self.name.chars().take(64).collect();
             return Err(format!(
-                "attribute name {:?} must be 1-64 of a-z, 0-9 and _",
-                self.name
+                "attribute name {shown:?} must be 1-64 of a-z, 0-9 and _"
             ));
         }
         match (self.kind, self.values.is_empty()) {
             (AttributeKind::Enum, true) => {
                 Err(format!("enum attribute {} needs values", self.name))
             }
-            (AttributeKind::Enum, false) => Ok(()),
+            (AttributeKind::Enum, false) => self.check_values(),
             (_, false) => Err(format!("only enum attributes have values ({})", self.name)),
             (_, true) => Ok(()),
         }

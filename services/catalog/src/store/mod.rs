@@ -212,6 +212,9 @@ pub enum CategoryDelete {
 pub enum StoreError {
     #[error("a record with the same key exists")]
     Conflict,
+    /// A record the write refers to (a category, a parent) was removed meanwhile.
+    #[error("a referenced record does not exist")]
+    MissingReference,
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }

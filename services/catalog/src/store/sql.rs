@@ -47,6 +47,11 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn 
 fn conflict_on_unique(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        // The category (or parent) checked before the write was deleted meanwhile.
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            tracing::info!(constraint = ?db.constraint(), "A write referred to a record deleted meanwhile.");
+            StoreError::MissingReference
+        }
         _ => StoreError::Database(e),
     }
 }
