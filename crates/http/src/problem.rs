@@ -645,6 +645,19 @@ where
         }
         match axum::Json::<ObjectBody<T>>::from_bytes(&bytes) {
             Ok(axum::Json(ObjectBody(value))) => Ok(Self(value)),
+            // serde_json reports some wrong values as syntax errors (a number
+            // where an enum's name belongs: "expected value"). If the body is
+            // valid JSON, it is a wrong value: 422, as other data errors.
+            Err(JsonRejection::JsonSyntaxError(e))
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() =>
+            {
+                let text = e.body_text();
+                let message = text
+                    .strip_prefix("Failed to parse the request body as JSON: ")
+                    .unwrap_or(&text);
+                Err(Problem::from_status(StatusCode::UNPROCESSABLE_ENTITY)
+                    .with_detail(neutral(message)))
+            }
             Err(rejection) => Err(rejection.into()),
         }
     }
@@ -1091,6 +1104,9 @@ mod tests {
                 // serde alone takes an array for a struct's fields in order.
                 (r#"{"name": "a", "count": 1, "part": ["x"]}"#, "part: "),
                 (r#"{"name": "a", "count": 1, "kind": "weird"}"#, "kind: "),
+                // serde_json calls these syntax errors; they are values.
+                (r#"{"name": "a", "count": 1, "kind": 5}"#, "kind: "),
+                (r#"{"name": "a", "count": 1, "kind": ["plain"]}"#, "kind: "),
                 (r#"{"name": "a", "count": "1"}"#, "count: "),
             ] {
                 let (status, content_type, text) = post_json("/shaped", body).await;
