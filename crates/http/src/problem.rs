@@ -649,7 +649,9 @@ where
             // where an enum's name belongs: "expected value"). If the body is
             // valid JSON, it is a wrong value: 422, as other data errors.
             Err(JsonRejection::JsonSyntaxError(e))
-                if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() =>
+                if std::str::from_utf8(&bytes).is_ok_and(|text| {
+                    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+                }) =>
             {
                 let text = e.body_text();
                 let message = text
