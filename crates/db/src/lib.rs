@@ -130,7 +130,7 @@ mod tests {
     #[tokio::test]
     async fn database_files_are_private_even_from_an_older_installation() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("emporium-db-modes-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("emporium-db-modes-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
 

@@ -1098,6 +1098,22 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn invalid_utf8_in_a_string_is_malformed_json() {
+            let mut body = br#"{"name": ""#.to_vec();
+            body.extend_from_slice(b"\xff\xfe");
+            body.extend_from_slice(br#"", "count": 1}"#);
+            let (status, _, text) = call(
+                axum::http::Request::post("/shaped")
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+            assert!(text.contains("/problems/malformed-json"), "{text}");
+        }
+
+        #[tokio::test]
         async fn nested_type_errors_keep_the_field_and_name_no_type() {
             for (body, field) in [
                 (r#"{"name": "a", "count": 1, "part": "x"}"#, "part: "),

@@ -308,7 +308,9 @@ async fn an_oversized_chunked_upload_reads_its_413() {
                         transfer-encoding: chunked\r\n\r\n";
             writer.write_all(head.as_bytes()).await?;
             let chunk = format!("{:x}\r\n{}\r\n", 8192, " ".repeat(8192));
-            for _ in 0..300 {
+            // About 650 KB: far over the 1 KiB limit and the socket buffers,
+            // and within what the server reads on before giving up.
+            for _ in 0..80 {
                 writer.write_all(chunk.as_bytes()).await?;
             }
             writer.write_all(b"0\r\n\r\n").await?;
@@ -424,12 +426,8 @@ async fn request_bodies_share_a_memory_budget() {
         stream.write_all(&[b' '; 900]).await.unwrap();
         holders.push(stream);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
-    third.write_all(head.as_bytes()).await.unwrap();
-    third.write_all(&[b' '; 900]).await.unwrap();
-    let seen = closed_or_answered(&mut third).await;
-    assert!(seen.starts_with("HTTP/1.1 503"), "{seen}");
+    // Once the server has read the holders' bytes, a third body is refused.
+    let seen = refused_within(addr, head, "127.0.0.1").await;
     assert!(
         seen.to_ascii_lowercase().contains("retry-after: 1"),
         "{seen}"
@@ -447,6 +445,31 @@ async fn request_bodies_share_a_memory_budget() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// Sends 900 bytes of a 1000-byte body from `ip` until the server answers 503
+/// (it may not have read earlier uploads' bytes yet); returns that answer.
+async fn refused_within(addr: std::net::SocketAddr, head: &str, ip: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut tries = Vec::new();
+    loop {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        let mut stream = socket.connect(addr).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(&[b' '; 900]).await.unwrap();
+        let answer =
+            tokio::time::timeout(Duration::from_millis(500), closed_or_answered(&mut stream)).await;
+        if let Ok(seen) = answer
+            && seen.starts_with("HTTP/1.1 503")
+        {
+            return seen;
+        }
+        // Still being read (it holds budget now): keep it open, try again.
+        tries.push(stream);
+        assert!(std::time::Instant::now() < deadline, "never refused");
+    }
 }
 
 /// The answer's head as text, read until its blank line (or the close).
@@ -486,12 +509,7 @@ async fn one_client_cannot_starve_the_others() {
         stream.write_all(&[b' '; 900]).await.unwrap();
         holders.push(stream);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut greedy = from("127.0.0.1").connect(addr).await.unwrap();
-    greedy.write_all(head.as_bytes()).await.unwrap();
-    greedy.write_all(&[b' '; 900]).await.unwrap();
-    let seen = closed_or_answered(&mut greedy).await;
-    assert!(seen.starts_with("HTTP/1.1 503"), "{seen}");
+    refused_within(addr, head, "127.0.0.1").await;
     let mut other = from("127.0.0.2").connect(addr).await.unwrap();
     other.write_all(head.as_bytes()).await.unwrap();
     other.write_all(&[b' '; 999]).await.unwrap();

@@ -239,15 +239,23 @@ async fn up_revokes_tokens_everywhere_and_keeps_its_secrets() {
     #[cfg(unix)]
     {
         assert_eq!(others_bits(&data.0), 0, "the data directory is private");
-        for entry in std::fs::read_dir(&data.0).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                assert_eq!(
-                    others_bits(&path),
-                    0,
-                    "{} is readable by others",
-                    path.display()
-                );
+        // Every secret below it, the TLS private keys under certs/ included.
+        let mut dirs = vec![data.0.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if !name.ends_with(".pem") || name.ends_with("-key.pem") {
+                    // Public certificates (`*.pem` but keys) may be read by anyone.
+                    assert_eq!(
+                        others_bits(&path),
+                        0,
+                        "{} is readable by others",
+                        path.display()
+                    );
+                }
             }
         }
     }
@@ -376,6 +384,16 @@ async fn up_revokes_tokens_everywhere_and_keeps_its_secrets() {
     );
     #[cfg(unix)]
     assert_eq!(others_bits(&data.0.join("kek")), 0);
+    assert!(
+        rotate
+            .output()
+            .iter()
+            .any(|l| l.contains("signing keys re-wrapped")),
+        "{:?}",
+        rotate.output()
+    );
+    // Without the old key at hand, the keys must open with the new one alone.
+    std::fs::rename(data.0.join("kek.previous"), data.0.join("kek.old")).unwrap();
     let (mut up, base) = start_up(&data.0);
     let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(r.status(), 200);
@@ -394,9 +412,10 @@ async fn up_revokes_tokens_everywhere_and_keeps_its_secrets() {
     // `serve accounts` refuses to start without a key-encryption key.
     let db = data.0.join("served.db");
     let url = format!("sqlite://{}", db.display());
-    let mut served = Proc::spawn(
+    let mut served = Proc::spawn_without(
         &["serve", "accounts", "--port", "0", "--insecure-http"],
         &[("EMPORIUM_DATABASE_URL", &url)],
+        &["EMPORIUM_KEYS_KEK", "EMPORIUM_KEYS_KEK_FILE"],
     );
     assert!(served.wait_failure(Duration::from_secs(30)));
     assert!(

@@ -12,7 +12,15 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::spawn_without(args, env, &[])
+    }
+
+    /// As [`Proc::spawn`], with these variables of the test's environment removed.
+    pub fn spawn_without(args: &[&str], env: &[(&str, &str)], removed: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_emporium"));
+        for name in removed {
+            cmd.env_remove(name);
+        }
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

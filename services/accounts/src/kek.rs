@@ -230,7 +230,7 @@ mod tests {
     #[test]
     fn kek_files_are_created_private_and_loose_ones_refused() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("emporium-kek-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("emporium-kek-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("kek");
         write_new_kek_file(&file).unwrap();

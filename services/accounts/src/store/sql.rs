@@ -44,6 +44,10 @@ impl PostgresStore {
     /// Row locks for reads that decide a write (READ COMMITTED would let
     /// another transaction change the rows between the read and the write).
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+
+    /// Serialises registrations of one skeleton: the look-alike check and the
+    /// insert are one step for them (there is no row to lock before the insert).
+    const SKELETON_LOCK: &'static str = "SELECT pg_advisory_xact_lock(hashtext($1))";
 }
 
 impl SqliteStore {
@@ -57,6 +61,9 @@ impl SqliteStore {
 
     /// `BEGIN IMMEDIATE` already holds the database's write lock.
     const FOR_UPDATE: &'static str = "";
+
+    /// The write lock serialises registrations already.
+    const SKELETON_LOCK: &'static str = "";
 }
 
 /// Opens the store named by `url`, applying migrations first.
@@ -106,6 +113,14 @@ macro_rules! impl_accounts_store {
                 events: &[Envelope],
             ) -> Result<UserRecord, StoreError> {
                 let mut tx = self.begin_write().await?;
+                // Every registration takes the lock of its skeleton: an ASCII
+                // address and its look-alike racing are ordered too.
+                if !Self::SKELETON_LOCK.is_empty() {
+                    sqlx::query(Self::SKELETON_LOCK)
+                        .bind(&u.email_skeleton)
+                        .execute(&mut *tx)
+                        .await?;
+                }
                 if u.must_look_unique {
                     let taken: Option<Uuid> = sqlx::query_scalar(
                         "SELECT id FROM users WHERE email_skeleton = $1 AND closed = FALSE LIMIT 1",

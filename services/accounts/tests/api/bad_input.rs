@@ -267,5 +267,21 @@ async fn addresses_that_look_like_another_are_taken(app: TestApp) {
         app.register("a1ice@example.com", PASSWORD).await.status(),
         201
     );
+    // Two look-alikes beyond ASCII at once (Latin alpha and dotless i):
+    // exactly one gets in.
+    for round in 0..5 {
+        let alpha = format!("\u{251}lice{round}@example.org");
+        let dotless = format!("al\u{131}ce{round}@example.org");
+        let (r1, r2) = tokio::join!(
+            app.register(&alpha, PASSWORD),
+            app.register(&dotless, PASSWORD)
+        );
+        let statuses = [r1.status().as_u16(), r2.status().as_u16()];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            1,
+            "round {round}: {statuses:?}"
+        );
+    }
 }
 both!(addresses_that_look_like_another_are_taken);

@@ -69,15 +69,21 @@ async fn strangers_cannot_lock_an_account(app: TestApp) {
         assert!(status == 401 || status == 429, "{status}");
     }
     // A burst from many more addresses: at most one is evaluated per interval.
+    let burst_started = std::time::Instant::now();
     let burst: Vec<u16> =
         join_all((0..30).map(|i| attempt(format!("198.51.100.{i}"), "not the password!")))
             .await
             .into_iter()
             .map(|r| r.unwrap().status().as_u16())
             .collect();
+    let burst_took = burst_started.elapsed();
+    // One evaluated attempt per interval (2 s): a burst that straddles the
+    // end of an interval may see a second.
+    let evaluated = burst.iter().filter(|s| **s == 401).count();
+    let allowed = 1 + (burst_took.as_secs_f64() / 2.0).ceil() as usize;
     assert!(
-        burst.iter().filter(|s| **s == 401).count() <= 1,
-        "{burst:?}"
+        evaluated <= allowed,
+        "{evaluated} in {burst_took:?}: {burst:?}"
     );
     // The owner, from a fresh address, retries and gets in within the interval.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
@@ -236,8 +242,10 @@ async fn disabled_and_closed_accounts_lose_their_tokens(app: TestApp) {
     // An admin who closes their account (another admin remains): the token is dead.
     let pair = app.customer("leaving@example.com").await;
     let leaving_id = user_id(&app, access(&pair)).await;
-    app.admin_patch(&root, &leaving_id, json!({"roles": ["customer", "admin"]}))
+    let r = app
+        .admin_patch(&root, &leaving_id, json!({"roles": ["customer", "admin"]}))
         .await;
+    assert_eq!(r.status(), 200);
     let leaving = app.access_token("leaving@example.com").await;
     let r = app
         .delete("/api/v1/users/me")
@@ -254,12 +262,22 @@ both!(disabled_and_closed_accounts_lose_their_tokens);
 /// once, never a 500 or a long wait, and the service recovers.
 async fn saturated_hashing_answers_503(app: TestApp) {
     let emails: Vec<String> = (0..12).map(|i| format!("flood{i}@example.com")).collect();
-    let responses = join_all(emails.iter().map(|e| app.register(e, PASSWORD))).await;
+    let responses = join_all(emails.iter().map(|email| async {
+        let started = std::time::Instant::now();
+        let response = app.register(email, PASSWORD).await;
+        (response, started.elapsed())
+    }))
+    .await;
     let mut busy = 0;
-    for r in responses {
+    for (r, took) in responses {
         match r.status().as_u16() {
             201 => {}
             503 => {
+                // Refused at once: not after waiting its turn at the hashers.
+                assert!(
+                    took < std::time::Duration::from_secs(2),
+                    "503 after {took:?}"
+                );
                 assert_eq!(r.headers()["retry-after"], "1");
                 problem(r, 503).await;
                 busy += 1;
@@ -345,17 +363,13 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
         .filter(|u| u["roles"].as_array().unwrap().contains(&json!("admin")))
         .count();
     assert_eq!(admins, 1);
-    // Disabling the other admin, or closing, as the last one: refused too.
-    let (last, other_id) = if statuses[0] == StatusCode::OK {
-        (&root, second_id.as_str())
+    // The last admin cannot close the account either, nor leave with another
+    // admin's help: demoting the last admin is refused by the store.
+    let last = if statuses[0] == StatusCode::OK {
+        &root
     } else {
-        (&second, root_id.as_str())
+        &second
     };
-    let last_id = user_id(&app, last).await;
-    let r = app
-        .admin_patch(last, other_id, json!({"disabled": true}))
-        .await;
-    assert_eq!(r.status(), 200, "the other is no admin: disabling is fine");
     problem(
         app.delete("/api/v1/users/me")
             .bearer_auth(last)
@@ -365,7 +379,8 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
         409,
     )
     .await;
-    assert!(!last_id.is_empty());
+    let users = app.get_with("/api/v1/users", last).await;
+    assert_eq!(users.status(), 200, "still an admin");
 }
 both!(an_enabled_admin_always_remains);
 
