@@ -157,14 +157,15 @@ async fn forward(State(route): State<Route>, request: Request) -> Response {
     let path_and_query = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let url = format!("{}{}", route.base, path_and_query);
     // Forward exactly the path that was routed: if the URL parser would spell
-    // it differently (normalising anything), refuse rather than send that.
-    match reqwest::Url::parse(&url) {
-        Ok(parsed) if parsed.path() == path => {}
+    // it differently (normalising anything), refuse rather than send that. The
+    // URL checked is the one sent (parsed once).
+    let target = match reqwest::Url::parse(&url) {
+        Ok(parsed) if parsed.path() == path => parsed,
         _ => {
             metrics::counter!("gateway_paths_refused_total").increment(1);
             return Problem::bad_request("The path is not in canonical form.").into_response();
         }
-    }
+    };
     let body = match axum::body::to_bytes(body, route.upstreams.body_limit).await {
         Ok(bytes) => bytes,
         Err(_) => return Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE).into_response(),
@@ -190,7 +191,7 @@ async fn forward(State(route): State<Route>, request: Request) -> Response {
     let sent = route
         .upstreams
         .client
-        .request(parts.method, &url)
+        .request(parts.method, target)
         .headers(headers)
         .body(body)
         .send()

@@ -147,7 +147,12 @@ fn throttle_key(ip: IpAddr) -> String {
 }
 
 /// Takes a throttle slot or answers 429.
-async fn take_slot(state: &AppState, subject: &str, limit: i64, window_secs: u64) -> ApiResult<()> {
+pub(super) async fn take_slot(
+    state: &AppState,
+    subject: &str,
+    limit: i64,
+    window_secs: u64,
+) -> ApiResult<()> {
     let window_ms = (window_secs as i64).saturating_mul(1000);
     match state
         .0

@@ -15,7 +15,7 @@ use super::views::{Page, UserView};
 use super::{ApiError, ApiResult, AppState, now_ms};
 use crate::domain::{DisplayName, roles_from_text, roles_to_text};
 use crate::events;
-use crate::store::{Slot, StoreError, UserChange, UserRecord};
+use crate::store::{StoreError, UserChange, UserRecord};
 
 /// The user behind a token, as the account is now: a token outliving its
 /// account, its account's enabling or its session (logout, password change)
@@ -132,22 +132,7 @@ pub async fn change_password(
     // is taken before hashing: a stolen token cannot guess at hashing speed.
     let subject = format!("password:{}", user.id);
     let limit = s.login.max_password_change_failures;
-    match s
-        .store
-        .take_slot(
-            &subject,
-            limit,
-            (s.login.window_secs as i64).saturating_mul(1000),
-            now_ms(),
-        )
-        .await?
-    {
-        Slot::Taken => {}
-        Slot::Refused { retry_after_ms } => {
-            metrics::counter!("accounts_throttled_total").increment(1);
-            return Err(ApiError::Throttled((retry_after_ms as u64).div_ceil(1000)));
-        }
-    }
+    super::auth::take_slot(&state, &subject, limit, s.login.window_secs).await?;
     let matched = match s
         .hasher
         .verify(&body.current_password, Some(&record.password_hash))

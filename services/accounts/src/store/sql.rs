@@ -296,12 +296,7 @@ macro_rules! impl_accounts_store {
                 // Every enabled admin's row, locked in id order: two admins
                 // demoting each other at once take turns, and the second sees
                 // the first's change.
-                let admins: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT id FROM users WHERE {ENABLED_ADMIN} ORDER BY id{}",
-                    Self::FOR_UPDATE
-                )))
-                .fetch_all(&mut *tx)
-                .await?;
+                let admins = lock_enabled_admins(&mut tx, Self::FOR_UPDATE).await?;
                 if !admins.contains(&actor) {
                     return Err(StoreError::NotAnAdmin);
                 }
@@ -352,12 +347,7 @@ macro_rules! impl_accounts_store {
                 events: &[Envelope],
             ) -> Result<bool, StoreError> {
                 let mut tx = self.begin_write().await?;
-                sqlx::query_scalar::<_, Uuid>(sqlx::AssertSqlSafe(format!(
-                    "SELECT id FROM users WHERE {ENABLED_ADMIN} ORDER BY id{}",
-                    Self::FOR_UPDATE
-                )))
-                .fetch_all(&mut *tx)
-                .await?;
+                lock_enabled_admins(&mut tx, Self::FOR_UPDATE).await?;
                 // The address is freed for a new registration; the id stays for history.
                 let closed = sqlx::query(
                     "UPDATE users SET closed = TRUE, email = $2, email_skeleton = $2, name = '', \
@@ -653,6 +643,27 @@ where
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Every enabled admin's id, their rows locked (`for_update`) in id order, so
+/// changes that could leave the shop without an admin take turns.
+async fn lock_enabled_admins<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    for_update: &str,
+) -> Result<Vec<Uuid>, StoreError>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+    Uuid: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    (Uuid,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let rows: Vec<(Uuid,)> = sqlx::query_as::<DB, (Uuid,)>(sqlx::AssertSqlSafe(format!(
+        "SELECT id FROM users WHERE {ENABLED_ADMIN} ORDER BY id{for_update}"
+    )))
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// Refuses the transaction's change if no enabled admin is left.
