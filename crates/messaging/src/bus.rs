@@ -28,8 +28,18 @@ pub enum BusError {
     Unavailable(String),
     #[error("the broker refused a message")]
     Nacked,
+    /// The embedded bus's store (or another storage behind a bus) failed; the
+    /// cause is kept as the error's source.
     #[error("the bus store failed: {0}")]
-    Store(#[from] sqlx::Error),
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// Keeps `?` working on storage calls inside the crate without naming sqlx in
+/// the [`Bus`] contract.
+impl From<sqlx::Error> for BusError {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Store(Box::new(e))
+    }
 }
 
 /// Why a handler could not apply an event. The text is kept with the event

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::bus::{Bus, BusError, DeadLetter, OutgoingEvent, Stop, Subscription};
-use crate::envelope::Envelope;
+use crate::settle::{Failure, Settler, settle};
 
 #[derive(Clone)]
 pub struct EmbeddedBus {
@@ -74,52 +74,62 @@ impl EmbeddedBus {
             .await?;
         let n = rows.len();
         for (seq, text, attempts) in rows {
-            let attempt = attempts as u32 + 1;
-            let envelope: Result<Envelope, _> = serde_json::from_str(&text);
-            let (event_type, outcome) = match envelope {
-                Ok(env) => (
-                    env.event_type.clone(),
-                    sub.handler.handle(&env).await.map_err(|e| e.0),
-                ),
-                Err(e) => (
-                    "malformed".to_owned(),
-                    Err(format!("malformed envelope: {e}")),
-                ),
+            let row = Row {
+                pool: &self.pool,
+                seq,
             };
-            let labels = [("consumer", sub.consumer.clone()), ("type", event_type)];
-            match outcome {
-                Ok(()) => {
-                    metrics::counter!("events_consumed_total", &labels).increment(1);
-                    sqlx::query("DELETE FROM bus_deliveries WHERE seq = $1")
-                        .bind(seq)
-                        .execute(&self.pool)
-                        .await?;
-                }
-                Err(error) => {
-                    metrics::counter!("events_failed_total", &labels).increment(1);
-                    let dead = attempt >= sub.retry.max_attempts;
-                    if dead {
-                        metrics::counter!("events_dead_lettered_total", &labels).increment(1);
-                        tracing::warn!(consumer = %sub.consumer, %error, attempt, "Event dead-lettered.");
-                    } else {
-                        metrics::counter!("events_retried_total", &labels).increment(1);
-                    }
-                    let next = crate::now_ms() + sub.retry.delay_after(attempt).as_millis() as i64;
-                    sqlx::query(
-                        "UPDATE bus_deliveries SET attempts = $2, last_error = $3, \
-                         next_attempt_at = $4, dead = $5 WHERE seq = $1",
-                    )
-                    .bind(seq)
-                    .bind(i64::from(attempt))
-                    .bind(error)
-                    .bind(next)
-                    .bind(dead)
-                    .execute(&self.pool)
-                    .await?;
-                }
-            }
+            settle(sub, attempts as u32 + 1, text.as_bytes(), &row).await?;
         }
         Ok(n)
+    }
+}
+
+/// One delivery row, settled in place: deleted once handled, otherwise kept
+/// with its attempt count, last error and the time of its next attempt, and
+/// marked dead after the last.
+struct Row<'a> {
+    pool: &'a SqlitePool,
+    seq: i64,
+}
+
+impl Row<'_> {
+    async fn failed(&self, failure: &Failure, dead: bool) -> Result<(), sqlx::Error> {
+        let next = crate::now_ms() + failure.delay.as_millis() as i64;
+        sqlx::query(
+            "UPDATE bus_deliveries SET attempts = $2, last_error = $3, \
+             next_attempt_at = $4, dead = $5 WHERE seq = $1",
+        )
+        .bind(self.seq)
+        .bind(i64::from(failure.attempt))
+        .bind(failure.error.as_str())
+        .bind(next)
+        .bind(dead)
+        .execute(self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl<'a> Settler for Row<'a> {
+    type Error = sqlx::Error;
+    /// A malformed row is retried like any failure, then marked dead.
+    const DEAD_LETTER_MALFORMED: bool = false;
+
+    async fn done(&self) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM bus_deliveries WHERE seq = $1")
+            .bind(self.seq)
+            .execute(self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry(&self, failure: &Failure) -> Result<(), sqlx::Error> {
+        self.failed(failure, false).await
+    }
+
+    async fn dead_letter(&self, failure: &Failure) -> Result<(), sqlx::Error> {
+        self.failed(failure, true).await
     }
 }
 

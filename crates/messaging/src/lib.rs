@@ -14,6 +14,7 @@
 //! - [`inbox`]: [`inbox::first_delivery`] inside a transaction.
 //! - [`bus`]: the [`bus::Bus`] trait (publish with confirms, subscribe, dead letters), retry policy.
 //! - [`rabbit`]: the RabbitMQ bus (lapin): topic exchange, quorum queues, delay queues, DLQ.
+//! - `settle`: what every bus does with a delivery: handle, then ack, retry or dead-letter.
 //! - [`embedded`]: the bus of `emporium up`, on a SQLite file, with the same semantics.
 //! - [`migrations`]: the outbox and inbox tables, applied beside each service's own.
 //! - [`settings`]: the `[events]` settings section and opening the bus it names.
@@ -28,6 +29,7 @@ pub mod outbox;
 pub mod rabbit;
 pub mod revocations;
 pub mod settings;
+mod settle;
 
 pub use bus::{
     Bus, DeadLetter, EventHandler, HandlerError, OutgoingEvent, RetryPolicy, Subscription,

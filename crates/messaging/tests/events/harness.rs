@@ -169,6 +169,10 @@ pub struct Consumer {
     /// Every call of the handler, per event id (raw deliveries).
     pub deliveries: Mutex<HashMap<Uuid, usize>>,
     pub duplicates: AtomicUsize,
+    /// Deliveries the inbox recognised as already handled, per event id.
+    pub recognised: Mutex<HashMap<Uuid, usize>>,
+    /// Handler calls that returned an error, per event id.
+    pub failures: Mutex<HashMap<Uuid, usize>>,
     pub applied_signal: tokio::sync::Notify,
     /// (subject, n) in the order effects were applied.
     pub applied: Mutex<Vec<(String, u64)>>,
@@ -209,6 +213,8 @@ impl Consumer {
             behaviour: Mutex::new(Behaviour::Apply),
             deliveries: Mutex::new(HashMap::new()),
             duplicates: AtomicUsize::new(0),
+            recognised: Mutex::new(HashMap::new()),
+            failures: Mutex::new(HashMap::new()),
             applied_signal: tokio::sync::Notify::new(),
             applied: Mutex::new(Vec::new()),
         })
@@ -259,6 +265,24 @@ impl Consumer {
             .copied()
             .unwrap_or(0)
     }
+
+    /// Every event delivered more than once: (id, deliveries, deliveries the
+    /// inbox recognised as duplicates).
+    pub fn redelivered(&self) -> Vec<(Uuid, usize, usize)> {
+        let recognised = self.recognised.lock().unwrap().clone();
+        self.deliveries
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .map(|(id, n)| (*id, *n, recognised.get(id).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// Handler calls that failed, all events together.
+    pub fn failed_calls(&self) -> usize {
+        self.failures.lock().unwrap().values().sum()
+    }
 }
 
 pub struct Handler(pub Arc<Consumer>);
@@ -268,6 +292,17 @@ impl EventHandler for Handler {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
         let c = &self.0;
         *c.deliveries.lock().unwrap().entry(event.id).or_default() += 1;
+        let outcome = self.apply(event).await;
+        if outcome.is_err() {
+            *c.failures.lock().unwrap().entry(event.id).or_default() += 1;
+        }
+        outcome
+    }
+}
+
+impl Handler {
+    async fn apply(&self, event: &Envelope) -> Result<(), HandlerError> {
+        let c = &self.0;
         let behaviour = *c.behaviour.lock().unwrap();
         if behaviour == Behaviour::Fail {
             return Err(HandlerError(format!(
@@ -291,6 +326,7 @@ impl EventHandler for Handler {
                         .map_err(HandlerError::new)?;
                 } else {
                     c.duplicates.fetch_add(1, Ordering::SeqCst);
+                    *c.recognised.lock().unwrap().entry(event.id).or_default() += 1;
                 }
                 tx.commit().await.map_err(HandlerError::new)?;
                 if fresh {
@@ -418,4 +454,24 @@ pub async fn scenario_dead_letter_and_replay(
     assert_eq!(consumer.delivered(event.id), 4);
     assert!(bus.dead_letters(&consumer.name).await.unwrap().is_empty());
     assert_eq!(bus.purge(&consumer.name).await.unwrap(), 0);
+
+    // Purging a queue that holds letters drops exactly those, and only once.
+    consumer.set(Behaviour::Fail);
+    let doomed = [producer.make(10, true).await, producer.make(11, true).await];
+    eventually("the last attempts of two more events", WAIT, || async {
+        doomed.iter().all(|e| consumer.delivered(e.id) == 3)
+    })
+    .await;
+    eventually("two more dead letters", WAIT, || async {
+        bus.dead_letters(&consumer.name).await.unwrap().len() == 2
+    })
+    .await;
+    assert_eq!(bus.purge(&consumer.name).await.unwrap(), 2);
+    assert!(bus.dead_letters(&consumer.name).await.unwrap().is_empty());
+    assert_eq!(bus.purge(&consumer.name).await.unwrap(), 0);
+    assert_eq!(
+        consumer.effects().await,
+        1,
+        "purged letters are not applied"
+    );
 }

@@ -1,0 +1,171 @@
+//! Names and declarations: the exchange, each consumer's main queue, its delay
+//! queues (one per backoff step) and its dead-letter queue.
+
+use std::time::Duration;
+
+use lapin::options::{
+    ExchangeDeclareOptions, ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions,
+    QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+
+use super::{RabbitBus, connect, unavailable};
+use crate::bus::{BusError, RetryPolicy, Subscription};
+
+#[derive(Debug, Clone)]
+pub struct RabbitSettings {
+    /// `amqp://user:pass@host:5672/%2f` (or `amqps://`).
+    pub url: String,
+    /// The topic exchange every event is published to.
+    pub exchange: String,
+    /// Queue names are `<prefix><consumer>`, `….retry.<ms>`, `….dlq`.
+    pub queue_prefix: String,
+}
+
+impl RabbitSettings {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            exchange: "emporium.events".into(),
+            queue_prefix: "emporium.".into(),
+        }
+    }
+
+    pub fn queue(&self, consumer: &str) -> String {
+        format!("{}{consumer}", self.queue_prefix)
+    }
+
+    pub fn dlq(&self, consumer: &str) -> String {
+        format!("{}{consumer}.dlq", self.queue_prefix)
+    }
+
+    pub(super) fn retry_queue(&self, consumer: &str, delay: Duration) -> String {
+        format!(
+            "{}{consumer}.retry.{}ms",
+            self.queue_prefix,
+            delay.as_millis()
+        )
+    }
+}
+
+/// The durable topic exchange every event goes through (idempotent).
+pub(super) async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), BusError> {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .map_err(unavailable)
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        durable: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+fn quorum() -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args
+}
+
+impl RabbitBus {
+    /// Declares the exchange and a consumer's queues and bindings (idempotent).
+    pub async fn declare(&self, channel: &Channel, sub: &Subscription) -> Result<(), BusError> {
+        let s = &self.settings;
+        declare_exchange(channel, &s.exchange).await?;
+        let main = s.queue(&sub.consumer);
+        channel
+            .queue_declare(main.as_str().into(), durable(), quorum())
+            .await
+            .map_err(unavailable)?;
+        for event_type in &sub.event_types {
+            channel
+                .queue_bind(
+                    main.as_str().into(),
+                    s.exchange.as_str().into(),
+                    event_type.as_str().into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        for attempt in 1..sub.retry.max_attempts {
+            let delay = sub.retry.delay_after(attempt);
+            let mut args = FieldTable::default();
+            args.insert(
+                "x-message-ttl".into(),
+                AMQPValue::LongLongInt(delay.as_millis() as i64),
+            );
+            args.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
+            args.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(main.as_str().into()),
+            );
+            channel
+                .queue_declare(
+                    s.retry_queue(&sub.consumer, delay).as_str().into(),
+                    durable(),
+                    args,
+                )
+                .await
+                .map_err(unavailable)?;
+        }
+        channel
+            .queue_declare(s.dlq(&sub.consumer).as_str().into(), durable(), quorum())
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Deletes a consumer's queues (tests and decommissioning).
+    pub async fn delete_queues(&self, consumer: &str, retry: RetryPolicy) -> Result<(), BusError> {
+        let connection = connect(&self.settings.url).await?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        let mut names = vec![self.settings.queue(consumer), self.settings.dlq(consumer)];
+        for attempt in 1..retry.max_attempts {
+            names.push(
+                self.settings
+                    .retry_queue(consumer, retry.delay_after(attempt)),
+            );
+        }
+        for name in names {
+            let _ = channel
+                .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                .await;
+        }
+        let _ = connection.close(200, "done".into()).await;
+        Ok(())
+    }
+
+    /// Deletes the exchange (tests; never in a running shop).
+    pub async fn delete_exchange(&self) -> Result<(), BusError> {
+        let connection = connect(&self.settings.url).await?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        channel
+            .exchange_delete(
+                self.settings.exchange.as_str().into(),
+                ExchangeDeleteOptions::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        let _ = connection.close(200, "done".into()).await;
+        Ok(())
+    }
+}
