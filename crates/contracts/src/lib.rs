@@ -1,5 +1,7 @@
-//! The shop's event contracts: every event type and its payload, defined once
-//! and used by the service that publishes it and by every service that consumes it.
+//! The shop's contracts between services, defined once and used by both
+//! sides: every event type and its payload, every service-client scope, and
+//! the bodies of the internal APIs one service calls on another. No service
+//! depends on another service's crate; they meet here.
 //!
 //! Type names are versioned, `emporium.<service>.<entity>.<happening>.v<N>`; a
 //! breaking change to a payload is a new type (`….v2`) published beside the old
@@ -9,6 +11,12 @@
 //! - [`Event`]: what makes a payload an event (its type name and source).
 //! - [`accounts`]: what the accounts service publishes.
 //! - [`catalog`]: what the catalog service publishes.
+//! - [`stock`]: stock-level events, published by the catalog service.
+//! - [`scopes`]: every scope a service client can hold.
+//! - [`reservations`]: catalog's internal reservation API, as callers see it.
+
+pub mod reservations;
+pub mod scopes;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

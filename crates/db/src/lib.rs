@@ -6,7 +6,10 @@
 //! a SQLite implementation; this crate only opens pools and test databases.
 //!
 //! ## Layout
-//! - [`Engine`] and [`connect_postgres`] / [`connect_sqlite`]: tuned pools.
+//! - [`Db`]: a pool on either engine; [`Engine`] and [`connect_postgres`] /
+//!   [`connect_sqlite`]: tuned pools.
+//! - [`error`]: [`StoreError`], what a refused write means, constraint named.
+//! - [`clock`]: the injected time the stores read ([`Clock`]).
 //! - [`testing`]: a fresh PostgreSQL database per test, dropped afterwards.
 
 use std::str::FromStr;
@@ -18,7 +21,12 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub mod clock;
+pub mod error;
 pub mod testing;
+
+pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
+pub use error::StoreError;
 
 /// Which engine a database URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +45,41 @@ impl Engine {
             anyhow::bail!(
                 "database URL must start with postgres:// or sqlite: (got another scheme)"
             )
+        }
+    }
+}
+
+/// A service's database: one pool on one of the two engines.
+///
+/// Stores, the outbox and the idempotency keys all hold this one type, so
+/// engine dispatch is written once per query site, not once per type.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+impl Db {
+    /// Opens a pool on the database `url` names (no migrations).
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        Ok(match Engine::of(url)? {
+            Engine::Postgres => Self::Postgres(connect_postgres(url, max_connections).await?),
+            Engine::Sqlite => Self::Sqlite(connect_sqlite(url, max_connections).await?),
+        })
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Self::Postgres(_) => Engine::Postgres,
+            Self::Sqlite(_) => Engine::Sqlite,
+        }
+    }
+
+    /// Waits for the pool's connections to close.
+    pub async fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(pool) => pool.close().await,
         }
     }
 }

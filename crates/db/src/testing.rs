@@ -14,6 +14,27 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// A connection to the test server's admin database, or a clear error within 10 s.
+pub async fn admin_connection() -> anyhow::Result<PgConnection> {
+    const NEEDED: &str = "the PostgreSQL-backed tests need a server at \
+         EMPORIUM_TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432/postgres)";
+    // A server that accepts and never answers (or a firewall that drops
+    // packets) must fail the test, not hang it.
+    let connect_timeout = std::time::Duration::from_secs(10);
+    tokio::time::timeout(
+        connect_timeout,
+        PgConnection::connect(&postgres_admin_url()),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "{NEEDED}: no connection within {}s",
+            connect_timeout.as_secs()
+        )
+    })?
+    .context(NEEDED)
+}
+
 /// A database that exists for the life of this value.
 #[derive(Debug)]
 pub struct TestDatabase {
@@ -30,14 +51,27 @@ enum Cleanup {
 impl TestDatabase {
     /// Creates `test_<uuid>` on the test PostgreSQL server.
     pub async fn postgres() -> anyhow::Result<Self> {
+        Self::create_postgres("").await
+    }
+
+    /// Creates `test_<uuid>` as a copy of the database `template` (which
+    /// nobody may be connected to).
+    pub async fn postgres_from_template(template: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            template
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'),
+            "a template name is lower-case letters, digits and underscores"
+        );
+        Self::create_postgres(&format!(" TEMPLATE {template}")).await
+    }
+
+    async fn create_postgres(clause: &str) -> anyhow::Result<Self> {
         let admin_url = postgres_admin_url();
         let name = format!("test_{}", uuid::Uuid::now_v7().simple());
-        let mut conn = PgConnection::connect(&admin_url).await.with_context(|| {
-            "the PostgreSQL-backed tests need a server at EMPORIUM_TEST_POSTGRES_URL \
-             (default postgres://postgres@127.0.0.1:5432/postgres)"
-        })?;
-        // The name is generated here from a UUID, never from input.
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        let mut conn = admin_connection().await?;
+        // The name is generated here from a UUID, the clause from a checked name.
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}{clause}")))
             .execute(&mut conn)
             .await?;
         conn.close().await?;

@@ -7,6 +7,9 @@
 //! - [`middleware`]: request ids, W3C trace context, the request span, metrics
 //!   per route, and the safety net that turns any bare error response (unknown
 //!   route, wrong method, oversized body, timeout, panic) into a problem.
+//! - [`idempotency`]: `Idempotency-Key` on unsafe routes (Stripe's semantics):
+//!   one execution per caller and key, stored answers replayed, keys in the
+//!   service's own database.
 //! - [`limits`]: connection caps (total, per client address) and the idle timeout.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `/openapi.json`.
 //! - [`server`]: binding (port 0 in tests), HTTPS with rustls or plain HTTP behind
@@ -15,17 +18,27 @@
 //!   bidirectional characters), for every service's validation.
 //! - [`tls`]: the development certificate authority and service certificates,
 //!   and the pooled HTTPS client that trusts it.
+//! - [`paging`]: `Page<T>`, the `limit` rule and the cursor codec of every list.
+//! - [`precondition`]: the `If-Match` extractor for versioned resources.
+//! - [`time`]: RFC 3339 timestamps as every response shows them.
+//! - [`store_error`]: how a `StoreError` is answered (409/422/503/500), once.
 //! - [`shutdown`]: a cloneable shutdown signal fed by SIGINT/SIGTERM or a trigger.
 
+pub mod idempotency;
 pub mod limits;
 pub mod middleware;
 pub mod ops;
+pub mod paging;
+pub mod precondition;
 pub mod problem;
 pub mod server;
 pub mod shutdown;
+pub mod store_error;
 pub mod text;
+pub mod time;
 pub mod tls;
 
+pub use idempotency::IdempotencyLayer;
 pub use middleware::{RequestContext, ServiceName, standard_layers};
 pub use problem::{AppJson, AppPath, AppQuery, FieldError, Problem};
 pub use server::{HttpServer, HttpSettings};

@@ -1,9 +1,8 @@
 //! The shared server through a real HTTPS connection: graceful shutdown drains
 //! in-flight requests, and the standard layers answer errors as problems.
 
-#![allow(clippy::unwrap_used)]
-
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -50,8 +49,22 @@ async fn panics() -> &'static str {
 }
 
 fn app(settings: &HttpSettings) -> Router {
+    app_signalling(settings, Arc::new(tokio::sync::Notify::new()))
+}
+
+/// As [`app`], with `/slow` signalling `entered` as its handler starts.
+fn app_signalling(settings: &HttpSettings, entered: Arc<tokio::sync::Notify>) -> Router {
     let routes = Router::new()
-        .route("/slow", get(slow))
+        .route(
+            "/slow",
+            get(move || {
+                let entered = entered.clone();
+                async move {
+                    entered.notify_one();
+                    slow().await
+                }
+            }),
+        )
         .route("/very-slow", get(very_slow))
         .route("/panic", get(panics))
         .route("/echo", post(echo))
@@ -69,15 +82,30 @@ async fn shutdown_drains_requests_in_flight() {
     let server = HttpServer::bind(&settings).unwrap();
     let url = server.base_url();
     let (trigger, shutdown) = Shutdown::new();
-    let running = tokio::spawn(server.run_until_stopped(app(&settings), shutdown));
-    let client = emporium_http::tls::client(Some(&certs.ca()), Duration::from_secs(5)).unwrap();
+    let entered = Arc::new(tokio::sync::Notify::new());
+    let running = tokio::spawn(
+        server.run_until_stopped(app_signalling(&settings, entered.clone()), shutdown),
+    );
+    // Clients that trust the test CA; a fresh one per check, so no pooled
+    // connection from before stands in for a new one.
+    let trusting =
+        || emporium_http::tls::client(Some(&certs.ca()), Duration::from_secs(5)).unwrap();
+    let r = trusting()
+        .get(format!("{url}/cacheable"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "served before the shutdown");
+    assert_eq!(r.text().await.unwrap(), "cache me");
 
     let in_flight = tokio::spawn({
-        let client = client.clone();
+        let client = trusting();
         let url = url.clone();
         async move { client.get(format!("{url}/slow")).send().await }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::timeout(Duration::from_secs(5), entered.notified())
+        .await
+        .expect("the slow request reached its handler");
     trigger.fire();
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(response.status(), 200);
@@ -87,13 +115,32 @@ async fn shutdown_drains_requests_in_flight() {
         .expect("the server stops once drained")
         .unwrap()
         .unwrap();
+    // Stopped: the same kind of client, which got in before, cannot even connect.
+    let err = trusting()
+        .get(format!("{url}/cacheable"))
+        .send()
+        .await
+        .expect_err("the stopped server answered");
     assert!(
-        reqwest::Client::new()
-            .get(format!("{url}/slow"))
-            .send()
-            .await
-            .is_err()
+        err.is_connect() && refused(&err),
+        "not a refused connection: {err:?}"
     );
+}
+
+/// Whether a request failed because its connection was refused (so not in
+/// the TLS handshake, nor later).
+fn refused(err: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return true;
+        }
+        source = e.source();
+    }
+    // Some layers box their cause in a way `source` skips; the chain's debug form names it.
+    format!("{err:?}").contains("ConnectionRefused")
 }
 
 #[tokio::test]
@@ -268,8 +315,13 @@ async fn connections_per_client_are_capped() {
     for _ in 0..3 {
         held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
     }
-    // Let the server accept them.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Each is accepted and counted once it has been served.
+    for stream in &mut held {
+        assert!(
+            served(stream).await,
+            "a connection within the cap is served"
+        );
+    }
     let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
     assert!(
         closed_within(&mut fourth, Duration::from_secs(2))
@@ -278,14 +330,40 @@ async fn connections_per_client_are_capped() {
         "the fourth connection is refused"
     );
     drop(held.pop());
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let client = reqwest::Client::builder().http1_only().build().unwrap();
-    let r = client
-        .get(format!("http://{addr}/slow"))
-        .send()
+    // Once the server has seen the close, a new connection gets the slot.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut next = tokio::net::TcpStream::connect(addr).await.unwrap();
+        if served(&mut next).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the freed slot never went to a new connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Sends one request on a raw HTTP/1.1 connection; whether it was answered 200.
+async fn served(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream
+        .write_all(b"GET /cacheable HTTP/1.1\r\nhost: x\r\n\r\n")
         .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        .is_err()
+    {
+        return false;
+    }
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("cache me") {
+        match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => return false,
+        }
+    }
+    seen.starts_with(b"HTTP/1.1 200")
 }
 
 /// A chunked upload over the limit gets its 413 read by the client: the
@@ -381,14 +459,31 @@ async fn an_idle_http2_connection_is_closed() {
     let first = h2();
     let r = first.get(&url).send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    let idle_since = Instant::now();
     // The first client's connection stays in its pool, idle.
     assert!(
         h2().get(&url).send().await.is_err(),
         "the cap holds while the first connection is open"
     );
-    tokio::time::sleep(Duration::from_millis(1_600)).await;
-    let r = h2().get(&url).send().await.unwrap();
-    assert_eq!(r.status(), 200, "the idle connection was closed");
+    // Once the idle connection is closed, a second client gets in.
+    let deadline = idle_since + Duration::from_secs(5);
+    let r = loop {
+        if let Ok(r) = h2().get(&url).send().await {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the idle connection was never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(r.status(), 200);
+    let waited = idle_since.elapsed();
+    assert!(
+        waited >= Duration::from_millis(800),
+        "a second client got in after {waited:?}, before the idle timeout"
+    );
+    drop(first);
 }
 
 /// A request head over the limit is refused with 431 (hyper answers it itself,

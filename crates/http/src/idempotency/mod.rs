@@ -1,0 +1,673 @@
+//! `Idempotency-Key` for unsafe requests, with the semantics of Stripe's API.
+//!
+//! A client that may retry a request (`POST /orders` after a timeout) sends a
+//! key it made up, unique per operation (a UUID); the layer makes sure the
+//! operation runs at most once per key and answers every retry with the
+//! first answer.
+//!
+//! ## Semantics
+//! - Keys belong to a caller ([`IdempotencyLayer::principal`], as Stripe scopes
+//!   them per account): two callers may use the same key independently. A
+//!   request without a caller passes through untouched, so the handler can
+//!   answer 401. Safe methods (GET, HEAD, OPTIONS, TRACE) always pass through.
+//! - The key is 1–255 visible ASCII characters; without one the answer is 400
+//!   `idempotency-key-missing` (unless [`IdempotencyLayer::required`] is off,
+//!   when the request passes through), a malformed one is 400
+//!   `idempotency-key-invalid`.
+//! - A request is identified by the SHA-256 of its method, path and query, and
+//!   body ([`fingerprint`]). A key used again with another request is 422
+//!   `idempotency-key-reused`.
+//! - The first request with a key claims it in one statement and runs. While
+//!   it runs, every other request with the key is 409 `idempotency-key-in-use`
+//!   with `Retry-After: 1`: concurrent requests execute once, and the others
+//!   are told to retry rather than wait. Once it has finished, a retry gets
+//!   the stored answer (status, the headers `Content-Type`, `Location`,
+//!   `ETag`, `Cache-Control`, `Retry-After`, and the body) with
+//!   `Idempotent-Replayed: true`; headers added by outer layers (request id,
+//!   security headers) are added to the replay by those layers again.
+//! - Only answers of requests that ran to a result are stored. A 5xx (our
+//!   handlers are transactional: it committed nothing), 401, 403, 408 or 429
+//!   forgets the key, so that a retry executes again. So does an answer body
+//!   larger than 1 MiB, which is returned but not stored.
+//! - The running request holds a lease ([`IdempotencyLayer::lease`], 60 s):
+//!   if its executor died (crash, panic, dropped connection), a retry after
+//!   the lease takes the key over and executes. The lease must exceed the
+//!   request timeout, or a slow request may run twice. The lease's end also
+//!   fences the first executor: once taken over, its result is not stored.
+//! - Keys expire [`IdempotencyLayer::ttl`] (24 h) after their request began:
+//!   the same key then executes again. Expired rows are purged by
+//!   [`IdempotencyLayer::purge_expired`], which the layer also runs in the
+//!   background at most once per [`IdempotencyLayer::purge_interval`].
+//!
+//! All times come from the injected [`Clock`](emporium_db::Clock). Services
+//! create the table with [`migrate`] beside their own migrations.
+
+mod store;
+
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header, request::Parts};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use emporium_db::{Db, SharedClock};
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::problem::{Problem, logged_cause};
+pub use store::migrate;
+
+/// The request header carrying the key.
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+/// Set to `true` on an answer replayed from the store.
+pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// Largest request body fingerprinted, and largest answer body stored.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Longest key accepted.
+pub const MAX_KEY_LEN: usize = 255;
+
+/// The answer headers stored and replayed.
+const KEPT_HEADERS: [HeaderName; 5] = [
+    header::CONTENT_TYPE,
+    header::LOCATION,
+    header::ETAG,
+    header::CACHE_CONTROL,
+    header::RETRY_AFTER,
+];
+
+/// Who a request's key belongs to; `None` lets the request pass through.
+pub type PrincipalFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
+
+/// The idempotency layer: a [`tower::Layer`] for a route
+/// (`post(create).layer(idempotency)`), or the state of the [`idempotency`]
+/// middleware function.
+#[derive(Clone)]
+pub struct IdempotencyLayer {
+    db: Db,
+    clock: SharedClock,
+    principal: PrincipalFn,
+    required: bool,
+    ttl: Duration,
+    lease: Duration,
+    purge_interval: Duration,
+    /// Clock time (ms) of the last background purge, shared by all clones.
+    last_purge: Arc<AtomicI64>,
+}
+
+impl std::fmt::Debug for IdempotencyLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdempotencyLayer")
+            .field("engine", &self.db.engine())
+            .field("required", &self.required)
+            .field("ttl", &self.ttl)
+            .field("lease", &self.lease)
+            .field("purge_interval", &self.purge_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdempotencyLayer {
+    /// Keys required, kept 24 h, leases of 60 s, and every request in one
+    /// key space until [`principal`](Self::principal) says whose it is (set
+    /// it in every service with more than one caller).
+    pub fn new(db: Db, clock: SharedClock) -> Self {
+        Self {
+            db,
+            clock,
+            principal: Arc::new(|_: &Parts| Some(String::new())),
+            required: true,
+            ttl: Duration::from_secs(24 * 60 * 60),
+            lease: Duration::from_secs(60),
+            purge_interval: Duration::from_secs(60),
+            last_purge: Arc::new(AtomicI64::new(i64::MIN)),
+        }
+    }
+
+    /// Who the key belongs to (the account, the user); `None` passes the
+    /// request through untouched so the handler can answer 401.
+    pub fn principal(mut self, principal: PrincipalFn) -> Self {
+        self.principal = principal;
+        self
+    }
+
+    /// Whether a request without a key is refused (400, the default) or
+    /// passes through.
+    pub fn required(mut self, required: bool) -> Self {
+        self.required = required;
+        self
+    }
+
+    /// How long a key is remembered after its request began.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long a running request holds its key before a retry may take it over.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// The least time between two background purges.
+    pub fn purge_interval(mut self, interval: Duration) -> Self {
+        self.purge_interval = interval;
+        self
+    }
+
+    /// Deletes the keys older than the TTL; returns how many.
+    pub async fn purge_expired(&self) -> anyhow::Result<u64> {
+        let now = self.clock.now_ms();
+        store::purge(&self.db, now.saturating_sub(ms(self.ttl)), now).await
+    }
+
+    /// Runs a purge in the background if none ran within the purge interval.
+    fn maybe_purge(&self, now: i64) {
+        let last = self.last_purge.load(Ordering::Acquire);
+        if last != i64::MIN && now.saturating_sub(last) < ms(self.purge_interval) {
+            return;
+        }
+        if self
+            .last_purge
+            .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return;
+        }
+        let layer = self.clone();
+        tokio::spawn(async move {
+            match layer.purge_expired().await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "Expired idempotency keys purged."),
+                Err(cause) => tracing::warn!(
+                    error = %logged_cause(&cause),
+                    "Purging expired idempotency keys failed."
+                ),
+            }
+        });
+    }
+
+    /// Applies the idempotency rules to `request`; `run` executes it.
+    pub async fn handle<F, Fut>(&self, request: Request, run: F) -> Response
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        if is_safe(request.method()) {
+            return run(request).await;
+        }
+        let (parts, body) = request.into_parts();
+        let Some(principal) = (self.principal)(&parts) else {
+            return run(Request::from_parts(parts, body)).await;
+        };
+        let key = match key_of(&parts.headers) {
+            Ok(Some(key)) => key,
+            Ok(None) if !self.required => {
+                return run(Request::from_parts(parts, body)).await;
+            }
+            Ok(None) => {
+                count("missing");
+                return Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "idempotency-key-missing",
+                    "The Idempotency-Key header is required.",
+                )
+                .with_detail("Send a unique key (a UUID) per operation in Idempotency-Key.")
+                .into_response();
+            }
+            Err(()) => {
+                count("invalid");
+                return Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "idempotency-key-invalid",
+                    "The Idempotency-Key header is invalid.",
+                )
+                .with_detail("Send one key of 1 to 255 visible ASCII characters.")
+                .into_response();
+            }
+        };
+        let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                count("too_large");
+                return Problem::from_status(StatusCode::PAYLOAD_TOO_LARGE)
+                    .with_detail("A request with an Idempotency-Key may carry at most 1 MiB.")
+                    .into_response();
+            }
+            Err(_) => {
+                return Problem::bad_request("The request body could not be read.").into_response();
+            }
+        };
+        let path = parts
+            .extensions
+            .get::<OriginalUri>()
+            .map(|OriginalUri(uri)| uri)
+            .unwrap_or(&parts.uri)
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let fingerprint = fingerprint(&parts.method, &path, &bytes);
+        let request = Request::from_parts(parts, Body::from(bytes));
+        let claim = Claim {
+            principal,
+            key,
+            locked_until: 0,
+        };
+        match self.claim(claim, &fingerprint).await {
+            Ok(Claimed::Run(claim)) => self.execute(claim, request, run).await,
+            Ok(Claimed::Answer(response)) => response,
+            Err(cause) => {
+                count("error");
+                tracing::error!(error = %logged_cause(&cause), "Idempotency key lookup failed.");
+                Problem::internal().into_response()
+            }
+        }
+    }
+
+    /// Claims the key (new, expired or abandoned) or tells what to answer instead.
+    async fn claim(&self, mut claim: Claim, fingerprint: &str) -> anyhow::Result<Claimed> {
+        // A row can vanish (a failed execution forgets it) or be taken over
+        // between two statements; a few rounds settle it.
+        for _ in 0..3 {
+            let now = self.clock.now_ms();
+            self.maybe_purge(now);
+            claim.locked_until = now.saturating_add(ms(self.lease));
+            let (principal, key) = (claim.principal.as_str(), claim.key.as_str());
+            if store::insert(
+                &self.db,
+                principal,
+                key,
+                fingerprint,
+                now,
+                claim.locked_until,
+            )
+            .await?
+            {
+                return Ok(Claimed::Run(claim));
+            }
+            let Some(row) = store::get(&self.db, principal, key).await? else {
+                continue;
+            };
+            let expired_before = now.saturating_sub(ms(self.ttl));
+            let expired = row.created_at < expired_before;
+            let abandoned = row.state == store::IN_FLIGHT && row.locked_until < now;
+            if expired || abandoned {
+                if store::take_over(
+                    &self.db,
+                    principal,
+                    key,
+                    fingerprint,
+                    now,
+                    claim.locked_until,
+                    expired_before,
+                )
+                .await?
+                {
+                    if abandoned && !expired {
+                        tracing::warn!("An idempotency key whose lease ran out was taken over.");
+                    }
+                    return Ok(Claimed::Run(claim));
+                }
+                continue;
+            }
+            if row.fingerprint != fingerprint {
+                count("reused");
+                return Ok(Claimed::Answer(
+                    Problem::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency-key-reused",
+                        "This idempotency key was used with a different request.",
+                    )
+                    .with_detail("Use a new Idempotency-Key for a different request.")
+                    .into_response(),
+                ));
+            }
+            if row.state == store::DONE {
+                count("replayed");
+                return Ok(Claimed::Answer(replay(row)));
+            }
+            count("in_flight");
+            return Ok(Claimed::Answer(in_use()));
+        }
+        count("in_flight");
+        Ok(Claimed::Answer(in_use()))
+    }
+
+    /// Runs the claimed request and stores (or forgets) its answer.
+    async fn execute<F, Fut>(&self, claim: Claim, request: Request, run: F) -> Response
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        count("executed");
+        let response = run(request).await;
+        let status = response.status();
+        if status.is_server_error() || matches!(status.as_u16(), 401 | 403 | 408 | 429) {
+            self.release(&claim).await;
+            return response;
+        }
+        let (parts, body) = response.into_parts();
+        let bytes = match buffer(body).await {
+            Buffered::Complete(bytes) => bytes,
+            Buffered::TooLarge(body) => {
+                tracing::warn!(
+                    "An answer too large to store for its idempotency key was returned unstored."
+                );
+                self.release(&claim).await;
+                return Response::from_parts(parts, body);
+            }
+            Buffered::Failed(e) => {
+                tracing::error!(error = %e, "An answer body failed while being stored.");
+                self.release(&claim).await;
+                return Problem::internal().into_response();
+            }
+        };
+        let headers = stored_headers(&parts.headers);
+        let stored = store::finish(
+            &self.db,
+            &claim.principal,
+            &claim.key,
+            claim.locked_until,
+            i32::from(status.as_u16()),
+            &headers,
+            &bytes,
+        )
+        .await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                "An idempotent answer was not stored: the key's lease ran out and it was taken over."
+            ),
+            Err(cause) => tracing::error!(
+                error = %logged_cause(&cause),
+                "An idempotent answer could not be stored; the key stays in flight until its lease ends."
+            ),
+        }
+        Response::from_parts(parts, Body::from(bytes))
+    }
+
+    /// Forgets the key so that a retry executes again.
+    async fn release(&self, claim: &Claim) {
+        match store::release(&self.db, &claim.principal, &claim.key, claim.locked_until).await {
+            Ok(_) => {}
+            Err(cause) => tracing::error!(
+                error = %logged_cause(&cause),
+                "An idempotency key could not be released; it stays in flight until its lease ends."
+            ),
+        }
+    }
+}
+
+impl<S> Layer<S> for IdempotencyLayer {
+    type Service = IdempotencyService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        IdempotencyService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`IdempotencyLayer`] wraps a route in.
+#[derive(Clone, Debug)]
+pub struct IdempotencyService<S> {
+    inner: S,
+    layer: IdempotencyLayer,
+}
+
+impl<S> Service<Request> for IdempotencyService<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // The ready service answers this request; a fresh clone waits for the next.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            let run = move |request: Request| async move {
+                match inner.oneshot(request).await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            };
+            Ok(layer.handle(request, run).await)
+        })
+    }
+}
+
+/// The layer as a middleware function, for
+/// `axum::middleware::from_fn_with_state(layer, idempotency)` where a
+/// [`tower::Layer`] does not fit.
+pub async fn idempotency(
+    State(layer): State<IdempotencyLayer>,
+    request: Request,
+    next: Next,
+) -> Response {
+    layer.handle(request, |request| next.run(request)).await
+}
+
+/// The key, its owner and the lease of the execution holding it.
+struct Claim {
+    principal: String,
+    key: String,
+    /// The lease's end; also the token that proves the row is still ours.
+    locked_until: i64,
+}
+
+enum Claimed {
+    Run(Claim),
+    Answer(Response),
+}
+
+enum Buffered {
+    Complete(Bytes),
+    /// Over [`MAX_BODY_BYTES`]: the whole body again, read part and rest.
+    TooLarge(Body),
+    Failed(axum::Error),
+}
+
+/// Reads an answer body up to [`MAX_BODY_BYTES`].
+async fn buffer(body: Body) -> Buffered {
+    let mut stream = body.into_data_stream();
+    let mut read: Vec<u8> = Vec::new();
+    loop {
+        let next = stream.next().await;
+        let chunk = match next {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => return Buffered::Failed(e),
+            None => break,
+        };
+        if read.len() + chunk.len() > MAX_BODY_BYTES {
+            let head = [
+                Ok::<Bytes, axum::Error>(Bytes::from(read)),
+                Ok::<Bytes, axum::Error>(chunk),
+            ];
+            return Buffered::TooLarge(Body::from_stream(
+                futures_util::stream::iter(head).chain(stream),
+            ));
+        }
+        read.extend_from_slice(&chunk);
+    }
+    Buffered::Complete(Bytes::from(read))
+}
+
+/// The SHA-256 (hex) identifying a request: method, path and query, body.
+pub fn fingerprint(method: &Method, path_and_query: &str, body: &[u8]) -> String {
+    let mut digest = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    // Neither the method nor the path can hold a newline: the framing is unambiguous.
+    digest.update(method.as_str().as_bytes());
+    digest.update(b"\n");
+    digest.update(path_and_query.as_bytes());
+    digest.update(b"\n");
+    digest.update(body);
+    let mut hex = String::with_capacity(64);
+    for byte in digest.finish().as_ref() {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// The key, if one was sent; `Err` if it is malformed or sent twice.
+fn key_of(headers: &HeaderMap) -> Result<Option<String>, ()> {
+    let mut values = headers.get_all(&IDEMPOTENCY_KEY).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(());
+    }
+    let bytes = value.as_bytes();
+    if bytes.is_empty() || bytes.len() > MAX_KEY_LEN || !bytes.iter().all(u8::is_ascii_graphic) {
+        return Err(());
+    }
+    value.to_str().map(|k| Some(k.to_owned())).map_err(|_| ())
+}
+
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
+/// The kept headers as a JSON array of `[name, value]`.
+fn stored_headers(headers: &HeaderMap) -> String {
+    let mut kept: Vec<(String, String)> = Vec::new();
+    for name in KEPT_HEADERS {
+        for value in headers.get_all(&name) {
+            if let Ok(value) = value.to_str() {
+                kept.push((name.as_str().to_owned(), value.to_owned()));
+            }
+        }
+    }
+    serde_json::to_string(&kept).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The stored answer, marked as replayed.
+fn replay(row: store::KeyRow) -> Response {
+    let status = row
+        .response_status
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok());
+    let Some(status) = status else {
+        tracing::error!("A stored idempotent answer has no valid status.");
+        return Problem::internal().into_response();
+    };
+    let headers: Vec<(String, String)> = row
+        .response_headers
+        .as_deref()
+        .and_then(|h| serde_json::from_str(h).ok())
+        .unwrap_or_default();
+    let mut response = Response::new(Body::from(row.response_body.unwrap_or_default()));
+    *response.status_mut() = status;
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+        .headers_mut()
+        .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+fn in_use() -> Response {
+    Problem::new(
+        StatusCode::CONFLICT,
+        "idempotency-key-in-use",
+        "A request with this idempotency key is in progress.",
+    )
+    .with_detail("Retry after the first request with this key has finished.")
+    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    .into_response()
+}
+
+fn count(outcome: &'static str) {
+    metrics::counter!("idempotency_requests_total", "outcome" => outcome).increment(1);
+}
+
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn keys_are_one_to_255_visible_ascii_characters() {
+        let check = |value: &[u8]| {
+            let mut headers = HeaderMap::new();
+            headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_bytes(value).unwrap());
+            key_of(&headers)
+        };
+        assert_eq!(key_of(&HeaderMap::new()), Ok(None));
+        assert_eq!(check(b"abc-123"), Ok(Some("abc-123".to_owned())));
+        assert_eq!(check(&[b'k'; 255][..]), Ok(Some("k".repeat(255))));
+        let bad: [&[u8]; 5] = [b"", &[b'k'; 256], b"a b", b"a\tb", b"caf\xc3\xa9"];
+        for bad in bad {
+            assert_eq!(check(bad), Err(()), "{bad:?}");
+        }
+        let mut twice = HeaderMap::new();
+        twice.append(IDEMPOTENCY_KEY, HeaderValue::from_static("a"));
+        twice.append(IDEMPOTENCY_KEY, HeaderValue::from_static("a"));
+        assert_eq!(key_of(&twice), Err(()));
+    }
+
+    #[test]
+    fn fingerprints_tell_requests_apart() {
+        let a = fingerprint(&Method::POST, "/orders", b"{}");
+        assert_eq!(a.len(), 64);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(a, fingerprint(&Method::POST, "/orders", b"{}"));
+        assert_ne!(a, fingerprint(&Method::PUT, "/orders", b"{}"));
+        assert_ne!(a, fingerprint(&Method::POST, "/orders?x=1", b"{}"));
+        assert_ne!(a, fingerprint(&Method::POST, "/orders", b"{ }"));
+    }
+
+    #[test]
+    fn only_the_listed_headers_are_stored() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::LOCATION, HeaderValue::from_static("/orders/1"));
+        headers.insert(header::SET_COOKIE, HeaderValue::from_static("a=b"));
+        headers.insert("x-request-id", HeaderValue::from_static("r"));
+        let stored = stored_headers(&headers);
+        let parsed: Vec<(String, String)> = serde_json::from_str(&stored).unwrap();
+        assert_eq!(
+            parsed,
+            vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("location".to_owned(), "/orders/1".to_owned()),
+            ]
+        );
+    }
+}
