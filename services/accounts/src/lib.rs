@@ -230,6 +230,7 @@ async fn bootstrap_admin(
 }
 
 /// Creates or replaces a service client and returns its new secret (shown once).
+/// Only scopes named in `emporium_contracts::scopes` can be granted.
 pub async fn create_service_client(
     store: &dyn AccountsStore,
     client_id: &str,
@@ -239,6 +240,15 @@ pub async fn create_service_client(
         !client_id.is_empty() && client_id.len() <= 64,
         "a client id has 1 to 64 characters"
     );
+    if let Some(unknown) = scopes
+        .iter()
+        .find(|s| !emporium_contracts::scopes::is_known(s))
+    {
+        anyhow::bail!(
+            "unknown scope {unknown:?}; known scopes: {}",
+            emporium_contracts::scopes::ALL.join(" ")
+        );
+    }
     let secret = random_token(32);
     store
         .upsert_client(

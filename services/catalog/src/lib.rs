@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use axum::Router;
 use emporium_auth::{HttpJwks, JwksSource, Verifier, VerifierSettings};
+use emporium_db::SharedClock;
 use emporium_http::{HttpServer, ServiceName, Shutdown, ShutdownTrigger, ops, standard_layers};
 use emporium_messaging::Bus;
 use emporium_messaging::outbox::{Relay, RelayWaker};
@@ -42,6 +43,7 @@ pub struct Application {
     store: Arc<dyn CatalogStore>,
     relay: Relay,
     sweep_every: Duration,
+    clock: SharedClock,
     /// Stops the deny-list subscription when the service stops.
     revocations_stop: ShutdownTrigger,
     revocations_task: tokio::task::JoinHandle<()>,
@@ -77,9 +79,20 @@ impl Application {
         bus: Arc<dyn Bus>,
         jwks: Arc<dyn JwksSource>,
     ) -> anyhow::Result<Self> {
-        let store = store::connect(
+        Self::build_at(settings, bus, jwks, emporium_db::system_clock()).await
+    }
+
+    /// As [`Application::build_with`], on `clock` (tests move time instead of waiting).
+    pub async fn build_at(
+        settings: CatalogSettings,
+        bus: Arc<dyn Bus>,
+        jwks: Arc<dyn JwksSource>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
+        let store = store::connect_at(
             settings.database.url.expose(),
             settings.database.max_connections,
+            clock.clone(),
         )
         .await?;
         let verifier = Arc::new(Verifier::new(
@@ -101,6 +114,7 @@ impl Application {
             verifier,
             relay: waker.clone(),
             reservation_ttl: Duration::from_secs(settings.reservations.ttl_secs),
+            clock: clock.clone(),
         }));
         let relay = Relay {
             outbox: store.outbox(),
@@ -125,6 +139,7 @@ impl Application {
             store,
             relay,
             sweep_every: Duration::from_millis(settings.reservations.sweep_every_ms.max(10)),
+            clock,
             revocations_stop,
             revocations_task,
         })
@@ -148,6 +163,7 @@ impl Application {
         let relay = tokio::spawn(self.relay.run(shutdown.clone().wait()));
         let sweeper = tokio::spawn(sweeper::run(
             self.store.clone(),
+            self.clock.clone(),
             self.sweep_every,
             shutdown.clone().wait(),
         ));

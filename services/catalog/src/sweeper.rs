@@ -6,19 +6,19 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use emporium_db::{Clock, SharedClock};
+
 use crate::store::{Actor, CatalogStore, SettleOutcome};
 
 /// Releases every expired reservation now; returns how many this call released.
-pub async fn sweep_once(store: &dyn CatalogStore) -> anyhow::Result<usize> {
+pub async fn sweep_once(store: &dyn CatalogStore, clock: &dyn Clock) -> anyhow::Result<usize> {
     let actor = Actor {
         who: "sweeper".into(),
         reason: "reservation expired".into(),
     };
     let mut released = 0;
     loop {
-        let expired = store
-            .expired_reservations(chrono::Utc::now().timestamp_millis(), 100)
-            .await?;
+        let expired = store.expired_reservations(clock.now_ms(), 100).await?;
         if expired.is_empty() {
             return Ok(released);
         }
@@ -36,10 +36,15 @@ pub async fn sweep_once(store: &dyn CatalogStore) -> anyhow::Result<usize> {
     }
 }
 
-pub async fn run(store: Arc<dyn CatalogStore>, every: Duration, stop: impl Future<Output = ()>) {
+pub async fn run(
+    store: Arc<dyn CatalogStore>,
+    clock: SharedClock,
+    every: Duration,
+    stop: impl Future<Output = ()>,
+) {
     tokio::pin!(stop);
     loop {
-        if let Err(e) = sweep_once(store.as_ref()).await {
+        if let Err(e) = sweep_once(store.as_ref(), clock.as_ref()).await {
             tracing::warn!(error = %e, "Sweeping expired reservations failed.");
         }
         tokio::select! {

@@ -3,9 +3,8 @@
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use emporium_auth::{Admin, AuthUser, Role};
+use emporium_http::paging;
 use emporium_http::{AppJson, AppPath, AppQuery, FieldError, RequestContext};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -197,11 +196,6 @@ pub struct ListQuery {
     pub limit: Option<i64>,
 }
 
-fn decode_cursor(cursor: &str) -> Option<Uuid> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    Uuid::from_slice(&bytes).ok()
-}
-
 /// Every open account, in creation order (admins).
 #[utoipa::path(get, path = "/api/v1/users", params(("cursor" = Option<String>, Query), ("limit" = Option<i64>, Query)),
     responses((status = 200, body = Page<UserView>), (status = 401), (status = 403)), security(("bearer" = [])))]
@@ -211,23 +205,11 @@ pub async fn list(
     AppQuery(q): AppQuery<ListQuery>,
 ) -> ApiResult<AppJson<Page<UserView>>> {
     current_admin(&state, &admin).await?;
-    let limit = q.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::field("limit", "must be between 1 and 100"));
-    }
-    let after = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => {
-            Some(decode_cursor(c).ok_or_else(|| ApiError::field("cursor", "is not a cursor"))?)
-        }
-    };
-    let mut rows = state.0.store.list_users(after, limit + 1).await?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|u| URL_SAFE_NO_PAD.encode(u.id.as_bytes()))
-    } else {
-        None
-    };
+    let limit = paging::limit(q.limit).map_err(|e| ApiError::Invalid(vec![e]))?;
+    let after = paging::decode_cursor::<Uuid>(q.cursor.as_deref())
+        .map_err(|e| ApiError::Invalid(vec![e]))?;
+    let rows = state.0.store.list_users(after, limit + 1).await?;
+    let (rows, next_cursor) = paging::page_of(rows, limit, |u| u.id);
     Ok(AppJson(Page {
         items: rows.iter().map(UserView::from).collect(),
         next_cursor,

@@ -36,11 +36,7 @@ impl From<&UserRecord> for UserView {
     }
 }
 
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use emporium_http::time::rfc3339;
 
 /// The answer to a login or a refresh.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -61,9 +57,4 @@ pub struct ServiceToken {
     pub scope: String,
 }
 
-/// A page of a list.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
+pub use emporium_http::paging::Page;

@@ -12,7 +12,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ApiError, ApiResult, AppState, now_ms};
+use super::{ApiError, ApiResult, AppState};
 use crate::domain::AttributeDef;
 use crate::store::{CatalogStore, CategoryDelete, CategoryRecord, StoreError};
 
@@ -179,7 +179,7 @@ pub async fn create(
             format!("{}{id}/", parent.path)
         }
     };
-    let now = now_ms();
+    let now = state.0.clock.now_ms();
     let record = CategoryRecord {
         id,
         parent_id: body.parent_id,
@@ -197,7 +197,7 @@ pub async fn create(
         .insert_category(&record)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict => {
+            StoreError::Conflict { .. } => {
                 ApiError::Conflict("slug-taken", "A category with this slug exists.".into())
             }
             other => other.into(),
@@ -260,14 +260,14 @@ pub async fn update(
         return Err(ApiError::Invalid(errors));
     }
     c.attributes = Json(serde_json::to_value(&defs).unwrap_or(Value::Array(vec![])));
-    c.updated_at = now_ms();
+    c.updated_at = state.0.clock.now_ms();
     let found = state
         .0
         .store
         .update_category(&c)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict => {
+            StoreError::Conflict { .. } => {
                 ApiError::Conflict("slug-taken", "A category with this slug exists.".into())
             }
             other => other.into(),

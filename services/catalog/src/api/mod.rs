@@ -10,12 +10,10 @@ use axum::extract::FromRef;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use emporium_auth::Verifier;
+use emporium_db::SharedClock;
 use emporium_http::{FieldError, Problem};
 use emporium_messaging::outbox::RelayWaker;
-use uuid::Uuid;
 
 use crate::store::{CatalogStore, StoreError};
 
@@ -33,6 +31,8 @@ pub struct Catalog {
     pub verifier: Arc<Verifier>,
     pub relay: RelayWaker,
     pub reservation_ttl: Duration,
+    /// The time every handler and the store read.
+    pub clock: SharedClock,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -99,6 +99,8 @@ pub enum ApiError {
     #[error("not implemented: {0}")]
     NotImplemented(String),
     #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
@@ -108,18 +110,15 @@ impl ApiError {
     }
 }
 
+impl From<FieldError> for ApiError {
+    fn from(e: FieldError) -> Self {
+        Self::Invalid(vec![e])
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Conflict => {
-                Self::Conflict("conflict", "A record with the same key exists.".into())
-            }
-            StoreError::MissingReference => Self::Conflict(
-                "reference-gone",
-                "Something this refers to was deleted meanwhile; read it again.".into(),
-            ),
-            other => Self::Internal(other.into()),
-        }
+        Self::Store(e)
     }
 }
 
@@ -143,6 +142,7 @@ impl From<ApiError> for Problem {
                 "This is not available yet.",
             )
             .with_detail(what),
+            ApiError::Store(e) => Problem::from(e),
             ApiError::Internal(cause) => {
                 tracing::error!(error = %emporium_http::problem::logged_cause(&cause), "Request failed.");
                 Problem::internal()
@@ -160,45 +160,4 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-pub fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-/// A list page limit: default 20, at most 100.
-pub fn page_limit(limit: Option<i64>) -> ApiResult<i64> {
-    let limit = limit.unwrap_or(20);
-    if (1..=100).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::field("limit", "must be between 1 and 100"))
-    }
-}
-
-pub fn encode_cursor(id: Uuid) -> String {
-    URL_SAFE_NO_PAD.encode(id.as_bytes())
-}
-
-pub fn decode_cursor(cursor: Option<&str>) -> ApiResult<Option<Uuid>> {
-    match cursor {
-        None | Some("") => Ok(None),
-        Some(c) => URL_SAFE_NO_PAD
-            .decode(c)
-            .ok()
-            .and_then(|b| Uuid::from_slice(&b).ok())
-            .map(Some)
-            .ok_or_else(|| ApiError::field("cursor", "is not a cursor")),
-    }
-}
-
-/// A page of a list.
-#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
+pub use emporium_http::time::rfc3339;

@@ -3,12 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use axum::Extension;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use emporium_auth::Admin;
 use emporium_http::text;
@@ -19,10 +16,12 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::categories::effective_defs;
-use super::{ApiError, ApiResult, AppState, now_ms, page_limit, rfc3339};
+use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::domain::{AttributeDef, Money, validate_attributes};
 use crate::events;
 use crate::store::{ProductQuery, ProductRecord, ProductUpdate, ProductWrite, Sort, StoreError};
+use emporium_http::paging::{self, Offset};
+use emporium_http::precondition::IfMatch;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProductView {
@@ -93,23 +92,6 @@ const MAX_ATTRIBUTE_FILTERS: usize = 20;
 
 /// The longest attribute filter value, in characters.
 const MAX_FILTER_VALUE_CHARS: usize = 200;
-
-fn encode_offset(offset: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
-}
-
-fn decode_offset(cursor: Option<&String>) -> ApiResult<i64> {
-    let Some(c) = cursor.filter(|c| !c.is_empty()) else {
-        return Ok(0);
-    };
-    URL_SAFE_NO_PAD
-        .decode(c)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.strip_prefix("o:").and_then(|n| n.parse::<i64>().ok()))
-        .filter(|n| (0..=MAX_OFFSET).contains(n))
-        .ok_or_else(|| ApiError::field("cursor", "is not a cursor"))
-}
 
 fn price_param(
     query: &HashMap<String, String>,
@@ -254,11 +236,15 @@ pub async fn list(
     }
     q.attributes.sort_by(|a, b| a.0.cmp(&b.0));
     q.limit = match query.get("limit").map(|l| l.parse::<i64>()) {
-        None => page_limit(None)?,
-        Some(Ok(l)) => page_limit(Some(l))?,
+        None => paging::limit(None)?,
+        Some(Ok(l)) => paging::limit(Some(l))?,
         Some(Err(_)) => return Err(ApiError::field("limit", "must be a number")),
     };
-    q.offset = decode_offset(query.get("cursor"))?;
+    q.offset = match paging::decode_cursor::<Offset>(query.get("cursor").map(String::as_str))? {
+        None => 0,
+        Some(Offset(n)) if n <= MAX_OFFSET => n,
+        Some(_) => return Err(ApiError::field("cursor", "is not a cursor")),
+    };
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
@@ -299,7 +285,7 @@ pub async fn list(
     let mut rows = state.0.store.search(&page).await?;
     let next_cursor = if rows.len() as i64 > q.limit && q.offset + q.limit <= MAX_OFFSET {
         rows.truncate(q.limit as usize);
-        Some(encode_offset(q.offset + q.limit))
+        Some(paging::encode_cursor(&Offset(q.offset + q.limit)))
     } else {
         rows.truncate(q.limit as usize);
         None
@@ -572,7 +558,7 @@ async fn check_all(state: &AppState, p: &ProductWrite, images: &[String]) -> Api
 
 fn sku_taken(e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict => {
+        StoreError::Conflict { .. } => {
             ApiError::Conflict("sku-taken", "A product with this SKU exists.".into())
         }
         other => other.into(),
@@ -615,7 +601,7 @@ pub async fn create(
     let record = state
         .0
         .store
-        .insert_product(&write, now_ms(), &[event])
+        .insert_product(&write, state.0.clock.now_ms(), &[event])
         .await
         .map_err(sku_taken)?;
     state.0.relay.wake();
@@ -653,44 +639,6 @@ impl ProductChange {
     }
 }
 
-/// A version no product has: what a weak tag is compared as.
-const NO_VERSION: i64 = -1;
-
-/// `If-Match: "3"` (or `3`) → 3. `If-Match: *` matches any current
-/// representation (RFC 9110 §13.1.1): the product must exist, which the update
-/// checks anyway, and no version is compared — as without the header. If-Match
-/// compares strongly, so a weak tag (`W/"3"`) matches nothing (412).
-fn expected_version(headers: &HeaderMap) -> ApiResult<Option<i64>> {
-    let Some(raw) = headers.get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let text = raw.to_str().unwrap_or_default().trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    if text.starts_with("W/") {
-        return Ok(Some(NO_VERSION));
-    }
-    // Exactly the ETag as sent: `"<digits>"`, no sign, no leading zero, no list.
-    let digits = text
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .filter(|d| {
-            !d.is_empty()
-                && d.bytes().all(|b| b.is_ascii_digit())
-                && (d.len() == 1 || !d.starts_with('0'))
-        });
-    digits
-        .and_then(|d| d.parse().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::field(
-                "If-Match",
-                "must be the product's ETag as sent (\"<version>\"), or *",
-            )
-        })
-}
-
 /// Changes a product (admins). With `If-Match`, only if nobody changed it since (else 412);
 /// `If-Match: *` only asks that it exists. A body with no known field answers 422.
 #[utoipa::path(patch, path = "/api/v1/products/{id}", request_body = ProductChange,
@@ -700,11 +648,11 @@ pub async fn update(
     State(state): State<AppState>,
     _admin: Admin,
     AppPath(id): AppPath<Uuid>,
-    headers: HeaderMap,
+    if_match: IfMatch,
     ctx: Option<Extension<RequestContext>>,
     AppJson(body): AppJson<ProductChange>,
 ) -> ApiResult<Response> {
-    let expected = expected_version(&headers)?;
+    let expected = if_match.expected_version();
     let current = state
         .0
         .store
@@ -764,7 +712,7 @@ pub async fn update(
         .update_product(
             &write,
             Some(expected.unwrap_or(current.version)),
-            now_ms(),
+            state.0.clock.now_ms(),
             &events,
         )
         .await
@@ -796,7 +744,12 @@ pub async fn delete(
     ctx: Option<Extension<RequestContext>>,
 ) -> ApiResult<StatusCode> {
     let event = events::deleted(id, ctx.map(|c| c.trace.header_value()));
-    if state.0.store.delete_product(id, now_ms(), &[event]).await? {
+    if state
+        .0
+        .store
+        .delete_product(id, state.0.clock.now_ms(), &[event])
+        .await?
+    {
         state.0.relay.wake();
         Ok(StatusCode::NO_CONTENT)
     } else {

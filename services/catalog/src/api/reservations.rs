@@ -16,66 +16,37 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use emporium_auth::ServiceCaller;
 use emporium_auth::extract::Scope;
+use emporium_contracts::reservations::{
+    MAX_ITEMS, MAX_QUANTITY, Reservation as ReservationView, ReservationLine, ReservationStatus,
+    ReserveRequest, problems,
+};
+use emporium_contracts::scopes;
 use emporium_http::{AppJson, AppPath, FieldError, Problem};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ApiError, ApiResult, AppState, now_ms, rfc3339};
+use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::store::{Actor, Reservation, ReserveOutcome, SettleOutcome};
 
 /// The scope a caller needs.
 pub struct StockReserve;
 impl Scope for StockReserve {
-    const NAME: &'static str = "stock:reserve";
+    const NAME: &'static str = scopes::STOCK_RESERVE;
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ReserveItem {
-    pub product_id: Uuid,
-    pub quantity: i64,
-}
-
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ReserveRequest {
-    /// The reservation id: the order's id, so a retry finds the same reservation.
-    pub id: Uuid,
-    #[serde(default)]
-    pub items: Vec<ReserveItem>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LineView {
-    pub warehouse_id: Uuid,
-    pub product_id: Uuid,
-    pub quantity: i64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ReservationView {
-    pub id: Uuid,
-    /// `active`, `released`, `expired` or `committed`.
-    pub status: String,
-    pub lines: Vec<LineView>,
-    pub expires_at: String,
-}
-
-impl From<&Reservation> for ReservationView {
-    fn from(r: &Reservation) -> Self {
-        Self {
-            id: r.id,
-            status: r.status.clone(),
-            lines: r
-                .lines
-                .iter()
-                .map(|l| LineView {
-                    warehouse_id: l.warehouse_id,
-                    product_id: l.product_id,
-                    quantity: l.quantity,
-                })
-                .collect(),
-            expires_at: rfc3339(r.expires_at),
-        }
+fn view(r: &Reservation) -> ReservationView {
+    ReservationView {
+        id: r.id,
+        status: r.status,
+        lines: r
+            .lines
+            .iter()
+            .map(|l| ReservationLine {
+                warehouse_id: l.warehouse_id,
+                product_id: l.product_id,
+                quantity: l.quantity,
+            })
+            .collect(),
+        expires_at: rfc3339(r.expires_at),
     }
 }
 
@@ -98,11 +69,14 @@ pub async fn reserve(
 ) -> ApiResult<Response> {
     let mut items = BTreeMap::new();
     let mut errors = Vec::new();
-    if body.items.is_empty() || body.items.len() > 100 {
-        errors.push(FieldError::new("items", "must hold 1 to 100 items"));
+    if body.items.is_empty() || body.items.len() > MAX_ITEMS {
+        errors.push(FieldError::new(
+            "items",
+            format!("must hold 1 to {MAX_ITEMS} items"),
+        ));
     }
     for (i, item) in body.items.iter().enumerate() {
-        if !(1..=10_000).contains(&item.quantity) {
+        if !(1..=MAX_QUANTITY).contains(&item.quantity) {
             errors.push(FieldError::new(
                 format!("items[{i}].quantity"),
                 "must be between 1 and 10,000",
@@ -118,7 +92,7 @@ pub async fn reserve(
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    let expires_at = now_ms() + state.0.reservation_ttl.as_millis() as i64;
+    let expires_at = state.0.clock.now_ms() + state.0.reservation_ttl.as_millis() as i64;
     let outcome = state
         .0
         .store
@@ -134,18 +108,18 @@ pub async fn reserve(
     match outcome {
         ReserveOutcome::Created(r) => {
             metrics::counter!("stock_reservations_total", &labels("created")).increment(1);
-            Ok((StatusCode::CREATED, AppJson(ReservationView::from(&r))).into_response())
+            Ok((StatusCode::CREATED, AppJson(view(&r))).into_response())
         }
         ReserveOutcome::Existing(r) => {
             metrics::counter!("stock_reservations_total", &labels("repeated")).increment(1);
-            Ok((StatusCode::OK, AppJson(ReservationView::from(&r))).into_response())
+            Ok((StatusCode::OK, AppJson(view(&r))).into_response())
         }
         ReserveOutcome::Mismatch => Err(ApiError::Conflict(
-            "reservation-mismatch",
+            problems::MISMATCH,
             "This reservation id was already used for other items.".into(),
         )),
         ReserveOutcome::Taken => Err(ApiError::Conflict(
-            "reservation-id-taken",
+            problems::ID_TAKEN,
             "This reservation id is in use by another client.".into(),
         )),
         ReserveOutcome::OutOfStock(products) => {
@@ -158,7 +132,7 @@ pub async fn reserve(
                     .collect::<Vec<_>>()
                     .join(", ")
             );
-            Ok(Problem::conflict("out-of-stock", detail).into_response())
+            Ok(Problem::conflict(problems::OUT_OF_STOCK, detail).into_response())
         }
         ReserveOutcome::UnknownProducts(products) => Err(ApiError::Invalid(
             products
@@ -190,27 +164,27 @@ pub async fn get_one(
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<AppJson<ReservationView>> {
     let r = owned(&state, &caller, id).await?;
-    Ok(AppJson(ReservationView::from(&r)))
+    Ok(AppJson(view(&r)))
 }
 
 async fn settled(
     state: &AppState,
     id: Uuid,
     outcome: SettleOutcome,
-    wanted: &str,
+    wanted: ReservationStatus,
 ) -> ApiResult<AppJson<ReservationView>> {
     match outcome {
         SettleOutcome::NotFound => return Err(ApiError::NotFound("reservation")),
         SettleOutcome::ExpiredNow => {
             return Err(ApiError::Conflict(
-                "reservation-expired",
+                problems::EXPIRED,
                 "The reservation expired before it was committed; its stock was released.".into(),
             ));
         }
         // Asking again for what already happened is a retry, not an error.
         SettleOutcome::AlreadySettled(status) if status != wanted => {
             return Err(ApiError::Conflict(
-                "reservation-settled",
+                problems::SETTLED,
                 format!("The reservation is already {status}."),
             ));
         }
@@ -222,7 +196,7 @@ async fn settled(
         .reservation(id)
         .await?
         .ok_or(ApiError::NotFound("reservation"))?;
-    Ok(AppJson(ReservationView::from(&r)))
+    Ok(AppJson(view(&r)))
 }
 
 /// Gives the reserved stock back (the order was rejected or cancelled).
@@ -239,7 +213,7 @@ pub async fn release(
         .store
         .release(id, "release", &actor(&caller, "released by the order"))
         .await?;
-    settled(&state, id, outcome, "released").await
+    settled(&state, id, outcome, ReservationStatus::Released).await
 }
 
 /// The order shipped: reserved stock leaves the warehouse (`on_hand` and `reserved` both fall).
@@ -254,5 +228,5 @@ pub async fn commit(
 ) -> ApiResult<AppJson<ReservationView>> {
     owned(&state, &caller, id).await?;
     let outcome = state.0.store.commit(id, &actor(&caller, "shipped")).await?;
-    settled(&state, id, outcome, "committed").await
+    settled(&state, id, outcome, ReservationStatus::Committed).await
 }

@@ -10,7 +10,7 @@ use sqlx::types::Json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ApiError, ApiResult, AppState, now_ms, rfc3339};
+use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::store::{
     Actor, MAX_ON_HAND, MovementRecord, StockChange, StockRecord, StoreError, WarehouseRecord,
 };
@@ -103,7 +103,7 @@ pub async fn create_warehouse(
         code: body.code,
         name: body.name.trim().to_owned(),
         address: Json(Value::Object(body.address)),
-        created_at: now_ms(),
+        created_at: state.0.clock.now_ms(),
     };
     state
         .0
@@ -111,7 +111,7 @@ pub async fn create_warehouse(
         .insert_warehouse(&record)
         .await
         .map_err(|e| match e {
-            StoreError::Conflict => {
+            StoreError::Conflict { .. } => {
                 ApiError::Conflict("code-taken", "A warehouse with this code exists.".into())
             }
             other => other.into(),

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use emporium_contracts::reservations::ReservationStatus;
 use emporium_messaging::outbox::Outbox;
 use serde_json::Value;
 use sqlx::types::Json;
@@ -17,7 +18,7 @@ use uuid::Uuid;
 mod search;
 mod sql;
 
-pub use sql::connect;
+pub use sql::{connect, connect_at};
 
 /// How a product list is ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -139,7 +140,7 @@ pub struct Reservation {
     /// The service client that made it (its token's `sub`); only it may see,
     /// release or commit it.
     pub client_id: String,
-    pub status: String,
+    pub status: ReservationStatus,
     pub items: BTreeMap<Uuid, i64>,
     pub lines: Vec<ReservationLine>,
     pub expires_at: i64,
@@ -174,7 +175,7 @@ pub enum SettleOutcome {
     /// (its stock released, as the sweeper would), and nothing shipped.
     ExpiredNow,
     /// The reservation is already released, expired or committed.
-    AlreadySettled(String),
+    AlreadySettled(ReservationStatus),
 }
 
 /// The most a warehouse holds of one product: a set or an adjustment never
@@ -208,16 +209,7 @@ pub enum CategoryDelete {
     HasChildren,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("a record with the same key exists")]
-    Conflict,
-    /// A record the write refers to (a category, a parent) was removed meanwhile.
-    #[error("a referenced record does not exist")]
-    MissingReference,
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
-}
+pub use emporium_db::StoreError;
 
 #[async_trait::async_trait]
 pub trait CatalogStore: Send + Sync {

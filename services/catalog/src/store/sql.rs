@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use emporium_db::Engine;
+use emporium_db::{Engine, SharedClock};
 use emporium_messaging::Envelope;
 use emporium_messaging::migrations::{ServiceDb, open_service_db};
 use emporium_messaging::outbox::{self, Outbox};
@@ -20,10 +20,12 @@ use crate::domain::allocate;
 
 pub struct PostgresStore {
     pool: PgPool,
+    clock: SharedClock,
 }
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    clock: SharedClock,
 }
 
 /// The service's own migrations (the outbox's come from emporium-messaging).
@@ -34,30 +36,24 @@ fn own_migrations(engine: Engine) -> sqlx::migrate::Migrator {
     }
 }
 
-/// Opens the store named by `url`, applying migrations (its own, then the outbox's).
+/// Opens the store named by `url`, applying migrations (its own, then the outbox's),
+/// on the system clock.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn CatalogStore>> {
+    connect_at(url, max_connections, emporium_db::system_clock()).await
+}
+
+/// As [`connect`], reading the time from `clock` (tests move it).
+pub async fn connect_at(
+    url: &str,
+    max_connections: u32,
+    clock: SharedClock,
+) -> anyhow::Result<Arc<dyn CatalogStore>> {
     Ok(
         match open_service_db(url, max_connections, own_migrations).await? {
-            ServiceDb::Postgres(pool) => Arc::new(PostgresStore { pool }),
-            ServiceDb::Sqlite(pool) => Arc::new(SqliteStore { pool }),
+            ServiceDb::Postgres(pool) => Arc::new(PostgresStore { pool, clock }),
+            ServiceDb::Sqlite(pool) => Arc::new(SqliteStore { pool, clock }),
         },
     )
-}
-
-fn conflict_on_unique(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-        // The category (or parent) checked before the write was deleted meanwhile.
-        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
-            tracing::info!(constraint = ?db.constraint(), "A write referred to a record deleted meanwhile.");
-            StoreError::MissingReference
-        }
-        _ => StoreError::Database(e),
-    }
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// A reservation id used again: by another client it is taken; by the same
@@ -91,10 +87,10 @@ macro_rules! impl_catalog_store {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 row: &StockRecord,
                 kind: &str,
-                delta_on_hand: i64,
-                delta_reserved: i64,
+                (delta_on_hand, delta_reserved): (i64, i64),
                 actor: &Actor,
                 reservation: Option<Uuid>,
+                at: i64,
             ) -> Result<(), sqlx::Error> {
                 sqlx::query(
                     "INSERT INTO stock_movements (product_id, warehouse_id, kind, delta_on_hand, \
@@ -111,7 +107,7 @@ macro_rules! impl_catalog_store {
                 .bind(&actor.reason)
                 .bind(&actor.who)
                 .bind(reservation)
-                .bind(now_ms())
+                .bind(at)
                 .execute(&mut *conn)
                 .await?;
                 Ok(())
@@ -121,11 +117,11 @@ macro_rules! impl_catalog_store {
             async fn move_stock(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 line: &ReservationLine,
-                delta_on_hand: i64,
-                delta_reserved: i64,
+                (delta_on_hand, delta_reserved): (i64, i64),
                 kind: &str,
                 actor: &Actor,
                 reservation: Uuid,
+                at: i64,
             ) -> Result<(), sqlx::Error> {
                 let row: StockRecord = sqlx::query_as(
                     "UPDATE stock SET on_hand = on_hand + $3, reserved = reserved + $4 \
@@ -138,7 +134,7 @@ macro_rules! impl_catalog_store {
                 .bind(delta_reserved)
                 .fetch_one(&mut *conn)
                 .await?;
-                Self::journal(conn, &row, kind, delta_on_hand, delta_reserved, actor, Some(reservation)).await
+                Self::journal(conn, &row, kind, (delta_on_hand, delta_reserved), actor, Some(reservation), at).await
             }
 
             /// Binds a product's fields as `$1`–`$10` and `now` as `$11`, in the
@@ -232,6 +228,9 @@ macro_rules! impl_catalog_store {
                 .bind(id)
                 .fetch_all(&mut *conn)
                 .await?;
+                let status = ReservationStatus::parse(&status).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("reservation {id} has status {status:?}").into())
+                })?;
                 Ok(Some(Reservation {
                     id,
                     client_id,
@@ -259,12 +258,13 @@ macro_rules! impl_catalog_store {
                 let Some(reservation) = Self::load_reservation(&mut tx, id, true).await? else {
                     return Ok(SettleOutcome::NotFound);
                 };
-                if reservation.status != "active" {
+                if reservation.status != ReservationStatus::Active {
                     return Ok(SettleOutcome::AlreadySettled(reservation.status));
                 }
                 // Time ran out before the commit (the sweeper has not come by yet):
                 // nothing ships; the reservation expires here as the sweeper would.
-                let expired_now = kind == "commit" && reservation.expires_at <= now_ms();
+                let now = self.clock.now_ms();
+                let expired_now = kind == "commit" && reservation.expires_at <= now;
                 let expiry = Actor {
                     who: actor.who.clone(),
                     reason: "reservation expired".into(),
@@ -292,18 +292,18 @@ macro_rules! impl_catalog_store {
                     Self::move_stock(
                         &mut tx,
                         line,
-                        on_hand_factor * line.quantity,
-                        -line.quantity,
+                        (on_hand_factor * line.quantity, -line.quantity),
                         kind,
                         actor,
                         id,
+                        now,
                     )
                     .await?;
                 }
                 sqlx::query("UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1")
                     .bind(id)
                     .bind(status)
-                    .bind(now_ms())
+                    .bind(now)
                     .execute(&mut *tx)
                     .await?;
                 for (product, available) in before {
@@ -341,7 +341,7 @@ macro_rules! impl_catalog_store {
                 .bind(c.updated_at)
                 .execute(&self.pool)
                 .await
-                .map_err(conflict_on_unique)?;
+                .map_err(StoreError::from)?;
                 Ok(())
             }
 
@@ -375,7 +375,7 @@ macro_rules! impl_catalog_store {
                 .bind(c.updated_at)
                 .execute(&self.pool)
                 .await
-                .map_err(conflict_on_unique)?;
+                .map_err(StoreError::from)?;
                 Ok(done.rows_affected() == 1)
             }
 
@@ -429,7 +429,7 @@ macro_rules! impl_catalog_store {
                 Self::bind_product(query, p, now)
                 .execute(&mut *tx)
                 .await
-                .map_err(conflict_on_unique)?;
+                .map_err(StoreError::from)?;
                 let record = Self::finish_product_write(tx, p.id, events).await?;
                 Ok(record)
             }
@@ -483,7 +483,7 @@ macro_rules! impl_catalog_store {
                 Self::bind_product(query, p, now)
                 .execute(&mut *tx)
                 .await
-                .map_err(conflict_on_unique)?;
+                .map_err(StoreError::from)?;
                 let record = Self::finish_product_write(tx, p.id, events).await?;
                 Ok(ProductUpdate::Done(Box::new(record)))
             }
@@ -520,7 +520,7 @@ macro_rules! impl_catalog_store {
                 .bind(w.created_at)
                 .execute(&self.pool)
                 .await
-                .map_err(conflict_on_unique)?;
+                .map_err(StoreError::from)?;
                 Ok(())
             }
 
@@ -599,7 +599,7 @@ macro_rules! impl_catalog_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let kind = if set_to.is_some() { "set" } else { "adjust" };
-                Self::journal(&mut tx, &after, kind, change, 0, actor, None).await?;
+                Self::journal(&mut tx, &after, kind, (change, 0), actor, None, self.clock.now_ms()).await?;
                 Self::announce(&mut tx, product, before).await?;
                 tx.commit().await?;
                 Ok(StockChange::Done(after))
@@ -679,7 +679,7 @@ macro_rules! impl_catalog_store {
                         .collect();
                     return Ok(ReserveOutcome::OutOfStock(short));
                 };
-                let now = now_ms();
+                let now = self.clock.now_ms();
                 let inserted = sqlx::query(
                     "INSERT INTO reservations (id, status, items, expires_at, created_at, updated_at, client_id) \
                      VALUES ($1, 'active', $2, $3, $4, $4, $5)",
@@ -691,8 +691,8 @@ macro_rules! impl_catalog_store {
                 .bind(client)
                 .execute(&mut *tx)
                 .await
-                .map_err(conflict_on_unique);
-                if let Err(StoreError::Conflict) = inserted {
+                .map_err(StoreError::from);
+                if let Err(StoreError::Conflict { .. }) = inserted {
                     // Another request with this id but other products won the race.
                     drop(tx);
                     let mut conn = self.pool.acquire().await?;
@@ -719,7 +719,7 @@ macro_rules! impl_catalog_store {
                     .bind(line.quantity)
                     .execute(&mut *tx)
                     .await?;
-                    Self::move_stock(&mut tx, &line, 0, line.quantity, "reserve", actor, id).await?;
+                    Self::move_stock(&mut tx, &line, (0, line.quantity), "reserve", actor, id, now).await?;
                     lines.push(line);
                 }
                 for product in items.keys() {
@@ -731,7 +731,7 @@ macro_rules! impl_catalog_store {
                 Ok(ReserveOutcome::Created(Reservation {
                     id,
                     client_id: client.to_owned(),
-                    status: "active".into(),
+                    status: ReservationStatus::Active,
                     items: items.clone(),
                     lines,
                     expires_at,
