@@ -3,8 +3,8 @@
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::both;
 use crate::helpers::{PASSWORD, TestApp, access, problem, refresh};
+use emporium_testkit::both;
 
 async fn register_returns_the_user_without_secrets(app: TestApp) {
     let r = app.register("Ada@Example.com", PASSWORD).await;
@@ -163,10 +163,10 @@ async fn failed_logins_are_throttled_per_account(app: TestApp) {
     assert!((1..=10).contains(&retry), "{retry}");
     problem(r, 429).await;
 }
-both!(
-    failed_logins_are_throttled_per_account,
-    [("login.max_failures_per_account", "5")]
-);
+both!(failed_logins_are_throttled_per_account, |s| s
+    .login
+    .max_failures_per_account =
+    5);
 
 async fn failed_logins_are_throttled_per_address(app: TestApp) {
     for i in 0..5 {
@@ -201,10 +201,10 @@ async fn failed_logins_are_throttled_per_address(app: TestApp) {
     assert_eq!(r.status(), 401);
 }
 // Lowered from 30 to see the per-address limit work.
-both!(
-    failed_logins_are_throttled_per_address,
-    [("login.max_failures_per_address", "5")]
-);
+both!(failed_logins_are_throttled_per_address, |s| s
+    .login
+    .max_failures_per_address =
+    5);
 
 async fn refresh_rotates_and_reuse_revokes_the_family(app: TestApp) {
     let first = app.customer("frank@example.com").await;
@@ -243,29 +243,66 @@ async fn refresh_rotates_and_reuse_revokes_the_family(app: TestApp) {
 }
 both!(refresh_rotates_and_reuse_revokes_the_family);
 
+/// Eight uses of one refresh token at once: exactly one rotates it. The
+/// others are reuses of a spent token (the first of them revokes the family,
+/// the rest find it revoked), so all seven get the same 401 problem, and the
+/// winner's new pair dies with its family: its refresh token and its access
+/// token are refused. Only a new login gets back in.
 async fn racing_refreshes_let_exactly_one_through(app: TestApp) {
     let pair = app.customer("grace@example.com").await;
     let token = refresh(&pair).to_owned();
-    let tries = (0..8).map(|_| {
-        app.post("/api/v1/auth/refresh")
-            .json(&json!({"refresh_token": token}))
-            .send()
-    });
-    let statuses: Vec<u16> = join_all(tries)
+    let responses = join_all((0..8).map(|_| app.refresh_with(&token))).await;
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for r in responses {
+        match r.status().as_u16() {
+            200 => winners.push(r.json::<Value>().await.unwrap()),
+            401 => {
+                assert_eq!(r.headers()["www-authenticate"], "Bearer");
+                losers.push(problem(r, 401).await);
+            }
+            other => panic!("a racing refresh answered {other}"),
+        }
+    }
+    assert_eq!((winners.len(), losers.len()), (1, 7));
+    for body in &losers {
+        assert_eq!(
+            body,
+            &json!({
+                "type": "/problems/unauthorized",
+                "title": "Missing or invalid credentials.",
+                "status": 401,
+                "detail": "The refresh token is invalid."
+            })
+        );
+    }
+    let winner = &winners[0];
+    assert_eq!(winner["token_type"], "Bearer");
+    assert_ne!(refresh(winner), token);
+
+    // The family is revoked: the winner's new refresh token is refused (and
+    // is no reuse: it was never used)...
+    let body = problem(app.refresh_with(refresh(winner)).await, 401).await;
+    assert_eq!(body["detail"], "The refresh token is invalid.");
+    // ...and so is its new access token, like the first login's.
+    for access_token in [access(winner), access(&pair)] {
+        let body = problem(app.get_with("/api/v1/users/me", access_token).await, 401).await;
+        assert_eq!(body["detail"], "The session has ended.");
+    }
+    // A new login starts a family that works.
+    let fresh: Value = app
+        .login("grace@example.com", PASSWORD)
         .await
-        .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
-        .collect();
+        .json()
+        .await
+        .unwrap();
     assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
+        app.get_with("/api/v1/users/me", access(&fresh))
+            .await
+            .status(),
+        200
     );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 401).count(),
-        7,
-        "{statuses:?}"
-    );
+    assert_eq!(app.refresh_with(refresh(&fresh)).await.status(), 200);
 }
 both!(racing_refreshes_let_exactly_one_through);
 

@@ -4,8 +4,8 @@
 
 use serde_json::json;
 
-use crate::both;
 use crate::helpers::{TestApp, problem};
+use emporium_testkit::both;
 
 async fn malformed_bodies_get_problems(app: TestApp) {
     let register = "/api/v1/auth/register";

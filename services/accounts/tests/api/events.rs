@@ -13,8 +13,8 @@ use emporium_messaging::{Bus, Envelope, EventHandler, HandlerError, RetryPolicy,
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::both;
 use crate::helpers::{PASSWORD, TestApp, access, problem};
+use emporium_testkit::both;
 
 /// Records every event it is handed.
 #[derive(Default)]

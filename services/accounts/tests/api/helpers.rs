@@ -1,15 +1,12 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
 use emporium_accounts::store::AccountsStore;
 use emporium_accounts::{AccountsSettings, Application};
 use emporium_config::Loader;
 use emporium_db::testing::TestDatabase;
-use emporium_http::tls::CertDir;
 use emporium_http::{Shutdown, ShutdownTrigger};
 use emporium_messaging::embedded::EmbeddedBus;
+use emporium_testkit::TestService;
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -18,47 +15,7 @@ pub const PASSWORD: &str = "correct horse battery";
 /// The key-encryption key of every test service (32 bytes, base64).
 pub const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-#[derive(Debug, Clone, Copy)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs a test body against both stores: `both!(name)` makes `name::sqlite` and
-/// `name::postgres`; `both!(name, [("key", "value")])` also overrides settings.
-#[macro_export]
-macro_rules! both {
-    ($name:ident) => {
-        $crate::both!($name, []);
-    };
-    ($name:ident, [$(($key:expr, $value:expr)),* $(,)?]) => {
-        mod $name {
-            use $crate::helpers::{Backend, TestApp};
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                let app = TestApp::spawn_with(Backend::Sqlite, &[$(($key, $value)),*]).await;
-                super::$name(app).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let app = TestApp::spawn_with(Backend::Postgres, &[$(($key, $value)),*]).await;
-                super::$name(app).await;
-            }
-        }
-    };
-}
-
-/// One set of development certificates for the whole test binary.
-pub fn certs() -> &'static CertDir {
-    static CERTS: OnceLock<CertDir> = OnceLock::new();
-    CERTS.get_or_init(|| {
-        let dir: PathBuf =
-            std::env::temp_dir().join(format!("emporium-accounts-tests-{}", std::process::id()));
-        let certs = CertDir(dir);
-        certs.ensure(&["accounts"], &[]).unwrap();
-        certs
-    })
-}
+pub use emporium_testkit::{Backend, certs, https_client, problem};
 
 pub struct TestApp {
     pub base: String,
@@ -79,9 +36,10 @@ impl Drop for TestApp {
     }
 }
 
-pub fn settings(db_url: &str, overrides: &[(&str, &str)]) -> AccountsSettings {
+/// The settings every test service starts from.
+pub fn settings(db_url: &str) -> AccountsSettings {
     let certs = certs();
-    let mut loader = Loader::new(emporium_accounts::config::DEFAULTS)
+    Loader::new(emporium_accounts::config::DEFAULTS)
         .unwrap()
         .set("database.url", db_url)
         .unwrap()
@@ -105,28 +63,30 @@ pub fn settings(db_url: &str, overrides: &[(&str, &str)]) -> AccountsSettings {
         .unwrap()
         // Tests register many accounts from one address; one test lowers it again.
         .set("login.max_registrations_per_address", "100000")
-        .unwrap();
-    for (k, v) in overrides {
-        loader = loader.set(k, v).unwrap();
-    }
-    loader.build().unwrap()
+        .unwrap()
+        .build()
+        .unwrap()
 }
 
-pub fn https_client() -> reqwest::Client {
-    emporium_http::tls::client(Some(&certs().ca()), std::time::Duration::from_secs(30)).unwrap()
+impl TestService for TestApp {
+    type Settings = AccountsSettings;
+
+    async fn spawn(backend: Backend, tweak: impl FnOnce(&mut AccountsSettings) + Send) -> Self {
+        let db = emporium_testkit::database(
+            backend,
+            "accounts",
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")),
+            |url| async move { emporium_accounts::store::connect(&url, 1).await.map(|_| ()) },
+        )
+        .await;
+        let mut settings = settings(&db.url);
+        tweak(&mut settings);
+        Self::spawn_on(db, settings).await
+    }
 }
 
 impl TestApp {
-    pub async fn spawn(backend: Backend) -> Self {
-        Self::spawn_with(backend, &[]).await
-    }
-
-    pub async fn spawn_with(backend: Backend, overrides: &[(&str, &str)]) -> Self {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let db = match backend {
-            Backend::Sqlite => TestDatabase::sqlite(),
-            Backend::Postgres => TestDatabase::postgres().await.unwrap(),
-        };
+    pub async fn spawn_on(db: TestDatabase, settings: AccountsSettings) -> Self {
         let bus_file = TestDatabase::sqlite();
         let bus_path = bus_file.url.trim_start_matches("sqlite://").to_owned();
         let bus = Arc::new(
@@ -134,7 +94,7 @@ impl TestApp {
                 .await
                 .unwrap(),
         );
-        let app = Application::build_with_bus(settings(&db.url, overrides), bus.clone())
+        let app = Application::build_with_bus(settings, bus.clone())
             .await
             .unwrap();
         let base = app.base_url();
@@ -262,20 +222,4 @@ pub fn access(pair: &Value) -> &str {
 
 pub fn refresh(pair: &Value) -> &str {
     pair["refresh_token"].as_str().unwrap()
-}
-
-/// Asserts an answer is a problem with this status, and returns its body.
-pub async fn problem(response: Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "unexpected status");
-    let ct = response
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    assert_eq!(ct, "application/problem+json");
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status);
-    assert!(body["type"].as_str().unwrap().starts_with("/problems/"));
-    assert!(body["title"].is_string());
-    body
 }

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod bad_input;
+mod client_tokens;
 mod events;
 mod security;
 mod service_clients;

@@ -6,8 +6,8 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::both;
 use crate::helpers::{PASSWORD, TestApp, access, problem};
+use emporium_testkit::both;
 
 async fn user_id(app: &TestApp, token: &str) -> String {
     let me: Value = app
@@ -100,13 +100,10 @@ async fn strangers_cannot_lock_an_account(app: TestApp) {
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
 }
-both!(
-    strangers_cannot_lock_an_account,
-    [
-        ("login.max_failures_per_account", "5"),
-        ("login.account_slow_interval_secs", "2")
-    ]
-);
+both!(strangers_cannot_lock_an_account, |s| {
+    s.login.max_failures_per_account = 5;
+    s.login.account_slow_interval_secs = 2;
+});
 
 /// With the defaults, six failures from six addresses do not lock the owner out.
 async fn a_few_failures_elsewhere_do_not_lock_the_owner_out(app: TestApp) {
@@ -153,22 +150,19 @@ async fn spray(app: &TestApp) -> Vec<u16> {
 async fn forwarded_for_is_trusted_only_from_proxies(app: TestApp) {
     assert_eq!(spray(&app).await, [401, 401, 401, 401, 401, 429]);
 }
-both!(
-    forwarded_for_is_trusted_only_from_proxies,
-    [
-        ("login.trusted_proxies", ""),
-        ("login.max_failures_per_address", "5")
-    ]
-);
+both!(forwarded_for_is_trusted_only_from_proxies, |s| {
+    s.login.trusted_proxies = "".into();
+    s.login.max_failures_per_address = 5;
+});
 
 /// The same spray from the gateway (a trusted proxy): six addresses, no 429.
 async fn forwarded_for_from_the_gateway_names_the_client(app: TestApp) {
     assert_eq!(spray(&app).await, [401; 6]);
 }
-both!(
-    forwarded_for_from_the_gateway_names_the_client,
-    [("login.max_failures_per_address", "5")]
-);
+both!(forwarded_for_from_the_gateway_names_the_client, |s| s
+    .login
+    .max_failures_per_address =
+    5);
 
 /// A demoted or disabled admin's still-valid token can do nothing an admin can.
 async fn admin_routes_check_the_account_as_it_is_now(app: TestApp) {
@@ -295,17 +289,17 @@ async fn saturated_hashing_answers_503(app: TestApp) {
         201
     );
 }
-both!(
-    saturated_hashing_answers_503,
-    [("hashing.threads", "1"), ("hashing.queue", "1")]
-);
+both!(saturated_hashing_answers_503, |s| {
+    s.hashing.threads = 1;
+    s.hashing.queue = 1;
+});
 
 /// The last enabled admin cannot close the account; two admins demoting each
 /// other at once leave one admin.
 async fn an_enabled_admin_always_remains(app: TestApp) {
     let root = app.admin_token().await;
     let root_id = user_id(&app, &root).await;
-    problem(
+    let body = problem(
         app.delete("/api/v1/users/me")
             .bearer_auth(&root)
             .send()
@@ -314,6 +308,7 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
         409,
     )
     .await;
+    assert_eq!(body["type"], "/problems/last-admin");
     let pair = app.customer("second@example.com").await;
     let second_id = user_id(&app, access(&pair)).await;
     let r = app
@@ -370,7 +365,7 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
     } else {
         &second
     };
-    problem(
+    let body = problem(
         app.delete("/api/v1/users/me")
             .bearer_auth(last)
             .send()
@@ -379,6 +374,7 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
         409,
     )
     .await;
+    assert_eq!(body["type"], "/problems/last-admin");
     let users = app.get_with("/api/v1/users", last).await;
     assert_eq!(users.status(), 200, "still an admin");
 }
@@ -510,17 +506,19 @@ async fn registrations_are_throttled_per_address(app: TestApp) {
     }
     problem(app.register("r3@example.com", PASSWORD).await, 429).await;
 }
-both!(
-    registrations_are_throttled_per_address,
-    [("login.max_registrations_per_address", "3")]
-);
+both!(registrations_are_throttled_per_address, |s| s
+    .login
+    .max_registrations_per_address =
+    3);
 
 /// Database files are readable by their owner only.
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn database_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
-    let app = TestApp::spawn(crate::helpers::Backend::Sqlite).await;
+    let app =
+        <TestApp as emporium_testkit::TestService>::spawn(crate::helpers::Backend::Sqlite, |_| {})
+            .await;
     app.customer("files@example.com").await;
     let path = app.db_path().unwrap();
     for suffix in ["", "-wal", "-shm"] {
@@ -535,10 +533,8 @@ async fn database_files_are_private() {
 async fn a_squatted_admin_email_is_never_promoted(app: TestApp) {
     // This app was started without an admin (see the settings below).
     assert_eq!(app.register("boss@shop.test", PASSWORD).await.status(), 201);
-    let settings = crate::helpers::settings(
-        app.db_url(),
-        &[("admin_email", "boss@shop.test"), ("http.port", "0")],
-    );
+    let mut settings = crate::helpers::settings(app.db_url());
+    settings.admin_email = "boss@shop.test".into();
     let started = emporium_accounts::Application::build_with_bus(settings, app.bus.clone()).await;
     let error = format!("{:#}", started.err().expect("the bootstrap refuses"));
     assert!(error.contains("belongs to an existing account"), "{error}");
@@ -550,10 +546,9 @@ async fn a_squatted_admin_email_is_never_promoted(app: TestApp) {
         .unwrap();
     assert!(!squatter.roles.contains("admin"));
 }
-both!(
-    a_squatted_admin_email_is_never_promoted,
-    [("admin_email", "")]
-);
+both!(a_squatted_admin_email_is_never_promoted, |s| s
+    .admin_email =
+    "".into());
 
 /// A refresh racing a logout or a password change never yields a session
 /// that outlives them (the rows are locked; the new tokens are refused).
@@ -624,7 +619,7 @@ async fn keys_stored_in_the_clear_are_wrapped_on_start(app: TestApp) {
     let newest = app.store.signing_keys().await.unwrap()[0].created_at;
     let clear = emporium_accounts::tokens::new_signing_key(newest + 1000);
     app.store.insert_signing_key(&clear).await.unwrap();
-    let settings = crate::helpers::settings(app.db_url(), &[("http.port", "0")]);
+    let settings = crate::helpers::settings(app.db_url());
     let restarted = emporium_accounts::Application::build_with_bus(settings, app.bus.clone())
         .await
         .unwrap();

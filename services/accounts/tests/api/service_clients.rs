@@ -3,8 +3,8 @@
 use emporium_accounts::create_service_client;
 use serde_json::Value;
 
-use crate::both;
 use crate::helpers::{TestApp, problem};
+use emporium_testkit::both;
 
 async fn client_credentials_issue_scoped_service_tokens(app: TestApp) {
     let secret = create_service_client(
@@ -70,3 +70,24 @@ async fn client_credentials_issue_scoped_service_tokens(app: TestApp) {
     problem(r, 422).await;
 }
 both!(client_credentials_issue_scoped_service_tokens);
+
+async fn only_known_scopes_can_be_granted(app: TestApp) {
+    let err = create_service_client(app.store.as_ref(), "orders", &["stock:resreve"])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("stock:resreve"), "{err}");
+    assert!(
+        app.store.client("orders").await.unwrap().is_none(),
+        "nothing is stored for a refused client"
+    );
+    create_service_client(
+        app.store.as_ref(),
+        "orders",
+        &emporium_contracts::scopes::ORDERS,
+    )
+    .await
+    .unwrap();
+    let stored = app.store.client("orders").await.unwrap().unwrap();
+    assert_eq!(stored.scopes, emporium_contracts::scopes::ORDERS.join(" "));
+}
+both!(only_known_scopes_can_be_granted);

@@ -9,8 +9,8 @@ use emporium_auth::{Claims, Role, TokenType};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
-use crate::both;
 use crate::helpers::{TestApp, access, problem, refresh};
+use emporium_testkit::both;
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -231,10 +231,10 @@ async fn rotation_keeps_old_tokens_valid(app: TestApp) {
     );
 }
 
-both!(
-    rotation_keeps_old_tokens_valid,
-    [("tokens.key_reload_secs", "0")]
-);
+both!(rotation_keeps_old_tokens_valid, |s| s
+    .tokens
+    .key_reload_secs =
+    0);
 
 /// Signing keys at rest are wrapped under the KEK: what the table holds does
 /// not parse as a key, and only the configured KEK opens it.

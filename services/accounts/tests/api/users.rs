@@ -2,8 +2,8 @@
 
 use serde_json::{Value, json};
 
-use crate::both;
 use crate::helpers::{PASSWORD, TestApp, access, problem, refresh};
+use emporium_testkit::both;
 
 async fn profile_can_be_read_and_renamed(app: TestApp) {
     let pair = app.customer("ivan@example.com").await;
@@ -301,7 +301,7 @@ async fn admins_change_roles_and_disable_accounts(app: TestApp) {
         .await
         .unwrap();
     let own = format!("/api/v1/users/{}", admin_me["id"].as_str().unwrap());
-    problem(
+    let body = problem(
         app.patch(&own)
             .bearer_auth(&admin)
             .json(&json!({"disabled": true}))
@@ -311,5 +311,260 @@ async fn admins_change_roles_and_disable_accounts(app: TestApp) {
         409,
     )
     .await;
+    assert_eq!(body["type"], "/problems/self-lockout");
 }
 both!(admins_change_roles_and_disable_accounts);
+
+async fn id_of(app: &TestApp, token: &str) -> String {
+    let r = app.get_with("/api/v1/users/me", token).await;
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn refused_as_self_lockout(app: &TestApp, admin: &str, id: &str, body: Value) {
+    let r = app.admin_patch(admin, id, body.clone()).await;
+    let refusal = problem(r, 409).await;
+    assert_eq!(refusal["type"], "/problems/self-lockout", "{body}");
+}
+
+/// An admin can neither drop their own admin role nor disable themselves:
+/// 409 `self-lockout`, whether or not another admin would remain (so it is
+/// not the last-admin rule answering), and nothing changes. Another admin
+/// may demote them; the last admin left cannot close their account
+/// (`last-admin`).
+async fn admins_cannot_demote_or_disable_themselves(app: TestApp) {
+    let root = app.admin_token().await;
+    let root_id = id_of(&app, &root).await;
+    let own = [
+        json!({"roles": ["customer"]}),
+        json!({"disabled": true}),
+        json!({"roles": ["customer"], "disabled": false}),
+    ];
+    for body in own.clone() {
+        refused_as_self_lockout(&app, &root, &root_id, body).await;
+    }
+    let pair = app.customer("deputy@example.com").await;
+    let deputy_id = id_of(&app, access(&pair)).await;
+    let r = app
+        .admin_patch(&root, &deputy_id, json!({"roles": ["customer", "admin"]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    // Two admins now: the store would allow it; the rule still refuses.
+    for body in own {
+        refused_as_self_lockout(&app, &root, &root_id, body).await;
+    }
+    let me: Value = app
+        .get_with(&format!("/api/v1/users/{root_id}"), &root)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["roles"], json!(["customer", "admin"]), "{me}");
+    assert_eq!(me["disabled"], false, "{me}");
+    assert_eq!(app.get_with("/api/v1/users", &root).await.status(), 200);
+
+    // Another admin may do it.
+    let deputy = app.access_token("deputy@example.com").await;
+    let r = app
+        .admin_patch(&deputy, &root_id, json!({"roles": ["customer"]}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["roles"],
+        json!(["customer"])
+    );
+    let body = problem(app.get_with("/api/v1/users", &root).await, 403).await;
+    assert_eq!(body["type"], "/problems/forbidden");
+    // The deputy is the last admin now, and cannot leave.
+    let r = app
+        .delete("/api/v1/users/me")
+        .bearer_auth(&deputy)
+        .send()
+        .await
+        .unwrap();
+    let body = problem(r, 409).await;
+    assert_eq!(body["type"], "/problems/last-admin");
+    assert_eq!(app.get_with("/api/v1/users", &deputy).await.status(), 200);
+}
+both!(admins_cannot_demote_or_disable_themselves);
+
+/// Asserts a login's pair is dead: its refresh token and its access token
+/// are refused, with the problems that say why.
+async fn assert_session_over(app: &TestApp, pair: &Value) {
+    let body = problem(app.refresh_with(refresh(pair)).await, 401).await;
+    assert_eq!(body["detail"], "The refresh token is invalid.");
+    let body = problem(app.get_with("/api/v1/users/me", access(pair)).await, 401).await;
+    assert_eq!(body["detail"], "The session has ended.");
+}
+
+/// A password change ends every session of the user, not only the one that
+/// changed it: two logins (two refresh families), both over afterwards.
+async fn a_password_change_ends_every_session(app: TestApp) {
+    let first = app.customer("two.logins@example.com").await;
+    let r = app.login("two.logins@example.com", PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let second: Value = r.json().await.unwrap();
+    assert_ne!(refresh(&first), refresh(&second));
+    for pair in [&first, &second] {
+        assert_eq!(
+            app.get_with("/api/v1/users/me", access(pair))
+                .await
+                .status(),
+            200
+        );
+    }
+    let r = app
+        .put("/api/v1/users/me/password")
+        .bearer_auth(access(&second))
+        .json(&json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for pair in [&first, &second] {
+        assert_session_over(&app, pair).await;
+    }
+    let r = app
+        .login("two.logins@example.com", "a brand new passphrase")
+        .await;
+    assert_eq!(r.status(), 200);
+    let fresh: Value = r.json().await.unwrap();
+    assert_eq!(app.refresh_with(refresh(&fresh)).await.status(), 200);
+}
+both!(a_password_change_ends_every_session);
+
+/// Disabling an account ends every session for good: after it is enabled
+/// again, the refresh tokens of both earlier logins stay refused (they were
+/// revoked, not only blocked while disabled). While disabled, the account
+/// gets the same 401 as a wrong password at login, and its tokens are refused.
+async fn disabling_an_account_ends_every_session_for_good(app: TestApp) {
+    let email = "two.devices@example.com";
+    let first = app.customer(email).await;
+    let r = app.login(email, PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let second: Value = r.json().await.unwrap();
+    let id = id_of(&app, access(&first)).await;
+    let admin = app.admin_token().await;
+
+    let r = app
+        .admin_patch(&admin, &id, json!({"disabled": true}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["disabled"], true);
+    let disabled = app.login(email, PASSWORD).await;
+    assert_eq!(disabled.headers()["www-authenticate"], "Bearer");
+    let disabled = problem(disabled, 401).await;
+    let wrong = problem(app.login(email, "not the password at all").await, 401).await;
+    assert_eq!(disabled, wrong, "a disabled account is not told apart");
+    assert_eq!(disabled["type"], "/problems/unauthorized");
+    assert_eq!(disabled["detail"], "The email or password is wrong.");
+    for pair in [&first, &second] {
+        let body = problem(app.refresh_with(refresh(pair)).await, 401).await;
+        assert_eq!(body["detail"], "The refresh token is invalid.");
+        let body = problem(app.get_with("/api/v1/users/me", access(pair)).await, 401).await;
+        assert_eq!(body["detail"], "The account no longer exists.");
+    }
+
+    let r = app
+        .admin_patch(&admin, &id, json!({"disabled": false}))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["disabled"], false);
+    for pair in [&first, &second] {
+        assert_session_over(&app, pair).await;
+    }
+    let r = app.login(email, PASSWORD).await;
+    assert_eq!(r.status(), 200);
+    let fresh: Value = r.json().await.unwrap();
+    assert_eq!(app.refresh_with(refresh(&fresh)).await.status(), 200);
+}
+both!(disabling_an_account_ends_every_session_for_good);
+
+/// Every account on the pages of `/api/v1/users?limit={limit}`, in order.
+async fn every_page(app: &TestApp, admin: &str, limit: i64) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..1000 {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/users?limit={limit}&cursor={c}"),
+            None => format!("/api/v1/users?limit={limit}"),
+        };
+        let r = app.get_with(&path, admin).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let page: Value = r.json().await.unwrap();
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() as i64 <= limit, "{path}: {} items", items.len());
+        all.extend(items.iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert_ne!(
+                    cursor.as_deref(),
+                    Some(c),
+                    "{path}: the cursor does not move"
+                );
+                cursor = Some(c.to_owned());
+            }
+            None => return all,
+        }
+    }
+    panic!("the pages of {limit} never ended");
+}
+
+/// Pages of users, whatever their size, hold every open account exactly
+/// once, in the same order as one big page: disabled accounts included,
+/// closed ones not.
+async fn user_pages_cover_every_account_exactly_once(app: TestApp) {
+    let admin = app.admin_token().await;
+    let mut expected = vec!["root@shop.test".to_owned()];
+    for i in 0..8 {
+        let email = format!("pager{i}@example.com");
+        assert_eq!(app.register(&email, PASSWORD).await.status(), 201);
+        expected.push(email);
+    }
+    let disabled = app.customer("pager.disabled@example.com").await;
+    let disabled_id = id_of(&app, access(&disabled)).await;
+    let r = app
+        .admin_patch(&admin, &disabled_id, json!({"disabled": true}))
+        .await;
+    assert_eq!(r.status(), 200);
+    expected.push("pager.disabled@example.com".to_owned());
+    let closed = app.customer("pager.closed@example.com").await;
+    let r = app
+        .delete("/api/v1/users/me")
+        .bearer_auth(access(&closed))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    expected.sort();
+
+    let whole = every_page(&app, &admin, 100).await;
+    let mut emails: Vec<String> = whole
+        .iter()
+        .map(|u| u["email"].as_str().unwrap().to_owned())
+        .collect();
+    emails.sort();
+    assert_eq!(emails, expected);
+    let ids: Vec<&str> = whole.iter().map(|u| u["id"].as_str().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(ids, sorted, "in creation (id) order");
+    let flagged = whole
+        .iter()
+        .find(|u| u["email"] == "pager.disabled@example.com")
+        .unwrap();
+    assert_eq!(flagged["disabled"], true);
+
+    for limit in [1, 2, 3, 4, 9, 10, 11] {
+        let paged = every_page(&app, &admin, limit).await;
+        let mut ids: Vec<&str> = paged.iter().map(|u| u["id"].as_str().unwrap()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), paged.len(), "pages of {limit}: an account twice");
+        assert_eq!(paged, whole, "pages of {limit}");
+    }
+}
+both!(user_pages_cover_every_account_exactly_once);

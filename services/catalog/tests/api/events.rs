@@ -15,8 +15,8 @@ use reqwest::Method;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::both;
 use crate::helpers::{TestApp, new_id};
+use emporium_testkit::both;
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<Envelope>>);
@@ -116,3 +116,87 @@ async fn product_and_stock_changes_are_published(app: TestApp) {
     assert_eq!((low.available, low.threshold), (4, 5));
 }
 both!(product_and_stock_changes_are_published);
+
+/// Stock events use the product's own `low_stock_below`, as created and as
+/// changed by a PATCH (the default of 5 would announce neither `low` below).
+async fn stock_events_use_the_products_own_low_stock_threshold(app: TestApp) {
+    let recorder = Arc::new(Recorder::default());
+    let (_stop, mut rx) = watch::channel(false);
+    app.bus
+        .subscribe(
+            Subscription {
+                consumer: "listener".into(),
+                event_types: [StockLow::TYPE, StockDepleted::TYPE, StockReplenished::TYPE]
+                    .map(str::to_owned)
+                    .to_vec(),
+                handler: recorder.clone(),
+                retry: RetryPolicy::default(),
+                prefetch: 16,
+            },
+            Box::pin(async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }),
+        )
+        .await
+        .unwrap();
+
+    let category = app.category("Bulbs", None, json!([])).await;
+    let r = app
+        .admin_json(
+            Method::POST,
+            "/api/v1/products",
+            json!({"sku": "BULB-1", "name": "Bulb", "description": "Bright.",
+                   "price": {"amount": 500, "currency": "EUR"}, "category_id": category,
+                   "low_stock_below": 20}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let w = app.warehouse("BULB-W").await;
+    assert_eq!(app.set_stock(&w, &id, 30).await.status(), 200); // 0 → 30: replenished
+    let r = app
+        .reserve(&new_id(), json!([{"product_id": id, "quantity": 15}]))
+        .await;
+    assert_eq!(r.status(), 201); // 30 → 15: below 20, low
+    let r = app
+        .admin_json(
+            Method::PATCH,
+            &format!("/api/v1/products/{id}"),
+            json!({"low_stock_below": 10}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let r = app
+        .reserve(&new_id(), json!([{"product_id": id, "quantity": 6}]))
+        .await;
+    assert_eq!(r.status(), 201); // 15 → 9: below the new 10, low again
+
+    let expected = vec![StockReplenished::TYPE, StockLow::TYPE, StockLow::TYPE];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let seen: Vec<String> = recorder
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| e.event_type.clone())
+            .collect();
+        if seen.len() >= expected.len() {
+            assert_eq!(seen, expected);
+            break;
+        }
+        assert!(Instant::now() < deadline, "saw only {seen:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = recorder.0.lock().unwrap().clone();
+    let replenished: StockReplenished = events[0].decode().unwrap();
+    assert_eq!(replenished.available, 30);
+    let low: StockLow = events[1].decode().unwrap();
+    assert_eq!((low.available, low.threshold), (15, 20));
+    let low: StockLow = events[2].decode().unwrap();
+    assert_eq!((low.available, low.threshold), (9, 10));
+}
+both!(stock_events_use_the_products_own_low_stock_threshold);

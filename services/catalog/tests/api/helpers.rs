@@ -1,7 +1,8 @@
 #![allow(clippy::unwrap_used, dead_code)]
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use emporium_auth::testing::{MemoryJwks, TestKey, claims};
 use emporium_auth::{Role, TokenType};
@@ -9,49 +10,14 @@ use emporium_catalog::store::CatalogStore;
 use emporium_catalog::{Application, CatalogSettings};
 use emporium_config::Loader;
 use emporium_db::testing::TestDatabase;
-use emporium_http::tls::CertDir;
 use emporium_http::{Shutdown, ShutdownTrigger};
 use emporium_messaging::embedded::EmbeddedBus;
+use emporium_testkit::TestService;
 use reqwest::{RequestBuilder, Response};
 use serde_json::{Value, json};
+use sqlx::Connection;
 
-#[derive(Debug, Clone, Copy)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// `both!(name)` runs `name(app)` once per store; `both!(name, [("key", "value")])` overrides settings.
-#[macro_export]
-macro_rules! both {
-    ($name:ident) => {
-        $crate::both!($name, []);
-    };
-    ($name:ident, [$(($key:expr, $value:expr)),* $(,)?]) => {
-        mod $name {
-            use $crate::helpers::{Backend, TestApp};
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(TestApp::spawn(Backend::Sqlite, &[$(($key, $value)),*]).await).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(TestApp::spawn(Backend::Postgres, &[$(($key, $value)),*]).await).await;
-            }
-        }
-    };
-}
-
-pub fn certs() -> &'static CertDir {
-    static CERTS: OnceLock<CertDir> = OnceLock::new();
-    CERTS.get_or_init(|| {
-        let dir: PathBuf =
-            std::env::temp_dir().join(format!("emporium-catalog-tests-{}", std::process::id()));
-        let certs = CertDir(dir);
-        certs.ensure(&["catalog"], &[]).unwrap();
-        certs
-    })
-}
+pub use emporium_testkit::{Backend, certs, problem};
 
 /// The key the test signs tokens with; the service trusts it.
 pub fn key() -> &'static TestKey {
@@ -125,7 +91,8 @@ impl Drop for TestApp {
     }
 }
 
-fn settings(db_url: &str, bus_path: &str, overrides: &[(&str, &str)]) -> CatalogSettings {
+/// The settings every test service starts from.
+fn settings(db_url: &str, bus_path: &str) -> CatalogSettings {
     let certs = certs();
     let mut loader = Loader::new(emporium_catalog::config::DEFAULTS).unwrap();
     for (k, v) in [
@@ -138,30 +105,34 @@ fn settings(db_url: &str, bus_path: &str, overrides: &[(&str, &str)]) -> Catalog
         ("events.bus", "embedded"),
         ("events.embedded_path", bus_path),
         ("events.relay_poll_ms", "20"),
-    ]
-    .into_iter()
-    .chain(overrides.iter().copied())
-    {
+    ] {
         loader = loader.set(k, v).unwrap();
     }
     loader.build().unwrap()
 }
 
-impl TestApp {
-    pub async fn spawn(backend: Backend, overrides: &[(&str, &str)]) -> Self {
-        let db = Arc::new(match backend {
-            Backend::Sqlite => TestDatabase::sqlite(),
-            Backend::Postgres => TestDatabase::postgres().await.unwrap(),
-        });
-        Self::spawn_on(db, overrides).await
-    }
+impl TestService for TestApp {
+    type Settings = CatalogSettings;
 
+    async fn spawn(backend: Backend, tweak: impl FnOnce(&mut CatalogSettings) + Send) -> Self {
+        let db = emporium_testkit::database(
+            backend,
+            "catalog",
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")),
+            |url| async move { emporium_catalog::store::connect(&url, 1).await.map(|_| ()) },
+        )
+        .await;
+        Self::spawn_on(Arc::new(db), tweak).await
+    }
+}
+
+impl TestApp {
     /// Another instance on the same database (a second replica).
     pub async fn replica(&self) -> Self {
-        Self::spawn_on(self._db.clone(), &[]).await
+        Self::spawn_on(self._db.clone(), |_| {}).await
     }
 
-    async fn spawn_on(db: Arc<TestDatabase>, overrides: &[(&str, &str)]) -> Self {
+    async fn spawn_on(db: Arc<TestDatabase>, tweak: impl FnOnce(&mut CatalogSettings)) -> Self {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let bus_file = TestDatabase::sqlite();
         let bus_path = bus_file.url.trim_start_matches("sqlite://").to_owned();
@@ -170,13 +141,11 @@ impl TestApp {
                 .await
                 .unwrap(),
         );
-        let app = Application::build_with(
-            settings(&db.url, &bus_path, overrides),
-            bus.clone(),
-            MemoryJwks::with(&[key()]),
-        )
-        .await
-        .unwrap();
+        let mut settings = settings(&db.url, &bus_path);
+        tweak(&mut settings);
+        let app = Application::build_with(settings, bus.clone(), MemoryJwks::with(&[key()]))
+            .await
+            .unwrap();
         let base = app.base_url();
         let store = app.store();
         let (trigger, shutdown) = Shutdown::new();
@@ -333,13 +302,194 @@ impl TestApp {
     }
 }
 
-pub async fn problem(response: Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "unexpected status");
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
-    response.json().await.unwrap()
+impl TestApp {
+    /// Whether the service runs on SQLite (else PostgreSQL).
+    pub fn is_sqlite(&self) -> bool {
+        self._db.url.starts_with("sqlite:")
+    }
+
+    /// Makes the service's database unreachable. On PostgreSQL the database
+    /// is dropped `WITH (FORCE)` (its connections are terminated, new ones are
+    /// refused). On SQLite nothing done to the file reaches the readiness
+    /// probe (`SELECT 1` reads no page, and open descriptors outlive a
+    /// deleted file), so the service's pool is closed instead.
+    pub async fn take_database_down(&self) {
+        if self.is_sqlite() {
+            let outbox = self.store.outbox();
+            let closing = async {
+                match &outbox {
+                    emporium_messaging::outbox::Outbox::Postgres(pool) => pool.close().await,
+                    emporium_messaging::outbox::Outbox::Sqlite(pool) => pool.close().await,
+                }
+            };
+            // Closing refuses new checkouts at once; waiting for the connections
+            // in use to come back is bounded.
+            let _ = tokio::time::timeout(Duration::from_secs(5), closing).await;
+        } else {
+            let name = self
+                ._db
+                .url
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .split('?')
+                .next()
+                .unwrap()
+                .to_owned();
+            assert!(
+                name.starts_with("test_")
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "{name}"
+            );
+            let mut conn =
+                sqlx::postgres::PgConnection::connect(&emporium_db::testing::postgres_admin_url())
+                    .await
+                    .unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+            let _ = conn.close().await;
+        }
+    }
+
+    /// Every movement of the journal (of `product`, or of all products),
+    /// oldest first, read in pages of `limit` by following `next_after`.
+    pub async fn movements(&self, product: Option<&str>, limit: i64) -> Vec<Value> {
+        let mut all = Vec::new();
+        let mut after: Option<i64> = None;
+        for _ in 0..100_000 {
+            let mut path = format!("/api/v1/stock/movements?limit={limit}");
+            if let Some(p) = product {
+                path.push_str(&format!("&product_id={p}"));
+            }
+            if let Some(a) = after {
+                path.push_str(&format!("&after={a}"));
+            }
+            let r = self
+                .as_admin(reqwest::Method::GET, &path)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            let page: Value = r.json().await.unwrap();
+            let items = page["items"].as_array().unwrap();
+            assert!(
+                items.len() as i64 <= limit,
+                "{path}: {} movements on a page of {limit}",
+                items.len()
+            );
+            all.extend(items.iter().cloned());
+            match page["next_after"].as_i64() {
+                Some(next) => {
+                    assert!(
+                        after.is_none_or(|a| next > a),
+                        "{path}: next_after {next} does not move on"
+                    );
+                    after = Some(next);
+                }
+                None => return all,
+            }
+        }
+        panic!("the journal's pages never ended");
+    }
+
+    /// Checks a product's stock against its journal, and returns its rows as
+    /// warehouse id → (on_hand, reserved):
+    /// - every row holds `0 <= reserved <= on_hand`;
+    /// - the journal's `seq` only grows, and replayed from zero per warehouse
+    ///   its deltas give each movement's `on_hand_after` / `reserved_after`
+    ///   (so movements of one row are journaled in the order they happened)
+    ///   and end at the row as stored; no movement names a warehouse without a row;
+    /// - the product's `available` is the sum of `on_hand - reserved`.
+    pub async fn assert_journal_replays(&self, product: &str) -> BTreeMap<String, (i64, i64)> {
+        let rows = self.stock(product).await;
+        let mut stock: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for s in &rows {
+            let on_hand = s["on_hand"].as_i64().unwrap();
+            let reserved = s["reserved"].as_i64().unwrap();
+            assert!(
+                0 <= reserved && reserved <= on_hand,
+                "a stock row of {product} holds more reserved than on hand: {s}"
+            );
+            let warehouse = s["warehouse_id"].as_str().unwrap().to_owned();
+            assert!(
+                stock.insert(warehouse, (on_hand, reserved)).is_none(),
+                "two rows for one warehouse: {rows:?}"
+            );
+        }
+        let journal = self.movements(Some(product), 100).await;
+        let mut replayed: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        let mut last_seq = 0;
+        for m in &journal {
+            let seq = m["seq"].as_i64().unwrap();
+            assert!(seq > last_seq, "the journal goes back at {m}");
+            last_seq = seq;
+            assert_eq!(m["product_id"], product, "{m}");
+            let row = replayed
+                .entry(m["warehouse_id"].as_str().unwrap().to_owned())
+                .or_default();
+            row.0 += m["delta_on_hand"].as_i64().unwrap();
+            row.1 += m["delta_reserved"].as_i64().unwrap();
+            assert_eq!(
+                *row,
+                (
+                    m["on_hand_after"].as_i64().unwrap(),
+                    m["reserved_after"].as_i64().unwrap()
+                ),
+                "replaying the journal disagrees with the movement {m}"
+            );
+            assert!(
+                0 <= row.1 && row.1 <= row.0,
+                "a movement left more reserved than on hand: {m}"
+            );
+        }
+        for (warehouse, row) in &stock {
+            assert_eq!(
+                replayed.get(warehouse).copied().unwrap_or_default(),
+                *row,
+                "warehouse {warehouse} of {product}: the journal replays to something else than the row"
+            );
+        }
+        for warehouse in replayed.keys() {
+            assert!(
+                stock.contains_key(warehouse),
+                "the journal moves stock of {product} in warehouse {warehouse}, which has no row"
+            );
+        }
+        let p: Value = self
+            .get(&format!("/api/v1/products/{product}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let free: i64 = stock
+            .values()
+            .map(|(on_hand, reserved)| on_hand - reserved)
+            .sum();
+        assert_eq!(p["available"], free, "{p}");
+        stock
+    }
+}
+
+/// Unix milliseconds of an RFC 3339 time (as the catalog writes `expires_at`).
+pub fn millis(rfc3339: &str) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// Waits until the wall clock (the one the service stamps and compares
+/// times with) shows `ms` Unix milliseconds.
+pub async fn wait_until(ms: i64) {
+    let now = chrono::Utc::now().timestamp_millis();
+    if ms > now {
+        tokio::time::sleep(Duration::from_millis((ms - now) as u64)).await;
+    }
 }
 
 /// The fields a 422 names.

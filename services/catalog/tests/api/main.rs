@@ -5,7 +5,9 @@
 mod helpers;
 
 mod catalog;
+mod client;
 mod events;
+mod ops;
 mod reservations;
 mod revocations;
 mod stock;

@@ -2,13 +2,14 @@
 
 #![allow(clippy::unwrap_used)]
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::both;
-use crate::helpers::{Backend, TestApp, new_id, problem};
+use crate::helpers::{Backend, TestApp, millis, new_id, problem, wait_until};
+use emporium_testkit::both;
 
 async fn reservations_are_all_or_nothing_from_few_warehouses(app: TestApp) {
     let (cup, cw) = app.stocked("CUP", &[3, 5]).await;
@@ -165,7 +166,14 @@ async fn reservations_are_idempotent_even_when_duplicates_race(app: TestApp) {
         .send()
         .await
         .unwrap();
-    problem(r, 409).await;
+    let body = problem(r, 409).await;
+    assert_eq!(body["type"], "/problems/reservation-settled");
+    assert_eq!(body["detail"], "The reservation is already released.");
+    assert_eq!(
+        app.stock(&product).await[0]["on_hand"],
+        10,
+        "nothing shipped"
+    );
     problem(
         app.post(&format!("/internal/v1/reservations/{}/release", new_id()))
             .bearer_auth(&app.orders)
@@ -254,14 +262,20 @@ async fn expired_reservations_are_released_by_the_sweeper(app: TestApp) {
     let last = page["items"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["kind"], "expire");
     assert_eq!(last["actor"], "sweeper");
+    assert_eq!(last["reservation_id"], id.as_str());
+    assert_eq!(
+        (
+            last["delta_on_hand"].as_i64(),
+            last["delta_reserved"].as_i64()
+        ),
+        (Some(0), Some(-2))
+    );
+    app.assert_journal_replays(&product).await;
 }
-both!(
-    expired_reservations_are_released_by_the_sweeper,
-    [
-        ("reservations.ttl_secs", "1"),
-        ("reservations.sweep_every_ms", "100")
-    ]
-);
+both!(expired_reservations_are_released_by_the_sweeper, |s| {
+    s.reservations.ttl_secs = 1;
+    s.reservations.sweep_every_ms = 100;
+});
 
 /// 100 buyers race for 10 units split over two warehouses.
 async fn race(apps: &[&TestApp], product: &str) -> usize {
@@ -283,36 +297,134 @@ async fn race(apps: &[&TestApp], product: &str) -> usize {
     statuses.iter().filter(|s| **s == 201).count()
 }
 
+/// After a race that sold out `product` (10 units over warehouses of 6 and
+/// 4): every row is sold out on its own (`reserved <= on_hand` per row, not
+/// only in total: 7 of 6 plus 3 of 4 is overselling too), and the journal
+/// replays to the rows.
+async fn assert_sold_out(app: &TestApp, product: &str) {
+    let rows = app.assert_journal_replays(product).await;
+    let mut held: Vec<(i64, i64)> = rows.values().copied().collect();
+    held.sort();
+    assert_eq!(held, [(4, 4), (6, 6)], "per warehouse (on_hand, reserved)");
+}
+
 async fn concurrent_reservations_never_oversell(app: TestApp) {
     let (product, _) = app.stocked("LAST-UNITS", &[6, 4]).await;
     assert_eq!(race(&[&app], &product).await, 10);
-    let stock = app.stock(&product).await;
-    for s in &stock {
-        assert_eq!(s["reserved"], s["on_hand"], "{s}");
-    }
-    assert_eq!(
-        stock
-            .iter()
-            .map(|s| s["reserved"].as_i64().unwrap())
-            .sum::<i64>(),
-        10
-    );
+    assert_sold_out(&app, &product).await;
 }
 both!(concurrent_reservations_never_oversell);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_postgres_never_oversell() {
-    let first = TestApp::spawn(Backend::Postgres, &[]).await;
+    let first = <TestApp as emporium_testkit::TestService>::spawn(Backend::Postgres, |_| {}).await;
     let second = first.replica().await;
     let (product, _) = first.stocked("SHARED", &[6, 4]).await;
     assert_eq!(race(&[&first, &second], &product).await, 10);
-    let reserved: i64 = first
-        .stock(&product)
-        .await
-        .iter()
-        .map(|s| s["reserved"].as_i64().unwrap())
-        .sum();
-    assert_eq!(reserved, 10);
+    assert_sold_out(&first, &product).await;
+    assert_sold_out(&second, &product).await;
+}
+
+/// `buyers` baskets of one A and one B at once, each sent from its own task
+/// and spread over `apps` (replicas): even buyers list A then B, odd ones B
+/// then A. Every answer is 201 with one of each, or 409 `out-of-stock` (a
+/// deadlock between two reservations would be a 500). Returns how many
+/// baskets were reserved.
+async fn basket_race(apps: &[&TestApp], a: &str, b: &str, buyers: usize) -> usize {
+    let mut tasks = Vec::with_capacity(buyers);
+    for i in 0..buyers {
+        let app = apps[i % apps.len()];
+        let client = app.client.clone();
+        let url = app.url("/internal/v1/reservations");
+        let token = app.orders.clone();
+        let (first, second) = if i % 2 == 0 { (a, b) } else { (b, a) };
+        let body = json!({"id": new_id(), "items": [
+            {"product_id": first, "quantity": 1},
+            {"product_id": second, "quantity": 1}
+        ]});
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url.as_str())
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let answer: Value = r.json().await.unwrap_or(Value::Null);
+            (status, answer)
+        }));
+    }
+    let mut reserved = 0;
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        match status {
+            201 => {
+                let mut held: BTreeMap<String, i64> = BTreeMap::new();
+                for line in body["lines"].as_array().unwrap() {
+                    *held
+                        .entry(line["product_id"].as_str().unwrap().to_owned())
+                        .or_default() += line["quantity"].as_i64().unwrap();
+                }
+                assert_eq!(
+                    held,
+                    BTreeMap::from([(a.to_owned(), 1), (b.to_owned(), 1)]),
+                    "{body}"
+                );
+                reserved += 1;
+            }
+            409 => assert_eq!(body["type"], "/problems/out-of-stock", "{body}"),
+            other => panic!("a basket answered {other}: {body}"),
+        }
+    }
+    reserved
+}
+
+/// After a basket race on A (50 units) and B (40): B sold out, A and B
+/// reserved alike, every row within bounds and the journals replay.
+async fn assert_baskets_sold(app: &TestApp, a: &str, b: &str, sold: i64) {
+    let a_rows = app.assert_journal_replays(a).await;
+    let b_rows = app.assert_journal_replays(b).await;
+    let reserved =
+        |rows: &BTreeMap<String, (i64, i64)>| rows.values().map(|(_, r)| *r).sum::<i64>();
+    assert_eq!(reserved(&a_rows), sold, "{a_rows:?}");
+    assert_eq!(reserved(&b_rows), sold, "{b_rows:?}");
+    assert!(
+        b_rows
+            .values()
+            .all(|(on_hand, reserved)| on_hand == reserved),
+        "B is sold out in every warehouse: {b_rows:?}"
+    );
+}
+
+/// Reservations lock stock rows in one fixed order (products by id, then
+/// warehouses by id) whatever order the request lists them in, so baskets
+/// listed A,B and B,A racing each other never deadlock (PostgreSQL would
+/// abort one of the two: a 500) and never oversell.
+async fn baskets_listed_in_opposite_orders_never_deadlock(app: TestApp) {
+    let (a, _) = app.stocked("BASKET-A", &[30, 20]).await;
+    let (b, _) = app.stocked("BASKET-B", &[25, 15]).await;
+    assert_eq!(
+        basket_race(&[&app], &a, &b, 100).await,
+        40,
+        "B has 40 units"
+    );
+    assert_baskets_sold(&app, &a, &b, 40).await;
+}
+both!(baskets_listed_in_opposite_orders_never_deadlock);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_take_opposite_baskets_without_deadlock() {
+    let first = <TestApp as emporium_testkit::TestService>::spawn(Backend::Postgres, |_| {}).await;
+    let second = first.replica().await;
+    let (a, _) = first.stocked("SHARED-A", &[30, 20]).await;
+    let (b, _) = first.stocked("SHARED-B", &[25, 15]).await;
+    assert_eq!(
+        basket_race(&[&first, &second], &a, &b, 100).await,
+        40,
+        "B has 40 units"
+    );
+    assert_baskets_sold(&first, &a, &b, 40).await;
 }
 
 async fn reservations_belong_to_the_client_that_made_them(app: TestApp) {
@@ -412,14 +524,17 @@ both!(reservations_belong_to_the_client_that_made_them);
 async fn a_reservation_past_its_expiry_is_never_committed(app: TestApp) {
     let (product, _) = app.stocked("HOURGLASS", &[4]).await;
     let id = new_id();
-    assert_eq!(
-        app.reserve(&id, json!([{"product_id": product, "quantity": 3}]))
-            .await
-            .status(),
-        201
+    let r = app
+        .reserve(&id, json!([{"product_id": product, "quantity": 3}]))
+        .await;
+    assert_eq!(r.status(), 201);
+    let expires_at = millis(
+        r.json::<Value>().await.unwrap()["expires_at"]
+            .as_str()
+            .unwrap(),
     );
     // The sweeper ran once at start and sleeps for an hour: only the commit sees the expiry.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_until(expires_at + 20).await;
     let commit = || {
         app.post(&format!("/internal/v1/reservations/{id}/commit"))
             .bearer_auth(&app.orders)
@@ -446,11 +561,365 @@ async fn a_reservation_past_its_expiry_is_never_committed(app: TestApp) {
     let body = problem(commit().await.unwrap(), 409).await;
     assert_eq!(body["type"], "/problems/reservation-settled");
     assert_eq!(app.stock(&product).await[0]["on_hand"], 4);
+    // The refused commit expired the reservation, as the sweeper would have:
+    // one `expire` movement giving the 3 back, nothing shipped.
+    let journal = app.movements(Some(product.as_str()), 100).await;
+    let settles: Vec<&Value> = journal
+        .iter()
+        .filter(|m| m["reservation_id"] == id.as_str() && m["kind"] != "reserve")
+        .collect();
+    assert_eq!(settles.len(), 1, "{settles:?}");
+    let m = settles[0];
+    assert_eq!(m["kind"], "expire", "{m}");
+    assert_eq!(m["actor"], "service:orders", "{m}");
+    assert_eq!(m["reason"], "reservation expired", "{m}");
+    assert_eq!(
+        (m["delta_on_hand"].as_i64(), m["delta_reserved"].as_i64()),
+        (Some(0), Some(-3)),
+        "{m}"
+    );
+    assert!(millis(m["at"].as_str().unwrap()) >= expires_at, "{m}");
+    app.assert_journal_replays(&product).await;
+}
+both!(a_reservation_past_its_expiry_is_never_committed, |s| {
+    s.reservations.ttl_secs = 1;
+    s.reservations.sweep_every_ms = 3600000;
+});
+
+/// The status a reservation has now, as its owner (`orders`) reads it.
+async fn status_of(app: &TestApp, id: &str) -> String {
+    let r = app
+        .get(&format!("/internal/v1/reservations/{id}"))
+        .bearer_auth(&app.orders)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "reservation {id}");
+    r.json::<Value>().await.unwrap()["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A reservation's lines as (warehouse, product, quantity), sorted.
+fn lines_of(reservation: &Value) -> Vec<(String, String, i64)> {
+    let mut lines: Vec<(String, String, i64)> = reservation["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["warehouse_id"].as_str().unwrap().to_owned(),
+                l["product_id"].as_str().unwrap().to_owned(),
+                l["quantity"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// One buyer of the mixed race below.
+struct Order {
+    id: String,
+    /// `commit`, `release`, or `none` (left for the sweeper).
+    action: &'static str,
+    /// The reserve's status and body.
+    reserved: u16,
+    reservation: Value,
+    /// The commit's or release's status and body.
+    settled: Option<(u16, Value)>,
+}
+
+impl Order {
+    /// How the reservation must have ended, given what the buyer was told:
+    /// (status, journal kind of its settling movements, their actor).
+    fn ending(&self) -> (&'static str, &'static str, &'static str) {
+        match (self.action, &self.settled) {
+            ("none", None) => ("expired", "expire", "sweeper"),
+            ("commit", Some((200, body))) => {
+                assert_eq!(body["status"], "committed", "{body}");
+                ("committed", "commit", "service:orders")
+            }
+            // Committed after its expiry: the commit expired it itself.
+            ("commit", Some((409, body))) if body["type"] == "/problems/reservation-expired" => {
+                ("expired", "expire", "service:orders")
+            }
+            ("release", Some((200, body))) => {
+                assert_eq!(body["status"], "released", "{body}");
+                ("released", "release", "service:orders")
+            }
+            // The sweeper came first.
+            (_, Some((409, body)))
+                if body["type"] == "/problems/reservation-settled"
+                    && body["detail"] == "The reservation is already expired." =>
+            {
+                ("expired", "expire", "sweeper")
+            }
+            (action, settled) => panic!("{action} of {} answered {settled:?}", self.id),
+        }
+    }
+}
+
+/// Thirty buyers at once reserve one or two products (listed in either
+/// order), then commit, release, or leave the reservation to the sweeper.
+/// Afterwards every reservation was settled exactly once, the way its buyer
+/// was told, the journal holds one reserve and one settling movement per
+/// line and nothing for refused reservations, and replays to the stock.
+async fn the_journal_replays_after_reserves_commits_releases_and_expiries_race(app: TestApp) {
+    let (cup, _) = app.stocked("MIX-CUP", &[6, 4]).await;
+    let (pot, _) = app.stocked("MIX-POT", &[5]).await;
+    let mut tasks = Vec::new();
+    for i in 0..30usize {
+        let client = app.client.clone();
+        let base = app.url("/internal/v1/reservations");
+        let token = app.orders.clone();
+        let id = new_id();
+        let items = match i % 3 {
+            0 => json!([{"product_id": cup, "quantity": 1}]),
+            1 => json!([{"product_id": cup, "quantity": 1}, {"product_id": pot, "quantity": 1}]),
+            _ => json!([{"product_id": pot, "quantity": 1}, {"product_id": cup, "quantity": 2}]),
+        };
+        let action = ["commit", "release", "none"][(i / 3) % 3];
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(base.as_str())
+                .bearer_auth(&token)
+                .json(&json!({"id": id, "items": items}))
+                .send()
+                .await
+                .unwrap();
+            let reserved = r.status().as_u16();
+            let reservation: Value = r.json().await.unwrap();
+            let settled = if reserved == 201 && action != "none" {
+                let r = client
+                    .post(format!("{base}/{id}/{action}"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                Some((status, r.json::<Value>().await.unwrap()))
+            } else {
+                None
+            };
+            Order {
+                id,
+                action,
+                reserved,
+                reservation,
+                settled,
+            }
+        }));
+    }
+    let mut orders = Vec::new();
+    for task in tasks {
+        orders.push(task.await.unwrap());
+    }
+    assert!(
+        orders.iter().any(|o| o.reserved == 201),
+        "nothing was reserved"
+    );
+
+    // The sweeper expires what nobody settled.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for order in orders.iter().filter(|o| o.reserved == 201) {
+        while status_of(&app, &order.id).await == "active" {
+            assert!(Instant::now() < deadline, "{} never expired", order.id);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    let mut journal = app.movements(Some(cup.as_str()), 100).await;
+    journal.extend(app.movements(Some(pot.as_str()), 100).await);
+    let mut shipped: BTreeMap<String, i64> = BTreeMap::new();
+    for order in &orders {
+        let mine: Vec<&Value> = journal
+            .iter()
+            .filter(|m| m["reservation_id"] == order.id.as_str())
+            .collect();
+        if order.reserved != 201 {
+            assert_eq!(order.reserved, 409, "{}", order.reservation);
+            assert_eq!(order.reservation["type"], "/problems/out-of-stock");
+            assert!(
+                mine.is_empty(),
+                "a refused reservation moved stock: {mine:?}"
+            );
+            continue;
+        }
+        let (status, kind, actor) = order.ending();
+        assert_eq!(status_of(&app, &order.id).await, status, "{}", order.id);
+        let expires = millis(order.reservation["expires_at"].as_str().unwrap());
+        let lines = lines_of(&order.reservation);
+        let line = |m: &Value, quantity: i64| {
+            (
+                m["warehouse_id"].as_str().unwrap().to_owned(),
+                m["product_id"].as_str().unwrap().to_owned(),
+                quantity,
+            )
+        };
+        let mut reserves = Vec::new();
+        let mut settles = Vec::new();
+        for m in &mine {
+            if m["kind"] == "reserve" {
+                assert_eq!(m["delta_on_hand"], 0, "{m}");
+                reserves.push(line(m, m["delta_reserved"].as_i64().unwrap()));
+            } else {
+                assert_eq!(
+                    (m["kind"].as_str(), m["actor"].as_str()),
+                    (Some(kind), Some(actor)),
+                    "{m}"
+                );
+                let quantity = -m["delta_reserved"].as_i64().unwrap();
+                let on_hand = if kind == "commit" { -quantity } else { 0 };
+                assert_eq!(m["delta_on_hand"], on_hand, "{m}");
+                let at = millis(m["at"].as_str().unwrap());
+                if kind == "commit" {
+                    assert!(at < expires, "shipped after its expiry at {expires}: {m}");
+                } else if kind == "expire" {
+                    assert!(at >= expires, "expired before {expires}: {m}");
+                }
+                settles.push(line(m, quantity));
+            }
+        }
+        reserves.sort();
+        settles.sort();
+        assert_eq!(reserves, lines, "reserve movements of {}", order.id);
+        assert_eq!(settles, lines, "{} is settled once per line", order.id);
+        if kind == "commit" {
+            for (_, product, quantity) in &lines {
+                *shipped.entry(product.clone()).or_default() += quantity;
+            }
+        }
+    }
+    for (product, stocked) in [(&cup, 10), (&pot, 5)] {
+        let rows = app.assert_journal_replays(product).await;
+        let on_hand: i64 = rows.values().map(|(o, _)| *o).sum();
+        let reserved: i64 = rows.values().map(|(_, r)| *r).sum();
+        assert_eq!(reserved, 0, "nothing is held any more: {rows:?}");
+        assert_eq!(
+            on_hand,
+            stocked - shipped.get(product.as_str()).copied().unwrap_or(0),
+            "{rows:?}"
+        );
+    }
 }
 both!(
-    a_reservation_past_its_expiry_is_never_committed,
-    [
-        ("reservations.ttl_secs", "1"),
-        ("reservations.sweep_every_ms", "3600000")
-    ]
+    the_journal_replays_after_reserves_commits_releases_and_expiries_race,
+    |s| {
+        s.reservations.ttl_secs = 2;
+        s.reservations.sweep_every_ms = 50;
+    }
+);
+
+/// Commits sent around their reservation's expiry while the sweeper runs
+/// every 10 ms: each reservation is settled once, by whoever came first.
+/// A 200 means it shipped; a 409 `reservation-expired` means the commit
+/// found it expired and released it; a 409 `reservation-settled` means the
+/// sweeper had. The journal names the same settler, and replays.
+async fn commits_racing_the_sweeper_settle_each_reservation_once(app: TestApp) {
+    let (product, _) = app.stocked("RACE-CLOCK", &[20]).await;
+    let ids: Vec<String> = (0..12).map(|_| new_id()).collect();
+    let made = join_all(
+        ids.iter()
+            .map(|id| app.reserve(id, json!([{"product_id": product, "quantity": 1}]))),
+    )
+    .await;
+    let mut expiries = Vec::new();
+    for r in made {
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        expiries.push(millis(v["expires_at"].as_str().unwrap()));
+    }
+    let app = &app;
+    // From 120 ms before its expiry to 100 ms after, 20 ms apart.
+    let commits = ids
+        .iter()
+        .zip(&expiries)
+        .enumerate()
+        .map(|(i, (id, expires))| {
+            let at = expires + (i as i64) * 20 - 120;
+            async move {
+                wait_until(at).await;
+                let r = app
+                    .post(&format!("/internal/v1/reservations/{id}/commit"))
+                    .bearer_auth(&app.orders)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                (status, r.json::<Value>().await.unwrap())
+            }
+        });
+    let answers = join_all(commits).await;
+
+    let journal = app.movements(Some(product.as_str()), 100).await;
+    let mut shipped = 0;
+    for ((id, expires), (status, body)) in ids.iter().zip(&expiries).zip(&answers) {
+        let (now, kind, actor) = match (*status, body["type"].as_str()) {
+            (200, _) => {
+                assert_eq!(body["status"], "committed", "{body}");
+                shipped += 1;
+                ("committed", "commit", "service:orders")
+            }
+            (409, Some("/problems/reservation-expired")) => ("expired", "expire", "service:orders"),
+            (409, Some("/problems/reservation-settled")) => {
+                assert_eq!(
+                    body["detail"], "The reservation is already expired.",
+                    "{body}"
+                );
+                ("expired", "expire", "sweeper")
+            }
+            other => panic!("the commit of {id} answered {other:?}: {body}"),
+        };
+        assert_eq!(status_of(app, id).await, now, "{id}");
+        let settles: Vec<&Value> = journal
+            .iter()
+            .filter(|m| m["reservation_id"] == id.as_str() && m["kind"] != "reserve")
+            .collect();
+        assert_eq!(
+            settles.len(),
+            1,
+            "{id} was settled {} times: {settles:?}",
+            settles.len()
+        );
+        let m = settles[0];
+        assert_eq!(
+            (m["kind"].as_str(), m["actor"].as_str()),
+            (Some(kind), Some(actor)),
+            "{m}"
+        );
+        let on_hand = if kind == "commit" { -1 } else { 0 };
+        assert_eq!(
+            (m["delta_on_hand"].as_i64(), m["delta_reserved"].as_i64()),
+            (Some(on_hand), Some(-1)),
+            "{m}"
+        );
+        // A settle decides and journals at one reading of the clock: what
+        // shipped shipped before the expiry, what expired expired after it.
+        let at = millis(m["at"].as_str().unwrap());
+        if kind == "commit" {
+            assert!(
+                at < *expires,
+                "{id} shipped at {at}, expiring at {expires}: {m}"
+            );
+        } else {
+            assert!(
+                at >= *expires,
+                "{id} expired at {at}, before {expires}: {m}"
+            );
+        }
+    }
+    let rows = app.assert_journal_replays(&product).await;
+    assert_eq!(
+        rows.values().copied().collect::<Vec<_>>(),
+        [(20 - shipped, 0)]
+    );
+}
+both!(
+    commits_racing_the_sweeper_settle_each_reservation_once,
+    |s| {
+        s.reservations.ttl_secs = 1;
+        s.reservations.sweep_every_ms = 10;
+    }
 );

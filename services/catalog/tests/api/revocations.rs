@@ -5,14 +5,14 @@
 
 use std::time::{Duration, Instant};
 
-use emporium_contracts::accounts::{SessionRevoked, UserRolesChanged};
+use emporium_contracts::accounts::{SessionRevoked, UserDisabled, UserRolesChanged};
 use emporium_messaging::Bus;
 use emporium_messaging::Envelope;
 use emporium_messaging::bus::OutgoingEvent;
 use uuid::Uuid;
 
-use crate::both;
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, problem};
+use emporium_testkit::both;
 
 async fn publish(app: &TestApp, envelope: Envelope) {
     app.bus
@@ -86,3 +86,34 @@ async fn an_ended_session_is_refused_within_seconds(app: TestApp) {
     assert_eq!(status_of(&app, &other).await, 403);
 }
 both!(an_ended_session_is_refused_within_seconds);
+
+/// A disabled user's token is refused with the one 401 every bad credential
+/// gets: a problem saying no more than that, and the Bearer challenge.
+async fn a_disabled_users_token_gets_a_401_problem(app: TestApp) {
+    assert_eq!(status_of(&app, &app.admin).await, 200);
+    let admin: Uuid = "01900000-0000-7000-8000-00000000000a".parse().unwrap();
+    let event = UserDisabled {
+        user_id: admin,
+        token_generation: Some(1),
+    };
+    publish(&app, Envelope::new(&event, Some(admin.to_string()), None)).await;
+    assert!(
+        answers_within(&app, &app.admin, 401).await,
+        "the disabled user's token still works"
+    );
+    let r = app
+        .get("/api/v1/warehouses")
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    let body = problem(r, 401).await;
+    assert_eq!(body["type"], "/problems/unauthorized");
+    assert_eq!(body["title"], "Missing or invalid credentials.");
+    assert_eq!(body["status"], 401);
+    assert_eq!(body["detail"], "The token is invalid or expired.");
+    // Another user's token is untouched (a customer on an admin route: 403).
+    assert_eq!(status_of(&app, &app.customer).await, 403);
+}
+both!(a_disabled_users_token_gets_a_401_problem);

@@ -5,8 +5,8 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::both;
 use crate::helpers::{TestApp, fields, new_id, problem};
+use emporium_testkit::both;
 
 async fn stock_is_set_and_adjusted_never_below_reserved(app: TestApp) {
     let (product, w) = app.stocked("MUG", &[10, 4]).await;
@@ -40,7 +40,13 @@ async fn stock_is_set_and_adjusted_never_below_reserved(app: TestApp) {
     // 7 on hand, 6 reserved in warehouse 0 (it alone can serve 6).
     let body = problem(adjust(-2, "shrinkage").await, 409).await;
     assert_eq!(body["type"], "/problems/below-reserved");
-    problem(app.set_stock(&w[0], &product, 5).await, 409).await;
+    let body = problem(app.set_stock(&w[0], &product, 5).await, 409).await;
+    assert_eq!(body["type"], "/problems/below-reserved");
+    assert_eq!(
+        app.stock(&product).await[0]["on_hand"],
+        7,
+        "nothing changed"
+    );
     assert_eq!(app.set_stock(&w[0], &product, 6).await.status(), 200);
     problem(adjust(0, "nothing").await, 422).await;
     problem(adjust(1, "").await, 422).await;
@@ -79,7 +85,7 @@ async fn stock_is_set_and_adjusted_never_below_reserved(app: TestApp) {
     )
     .await;
     problem(app.get("/api/v1/warehouses").send().await.unwrap(), 401).await;
-    problem(
+    let body = problem(
         app.admin_json(
             Method::POST,
             "/api/v1/warehouses",
@@ -89,6 +95,7 @@ async fn stock_is_set_and_adjusted_never_below_reserved(app: TestApp) {
         409,
     )
     .await;
+    assert_eq!(body["type"], "/problems/code-taken");
 }
 both!(stock_is_set_and_adjusted_never_below_reserved);
 
@@ -245,3 +252,105 @@ async fn a_stock_count_reason_is_at_most_500_characters(app: TestApp) {
     assert_eq!(app.stock(&product).await[0]["on_hand"], 5);
 }
 both!(a_stock_count_reason_is_at_most_500_characters);
+
+fn seqs(movements: &[Value]) -> Vec<i64> {
+    movements
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect()
+}
+
+/// One more unit of `product` in `warehouse`; the answer's status.
+async fn add_one(app: &TestApp, warehouse: &str, product: &str, reason: String) -> u16 {
+    app.admin_json(
+        Method::POST,
+        &format!("/api/v1/warehouses/{warehouse}/stock/{product}/adjustments"),
+        json!({"delta": 1, "reason": reason}),
+    )
+    .await
+    .status()
+    .as_u16()
+}
+
+/// Paging the journal by `after` (= the last page's `next_after`) yields
+/// every movement exactly once and in order, whatever the page size, with
+/// or without a product filter.
+async fn movement_pages_cover_the_journal_exactly_once(app: TestApp) {
+    let (lamp, lw) = app.stocked("PAGE-LAMP", &[1]).await;
+    let (desk, dw) = app.stocked("PAGE-DESK", &[1]).await;
+    // 23 more movements of the lamp, 8 more of the desk in between: 33 in all.
+    for i in 0..23 {
+        assert_eq!(
+            add_one(&app, &lw[0], &lamp, format!("lamp delivery {i}")).await,
+            200
+        );
+        if i % 3 == 0 {
+            assert_eq!(
+                add_one(&app, &dw[0], &desk, format!("desk delivery {i}")).await,
+                200
+            );
+        }
+    }
+    let all = app.movements(None, 100).await;
+    assert_eq!(all.len(), 33);
+    let all_seqs = seqs(&all);
+    assert!(all_seqs.windows(2).all(|w| w[0] < w[1]), "{all_seqs:?}");
+    let lamp_all = app.movements(Some(lamp.as_str()), 100).await;
+    assert_eq!(lamp_all.len(), 24);
+    assert!(lamp_all.iter().all(|m| m["product_id"] == lamp.as_str()));
+    let mut reasons: Vec<&str> = lamp_all
+        .iter()
+        .map(|m| m["reason"].as_str().unwrap())
+        .collect();
+    reasons.sort();
+    reasons.dedup();
+    assert_eq!(reasons.len(), 24, "each movement once: {reasons:?}");
+
+    for limit in [1, 2, 5, 7, 24, 33, 34] {
+        assert_eq!(
+            seqs(&app.movements(None, limit).await),
+            all_seqs,
+            "pages of {limit}"
+        );
+        assert_eq!(
+            seqs(&app.movements(Some(lamp.as_str()), limit).await),
+            seqs(&lamp_all),
+            "lamp pages of {limit}"
+        );
+    }
+    // A full page points on; the page after the last movement is empty and ends.
+    let last = *all_seqs.last().unwrap();
+    let page: Value = app
+        .as_admin(Method::GET, "/api/v1/stock/movements?limit=33")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["next_after"], last);
+    let page: Value = app
+        .as_admin(
+            Method::GET,
+            &format!("/api/v1/stock/movements?after={last}"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page, json!({"items": [], "next_after": null}));
+    for bad in ["limit=0", "limit=1001"] {
+        let r = app
+            .as_admin(Method::GET, &format!("/api/v1/stock/movements?{bad}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(fields(&problem(r, 422).await), ["limit"], "{bad}");
+    }
+    let rows = app.assert_journal_replays(&lamp).await;
+    assert_eq!(rows.values().copied().collect::<Vec<_>>(), [(24, 0)]);
+    app.assert_journal_replays(&desk).await;
+}
+both!(movement_pages_cover_the_journal_exactly_once);

@@ -1,0 +1,126 @@
+//! The service client's token source against the real token endpoint: one
+//! token for many calls, renewed before it expires, one fetch for a crowd.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emporium_accounts::create_service_client;
+use emporium_client::{CallError, ClientCredentials, TokenSource};
+use emporium_config::Secret;
+
+use crate::helpers::{TestApp, https_client};
+use emporium_testkit::both;
+
+async fn source(app: &TestApp, secret: &str) -> Arc<ClientCredentials> {
+    Arc::new(ClientCredentials::new(
+        https_client(),
+        reqwest::Url::parse(&app.url("/api/v1/auth/token")).unwrap(),
+        "orders",
+        Secret::new(secret),
+        Some(emporium_contracts::scopes::STOCK_RESERVE.to_owned()),
+    ))
+}
+
+async fn one_token_serves_many_calls_and_a_crowd_waits_for_one_fetch(app: TestApp) {
+    let secret = create_service_client(
+        app.store.as_ref(),
+        "orders",
+        &emporium_contracts::scopes::ORDERS,
+    )
+    .await
+    .unwrap();
+    let tokens = source(&app, &secret).await;
+    let crowd: Vec<_> = (0..50)
+        .map(|_| {
+            let tokens = tokens.clone();
+            tokio::spawn(async move { tokens.token().await.unwrap() })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for t in crowd {
+        seen.push(t.await.unwrap());
+    }
+    assert_eq!(tokens.fetches(), 1, "50 concurrent callers, one fetch");
+    assert!(seen.iter().all(|t| *t == seen[0]));
+    for _ in 0..100 {
+        assert_eq!(tokens.token().await.unwrap(), seen[0]);
+    }
+    assert_eq!(
+        tokens.fetches(),
+        1,
+        "a held token is reused, never fetched per call"
+    );
+
+    // The token is a real one, narrowed to the scope asked for.
+    let claims: serde_json::Value = {
+        use base64::Engine;
+        let payload = seen[0].split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(claims["sub"], "orders");
+    assert_eq!(claims["scope"], "stock:reserve");
+
+    // After a 401 the caller invalidates it, and the next call fetches anew.
+    tokens.invalidate(&seen[0]);
+    tokens.token().await.unwrap();
+    assert_eq!(tokens.fetches(), 2);
+}
+both!(one_token_serves_many_calls_and_a_crowd_waits_for_one_fetch);
+
+/// Service tokens live 4 s here: the source renews after half of that, before
+/// the held one expires, so no call ever carries an expired token.
+async fn a_token_is_renewed_before_it_expires(app: TestApp) {
+    let secret = create_service_client(
+        app.store.as_ref(),
+        "orders",
+        &emporium_contracts::scopes::ORDERS,
+    )
+    .await
+    .unwrap();
+    let tokens = source(&app, &secret).await;
+    let first = tokens.token().await.unwrap();
+    let fetched_at = Instant::now();
+    let deadline = fetched_at + Duration::from_secs(10);
+    while tokens.fetches() == 1 {
+        assert!(Instant::now() < deadline, "the token was never renewed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokens.token().await.unwrap();
+    }
+    let renewed_after = fetched_at.elapsed();
+    assert!(
+        renewed_after < Duration::from_secs(4),
+        "renewed only after {renewed_after:?}, when the first had expired"
+    );
+    assert!(
+        renewed_after >= Duration::from_millis(1_500),
+        "renewed after {renewed_after:?}: too early for a 4 s token"
+    );
+    let _ = first;
+}
+both!(a_token_is_renewed_before_it_expires, |s| s
+    .tokens
+    .service_ttl_secs =
+    4);
+
+async fn a_wrong_secret_is_a_definite_error(app: TestApp) {
+    create_service_client(app.store.as_ref(), "orders", &[])
+        .await
+        .unwrap();
+    let tokens = source(&app, "not the secret").await;
+    let error = tokens.token().await.unwrap_err();
+    let CallError::Token(inner) = &error else {
+        panic!("{error:?}")
+    };
+    let problem = inner.problem().unwrap();
+    assert_eq!(problem.status, 401);
+    assert_eq!(problem.kind(), "unauthorized");
+    assert!(!error.is_retryable(), "a refused client does not retry");
+}
+both!(a_wrong_secret_is_a_definite_error);

@@ -1,0 +1,195 @@
+//! The typed reservations client (`emporium_client::catalog`) against the real
+//! catalog: what a saga gets back for each outcome.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use emporium_client::catalog::{ReservationError, Reservations};
+use emporium_client::{ClientSettings, ServiceClient, StaticToken};
+use emporium_contracts::reservations::{ReservationStatus, ReserveItem};
+use uuid::Uuid;
+
+use crate::helpers::TestApp;
+use emporium_testkit::both;
+
+fn reservations(app: &TestApp, token: &str) -> Reservations {
+    Reservations::new(ServiceClient::new(
+        app.client.clone(),
+        reqwest::Url::parse(&app.base).unwrap(),
+        Arc::new(StaticToken::new(token)),
+        ClientSettings::default(),
+    ))
+}
+
+fn item(product: &str, quantity: i64) -> ReserveItem {
+    ReserveItem {
+        product_id: product.parse().unwrap(),
+        quantity,
+    }
+}
+
+async fn on_hand_and_reserved(app: &TestApp, product: &str) -> (i64, i64) {
+    let s = &app.stock(product).await[0];
+    (
+        s["on_hand"].as_i64().unwrap(),
+        s["reserved"].as_i64().unwrap(),
+    )
+}
+
+async fn the_typed_client_gives_each_outcome_its_own_answer(app: TestApp) {
+    let (product, _) = app.stocked("LANTERN", &[5]).await;
+    let client = reservations(&app, &app.orders);
+    let id = Uuid::now_v7();
+
+    let reserved = client
+        .reserve(id, vec![item(&product, 3)], None)
+        .await
+        .unwrap();
+    assert_eq!(reserved.id, id);
+    assert_eq!(reserved.status, ReservationStatus::Active);
+    assert_eq!(reserved.lines.len(), 1);
+    assert_eq!(reserved.lines[0].quantity, 3);
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (5, 3));
+
+    // A retried reserve finds the same reservation and holds nothing more.
+    let again = client
+        .reserve(id, vec![item(&product, 3)], None)
+        .await
+        .unwrap();
+    assert_eq!(again, reserved);
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (5, 3));
+
+    let mismatch = client
+        .reserve(id, vec![item(&product, 2)], None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(mismatch, ReservationError::Mismatch),
+        "{mismatch:?}"
+    );
+    assert!(!mismatch.is_retryable());
+
+    let short = client
+        .reserve(Uuid::now_v7(), vec![item(&product, 3)], None)
+        .await
+        .unwrap_err();
+    let ReservationError::OutOfStock(detail) = &short else {
+        panic!("{short:?}")
+    };
+    assert!(detail.contains(&product), "{detail}");
+    assert!(
+        !short.is_retryable(),
+        "out of stock compensates, never retries"
+    );
+
+    let unknown = client
+        .reserve(
+            Uuid::now_v7(),
+            vec![item(&Uuid::now_v7().to_string(), 1)],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown, ReservationError::Invalid(_)),
+        "{unknown:?}"
+    );
+
+    // Another client's reservation does not exist for this one.
+    let other = reservations(&app, &app.shipping);
+    assert!(matches!(
+        other.get(id, None).await.unwrap_err(),
+        ReservationError::NotFound
+    ));
+    assert!(matches!(
+        other.release(id, None).await.unwrap_err(),
+        ReservationError::NotFound
+    ));
+    let taken = other
+        .reserve(id, vec![item(&product, 3)], None)
+        .await
+        .unwrap_err();
+    assert!(matches!(taken, ReservationError::IdTaken), "{taken:?}");
+
+    // Release twice: the second is a retry and answers the same.
+    let released = client.release(id, None).await.unwrap();
+    assert_eq!(released.status, ReservationStatus::Released);
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (5, 0));
+    let released_again = client.release(id, None).await.unwrap();
+    assert_eq!(released_again.status, ReservationStatus::Released);
+    let settled = client.commit(id, None).await.unwrap_err();
+    assert!(
+        matches!(settled, ReservationError::Settled(_)),
+        "{settled:?}"
+    );
+
+    // Commit ships: on hand and reserved both fall.
+    let shipped = Uuid::now_v7();
+    client
+        .reserve(shipped, vec![item(&product, 2)], None)
+        .await
+        .unwrap();
+    let committed = client.commit(shipped, None).await.unwrap();
+    assert_eq!(committed.status, ReservationStatus::Committed);
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (3, 0));
+    assert_eq!(
+        client.get(shipped, None).await.unwrap().status,
+        ReservationStatus::Committed
+    );
+    let cannot_release = client.release(shipped, None).await.unwrap_err();
+    assert!(
+        matches!(cannot_release, ReservationError::Settled(_)),
+        "{cannot_release:?}"
+    );
+}
+both!(the_typed_client_gives_each_outcome_its_own_answer);
+
+/// A compensation that comes after the sweeper expired the reservation is done:
+/// the stock is already back.
+async fn releasing_an_expired_reservation_is_a_finished_compensation(app: TestApp) {
+    let (product, _) = app.stocked("SUNDIAL", &[2]).await;
+    let client = reservations(&app, &app.orders);
+    let id = Uuid::now_v7();
+    client
+        .reserve(id, vec![item(&product, 2)], None)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.get(id, None).await.unwrap().status != ReservationStatus::Expired {
+        assert!(Instant::now() < deadline, "never expired");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let released = client.release(id, None).await.unwrap();
+    assert_eq!(released.status, ReservationStatus::Expired);
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (2, 0));
+    let expired_commit = client.commit(id, None).await.unwrap_err();
+    assert!(
+        matches!(expired_commit, ReservationError::Settled(_)),
+        "{expired_commit:?}"
+    );
+}
+both!(
+    releasing_an_expired_reservation_is_a_finished_compensation,
+    |s| {
+        s.reservations.ttl_secs = 1;
+        s.reservations.sweep_every_ms = 100;
+    }
+);
+
+async fn a_token_without_the_scope_is_a_definite_refusal(app: TestApp) {
+    let (product, _) = app.stocked("COMPASS", &[1]).await;
+    let client = reservations(&app, &app.customer);
+    let refused = client
+        .reserve(Uuid::now_v7(), vec![item(&product, 1)], None)
+        .await
+        .unwrap_err();
+    let ReservationError::Call(call) = &refused else {
+        panic!("{refused:?}")
+    };
+    assert!(matches!(call.status(), Some(401 | 403)), "{call:?}");
+    assert!(!refused.is_retryable());
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (1, 0));
+}
+both!(a_token_without_the_scope_is_a_definite_refusal);
