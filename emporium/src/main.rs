@@ -7,12 +7,13 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
-use emporium_config::Loader;
+use clap::{Parser, Subcommand};
 use emporium_http::Shutdown;
+use services::SettingsArgs;
 
 mod events;
 mod loadgen;
+mod services;
 mod up;
 
 #[derive(Parser)]
@@ -28,7 +29,8 @@ enum Command {
     Up(up::UpArgs),
     /// Run one service (production mode: PostgreSQL, configured by file and EMPORIUM_ variables).
     Serve {
-        service: Service,
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(services::names()))]
+        service: String,
         #[command(flatten)]
         common: CommonArgs,
         /// Port to listen on (overrides http.port).
@@ -40,7 +42,8 @@ enum Command {
     },
     /// Apply a service's database migrations and exit.
     Migrate {
-        service: Service,
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(services::names()))]
+        service: String,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -108,57 +111,18 @@ struct CommonArgs {
     config: Option<PathBuf>,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum Service {
-    Accounts,
-    Catalog,
-    Gateway,
-}
-
-/// Applies the `--port` and `--insecure-http` flags over the other layers.
-fn with_flags(mut loader: Loader, port: Option<u16>, insecure: bool) -> anyhow::Result<Loader> {
-    if let Some(port) = port {
-        loader = loader.set("http.port", &port.to_string())?;
-    }
-    if insecure {
-        loader = loader.set("http.insecure_http", "true")?;
-    }
-    Ok(loader)
-}
-
-fn accounts_settings(
-    config: Option<&std::path::Path>,
-    port: Option<u16>,
-    insecure: bool,
-) -> anyhow::Result<emporium_accounts::AccountsSettings> {
-    let loader = emporium_accounts::AccountsSettings::loader(config)?;
-    Ok(with_flags(loader, port, insecure)?.build()?)
-}
-
-fn catalog_settings(
-    config: Option<&std::path::Path>,
-    port: Option<u16>,
-    insecure: bool,
-) -> anyhow::Result<emporium_catalog::CatalogSettings> {
-    let loader = emporium_catalog::CatalogSettings::loader(config)?;
-    Ok(with_flags(loader, port, insecure)?.build()?)
-}
-
-fn gateway_settings(
-    config: Option<&std::path::Path>,
-    port: Option<u16>,
-    insecure: bool,
-) -> anyhow::Result<emporium_gateway::GatewaySettings> {
-    let loader = emporium_gateway::GatewaySettings::loader(config)?;
-    Ok(with_flags(loader, port, insecure)?.build()?)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // One crypto provider for the whole process (see docs/architecture.md).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    emporium_telemetry::init_logging("info");
     let cli = Cli::parse();
+    // `up` is read by a person at a terminal (unless told otherwise); every
+    // other command logs JSON, one object per line, for collectors.
+    let format = match &cli.command {
+        Command::Up(args) => args.log_format(),
+        _ => emporium_telemetry::LogFormat::Json,
+    };
+    emporium_telemetry::init_logging_as("info", format);
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Events(args) => events::run(args).await,
@@ -170,66 +134,36 @@ async fn main() -> anyhow::Result<()> {
             insecure_http,
         } => {
             let (_trigger, shutdown) = Shutdown::on_signals();
-            let config = common.config.as_deref();
-            match service {
-                Service::Accounts => {
-                    let settings = accounts_settings(config, port, insecure_http)?;
-                    emporium_accounts::Application::build(settings)
-                        .await?
-                        .run_until_stopped(shutdown)
-                        .await
-                }
-                Service::Catalog => {
-                    let settings = catalog_settings(config, port, insecure_http)?;
-                    emporium_catalog::Application::build(settings)
-                        .await?
-                        .run_until_stopped(shutdown)
-                        .await
-                }
-                Service::Gateway => {
-                    let settings = gateway_settings(config, port, insecure_http)?;
-                    emporium_gateway::Application::build(settings)
-                        .await?
-                        .run_until_stopped(shutdown)
-                        .await
-                }
-            }
+            let args = SettingsArgs {
+                config: common.config.as_deref(),
+                port,
+                insecure_http,
+            };
+            services::by_name(&service)?.serve(args, shutdown).await
         }
-        Command::Migrate { service, common } => match service {
-            Service::Accounts => {
-                let settings = accounts_settings(common.config.as_deref(), None, false)?;
-                emporium_accounts::migrate(&settings).await?;
-                eprintln!("accounts: migrations applied");
-                Ok(())
-            }
-            Service::Catalog => {
-                let settings = catalog_settings(common.config.as_deref(), None, false)?;
-                emporium_catalog::migrate(&settings).await?;
-                eprintln!("catalog: migrations applied");
-                Ok(())
-            }
-            Service::Gateway => {
-                eprintln!("gateway: it keeps no data; nothing to migrate");
-                Ok(())
-            }
-        },
+        Command::Migrate { service, common } => {
+            let args = SettingsArgs {
+                config: common.config.as_deref(),
+                ..SettingsArgs::default()
+            };
+            eprintln!("{}", services::by_name(&service)?.migrate(args).await?);
+            Ok(())
+        }
         Command::Seed { common } => {
-            let settings = catalog_settings(common.config.as_deref(), None, false)?;
-            let store = emporium_catalog::store::connect(settings.database.url.expose(), 4).await?;
-            let seeded = emporium_catalog::seed::seed(store.as_ref()).await?;
-            if seeded.products == 0 {
-                eprintln!("catalog: not empty; nothing seeded");
-            } else {
-                eprintln!(
-                    "catalog: {} categories, {} products, {} warehouses",
-                    seeded.categories, seeded.products, seeded.warehouses
-                );
+            let args = SettingsArgs {
+                config: common.config.as_deref(),
+                ..SettingsArgs::default()
+            };
+            for service in services::all() {
+                if let Some(done) = service.seed(args).await? {
+                    eprintln!("{done}");
+                }
             }
             Ok(())
         }
         Command::Certs { dir, names } => {
             let certs = emporium_http::tls::CertDir(dir);
-            certs.ensure(&up::SERVICES, &names)?;
+            certs.ensure(&services::names(), &names)?;
             eprintln!(
                 "certificates in {} (CA: {})",
                 certs.0.display(),
@@ -248,7 +182,10 @@ async fn main() -> anyhow::Result<()> {
             let count = match (data_dir, new_kek_file) {
                 (Some(dir), _) => up::rotate_kek(&dir).await?,
                 (None, Some(file)) => {
-                    let settings = accounts_settings(common.config.as_deref(), None, false)?;
+                    let settings = services::Accounts::settings(SettingsArgs {
+                        config: common.config.as_deref(),
+                        ..SettingsArgs::default()
+                    })?;
                     if !file.exists() {
                         emporium_accounts::kek::write_new_kek_file(&file)?;
                     }
@@ -267,7 +204,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Accounts { command, common } => {
-            let settings = accounts_settings(common.config.as_deref(), None, false)?;
+            let settings = services::Accounts::settings(SettingsArgs {
+                config: common.config.as_deref(),
+                ..SettingsArgs::default()
+            })?;
             match command {
                 AccountsCommand::RotateKek { .. } => unreachable!("handled above"),
                 AccountsCommand::RotateKey => {

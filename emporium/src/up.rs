@@ -11,26 +11,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use emporium_config::Loader;
+use emporium_contracts::scopes;
 use emporium_http::Shutdown;
 use emporium_http::tls::CertDir;
 use emporium_messaging::Bus;
 use emporium_messaging::embedded::EmbeddedBus;
 
-/// Every service that gets a certificate.
-pub const SERVICES: [&str; 3] = ["accounts", "catalog", "gateway"];
+use crate::services::{self, UpContext};
 
 /// Service clients created on first start, with the scopes later services need.
 const SERVICE_CLIENTS: &[(&str, &[&str])] = &[
-    (
-        "orders",
-        &[
-            "stock:reserve",
-            "payments:authorize",
-            "payments:capture",
-            "payments:void",
-            "payments:refund",
-        ],
-    ),
+    ("orders", &scopes::ORDERS),
     ("catalog", &[]),
     ("payments", &[]),
 ];
@@ -46,24 +37,26 @@ pub struct UpArgs {
     /// Serve plain HTTP everywhere. For local debugging only.
     #[arg(long)]
     insecure_http: bool,
+    /// Log lines as JSON or readable text; by default readable when standard
+    /// output is a terminal, JSON otherwise.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormatArg>,
 }
 
-fn common_http(
-    loader: Loader,
-    certs: &CertDir,
-    service: &str,
-    port: u16,
-    insecure: bool,
-) -> anyhow::Result<Loader> {
-    Ok(loader
-        .set("http.host", "127.0.0.1")?
-        .set("http.port", &port.to_string())?
-        .set(
-            "http.insecure_http",
-            if insecure { "true" } else { "false" },
-        )?
-        .set("http.tls_cert", &certs.cert(service).display().to_string())?
-        .set("http.tls_key", &certs.key(service).display().to_string())?)
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormatArg {
+    Json,
+    Pretty,
+}
+
+impl UpArgs {
+    pub fn log_format(&self) -> emporium_telemetry::LogFormat {
+        match self.log_format {
+            Some(LogFormatArg::Json) => emporium_telemetry::LogFormat::Json,
+            Some(LogFormatArg::Pretty) => emporium_telemetry::LogFormat::Pretty,
+            None => emporium_telemetry::LogFormat::for_stdout(),
+        }
+    }
 }
 
 /// Creates the data directory readable by its owner only (and tightens an
@@ -90,7 +83,7 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// Accounts' settings in an `up` data directory.
-fn accounts_loader(data_dir: &Path) -> anyhow::Result<Loader> {
+pub fn accounts_loader(data_dir: &Path) -> anyhow::Result<Loader> {
     let mut loader = Loader::new(emporium_accounts::config::DEFAULTS)?
         .set(
             "database.url",
@@ -124,109 +117,51 @@ pub async fn rotate_kek(dir: &Path) -> anyhow::Result<usize> {
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = prepare_data_dir(&args.data_dir)?;
     let certs = CertDir(data_dir.join("certs"));
-    certs.ensure(&SERVICES, &[])?;
+    certs.ensure(&services::names(), &[])?;
     let (_trigger, shutdown) = Shutdown::on_signals();
 
-    // Accounts. `up` reads only the admin variables from the environment: the
-    // rest (EMPORIUM_DATABASE_URL and friends) configure `serve`, not this.
-    let loader = accounts_loader(&data_dir)?;
-    let accounts_settings: emporium_accounts::AccountsSettings =
-        common_http(loader, &certs, "accounts", 0, args.insecure_http)?.build()?;
-    // One embedded bus for every service. Consumers subscribe before any relay
-    // runs (relays start with the services below), so the first start loses nothing.
+    // One embedded bus for every service. Every service is built (its consumers
+    // subscribed) before any is started (its relay publishing), so the first
+    // start loses nothing.
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(&data_dir.join("bus.db")).await?);
-    let accounts =
-        emporium_accounts::Application::build_with_bus(accounts_settings, bus.clone()).await?;
-    let admin_email = std::env::var("EMPORIUM_ADMIN_EMAIL")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let admin_password = std::env::var("EMPORIUM_ADMIN_PASSWORD")
-        .ok()
-        .filter(|s| !s.is_empty());
-    let email = admin_email.unwrap_or_else(|| "admin@emporium.test".to_owned());
-    let generated = accounts
-        .bootstrap_admin(&email, admin_password.as_deref())
-        .await?;
-    let clients_file = data_dir.join("service-clients.toml");
-    if !clients_file.exists() {
-        write_service_clients(&accounts, &clients_file).await?;
+    let mut ctx = UpContext {
+        data_dir: &data_dir,
+        certs: &certs,
+        bus,
+        insecure_http: args.insecure_http,
+        public_port: args.port,
+        urls: Default::default(),
+        banner: Vec::new(),
+    };
+    let mut starts = Vec::new();
+    for service in services::all() {
+        starts.push((service.name(), service.up(&mut ctx).await?));
     }
 
-    // Catalog: verifies tokens against the accounts JWKS over HTTPS.
-    let loader = Loader::new(emporium_catalog::config::DEFAULTS)?
-        .set(
-            "database.url",
-            &emporium_db::sqlite_url(&data_dir.join("catalog.db")),
-        )?
-        .set(
-            "auth.jwks_url",
-            &format!("{}/.well-known/jwks.json", accounts.base_url()),
-        )?
-        .set("auth.ca_cert", &certs.ca().display().to_string())?;
-    let catalog_settings: emporium_catalog::CatalogSettings =
-        common_http(loader, &certs, "catalog", 0, args.insecure_http)?.build()?;
-    let catalog =
-        emporium_catalog::Application::build_with_bus(catalog_settings, bus.clone()).await?;
-    // Demo data on first start, so there is something to browse.
-    let seeded = emporium_catalog::seed::seed(catalog.store().as_ref()).await?;
-    if seeded.products > 0 {
-        tracing::info!(
-            products = seeded.products,
-            categories = seeded.categories,
-            "Demo catalog created."
-        );
+    let shop = format!("{}/api/v1", ctx.url(emporium_gateway::SERVICE)?);
+    let mut banner = String::from("\nEmporium is up.\n");
+    for line in &ctx.banner {
+        banner.push_str(&line.replace("{shop}", &shop));
+        banner.push('\n');
     }
-
-    // Gateway.
-    let loader = Loader::new(emporium_gateway::config::DEFAULTS)?
-        .set("upstreams.accounts", &accounts.base_url())?
-        .set("upstreams.catalog", &catalog.base_url())?
-        .set("upstreams.ca_cert", &certs.ca().display().to_string())?
-        .set("ops.port", "0")?;
-    let gateway_settings: emporium_gateway::GatewaySettings =
-        common_http(loader, &certs, "gateway", args.port, args.insecure_http)?.build()?;
-    let gateway = emporium_gateway::Application::build(gateway_settings).await?;
-
-    let mut banner = format!(
-        "\nEmporium is up.\n  shop:      {}/api/v1\n  metrics:   {}/metrics  (operations port)\n  CA:        {}  (curl --cacert it)\n  data:      {}\n",
-        gateway.base_url(),
-        gateway.ops_url(),
-        certs.ca().display(),
-        data_dir.display(),
-    );
-    match generated {
-        Some(password) => banner.push_str(&format!(
-            "  admin:     {email} / {password}  (generated now and shown once)\n"
-        )),
-        None if admin_password.is_some() => banner.push_str(&format!(
-            "  admin:     {email} (password from EMPORIUM_ADMIN_PASSWORD)\n"
-        )),
-        None => banner.push_str(&format!(
-            "  admin:     {email} (password shown on the first start)\n"
-        )),
-    }
-    banner.push_str(&format!(
-        "  log in:    curl --cacert {} -H 'content-type: application/json' \\\n             \
-         -d '{{\"email\":\"{email}\",\"password\":\"…\"}}' {}/api/v1/auth/login\n\n",
-        certs.ca().display(),
-        gateway.base_url(),
-    ));
+    banner.push('\n');
     let mut err = std::io::stderr();
     let _ = err.write_all(banner.as_bytes());
     let _ = err.flush();
 
-    let accounts_task = tokio::spawn(accounts.run_until_stopped(shutdown.clone()));
-    let catalog_task = tokio::spawn(catalog.run_until_stopped(shutdown.clone()));
-    let gateway_task = tokio::spawn(gateway.run_until_stopped(shutdown));
-    let (a, c, g) = tokio::join!(accounts_task, catalog_task, gateway_task);
-    a??;
-    c??;
-    g??;
+    let running: Vec<_> = starts
+        .into_iter()
+        .map(|(name, start)| (name, tokio::spawn(start(shutdown.clone()))))
+        .collect();
+    for (name, task) in running {
+        task.await?
+            .with_context(|| format!("{name} stopped with an error"))?;
+    }
     eprintln!("Emporium stopped.");
     Ok(())
 }
 
-async fn write_service_clients(
+pub async fn write_service_clients(
     accounts: &emporium_accounts::Application,
     path: &Path,
 ) -> anyhow::Result<()> {

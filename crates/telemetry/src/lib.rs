@@ -3,7 +3,8 @@
 //! ## Layout
 //! - [`init_logging`]: one JSON object per line on stdout, filtered by `RUST_LOG`
 //!   (or the configured level); span fields such as `request_id` and `trace_id`
-//!   are included in every event logged inside a request.
+//!   are included in every event logged inside a request. [`init_logging_as`]
+//!   with [`LogFormat::Pretty`] writes readable lines instead (`up` at a terminal).
 //! - [`TraceParent`]: the W3C `traceparent` header, parsed or started anew.
 //! - [`metrics_handle`]: the process-wide Prometheus recorder, rendered by `/metrics`.
 
@@ -13,23 +14,58 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for log shippers (what `serve` always writes).
+    Json,
+    /// Readable lines with colours, for a person at a terminal.
+    Pretty,
+}
+
+impl LogFormat {
+    /// Pretty when standard output is a terminal, JSON otherwise (piped to a file
+    /// or a collector).
+    pub fn for_stdout() -> Self {
+        if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            Self::Pretty
+        } else {
+            Self::Json
+        }
+    }
+}
+
 /// Installs the JSON log subscriber once per process; later calls are no-ops.
 ///
 /// `default_filter` applies when `RUST_LOG` is unset (for example `"info"`).
 pub fn init_logging(default_filter: &str) {
+    init_logging_as(default_filter, LogFormat::Json);
+}
+
+/// Installs the log subscriber in `format` once per process; later calls are no-ops.
+pub fn init_logging_as(default_filter: &str, format: LogFormat) {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         let filter =
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-        let _ = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
+        let builder = tracing_subscriber::fmt()
             .with_span_events(FmtSpan::NONE)
             .with_env_filter(filter)
-            .with_writer(std::io::stdout)
-            .try_init();
+            .with_writer(std::io::stdout);
+        let _ = match format {
+            LogFormat::Json => builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .try_init(),
+            // Colours only for a terminal: escape codes in a file help no one.
+            LogFormat::Pretty => builder
+                .compact()
+                .with_target(false)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+                .try_init(),
+        };
     });
 }
 

@@ -1,5 +1,9 @@
 //! Events as an operator meets them: published by `serve accounts` to
-//! RabbitMQ, and dead letters handled with `emporium events dlq`.
+//! RabbitMQ, and dead letters handled with `emporium events dlq`, on the
+//! embedded bus of `emporium up` and on RabbitMQ.
+//!
+//! RabbitMQ is at 127.0.0.1:5672 unless EMPORIUM_TEST_AMQP_URL says otherwise;
+//! these tests fail, never skip, when it is unreachable.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,11 +18,18 @@ use emporium_messaging::{
     Bus, Envelope, EventHandler, HandlerError, OutgoingEvent, RetryPolicy, Subscription,
 };
 use tokio::sync::watch;
+use uuid::Uuid;
 
 use crate::TempDir;
 use crate::process::Proc;
 
 const CONSUMER: &str = "cli-test-listener";
+
+/// The broker the tests use.
+pub fn amqp_url() -> String {
+    std::env::var("EMPORIUM_TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
 
 fn retry() -> RetryPolicy {
     RetryPolicy {
@@ -29,13 +40,17 @@ fn retry() -> RetryPolicy {
 
 #[derive(Default)]
 pub struct Recorder {
+    /// Events handled successfully.
     seen: Mutex<Vec<Envelope>>,
+    /// Every call of the handler, failed or not: the event's id.
+    attempts: Mutex<Vec<Uuid>>,
     fail: Mutex<bool>,
 }
 
 #[async_trait::async_trait]
 impl EventHandler for Recorder {
     async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
+        self.attempts.lock().unwrap().push(event.id);
         if *self.fail.lock().unwrap() {
             return Err(HandlerError("the listener is broken".into()));
         }
@@ -64,6 +79,27 @@ impl Recorder {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+
+    /// Waits until every one of `ids` has been attempted `times` times.
+    async fn wait_for_attempts(&self, ids: &[Uuid], times: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let attempts = self.attempts.lock().unwrap().clone();
+            let count = |id: &Uuid| attempts.iter().filter(|a| *a == id).count();
+            if ids.iter().all(|id| count(id) >= times) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not every event was attempted {times} times: {attempts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn seen_ids(&self) -> Vec<Uuid> {
+        self.seen.lock().unwrap().iter().map(|e| e.id).collect()
+    }
 }
 
 fn subscription(recorder: Arc<Recorder>) -> Subscription {
@@ -76,17 +112,17 @@ fn subscription(recorder: Arc<Recorder>) -> Subscription {
     }
 }
 
-fn rabbit(exchange: &str) -> RabbitBus {
-    let mut settings = RabbitSettings::new("amqp://guest:guest@127.0.0.1:5672/%2f");
+fn rabbit_settings(exchange: &str) -> RabbitSettings {
+    let mut settings = RabbitSettings::new(amqp_url());
     settings.exchange = exchange.to_owned();
     settings.queue_prefix = format!("{exchange}.");
-    RabbitBus::new(settings)
+    settings
 }
 
 pub async fn listen_on_rabbitmq(exchange: &str) -> (Arc<Recorder>, watch::Sender<bool>) {
     let recorder = Arc::new(Recorder::default());
     let (tx, mut rx) = watch::channel(false);
-    rabbit(exchange)
+    RabbitBus::new(rabbit_settings(exchange))
         .subscribe(
             subscription(recorder.clone()),
             Box::pin(async move {
@@ -98,22 +134,136 @@ pub async fn listen_on_rabbitmq(exchange: &str) -> (Arc<Recorder>, watch::Sender
     (recorder, tx)
 }
 
-pub async fn forget_rabbitmq(exchange: &str) {
-    let bus = rabbit(exchange);
-    bus.delete_queues(CONSUMER, retry()).await.unwrap();
-    bus.delete_exchange().await.unwrap();
+/// Deletes a consumer's queues and the exchange when dropped: after a failed
+/// test too. Declare it before whatever consumes (listeners, processes), so
+/// those are stopped first.
+pub struct RabbitCleanup {
+    settings: RabbitSettings,
+    consumer: String,
+    retry: RetryPolicy,
 }
 
-fn cli(dir: &TempDir, args: &[&str]) -> Vec<String> {
-    let data = dir.0.to_str().unwrap();
-    let mut full = vec!["events", "--data-dir", data, "dlq"];
+impl RabbitCleanup {
+    /// For the listener of [`listen_on_rabbitmq`] on `exchange`.
+    pub fn listener(exchange: &str) -> Self {
+        Self {
+            settings: rabbit_settings(exchange),
+            consumer: CONSUMER.to_owned(),
+            retry: retry(),
+        }
+    }
+}
+
+impl Drop for RabbitCleanup {
+    fn drop(&mut self) {
+        let (settings, consumer, retry) =
+            (self.settings.clone(), self.consumer.clone(), self.retry);
+        // Drop runs outside async (and maybe while unwinding); a small runtime
+        // on its own thread does the I/O, and nothing here may panic.
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let bus = RabbitBus::new(settings);
+                if let Err(e) = bus.delete_queues(&consumer, retry).await {
+                    eprintln!("cleanup: the queues of {consumer} were not deleted: {e}");
+                }
+                if let Err(e) = bus.delete_exchange().await {
+                    eprintln!("cleanup: the exchange was not deleted: {e}");
+                }
+            });
+        });
+        let _ = done.join();
+    }
+}
+
+/// Runs `emporium events <args>` to a successful end and returns what it
+/// printed, once `complete` holds for it: the output is read by threads (one
+/// per stream), so the last lines may still be on their way at the exit.
+fn events_cli(
+    args: &[&str],
+    env: &[(&str, &str)],
+    complete: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let mut full = vec!["events"];
     full.extend_from_slice(args);
-    let mut p = Proc::spawn(&full, &[]);
+    let mut p = Proc::spawn(&full, env);
     assert!(
         p.wait_exit(Duration::from_secs(30)),
         "emporium {full:?} failed"
     );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !complete(p.output().as_slice()) {
+        assert!(
+            Instant::now() < deadline,
+            "emporium {full:?} printed less than expected: {:?}",
+            p.output()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     p.output()
+}
+
+/// Output complete once a line holds `marker`.
+fn printed(marker: &str) -> impl Fn(&[String]) -> bool + '_ {
+    move |output: &[String]| output.iter().any(|l| l.contains(marker))
+}
+
+/// A `list`'s output is complete with its closing count and that many letters.
+fn list_complete(output: &[String]) -> bool {
+    output
+        .iter()
+        .find_map(|l| {
+            l.split_once(" dead letter(s) for ")
+                .and_then(|(n, _)| n.trim().parse::<usize>().ok())
+        })
+        .is_some_and(|n| listed(output).len() == n)
+}
+
+/// On the embedded bus under a data directory.
+fn cli(dir: &TempDir, args: &[&str], complete: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let data = dir.0.to_str().unwrap();
+    let mut full = vec!["--data-dir", data, "dlq"];
+    full.extend_from_slice(args);
+    events_cli(&full, &[], complete)
+}
+
+/// The letters a `list` printed: (id, the rest of the line).
+fn listed(output: &[String]) -> Vec<(Uuid, String)> {
+    output
+        .iter()
+        .filter_map(|l| {
+            let (id, rest) = l.split_once('\t')?;
+            Some((Uuid::parse_str(id).ok()?, rest.to_owned()))
+        })
+        .collect()
+}
+
+fn registration(email: &str) -> Envelope {
+    Envelope::new(
+        &UserRegistered {
+            user_id: Uuid::now_v7(),
+            email: email.into(),
+            name: "D".into(),
+        },
+        None,
+        None,
+    )
+}
+
+fn outgoing(envelopes: &[Envelope]) -> Vec<OutgoingEvent> {
+    envelopes
+        .iter()
+        .map(|e| OutgoingEvent {
+            id: e.id,
+            event_type: e.event_type.clone(),
+            envelope: e.to_json(),
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,23 +281,11 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
     )
     .await
     .unwrap();
-    let envelope = Envelope::new(
-        &UserRegistered {
-            user_id: uuid::Uuid::now_v7(),
-            email: "dlq@example.com".into(),
-            name: "D".into(),
-        },
-        None,
-        None,
-    );
+    let envelope = registration("dlq@example.com");
     let id = envelope.id.to_string();
-    bus.publish(&[OutgoingEvent {
-        id: envelope.id,
-        event_type: envelope.event_type.clone(),
-        envelope: envelope.to_json(),
-    }])
-    .await
-    .unwrap();
+    bus.publish(&outgoing(std::slice::from_ref(&envelope)))
+        .await
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while bus.dead_letters(CONSUMER).await.unwrap().is_empty() {
         assert!(
@@ -157,20 +295,29 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let listed = cli(&dir, &["list", "--consumer", CONSUMER]);
-    let line = listed
+    let list = cli(&dir, &["list", "--consumer", CONSUMER], list_complete);
+    let line = list
         .iter()
         .find(|l| l.starts_with(&id))
-        .unwrap_or_else(|| panic!("{listed:?}"));
+        .unwrap_or_else(|| panic!("{list:?}"));
     assert!(
         line.contains("2 attempts") && line.contains("the listener is broken"),
         "{line}"
     );
-    let shown = cli(&dir, &["show", "--consumer", CONSUMER, "--id", &id]).join("\n");
+    let shown = cli(
+        &dir,
+        &["show", "--consumer", CONSUMER, "--id", &id],
+        printed("dlq@example.com"),
+    )
+    .join("\n");
     assert!(shown.contains("dlq@example.com"), "{shown}");
 
     *recorder.fail.lock().unwrap() = false;
-    let replayed = cli(&dir, &["replay", "--consumer", CONSUMER, "--id", &id]);
+    let replayed = cli(
+        &dir,
+        &["replay", "--consumer", CONSUMER, "--id", &id],
+        printed("replayed"),
+    );
     assert!(
         replayed.iter().any(|l| l.contains("replayed 1 event")),
         "{replayed:?}"
@@ -179,7 +326,183 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
         .wait_for_email("dlq@example.com", Duration::from_secs(20))
         .await;
     assert_eq!(recorder.seen.lock().unwrap().len(), 1, "delivered once");
-    let purged = cli(&dir, &["purge", "--consumer", CONSUMER]);
+    let purged = cli(&dir, &["purge", "--consumer", CONSUMER], printed("purged"));
     assert!(purged.iter().any(|l| l.contains("purged 0")), "{purged:?}");
+
+    // Purging a queue that holds letters drops exactly those.
+    *recorder.fail.lock().unwrap() = true;
+    let doomed = [
+        registration("doomed-1@example.com"),
+        registration("doomed-2@example.com"),
+    ];
+    bus.publish(&outgoing(&doomed)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bus.dead_letters(CONSUMER).await.unwrap().len() < doomed.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the events were never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let purged = cli(&dir, &["purge", "--consumer", CONSUMER], printed("purged"));
+    assert!(
+        purged
+            .iter()
+            .any(|l| l.contains(&format!("purged {} dead letter(s)", doomed.len()))),
+        "{purged:?}"
+    );
+    let list = cli(&dir, &["list", "--consumer", CONSUMER], list_complete);
+    assert!(listed(&list).is_empty(), "{list:?}");
+    assert!(bus.dead_letters(CONSUMER).await.unwrap().is_empty());
+    assert_eq!(
+        recorder.seen_ids(),
+        vec![envelope.id],
+        "purged, not applied"
+    );
+    let _ = stop.send(true);
+}
+
+/// On RabbitMQ: three dead letters; one replayed by its id reaches the
+/// (mended) consumer while the other two stay parked; purging drops exactly
+/// those two.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_on_rabbitmq_are_replayed_by_id_and_purged() {
+    let unique = Uuid::now_v7().simple().to_string();
+    let exchange = format!("emporium-test.events.{unique}");
+    // The command line names a consumer's queues with the default prefix,
+    // so the consumer's own name is what keeps this test's queues apart.
+    let consumer = format!("cli-dlq-{unique}");
+    let mut settings = RabbitSettings::new(amqp_url());
+    settings.exchange = exchange.clone();
+    let _cleanup = RabbitCleanup {
+        settings: settings.clone(),
+        consumer: consumer.clone(),
+        retry: retry(),
+    };
+    let bus = RabbitBus::new(settings);
+    let recorder = Arc::new(Recorder::default());
+    *recorder.fail.lock().unwrap() = true;
+    let (stop, mut rx) = watch::channel(false);
+    bus.subscribe(
+        Subscription {
+            consumer: consumer.clone(),
+            ..subscription(recorder.clone())
+        },
+        Box::pin(async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }),
+    )
+    .await
+    .unwrap();
+
+    let letters = [
+        registration("replayed@example.com"),
+        registration("parked-1@example.com"),
+        registration("parked-2@example.com"),
+    ];
+    bus.publish(&outgoing(&letters)).await.unwrap();
+    let ids: Vec<Uuid> = letters.iter().map(|e| e.id).collect();
+    recorder
+        .wait_for_attempts(&ids, 2, Duration::from_secs(30))
+        .await;
+    // Each look at a RabbitMQ dead-letter queue takes and returns its
+    // messages, so look seldom.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bus.dead_letters(&consumer).await.unwrap().len() < letters.len() {
+        assert!(
+            Instant::now() < deadline,
+            "the events were never dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    let url = amqp_url();
+    let env = [
+        ("EMPORIUM_EVENTS_AMQP_URL", url.as_str()),
+        ("EMPORIUM_EVENTS_EXCHANGE", exchange.as_str()),
+    ];
+    let list = events_cli(
+        &["dlq", "list", "--consumer", &consumer],
+        &env,
+        list_complete,
+    );
+    let mut shown: Vec<Uuid> = listed(&list).into_iter().map(|(id, _)| id).collect();
+    shown.sort();
+    let mut all = ids.clone();
+    all.sort();
+    assert_eq!(shown, all, "{list:?}");
+    assert!(
+        listed(&list)
+            .iter()
+            .all(|(_, rest)| rest.contains("2 attempts") && rest.contains("the listener is broken")),
+        "{list:?}"
+    );
+
+    // Mended; one letter replayed by its id.
+    *recorder.fail.lock().unwrap() = false;
+    let first = ids[0].to_string();
+    let replayed = events_cli(
+        &["dlq", "replay", "--consumer", &consumer, "--id", &first],
+        &env,
+        printed("replayed"),
+    );
+    assert!(
+        replayed
+            .iter()
+            .any(|l| l.contains(&format!("replayed 1 event(s) to {consumer}"))),
+        "{replayed:?}"
+    );
+    recorder
+        .wait_for_email("replayed@example.com", Duration::from_secs(20))
+        .await;
+    let list = events_cli(
+        &["dlq", "list", "--consumer", &consumer],
+        &env,
+        list_complete,
+    );
+    let mut parked: Vec<Uuid> = listed(&list).into_iter().map(|(id, _)| id).collect();
+    parked.sort();
+    let mut others = ids[1..].to_vec();
+    others.sort();
+    assert_eq!(parked, others, "only the one letter left: {list:?}");
+    assert_eq!(
+        recorder.seen_ids(),
+        vec![ids[0]],
+        "only the replayed one was applied"
+    );
+    // Its letter is gone: replaying it again finds nothing.
+    let mut again = Proc::spawn(
+        &[
+            "events",
+            "dlq",
+            "replay",
+            "--consumer",
+            &consumer,
+            "--id",
+            &first,
+        ],
+        &env,
+    );
+    assert!(again.wait_failure(Duration::from_secs(30)));
+
+    let purged = events_cli(
+        &["dlq", "purge", "--consumer", &consumer],
+        &env,
+        printed("purged"),
+    );
+    assert!(
+        purged
+            .iter()
+            .any(|l| l.contains(&format!("purged 2 dead letter(s) of {consumer}"))),
+        "{purged:?}"
+    );
+    let list = events_cli(
+        &["dlq", "list", "--consumer", &consumer],
+        &env,
+        list_complete,
+    );
+    assert!(listed(&list).is_empty(), "{list:?}");
+    assert!(bus.dead_letters(&consumer).await.unwrap().is_empty());
+    assert_eq!(recorder.seen_ids(), vec![ids[0]], "purged, not applied");
     let _ = stop.send(true);
 }

@@ -6,7 +6,7 @@
 mod events;
 mod process;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use process::Proc;
 use serde_json::{Value, json};
@@ -213,16 +213,70 @@ async fn status(client: &reqwest::Client, url: &str, token: &str) -> u16 {
         .as_u16()
 }
 
-/// Polls until `url` answers `want` with `token`, for at most five seconds.
-async fn answers_within(client: &reqwest::Client, url: &str, token: &str, want: u16) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while std::time::Instant::now() < deadline {
-        if status(client, url, token).await == want {
+/// Polls `check` until it holds, for at most `timeout`; false if it never did.
+async fn within<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
             return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    false
+}
+
+/// Polls until `url` answers `want` with `token`, for at most five seconds.
+async fn answers_within(client: &reqwest::Client, url: &str, token: &str, want: u16) -> bool {
+    answers_within_for(client, url, token, want, Duration::from_secs(5)).await
+}
+
+/// Polls until `url` answers `want` with `token`, for at most `timeout`.
+async fn answers_within_for(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    want: u16,
+    timeout: Duration,
+) -> bool {
+    within(timeout, || async {
+        status(client, url, token).await == want
+    })
+    .await
+}
+
+/// The key id in a JWT's header.
+fn kid_of(token: &str) -> String {
+    use base64::Engine as _;
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    let header: Value = serde_json::from_slice(&header).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
+}
+
+/// The key ids the shop publishes at `/.well-known/jwks.json`.
+async fn published_kids(client: &reqwest::Client, base: &str) -> Vec<String> {
+    let jwks: Value = client
+        .get(format!("{base}/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 /// Through the whole shop: a demoted admin's and an ended session's tokens
@@ -493,11 +547,15 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
 
     // Listen on RabbitMQ (on an exchange of this test's own) before accounts starts.
     let exchange = format!("emporium-test.events.{}", uuid_simple());
+    let amqp_url = events::amqp_url();
+    // Declared before the listener and the processes: dropped after them, even on failure.
+    let _forget = events::RabbitCleanup::listener(&exchange);
     let (recorder, _listening) = events::listen_on_rabbitmq(&exchange).await;
 
     let mut accounts = Proc::spawn(
         &["serve", "accounts", "--port", "0"],
         &[
+            ("EMPORIUM_EVENTS_AMQP_URL", &amqp_url),
             ("EMPORIUM_EVENTS_EXCHANGE", &exchange),
             ("EMPORIUM_DATABASE_URL", &db.url),
             ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
@@ -506,6 +564,8 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
             ("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL),
             ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
             ("EMPORIUM_KEYS_KEK", KEK),
+            // Re-read the signing keys every second, so a rotation shows at once.
+            ("EMPORIUM_TOKENS_KEY_RELOAD_SECS", "1"),
         ],
     );
     let accounts_url = accounts.listening_url("Accounts");
@@ -517,6 +577,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     let mut catalog = Proc::spawn(
         &["serve", "catalog", "--port", "0"],
         &[
+            ("EMPORIUM_EVENTS_AMQP_URL", &amqp_url),
             ("EMPORIUM_EVENTS_EXCHANGE", &exchange),
             ("EMPORIUM_DATABASE_URL", &catalog_db.url),
             ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
@@ -575,7 +636,13 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
         .unwrap();
     assert_eq!(r.status(), 201);
 
-    // A rotation from the command line reaches the running service.
+    // A signing-key rotation by another process (the command line, on the
+    // same database) reaches the running accounts service, which publishes
+    // and signs with the new key, and the catalog, which accepts its tokens;
+    // tokens signed with the old key stay good until they expire.
+    let old_token = tokens["access_token"].as_str().unwrap().to_owned();
+    let old_kid = kid_of(&old_token);
+    assert_eq!(published_kids(&client, &base).await, vec![old_kid.clone()]);
     let mut rotate = Proc::spawn(
         &["accounts", "rotate-key"],
         &[
@@ -584,15 +651,89 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
         ],
     );
     assert!(rotate.wait_exit(Duration::from_secs(30)));
-    let jwks: Value = client
-        .get(format!("{base}/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let mut new_kid = None;
+    let printed = within(Duration::from_secs(5), || {
+        new_kid = rotate.output().iter().find_map(|l| {
+            l.split_once("new signing key ")
+                .and_then(|(_, rest)| rest.split(';').next())
+                .map(|kid| kid.trim().to_owned())
+        });
+        std::future::ready(new_kid.is_some())
+    })
+    .await;
+    assert!(printed, "{:?}", rotate.output());
+    let new_kid = new_kid.unwrap();
+    assert_ne!(new_kid, old_kid);
+    assert!(
+        within(Duration::from_secs(30), || async {
+            published_kids(&client, &base).await == vec![new_kid.clone(), old_kid.clone()]
+        })
+        .await,
+        "the JWKS never held the new key next to the old: {:?}",
+        published_kids(&client, &base).await
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new_token = loop {
+        let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+        assert_eq!(r.status(), 200);
+        let pair: Value = r.json().await.unwrap();
+        let token = pair["access_token"].as_str().unwrap().to_owned();
+        if kid_of(&token) == new_kid {
+            break token;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "accounts still signs with {}",
+            kid_of(&token)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let warehouses = format!("{base}/api/v1/warehouses");
+    // The catalog looks the unknown key up (at most every ten seconds).
+    assert!(
+        answers_within_for(
+            &client,
+            &warehouses,
+            &new_token,
+            200,
+            Duration::from_secs(30)
+        )
+        .await,
+        "the catalog refuses a token signed with the new key"
+    );
+    assert_eq!(
+        status(&client, &format!("{base}/api/v1/users"), &new_token).await,
+        200,
+        "accounts takes its own new tokens"
+    );
+    assert_eq!(
+        status(&client, &warehouses, &old_token).await,
+        200,
+        "a token signed with the old key is still good"
+    );
+
+    // The old key leaves the JWKS once tokens it signed must have expired:
+    // an access token's lifetime (15 minutes) plus a minute after its
+    // successor appeared. Rather than wait that long, move the keys' birth
+    // back two hours in the database; the next reload sees the old key retired.
+    let pool = emporium_db::connect_postgres(&db.url, 1).await.unwrap();
+    sqlx::query("UPDATE signing_keys SET created_at = created_at - $1")
+        .bind(2 * 60 * 60 * 1000_i64)
+        .execute(&pool)
         .await
         .unwrap();
-    assert!(!jwks["keys"].as_array().unwrap().is_empty());
+    pool.close().await;
+    assert!(
+        within(Duration::from_secs(30), || async {
+            published_kids(&client, &base).await == vec![new_kid.clone()]
+        })
+        .await,
+        "the old key is still published: {:?}",
+        published_kids(&client, &base).await
+    );
+    let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let pair: Value = r.json().await.unwrap();
+    assert_eq!(kid_of(pair["access_token"].as_str().unwrap()), new_kid);
 
     // The admin created at start-up was announced on RabbitMQ through the outbox.
     let registered = recorder
@@ -603,7 +744,6 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     assert!(gateway.terminate(Duration::from_secs(30)));
     assert!(catalog.terminate(Duration::from_secs(30)));
     assert!(accounts.terminate(Duration::from_secs(30)));
-    events::forget_rabbitmq(&exchange).await;
 }
 
 fn uuid_simple() -> String {
@@ -615,4 +755,59 @@ fn uuid_simple() -> String {
             .unwrap()
             .as_nanos()
     )
+}
+
+/// `up` writes readable lines for a person and JSON for a collector: JSON when
+/// its output is not a terminal (as here), readable text when asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_logs_json_to_a_pipe_and_readable_lines_when_asked() {
+    let data = TempDir::new("up-logs");
+    let dir = data.0.to_str().unwrap();
+    let mut piped = Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[]);
+    let line = piped.wait_for(
+        |l| l.contains("Catalog listening."),
+        Duration::from_secs(60),
+    );
+    let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+    assert_eq!(event["message"], "Catalog listening.");
+    assert_eq!(event["level"], "INFO");
+    assert!(piped.terminate(Duration::from_secs(30)));
+
+    let mut pretty = Proc::spawn(
+        &[
+            "up",
+            "--data-dir",
+            dir,
+            "--port",
+            "0",
+            "--log-format",
+            "pretty",
+        ],
+        &[],
+    );
+    let line = pretty.wait_for(
+        |l| l.contains("Catalog listening."),
+        Duration::from_secs(60),
+    );
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&line).is_err(),
+        "a readable line, not JSON: {line}"
+    );
+    assert!(line.contains("INFO"), "{line}");
+    assert!(
+        line.contains("url="),
+        "fields are shown as key=value: {line}"
+    );
+    assert!(pretty.terminate(Duration::from_secs(30)));
+
+    let mut refused = Proc::spawn(&["up", "--data-dir", dir, "--log-format", "xml"], &[]);
+    assert!(refused.wait_failure(Duration::from_secs(30)));
+    assert!(
+        refused
+            .output()
+            .join("\n")
+            .contains("possible values: json, pretty"),
+        "{:?}",
+        refused.output()
+    );
 }
