@@ -8,6 +8,8 @@
 //! ## Layout
 //! - [`Db`]: a pool on either engine; [`Engine`] and [`connect_postgres`] /
 //!   [`connect_sqlite`]: tuned pools.
+//! - [`embed`]: embedded migrations ([`migration_files!`]) and [`record!`]
+//!   structs decoded from rows, without sqlx's proc macros.
 //! - [`error`]: [`StoreError`], what a refused write means, constraint named.
 //! - [`clock`]: the injected time the stores read ([`Clock`]).
 //! - [`testing`]: a fresh PostgreSQL database per test, dropped afterwards.
@@ -22,11 +24,14 @@ use sqlx::sqlite::{
 };
 
 pub mod clock;
+pub mod embed;
 pub mod error;
 pub mod testing;
 
-pub use clock::{Clock, ManualClock, SharedClock, SystemClock, system_clock};
+pub use clock::{Clock, ManualClock, SharedClock, ShiftedClock, SystemClock, system_clock};
 pub use error::StoreError;
+/// The sqlx the stores are written against (for [`record!`]).
+pub use sqlx;
 
 /// Which engine a database URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

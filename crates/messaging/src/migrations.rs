@@ -5,20 +5,28 @@
 use sqlx::migrate::Migrator;
 use sqlx::{PgPool, SqlitePool};
 
+/// The outbox and inbox tables, per engine, and the embedded bus's own tables.
+const POSTGRES: &[emporium_db::embed::MigrationFile] =
+    emporium_db::migration_files!("migrations/postgres": "1000001_outbox_inbox.sql");
+const SQLITE: &[emporium_db::embed::MigrationFile] =
+    emporium_db::migration_files!("migrations/sqlite": "1000001_outbox_inbox.sql");
+const BUS: &[emporium_db::embed::MigrationFile] =
+    emporium_db::migration_files!("migrations/bus": "1_embedded_bus.sql");
+
 pub async fn run_postgres(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    let mut migrator: Migrator = sqlx::migrate!("./migrations/postgres");
+    let mut migrator: Migrator = emporium_db::embed::migrator(POSTGRES);
     migrator.set_ignore_missing(true);
     migrator.run(pool).await
 }
 
 pub async fn run_sqlite(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
-    let mut migrator: Migrator = sqlx::migrate!("./migrations/sqlite");
+    let mut migrator: Migrator = emporium_db::embed::migrator(SQLITE);
     migrator.set_ignore_missing(true);
     migrator.run(pool).await
 }
 
 pub(crate) async fn run_bus(pool: &SqlitePool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("./migrations/bus").run(pool).await
+    emporium_db::embed::migrator(BUS).run(pool).await
 }
 
 /// A service's database, opened and migrated.
@@ -52,4 +60,22 @@ pub async fn open_service_db(
             ServiceDb::Sqlite(pool)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for (listed, sub) in [(POSTGRES, "postgres"), (SQLITE, "sqlite"), (BUS, "bus")] {
+            let names: Vec<String> = listed.iter().map(|(n, _)| (*n).to_owned()).collect();
+            assert_eq!(
+                names,
+                emporium_db::embed::sql_files_in(&dir.join(sub)),
+                "{sub}"
+            );
+        }
+    }
 }

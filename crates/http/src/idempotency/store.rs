@@ -21,13 +21,19 @@ macro_rules! on_db {
     };
 }
 
+/// The idempotency-key table, per engine.
+pub(crate) const POSTGRES: &[emporium_db::embed::MigrationFile] =
+    emporium_db::migration_files!("migrations/postgres": "2000001_idempotency_keys.sql");
+pub(crate) const SQLITE: &[emporium_db::embed::MigrationFile] =
+    emporium_db::migration_files!("migrations/sqlite": "2000001_idempotency_keys.sql");
+
 /// Creates the `idempotency_keys` table. Services run this beside their own
 /// migrations; the versions here (2000001…) never collide with theirs or with
 /// emporium-messaging's (1000001…), and each migrator ignores the others' rows.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
     match db {
         Db::Postgres(pool) => {
-            let mut migrator: Migrator = sqlx::migrate!("./migrations/postgres");
+            let mut migrator: Migrator = emporium_db::embed::migrator(POSTGRES);
             migrator.set_ignore_missing(true);
             migrator
                 .run(pool)
@@ -35,7 +41,7 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
                 .context("cannot apply the idempotency-key migrations")?;
         }
         Db::Sqlite(pool) => {
-            let mut migrator: Migrator = sqlx::migrate!("./migrations/sqlite");
+            let mut migrator: Migrator = emporium_db::embed::migrator(SQLITE);
             migrator.set_ignore_missing(true);
             migrator
                 .run(pool)
@@ -216,4 +222,22 @@ pub(super) async fn purge(db: &Db, expired_before: i64, now: i64) -> anyhow::Res
         .context("cannot purge expired idempotency keys")?
         .rows_affected());
     Ok(purged)
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for (listed, sub) in [(POSTGRES, "postgres"), (SQLITE, "sqlite")] {
+            let names: Vec<String> = listed.iter().map(|(n, _)| (*n).to_owned()).collect();
+            assert_eq!(
+                names,
+                emporium_db::embed::sql_files_in(&dir.join(sub)),
+                "{sub}"
+            );
+        }
+    }
 }

@@ -16,20 +16,22 @@ mod sql;
 
 pub use sql::{PostgresStore, SqliteStore, connect, migrate};
 
-/// A user row as stored, with the password hash; never sent to a client as is.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct UserRecord {
-    pub id: Uuid,
-    pub email: String,
-    pub name: String,
-    pub password_hash: String,
-    pub roles: String,
-    pub disabled: bool,
-    pub closed: bool,
-    pub created_at: i64,
-    pub updated_at: i64,
-    /// Raised by every change that must end the user's tokens; tokens carry it.
-    pub token_generation: i64,
+emporium_db::record! {
+    /// A user row as stored, with the password hash; never sent to a client as is.
+    #[derive(Debug, Clone)]
+    pub struct UserRecord {
+        pub id: Uuid,
+        pub email: String,
+        pub name: String,
+        pub password_hash: String,
+        pub roles: String,
+        pub disabled: bool,
+        pub closed: bool,
+        pub created_at: i64,
+        pub updated_at: i64,
+        /// Raised by every change that must end the user's tokens; tokens carry it.
+        pub token_generation: i64,
+    }
 }
 
 /// A user to insert.
@@ -57,20 +59,24 @@ pub struct UserChange {
     pub token_generation: Option<i64>,
 }
 
-/// A signing key; the private half is PKCS#8 DER, wrapped under the KEK (see [`crate::kek`]).
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct SigningKeyRecord {
-    pub kid: String,
-    pub private_der: Vec<u8>,
-    pub public_x: String,
-    pub created_at: i64,
+emporium_db::record! {
+    /// A signing key; the private half is PKCS#8 DER, wrapped under the KEK (see [`crate::kek`]).
+    #[derive(Debug, Clone)]
+    pub struct SigningKeyRecord {
+        pub kid: String,
+        pub private_der: Vec<u8>,
+        pub public_x: String,
+        pub created_at: i64,
+    }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ClientRecord {
-    pub client_id: String,
-    pub secret_hash: String,
-    pub scopes: String,
+emporium_db::record! {
+    #[derive(Debug, Clone)]
+    pub struct ClientRecord {
+        pub client_id: String,
+        pub secret_hash: String,
+        pub scopes: String,
+    }
 }
 
 /// What presenting a refresh token led to.

@@ -14,13 +14,16 @@ use super::{
     UserChange, UserRecord,
 };
 
+/// The service's own migration files, per engine.
+pub const POSTGRES: &[emporium_db::embed::MigrationFile] = emporium_db::migration_files!("migrations/postgres": "0001_accounts.sql", "0002_throttle.sql", "0003_token_generation.sql", "0004_email_skeleton.sql");
+pub const SQLITE: &[emporium_db::embed::MigrationFile] = emporium_db::migration_files!("migrations/sqlite": "0001_accounts.sql", "0002_throttle.sql", "0003_token_generation.sql", "0004_email_skeleton.sql");
+
 /// The service's own migrations; the outbox and inbox tables come from
 /// emporium-messaging, so each migrator ignores the other's versions.
-/// The service's own migrations (the outbox's come from emporium-messaging).
 fn own_migrations(engine: Engine) -> sqlx::migrate::Migrator {
     match engine {
-        Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
-        Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Engine::Postgres => emporium_db::embed::migrator(POSTGRES),
+        Engine::Sqlite => emporium_db::embed::migrator(SQLITE),
     }
 }
 
@@ -686,4 +689,22 @@ where
         return Err(StoreError::LastAdmin);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for (listed, sub) in [(POSTGRES, "postgres"), (SQLITE, "sqlite")] {
+            let names: Vec<String> = listed.iter().map(|(n, _)| (*n).to_owned()).collect();
+            assert_eq!(
+                names,
+                emporium_db::embed::sql_files_in(&dir.join(sub)),
+                "{sub}"
+            );
+        }
+    }
 }

@@ -47,36 +47,40 @@ pub struct ProductQuery {
     pub limit: i64,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct CategoryRecord {
-    pub id: Uuid,
-    pub parent_id: Option<Uuid>,
-    pub name: String,
-    pub slug: String,
-    pub path: String,
-    pub position: i32,
-    pub attributes: Json<Value>,
-    pub created_at: i64,
-    pub updated_at: i64,
+emporium_db::record! {
+    #[derive(Debug, Clone)]
+    pub struct CategoryRecord {
+        pub id: Uuid,
+        pub parent_id: Option<Uuid>,
+        pub name: String,
+        pub slug: String,
+        pub path: String,
+        pub position: i32,
+        pub attributes: Json<Value>,
+        pub created_at: i64,
+        pub updated_at: i64,
+    }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct ProductRecord {
-    pub id: Uuid,
-    pub sku: String,
-    pub name: String,
-    pub description: String,
-    pub price_amount: i64,
-    pub price_currency: String,
-    pub category_id: Uuid,
-    pub attributes: Json<Value>,
-    pub images: Json<Value>,
-    pub low_stock_below: i64,
-    pub version: i64,
-    pub created_at: i64,
-    pub updated_at: i64,
-    /// Sum over warehouses of `on_hand - reserved`.
-    pub available: i64,
+emporium_db::record! {
+    #[derive(Debug, Clone)]
+    pub struct ProductRecord {
+        pub id: Uuid,
+        pub sku: String,
+        pub name: String,
+        pub description: String,
+        pub price_amount: i64,
+        pub price_currency: String,
+        pub category_id: Uuid,
+        pub attributes: Json<Value>,
+        pub images: Json<Value>,
+        pub low_stock_below: i64,
+        pub version: i64,
+        pub created_at: i64,
+        pub updated_at: i64,
+        /// Sum over warehouses of `on_hand - reserved`.
+        pub available: i64,
+    }
 }
 
 /// Fields of a product as written (create, or the full state after a patch).
@@ -94,37 +98,43 @@ pub struct ProductWrite {
     pub low_stock_below: i64,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct WarehouseRecord {
-    pub id: Uuid,
-    pub code: String,
-    pub name: String,
-    pub address: Json<Value>,
-    pub created_at: i64,
+emporium_db::record! {
+    #[derive(Debug, Clone)]
+    pub struct WarehouseRecord {
+        pub id: Uuid,
+        pub code: String,
+        pub name: String,
+        pub address: Json<Value>,
+        pub created_at: i64,
+    }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
-pub struct StockRecord {
-    pub warehouse_id: Uuid,
-    pub product_id: Uuid,
-    pub on_hand: i64,
-    pub reserved: i64,
+emporium_db::record! {
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct StockRecord {
+        pub warehouse_id: Uuid,
+        pub product_id: Uuid,
+        pub on_hand: i64,
+        pub reserved: i64,
+    }
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct MovementRecord {
-    pub seq: i64,
-    pub product_id: Uuid,
-    pub warehouse_id: Uuid,
-    pub kind: String,
-    pub delta_on_hand: i64,
-    pub delta_reserved: i64,
-    pub on_hand_after: i64,
-    pub reserved_after: i64,
-    pub reason: String,
-    pub actor: String,
-    pub reservation_id: Option<Uuid>,
-    pub at: i64,
+emporium_db::record! {
+    #[derive(Debug, Clone)]
+    pub struct MovementRecord {
+        pub seq: i64,
+        pub product_id: Uuid,
+        pub warehouse_id: Uuid,
+        pub kind: String,
+        pub delta_on_hand: i64,
+        pub delta_reserved: i64,
+        pub on_hand_after: i64,
+        pub reserved_after: i64,
+        pub reason: String,
+        pub actor: String,
+        pub reservation_id: Option<Uuid>,
+        pub at: i64,
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,11 +28,15 @@ pub struct SqliteStore {
     clock: SharedClock,
 }
 
+/// The service's own migration files, per engine.
+pub const POSTGRES: &[emporium_db::embed::MigrationFile] = emporium_db::migration_files!("migrations/postgres": "0001_catalog.sql", "0002_search.sql", "0003_reservation_owner.sql");
+pub const SQLITE: &[emporium_db::embed::MigrationFile] = emporium_db::migration_files!("migrations/sqlite": "0001_catalog.sql", "0002_search.sql", "0003_reservation_owner.sql");
+
 /// The service's own migrations (the outbox's come from emporium-messaging).
 fn own_migrations(engine: Engine) -> sqlx::migrate::Migrator {
     match engine {
-        Engine::Postgres => sqlx::migrate!("./migrations/postgres"),
-        Engine::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Engine::Postgres => emporium_db::embed::migrator(POSTGRES),
+        Engine::Sqlite => emporium_db::embed::migrator(SQLITE),
     }
 }
 
@@ -803,3 +807,21 @@ impl SqliteStore {
 
 impl_catalog_store!(PostgresStore, sqlx::Postgres, " FOR UPDATE");
 impl_catalog_store!(SqliteStore, sqlx::Sqlite, "");
+
+#[cfg(test)]
+mod migration_tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for (listed, sub) in [(POSTGRES, "postgres"), (SQLITE, "sqlite")] {
+            let names: Vec<String> = listed.iter().map(|(n, _)| (*n).to_owned()).collect();
+            assert_eq!(
+                names,
+                emporium_db::embed::sql_files_in(&dir.join(sub)),
+                "{sub}"
+            );
+        }
+    }
+}
