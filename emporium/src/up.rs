@@ -82,6 +82,27 @@ fn prepare_data_dir(dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
+/// Holds the data directory for this process: a second `up` on it would run
+/// a second relay and consumers over the same files. The lock goes with the
+/// returned file (and with the process, however it ends).
+fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(dir.join("lock"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another emporium up is running on {}; stop it first or pick another --data-dir",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context("cannot lock the data directory"))
+        }
+    }
+}
+
 /// Accounts' settings in an `up` data directory.
 pub fn accounts_loader(data_dir: &Path) -> anyhow::Result<Loader> {
     let mut loader = Loader::new(emporium_accounts::config::DEFAULTS)?
@@ -116,6 +137,7 @@ pub async fn rotate_kek(dir: &Path) -> anyhow::Result<usize> {
 
 pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     let data_dir = prepare_data_dir(&args.data_dir)?;
+    let _only_one = lock_data_dir(&data_dir)?;
     let certs = CertDir(data_dir.join("certs"));
     certs.ensure(&services::names(), &[])?;
     let (_trigger, shutdown) = Shutdown::on_signals();
@@ -135,7 +157,21 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
     };
     let mut starts = Vec::new();
     for service in services::all() {
-        starts.push((service.name(), service.up(&mut ctx).await?));
+        match service.up(&mut ctx).await {
+            Ok(start) => starts.push((service.name(), start)),
+            Err(e) => {
+                // What was set up so far (a generated admin password above all)
+                // is shown now: it is never shown again.
+                let mut err = std::io::stderr();
+                let _ = writeln!(err, "\nEmporium did not start ({} failed).", service.name());
+                for line in &ctx.banner {
+                    if !line.contains("{shop}") {
+                        let _ = writeln!(err, "{line}");
+                    }
+                }
+                return Err(e);
+            }
+        }
     }
 
     let shop = format!("{}/api/v1", ctx.url(emporium_gateway::SERVICE)?);

@@ -320,6 +320,11 @@ mod tests {
             let ceiling = (50u64 << retry.min(16)).min(1_000);
             assert!(c.backoff(retry, None) <= Duration::from_millis(ceiling));
         }
+        // Full jitter: spread over the whole window, not a fixed wait.
+        let waits: Vec<Duration> = (0..200).map(|_| c.backoff(3, None)).collect();
+        let ceiling = Duration::from_millis(400);
+        assert!(waits.iter().any(|w| *w > ceiling / 2), "{waits:?}");
+        assert!(waits.iter().any(|w| *w < ceiling / 2), "{waits:?}");
         assert!(c.backoff(0, Some(1)) >= Duration::from_millis(1_000));
         assert_eq!(
             c.backoff(0, Some(3_600)),

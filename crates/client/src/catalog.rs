@@ -134,13 +134,24 @@ impl Reservations {
         }
     }
 
-    /// The goods leave the warehouse (the order shipped).
+    /// The goods leave the warehouse (the order shipped). A reservation that
+    /// expired first, whether the commit or the sweeper found it so, is
+    /// [`ReservationError::Expired`]: its stock is back on sale.
     pub async fn commit(
         &self,
         id: Uuid,
         context: Option<&RequestContext>,
     ) -> Result<Reservation, ReservationError> {
-        self.settle(id, "commit", context).await
+        match self.settle(id, "commit", context).await {
+            Err(ReservationError::Settled(detail)) => {
+                if self.get(id, context).await?.status == ReservationStatus::Expired {
+                    Err(ReservationError::Expired)
+                } else {
+                    Err(ReservationError::Settled(detail))
+                }
+            }
+            other => other,
+        }
     }
 
     async fn settle(

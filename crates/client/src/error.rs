@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn only_transient_answers_are_retryable() {
-        for status in [408, 429, 500, 502, 503, 504] {
+        for status in [408, 425, 429, 500, 502, 503, 504] {
             assert!(
                 CallError::Problem(problem(status, "x")).is_retryable(),
                 "{status}"

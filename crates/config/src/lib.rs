@@ -48,7 +48,7 @@ pub enum ConfigError {
     },
     #[error("unknown setting `{0}` (see the defaults for the keys that exist)")]
     UnknownKey(String),
-    #[error("setting `{key}` from {origin}: expected {expected}, got `{value}`")]
+    #[error("setting `{key}` from {origin}: expected {expected}, got {value}")]
     BadValue {
         key: String,
         origin: String,
@@ -132,7 +132,7 @@ impl Loader {
             key: key.to_owned(),
             origin: origin.to_owned(),
             expected,
-            value: raw.to_owned(),
+            value: format!("`{raw}`"),
         };
         *slot = match slot {
             Value::String(_) => Value::String(raw.to_owned()),
@@ -212,7 +212,9 @@ fn merge(base: &mut Table, over: Table, prefix: &str, origin: &str) -> Result<()
                         key: path,
                         origin: origin.to_owned(),
                         expected: type_name(slot),
-                        value: format!("{v:?}"),
+                        // Only the kind: the value may be a password or a URL
+                        // with credentials written with the wrong type.
+                        value: type_name(&v).to_owned(),
                     });
                 }
                 *slot = v;
@@ -336,6 +338,28 @@ mod tests {
     fn secrets_are_not_printed() {
         let s = Secret::new("hunter2hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_file_value_of_the_wrong_type_is_named_by_kind_never_shown() {
+        let dir = std::env::temp_dir().join(format!("cfg-type-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(
+            &file,
+            "[database]\nurl = [\"postgres://u:TopSecretPW1@db/x\"]\n",
+        )
+        .unwrap();
+        let err = Loader::new(DEFAULTS)
+            .unwrap()
+            .file(Some(&file))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("database.url"), "{err}");
+        assert!(err.contains("expected a string, got a list"), "{err}");
+        assert!(!err.contains("TopSecretPW1"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl ManualClock {
         Arc::new(Self(AtomicI64::new(ms)))
     }
 
-    /// Moves the clock forward (or back, with a negative step).
+    /// Moves the clock forward.
     pub fn advance(&self, by: std::time::Duration) {
         let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
         self.0.fetch_add(ms, Ordering::SeqCst);
@@ -64,6 +64,31 @@ impl Clock for ManualClock {
     }
 }
 
+/// The system clock moved forward by however much a test advanced it: time
+/// still passes, and a test can jump past an expiry instead of waiting for it.
+#[derive(Debug, Default)]
+pub struct ShiftedClock(AtomicI64);
+
+impl ShiftedClock {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: std::time::Duration) {
+        let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now_ms(&self) -> i64 {
+        SystemClock
+            .now_ms()
+            .saturating_add(self.0.load(Ordering::SeqCst))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +101,16 @@ mod tests {
         assert_eq!(clock.now_ms(), 1_000 + 86_400_000);
         clock.set(5);
         assert_eq!(clock.now_ms(), 5);
+    }
+
+    #[test]
+    fn a_shifted_clock_runs_ahead_of_the_system_clock() {
+        let clock = ShiftedClock::new();
+        let before = SystemClock.now_ms();
+        clock.advance(std::time::Duration::from_secs(3_600));
+        let shifted = clock.now_ms();
+        assert!(shifted >= before + 3_600_000, "{shifted} vs {before}");
+        assert!(shifted < SystemClock.now_ms() + 3_600_000 + 1_000);
     }
 
     #[test]

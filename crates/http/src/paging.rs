@@ -26,17 +26,24 @@ pub const DEFAULT_LIMIT: i64 = 20;
 /// The most items one page may hold.
 pub const MAX_LIMIT: i64 = 100;
 
-/// The `limit` query parameter: default 20, 1 to 100.
-pub fn limit(limit: Option<i64>) -> Result<i64, FieldError> {
-    let limit = limit.unwrap_or(DEFAULT_LIMIT);
-    if (1..=MAX_LIMIT).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(FieldError::new(
-            "limit",
-            format!("must be between 1 and {MAX_LIMIT}"),
-        ))
-    }
+/// The `limit` query parameter as sent: default 20, 1 to 100.
+pub fn limit(text: Option<&str>) -> Result<i64, FieldError> {
+    limit_within(text, DEFAULT_LIMIT, MAX_LIMIT)
+}
+
+/// A `limit` query parameter as sent: `default` when absent, else a whole
+/// number from 1 to `max` written plainly (no sign, exponent or spaces); any
+/// other text is a 422 on `limit`, never a parser's message.
+pub fn limit_within(text: Option<&str>, default: i64, max: i64) -> Result<i64, FieldError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    text.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| text.parse::<i64>().ok())
+        .flatten()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| FieldError::new("limit", format!("must be a number from 1 to {max}")))
 }
 
 /// What a cursor stands for.
@@ -149,10 +156,31 @@ mod tests {
     #[test]
     fn limits_default_to_20_within_1_to_100() {
         assert_eq!(limit(None).unwrap(), 20);
-        assert_eq!(limit(Some(1)).unwrap(), 1);
-        assert_eq!(limit(Some(100)).unwrap(), 100);
-        for bad in [0, -1, 101, i64::MIN, i64::MAX] {
-            assert_eq!(limit(Some(bad)).unwrap_err().field, "limit");
+        assert_eq!(limit(Some("1")).unwrap(), 1);
+        assert_eq!(limit(Some("100")).unwrap(), 100);
+        for bad in [
+            "0",
+            "-1",
+            "101",
+            "",
+            " 5",
+            "+5",
+            "5.0",
+            "1e3",
+            "abc",
+            "NaN",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+        ] {
+            let e = limit(Some(bad)).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.message.as_str()),
+                ("limit", "must be a number from 1 to 100"),
+                "{bad:?}"
+            );
         }
+        assert_eq!(limit_within(Some("1000"), 100, 1000).unwrap(), 1000);
+        assert_eq!(limit_within(None, 100, 1000).unwrap(), 100);
     }
 }

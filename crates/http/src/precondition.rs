@@ -44,10 +44,14 @@ impl IfMatch {
         if text == "*" {
             return Ok(Self::Any);
         }
-        if text.starts_with("W/") {
-            return Ok(Self::Nothing);
-        }
-        text.strip_prefix('"')
+        // A weak tag is refused by the strong comparison (412), but only a
+        // well-formed one: anything else is a malformed header (422).
+        let (weak, tag) = match text.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        let version = tag
+            .strip_prefix('"')
             .and_then(|t| t.strip_suffix('"'))
             .filter(|d| {
                 !d.is_empty()
@@ -55,13 +59,17 @@ impl IfMatch {
                     && (d.len() == 1 || !d.starts_with('0'))
             })
             .and_then(|d| d.parse().ok())
-            .map(Self::Version)
             .ok_or_else(|| {
                 FieldError::new(
                     "If-Match",
                     "must be the resource's ETag as sent (\"<version>\"), or *",
                 )
-            })
+            })?;
+        Ok(if weak {
+            Self::Nothing
+        } else {
+            Self::Version(version)
+        })
     }
 }
 
@@ -74,7 +82,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let value = parts.headers.get(IF_MATCH).map(|v| v.as_bytes());
+        let mut lines = parts.headers.get_all(IF_MATCH).iter();
+        let value = lines.next().map(|v| v.as_bytes());
+        // Two lines are one list (RFC 9110 §5.3), and a list is not accepted:
+        // reading only the first would let a second, stale tag through unchecked.
+        if lines.next().is_some() {
+            return Err(Problem::validation(vec![FieldError::new(
+                "If-Match",
+                "must be sent once, with one ETag or *",
+            )]));
+        }
         Self::parse(value).map_err(|e| Problem::validation(vec![e]))
     }
 }
@@ -107,6 +124,45 @@ mod tests {
             assert_eq!(p(bad).unwrap_err().field, "If-Match", "{bad}");
         }
         assert!(IfMatch::parse(Some(&[0xff, b'"'])).is_err());
+        for malformed_weak in [
+            "W/xyz",
+            "W/",
+            "W/\"abc\"",
+            "W/\"6\"x",
+            "W/ \"6\"",
+            "W/\"-1\"",
+            "W/\"3\", \"2\"",
+        ] {
+            assert_eq!(
+                p(malformed_weak).unwrap_err().field,
+                "If-Match",
+                "{malformed_weak}"
+            );
+        }
         assert_eq!(etag(7), "\"7\"");
+    }
+
+    async fn extract(values: &[&[u8]]) -> Result<IfMatch, Problem> {
+        let mut request = axum::http::Request::builder();
+        for v in values {
+            request = request.header(IF_MATCH, *v);
+        }
+        let (mut parts, ()) = request.body(()).unwrap().into_parts();
+        IfMatch::from_request_parts(&mut parts, &()).await
+    }
+
+    #[tokio::test]
+    async fn the_header_twice_is_a_list_and_refused() {
+        assert_eq!(extract(&[]).await.unwrap(), IfMatch::Any);
+        assert_eq!(extract(&[b"\"3\""]).await.unwrap(), IfMatch::Version(3));
+        for pair in [
+            [&b"\"3\""[..], b"\"10\""],
+            [b"*", b"\"6\""],
+            [b"\"5\"", b"W/\"5\""],
+        ] {
+            let problem = extract(&pair).await.unwrap_err();
+            assert_eq!(problem.status.as_u16(), 422);
+            assert_eq!(problem.errors[0].field, "If-Match");
+        }
     }
 }

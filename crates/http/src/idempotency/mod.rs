@@ -167,7 +167,12 @@ impl IdempotencyLayer {
 
     /// Deletes the keys older than the TTL; returns how many.
     pub async fn purge_expired(&self) -> anyhow::Result<u64> {
-        let now = self.clock.now_ms();
+        self.purge_as_of(self.clock.now_ms()).await
+    }
+
+    /// Deletes the keys that had expired at `now` (the time the purge was
+    /// decided on, not when its task got to run).
+    async fn purge_as_of(&self, now: i64) -> anyhow::Result<u64> {
         store::purge(&self.db, now.saturating_sub(ms(self.ttl)), now).await
     }
 
@@ -186,7 +191,7 @@ impl IdempotencyLayer {
         }
         let layer = self.clone();
         tokio::spawn(async move {
-            match layer.purge_expired().await {
+            match layer.purge_as_of(now).await {
                 Ok(0) => {}
                 Ok(purged) => tracing::debug!(purged, "Expired idempotency keys purged."),
                 Err(cause) => tracing::warn!(

@@ -193,7 +193,8 @@ pub async fn close_me(
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     pub cursor: Option<String>,
-    pub limit: Option<i64>,
+    /// Text, checked by `paging::limit`: a bad value is a 422 naming `limit`.
+    pub limit: Option<String>,
 }
 
 /// Every open account, in creation order (admins).
@@ -205,7 +206,7 @@ pub async fn list(
     AppQuery(q): AppQuery<ListQuery>,
 ) -> ApiResult<AppJson<Page<UserView>>> {
     current_admin(&state, &admin).await?;
-    let limit = paging::limit(q.limit).map_err(|e| ApiError::Invalid(vec![e]))?;
+    let limit = paging::limit(q.limit.as_deref()).map_err(|e| ApiError::Invalid(vec![e]))?;
     let after = paging::decode_cursor::<Uuid>(q.cursor.as_deref())
         .map_err(|e| ApiError::Invalid(vec![e]))?;
     let rows = state.0.store.list_users(after, limit + 1).await?;

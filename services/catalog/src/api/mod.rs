@@ -96,6 +96,8 @@ pub enum ApiError {
     Conflict(&'static str, String),
     #[error("stale version")]
     Stale { current: i64 },
+    #[error("a weak entity tag")]
+    WeakTag,
     #[error("not implemented: {0}")]
     NotImplemented(String),
     #[error(transparent)]
@@ -136,6 +138,15 @@ impl From<ApiError> for Problem {
             .with_detail(format!(
                 "The current version is {current}; read it again and retry."
             )),
+            ApiError::WeakTag => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "stale-version",
+                "The resource changed since you read it.",
+            )
+            .with_detail(
+                "If-Match compares strongly and a weak tag (W/\"…\") never matches; \
+                 send the ETag exactly as it was given.",
+            ),
             ApiError::NotImplemented(what) => Problem::new(
                 StatusCode::NOT_IMPLEMENTED,
                 "not-implemented",

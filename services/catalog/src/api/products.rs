@@ -235,11 +235,7 @@ pub async fn list(
         }
     }
     q.attributes.sort_by(|a, b| a.0.cmp(&b.0));
-    q.limit = match query.get("limit").map(|l| l.parse::<i64>()) {
-        None => paging::limit(None)?,
-        Some(Ok(l)) => paging::limit(Some(l))?,
-        Some(Err(_)) => return Err(ApiError::field("limit", "must be a number")),
-    };
+    q.limit = paging::limit(query.get("limit").map(String::as_str))?;
     q.offset = match paging::decode_cursor::<Offset>(query.get("cursor").map(String::as_str))? {
         None => 0,
         Some(Offset(n)) if n <= MAX_OFFSET => n,
@@ -280,10 +276,16 @@ pub async fn list(
         q.category_path = Some(category.path);
     }
 
+    // Nothing past MAX_OFFSET rows is served, whatever page size leads there.
+    q.limit = q.limit.min(MAX_OFFSET - q.offset);
     let mut page = q.clone();
     page.limit = q.limit + 1;
-    let mut rows = state.0.store.search(&page).await?;
-    let next_cursor = if rows.len() as i64 > q.limit && q.offset + q.limit <= MAX_OFFSET {
+    let mut rows = if q.limit == 0 {
+        Vec::new()
+    } else {
+        state.0.store.search(&page).await?
+    };
+    let next_cursor = if rows.len() as i64 > q.limit && q.offset + q.limit < MAX_OFFSET {
         rows.truncate(q.limit as usize);
         Some(paging::encode_cursor(&Offset(q.offset + q.limit)))
     } else {
@@ -652,6 +654,11 @@ pub async fn update(
     ctx: Option<Extension<RequestContext>>,
     AppJson(body): AppJson<ProductChange>,
 ) -> ApiResult<Response> {
+    if if_match == IfMatch::Nothing {
+        // A weak tag never matches under the strong comparison; saying which
+        // version is current would read as if the client's were stale.
+        return Err(ApiError::WeakTag);
+    }
     let expected = if_match.expected_version();
     let current = state
         .0

@@ -314,7 +314,8 @@ pub struct MovementQuery {
     pub product_id: Option<Uuid>,
     /// The `seq` of the last movement already seen.
     pub after: Option<i64>,
-    pub limit: Option<i64>,
+    /// Text, checked by `paging::limit_within`: a bad value is a 422 naming `limit`.
+    pub limit: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -333,10 +334,7 @@ pub async fn movements(
     _admin: Admin,
     AppQuery(q): AppQuery<MovementQuery>,
 ) -> ApiResult<AppJson<MovementPage>> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::field("limit", "must be between 1 and 1000"));
-    }
+    let limit = emporium_http::paging::limit_within(q.limit.as_deref(), 100, 1000)?;
     let rows = state
         .0
         .store
