@@ -6,7 +6,9 @@
 //! copy that takes milliseconds. The template is built under another name and
 //! renamed when complete, under an advisory lock, so concurrent test binaries
 //! build it once and never clone half a template. A template whose migrations
-//! changed has another fingerprint, so it is built anew (and the old dropped).
+//! changed has another fingerprint, so it is built anew. Old templates are
+//! left alone (another checkout may be cloning them); `DROP DATABASE` the
+//! `tpl_*` ones by hand to reclaim the space.
 //! SQLite files are cheap to migrate; they are made fresh.
 
 use std::future::Future;
@@ -110,7 +112,7 @@ where
             let mut dirs = vec![migrations.to_path_buf()];
             dirs.extend(shared_migrations());
             let name = format!("tpl_{service}_{}", fingerprint(&dirs)?);
-            build(&name, service, migrate).await?;
+            build(&name, migrate).await?;
             anyhow::Ok(name)
         })
         .await?;
@@ -118,7 +120,7 @@ where
 }
 
 /// Builds `name` unless it exists, under an advisory lock held on the server.
-async fn build<F, Fut>(name: &str, service: &str, migrate: F) -> anyhow::Result<()>
+async fn build<F, Fut>(name: &str, migrate: F) -> anyhow::Result<()>
 where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
@@ -166,22 +168,6 @@ where
         )))
         .execute(&mut admin)
         .await?;
-        // Templates of older migrations are of no more use.
-        let stale: Vec<String> = sqlx::query_scalar(
-            "SELECT datname FROM pg_database WHERE datname LIKE $1 AND datname <> $2 \
-             AND datname NOT LIKE '%\\_building'",
-        )
-        .bind(format!("tpl\\_{service}\\_%"))
-        .bind(name)
-        .fetch_all(&mut admin)
-        .await?;
-        for old in stale {
-            let _ = sqlx::query(AssertSqlSafe(format!(
-                "DROP DATABASE IF EXISTS {old} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await;
-        }
     }
     sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
         .bind(name)

@@ -344,6 +344,8 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Mended first: a purge that sent the letters back would get them applied.
+    *recorder.fail.lock().unwrap() = false;
     let purged = cli(&dir, &["purge", "--consumer", CONSUMER], printed("purged"));
     assert!(
         purged
@@ -354,9 +356,18 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
     let list = cli(&dir, &["list", "--consumer", CONSUMER], list_complete);
     assert!(listed(&list).is_empty(), "{list:?}");
     assert!(bus.dead_letters(CONSUMER).await.unwrap().is_empty());
+    // An event published after the purge arrives; anything sent back by it
+    // would have come first.
+    let after = registration("after-purge@example.com");
+    bus.publish(&outgoing(std::slice::from_ref(&after)))
+        .await
+        .unwrap();
+    recorder
+        .wait_for_email("after-purge@example.com", Duration::from_secs(20))
+        .await;
     assert_eq!(
         recorder.seen_ids(),
-        vec![envelope.id],
+        vec![envelope.id, after.id],
         "purged, not applied"
     );
     let _ = stop.send(true);
@@ -484,6 +495,11 @@ async fn dead_letters_on_rabbitmq_are_replayed_by_id_and_purged() {
         &env,
     );
     assert!(again.wait_failure(Duration::from_secs(30)));
+    let told = again.output().join("\n");
+    assert!(
+        told.contains(&format!("no dead letter {first} for {consumer}")),
+        "{told}"
+    );
 
     let purged = events_cli(
         &["dlq", "purge", "--consumer", &consumer],
@@ -503,6 +519,17 @@ async fn dead_letters_on_rabbitmq_are_replayed_by_id_and_purged() {
     );
     assert!(listed(&list).is_empty(), "{list:?}");
     assert!(bus.dead_letters(&consumer).await.unwrap().is_empty());
-    assert_eq!(recorder.seen_ids(), vec![ids[0]], "purged, not applied");
+    let after = registration("after-purge@example.com");
+    bus.publish(&outgoing(std::slice::from_ref(&after)))
+        .await
+        .unwrap();
+    recorder
+        .wait_for_email("after-purge@example.com", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        recorder.seen_ids(),
+        vec![ids[0], after.id],
+        "purged, not applied"
+    );
     let _ = stop.send(true);
 }

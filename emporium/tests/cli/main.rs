@@ -811,3 +811,68 @@ async fn up_logs_json_to_a_pipe_and_readable_lines_when_asked() {
         refused.output()
     );
 }
+
+/// A first start that fails after the admin was created still shows its
+/// generated password (it is never shown again), and a second `up` on a data
+/// directory in use is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_shows_the_password_of_a_failed_first_start_and_runs_once_per_data_dir() {
+    let data = TempDir::new("up-once");
+    let dir = data.0.to_str().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let mut failed = Proc::spawn(&["up", "--data-dir", dir, "--port", &port], &[]);
+    assert!(failed.wait_failure(Duration::from_secs(60)));
+    let output = failed.output().join("\n");
+    assert!(
+        output.contains("Emporium did not start (gateway failed)"),
+        "{output}"
+    );
+    let admin = output
+        .lines()
+        .find(|l| l.trim_start().starts_with("admin:"))
+        .unwrap_or_else(|| panic!("no admin line: {output}"));
+    assert!(admin.contains("generated now and shown once"), "{admin}");
+    let password = admin
+        .split(" / ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    drop(taken);
+
+    let (mut up, base) = {
+        let mut up = Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[]);
+        let line = up.wait_for(
+            |l| l.trim_start().starts_with("shop:"),
+            Duration::from_secs(60),
+        );
+        let base = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .trim_end_matches("/api/v1")
+            .to_owned();
+        (up, base)
+    };
+    let client = client(&data.0.join("certs").join("ca.pem"));
+    assert_eq!(
+        login(&client, &base, "admin@emporium.test", password)
+            .await
+            .status(),
+        200,
+        "the password shown by the failed start opens the admin account"
+    );
+    let mut second = Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[]);
+    assert!(second.wait_failure(Duration::from_secs(30)));
+    assert!(
+        second
+            .output()
+            .join("\n")
+            .contains("another emporium up is running"),
+        "{:?}",
+        second.output()
+    );
+    assert!(up.terminate(Duration::from_secs(30)));
+}

@@ -332,11 +332,13 @@ async fn a_refused_token_is_replaced_once() {
         Arc::new(StaticToken::new("stale")),
         ClientSettings::default(),
     );
-    let error = always_stale
-        .post("/picky")
-        .send::<Value>()
-        .await
-        .unwrap_err();
+    let error = tokio::time::timeout(
+        Duration::from_secs(10),
+        always_stale.post("/picky").send::<Value>(),
+    )
+    .await
+    .expect("no loop")
+    .unwrap_err();
     assert_eq!(error.status(), Some(401));
     assert!(!error.is_retryable());
     assert_eq!(up.seen.hits.load(Ordering::SeqCst), 4);
@@ -360,8 +362,11 @@ async fn an_unreachable_service_is_a_retryable_error() {
             ..ClientSettings::default()
         },
     );
+    let started = std::time::Instant::now();
     let error = client.get("/echo").send::<Value>().await.unwrap_err();
     assert!(matches!(error, CallError::Unreachable(_)), "{error:?}");
     assert!(error.is_retryable());
+    // Three attempts in all, each refused at once, then given up.
+    assert!(started.elapsed() < Duration::from_secs(5));
     drop(socket);
 }

@@ -49,6 +49,7 @@ on_both!(
     expired_keys_are_purged_in_the_background,
     a_failed_execution_forgets_the_key,
     a_key_whose_executor_died_is_taken_over_after_its_lease,
+    an_executor_that_lost_its_lease_does_not_store_its_answer,
 );
 
 /// What the handler sees and does.
@@ -526,4 +527,50 @@ async fn a_key_whose_executor_died_is_taken_over_after_its_lease(engine: Engine)
     assert!(again.replayed());
     assert_eq!(again.json()["id"], id.as_str());
     assert_eq!(app.things.runs(), 1);
+}
+
+/// A slow first executor whose lease ran out while it worked: the key went to
+/// a retry, so the slow one's late answer reaches its own client but is never
+/// stored over the retry's.
+async fn an_executor_that_lost_its_lease_does_not_store_its_answer(engine: Engine) {
+    let app = App::spawn(engine).await;
+    let body = json!({"name": "slow", "hold": true});
+    let wait_for_runs = |n: usize| {
+        let things = app.things.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while things.runs() < n {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "run {n} never started"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let slow = tokio::spawn({
+        let (caller, body) = (app.caller.clone(), body.clone());
+        async move { caller.post(Some("alice"), Some("lease-key"), &body).await }
+    });
+    wait_for_runs(1).await;
+    app.clock.advance(Duration::from_millis(60_001));
+    let retry = tokio::spawn({
+        let (caller, body) = (app.caller.clone(), body.clone());
+        async move { caller.post(Some("alice"), Some("lease-key"), &body).await }
+    });
+    wait_for_runs(2).await;
+    // The gate lets them through in the order they came: the slow one first.
+    app.things.gate.add_permits(1);
+    let late = slow.await.unwrap().created();
+    app.things.gate.add_permits(1);
+    let kept = retry.await.unwrap().created();
+    assert_ne!(late, kept);
+    let again = app.post("alice", "lease-key", &body).await;
+    assert!(again.replayed(), "{again:?}");
+    assert_eq!(
+        again.json()["id"],
+        kept.as_str(),
+        "the retry's answer is the stored one"
+    );
+    assert_eq!(app.things.runs(), 2);
 }

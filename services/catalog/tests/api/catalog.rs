@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, fields, new_id, problem};
+use crate::helpers::{TestApp, fields, new_id, problem, problem_of};
 use emporium_testkit::both;
 
 async fn categories_form_a_tree_and_only_admins_change_it(app: TestApp) {
@@ -905,7 +905,25 @@ async fn if_match_star_asks_only_that_the_product_exists(app: TestApp) {
         .send()
         .await
         .unwrap();
-    problem(r, 412).await;
+    let weak = problem_of(r, 412, "stale-version").await;
+    assert!(
+        weak["detail"].as_str().unwrap().contains("weak tag"),
+        "the answer says why the current version does not match: {weak}"
+    );
+    // A malformed weak tag, or If-Match sent twice, is a bad header, not a stale one.
+    for headers in [vec!["W/xyz"], vec!["\"3\"", "\"10\""], vec!["*", "\"1\""]] {
+        let mut request = app.as_admin(Method::PATCH, &path);
+        for h in &headers {
+            request = request.header("if-match", *h);
+        }
+        let r = request
+            .json(&json!({"name": "Green rug"}))
+            .send()
+            .await
+            .unwrap();
+        let bad = problem_of(r, 422, "validation-error").await;
+        assert_eq!(bad["errors"][0]["field"], "If-Match", "{headers:?}: {bad}");
+    }
     let r = app
         .as_admin(Method::PATCH, &path)
         .header("if-match", "\"3\"")

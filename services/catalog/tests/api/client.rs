@@ -11,7 +11,9 @@ use emporium_client::{ClientSettings, ServiceClient, StaticToken};
 use emporium_contracts::reservations::{ReservationStatus, ReserveItem};
 use uuid::Uuid;
 
-use crate::helpers::TestApp;
+use emporium_auth::TokenType;
+
+use crate::helpers::{TestApp, token};
 use emporium_testkit::both;
 
 fn reservations(app: &TestApp, token: &str) -> Reservations {
@@ -166,7 +168,7 @@ async fn releasing_an_expired_reservation_is_a_finished_compensation(app: TestAp
     assert_eq!(on_hand_and_reserved(&app, &product).await, (2, 0));
     let expired_commit = client.commit(id, None).await.unwrap_err();
     assert!(
-        matches!(expired_commit, ReservationError::Settled(_)),
+        matches!(expired_commit, ReservationError::Expired),
         "{expired_commit:?}"
     );
 }
@@ -178,17 +180,69 @@ both!(
     }
 );
 
+/// A commit that comes after the expiry, before the sweeper did, finds it
+/// expired itself: the same answer for the saga.
+async fn a_commit_past_the_expiry_is_expired(app: TestApp) {
+    let (product, _) = app.stocked("HOURGLASS", &[2]).await;
+    let client = reservations(&app, &app.orders);
+    let id = Uuid::now_v7();
+    client
+        .reserve(id, vec![item(&product, 2)], None)
+        .await
+        .unwrap();
+    app.clock.advance(Duration::from_secs(61));
+    let late = client.commit(id, None).await.unwrap_err();
+    assert!(matches!(late, ReservationError::Expired), "{late:?}");
+    assert!(!late.is_retryable());
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (2, 0));
+    assert_eq!(
+        client.get(id, None).await.unwrap().status,
+        ReservationStatus::Expired
+    );
+    // The compensation after it has nothing left to do.
+    assert_eq!(
+        client.release(id, None).await.unwrap().status,
+        ReservationStatus::Expired
+    );
+}
+both!(a_commit_past_the_expiry_is_expired, |s| {
+    s.reservations.ttl_secs = 60;
+    s.reservations.sweep_every_ms = 3_600_000;
+});
+
 async fn a_token_without_the_scope_is_a_definite_refusal(app: TestApp) {
     let (product, _) = app.stocked("COMPASS", &[1]).await;
-    let client = reservations(&app, &app.customer);
-    let refused = client
+    // A service token with another scope: 403, and no second try.
+    let mailer = token(TokenType::Service, vec![], Some("mail:send"), "mailer");
+    let refused = reservations(&app, &mailer)
         .reserve(Uuid::now_v7(), vec![item(&product, 1)], None)
         .await
         .unwrap_err();
     let ReservationError::Call(call) = &refused else {
         panic!("{refused:?}")
     };
-    assert!(matches!(call.status(), Some(401 | 403)), "{call:?}");
+    let problem = call.problem().unwrap();
+    assert_eq!(
+        (problem.status, problem.kind()),
+        (403, "forbidden"),
+        "{call:?}"
+    );
+    assert!(!refused.is_retryable());
+    // A person's access token is no service token at all: 401, even after the
+    // client asked for a fresh token once.
+    let refused = reservations(&app, &app.customer)
+        .reserve(Uuid::now_v7(), vec![item(&product, 1)], None)
+        .await
+        .unwrap_err();
+    let ReservationError::Call(call) = &refused else {
+        panic!("{refused:?}")
+    };
+    let problem = call.problem().unwrap();
+    assert_eq!(
+        (problem.status, problem.kind()),
+        (401, "unauthorized"),
+        "{call:?}"
+    );
     assert!(!refused.is_retryable());
     assert_eq!(on_hand_and_reserved(&app, &product).await, (1, 0));
 }

@@ -9,6 +9,7 @@ use emporium_auth::{Role, TokenType};
 use emporium_catalog::store::CatalogStore;
 use emporium_catalog::{Application, CatalogSettings};
 use emporium_config::Loader;
+use emporium_db::ShiftedClock;
 use emporium_db::testing::TestDatabase;
 use emporium_http::{Shutdown, ShutdownTrigger};
 use emporium_messaging::embedded::EmbeddedBus;
@@ -17,7 +18,7 @@ use reqwest::{RequestBuilder, Response};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-pub use emporium_testkit::{Backend, certs, problem};
+pub use emporium_testkit::{Backend, certs, problem, problem_of};
 
 /// The key the test signs tokens with; the service trusts it.
 pub fn key() -> &'static TestKey {
@@ -80,6 +81,8 @@ pub struct TestApp {
     pub shipping: String,
     /// The embedded bus the service publishes to.
     pub bus: Arc<EmbeddedBus>,
+    /// The service's time: the system's, moved ahead by `advance`.
+    pub clock: Arc<ShiftedClock>,
     trigger: ShutdownTrigger,
     _db: Arc<TestDatabase>,
     _bus: TestDatabase,
@@ -122,17 +125,21 @@ impl TestService for TestApp {
             |url| async move { emporium_catalog::store::connect(&url, 1).await.map(|_| ()) },
         )
         .await;
-        Self::spawn_on(Arc::new(db), tweak).await
+        Self::spawn_on(Arc::new(db), ShiftedClock::new(), tweak).await
     }
 }
 
 impl TestApp {
     /// Another instance on the same database (a second replica).
     pub async fn replica(&self) -> Self {
-        Self::spawn_on(self._db.clone(), |_| {}).await
+        Self::spawn_on(self._db.clone(), self.clock.clone(), |_| {}).await
     }
 
-    async fn spawn_on(db: Arc<TestDatabase>, tweak: impl FnOnce(&mut CatalogSettings)) -> Self {
+    async fn spawn_on(
+        db: Arc<TestDatabase>,
+        clock: Arc<ShiftedClock>,
+        tweak: impl FnOnce(&mut CatalogSettings),
+    ) -> Self {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let bus_file = TestDatabase::sqlite();
         let bus_path = bus_file.url.trim_start_matches("sqlite://").to_owned();
@@ -143,9 +150,14 @@ impl TestApp {
         );
         let mut settings = settings(&db.url, &bus_path);
         tweak(&mut settings);
-        let app = Application::build_with(settings, bus.clone(), MemoryJwks::with(&[key()]))
-            .await
-            .unwrap();
+        let app = Application::build_at(
+            settings,
+            bus.clone(),
+            MemoryJwks::with(&[key()]),
+            clock.clone(),
+        )
+        .await
+        .unwrap();
         let base = app.base_url();
         let store = app.store();
         let (trigger, shutdown) = Shutdown::new();
@@ -179,6 +191,7 @@ impl TestApp {
                 "shipping",
             ),
             bus,
+            clock,
             trigger,
             _db: db,
             _bus: bus_file,

@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 
 struct Harness {
     gateway: String,
+    /// The catalog upstream's base URL, as the gateway is configured with it.
+    catalog_upstream: String,
     /// Requests any upstream received.
     hits: Hits,
     ops: String,
@@ -220,6 +222,7 @@ async fn spawn_with(accounts: Upstream, catalog: Upstream, overrides: &[(&str, &
     let client = emporium_http::tls::client(Some(&certs.ca()), Duration::from_secs(30)).unwrap();
     Harness {
         gateway: gateway_url,
+        catalog_upstream: catalog_url,
         hits,
         ops: ops_url,
         ca: certs.ca(),
@@ -609,8 +612,11 @@ async fn hop_by_hop_headers_stay_on_their_hop_both_ways() {
         "the client's Connection was forwarded: {connection}"
     );
     // The upstream is addressed as itself, not by the name the client used.
-    let gateway_authority = h.gateway.trim_start_matches("https://");
-    assert_ne!(got["host"], gateway_authority, "{got:?}");
+    let upstream_authority = h
+        .catalog_upstream
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    assert_eq!(got["host"], upstream_authority, "{got:?}");
     assert_eq!(got["x-forwarded-proto"], "https");
     assert_eq!(got["x-forwarded-for"], "127.0.0.1");
     assert_eq!(got["x-end-to-end"], "kept", "end-to-end headers pass");
