@@ -7,6 +7,8 @@
 //! - [`problem`] / [`problem_of`]: assert an answer is an RFC 9457 problem.
 //! - [`database`]: a fresh database per test; on PostgreSQL a clone of a
 //!   template migrated once ([`template`]), not migrations per test.
+//! - [`schema::assert_schema_parity`]: both engines' migrations make the same
+//!   tables and columns.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,6 +19,7 @@ use emporium_http::tls::CertDir;
 use reqwest::Response;
 use serde_json::Value;
 
+pub mod schema;
 pub mod template;
 
 pub use template::database;

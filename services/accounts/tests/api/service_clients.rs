@@ -91,3 +91,14 @@ async fn only_known_scopes_can_be_granted(app: TestApp) {
     assert_eq!(stored.scopes, emporium_contracts::scopes::ORDERS.join(" "));
 }
 both!(only_known_scopes_can_be_granted);
+
+/// Both engines' migrations make the same tables and columns.
+#[tokio::test]
+async fn both_engines_have_the_same_schema() {
+    emporium_testkit::schema::assert_schema_parity(
+        |url| async move { emporium_accounts::store::connect(&url, 1).await.map(|_| ()) },
+        &[],
+        &[],
+    )
+    .await;
+}

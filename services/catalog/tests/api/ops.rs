@@ -37,3 +37,15 @@ async fn readyz_answers_503_once_the_database_is_unreachable(app: TestApp) {
     assert_eq!(r.status(), 200, "alive all the same");
 }
 both!(readyz_answers_503_once_the_database_is_unreachable);
+
+/// Both engines' migrations make the same tables and columns; the search
+/// index is the one difference, on purpose.
+#[tokio::test]
+async fn both_engines_have_the_same_schema() {
+    emporium_testkit::schema::assert_schema_parity(
+        |url| async move { emporium_catalog::store::connect(&url, 1).await.map(|_| ()) },
+        &["products.search"],
+        &[],
+    )
+    .await;
+}
