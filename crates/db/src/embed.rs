@@ -53,9 +53,22 @@ pub fn migrator(files: &[MigrationFile]) -> Migrator {
     Migrator::with_migrations(migrations)
 }
 
-/// The names of the `.sql` files in `dir`, sorted: what a crate's test
-/// compares its [`migration_files!`] list with, so a new file cannot be
-/// forgotten.
+/// Fails unless `files` lists exactly the `.sql` files in `dir` of the
+/// calling crate (its `CARGO_MANIFEST_DIR`), in order: what each crate's test
+/// calls, so a new migration file cannot be forgotten in its list.
+pub fn check_listed(files: &[MigrationFile], manifest_dir: &str, dir: &str) -> Result<(), String> {
+    let listed: Vec<String> = files.iter().map(|(name, _)| (*name).to_owned()).collect();
+    let present = sql_files_in(&std::path::Path::new(manifest_dir).join(dir));
+    if listed == present {
+        Ok(())
+    } else {
+        Err(format!(
+            "{dir} holds {present:?} but the list names {listed:?}"
+        ))
+    }
+}
+
+/// The names of the `.sql` files in `dir`, sorted.
 pub fn sql_files_in(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|entries| {

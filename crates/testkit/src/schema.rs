@@ -57,8 +57,14 @@ where
         pg_columns.len() > 5 && lite_columns.len() > 5,
         "no schema was read: {pg_columns:?} {lite_columns:?}"
     );
-    let pg_only: BTreeSet<&str> = pg_columns.difference(&lite_columns).map(String::as_str).collect();
-    let lite_only: BTreeSet<&str> = lite_columns.difference(&pg_columns).map(String::as_str).collect();
+    let pg_only: BTreeSet<&str> = pg_columns
+        .difference(&lite_columns)
+        .map(String::as_str)
+        .collect();
+    let lite_only: BTreeSet<&str> = lite_columns
+        .difference(&pg_columns)
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         pg_only,
         only_postgres.iter().copied().collect(),

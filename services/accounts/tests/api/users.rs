@@ -170,7 +170,15 @@ async fn only_admins_manage_users(app: TestApp) {
     .await;
     // Any text that is not a plain number is the same 422 on `limit`, never a
     // parser's message.
-    for bad in ["abc", "1e3", "%205", "%2B5", "5.0", "", "9223372036854775808"] {
+    for bad in [
+        "abc",
+        "1e3",
+        "%205",
+        "%2B5",
+        "5.0",
+        "",
+        "9223372036854775808",
+    ] {
         let body = problem(
             app.get(&format!("/api/v1/users?limit={bad}"))
                 .bearer_auth(&admin)
