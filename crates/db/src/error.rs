@@ -14,6 +14,10 @@ pub enum StoreError {
     /// A CHECK or NOT NULL constraint refused a value the service let through (422).
     #[error("a value breaks a rule of the schema ({constraint})")]
     Invalid { constraint: String },
+    /// A rule of the service kept the write from happening (the last admin
+    /// cannot go): the kind names it for the answer (409 `<kind>`).
+    #[error("refused: {0}")]
+    Refused(&'static str),
     /// No connection could be had in time: the database is down or saturated (503).
     #[error("the database is unavailable: {0}")]
     Unavailable(sqlx::Error),

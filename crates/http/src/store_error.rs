@@ -21,6 +21,9 @@ impl From<StoreError> for Problem {
                     "Something this refers to was deleted meanwhile; read it again.",
                 )
             }
+            StoreError::Refused(kind) => {
+                Problem::conflict(kind, "The change breaks a rule of the service.")
+            }
             StoreError::Invalid { constraint } => {
                 // Validation should have caught it: worth a warning, not a 500.
                 tracing::warn!(constraint = %constraint, "The schema refused a value validation let through.");

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use emporium_contracts::Event;
+use emporium_db::Db;
 use emporium_db::testing::TestDatabase;
 use emporium_messaging::embedded::EmbeddedBus;
 use emporium_messaging::outbox::{Outbox, Relay, RelaySettings, RelayWaker};
@@ -43,11 +44,6 @@ impl Event for Tick {
     const SOURCE: &'static str = "/emporium/bench";
 }
 
-enum Db {
-    Pg(PgPool),
-    Lite(SqlitePool),
-}
-
 struct Inbox {
     db: Db,
     done: AtomicUsize,
@@ -66,8 +62,8 @@ impl EventHandler for Inbox {
             }};
         }
         match &self.db {
-            Db::Pg(p) => apply!(p),
-            Db::Lite(p) => apply!(p),
+            Db::Postgres(p) => apply!(p),
+            Db::Sqlite(p) => apply!(p),
         }
         self.done.fetch_add(1, Ordering::SeqCst);
         Ok(())
@@ -138,9 +134,9 @@ async fn fill(outbox: &Outbox, n: usize) {
                 tx.commit().await.expect("commit");
             }};
         }
-        match outbox {
-            Outbox::Postgres(p) => write!(p),
-            Outbox::Sqlite(p) => write!(p),
+        match &outbox.0 {
+            Db::Postgres(p) => write!(p),
+            Db::Sqlite(p) => write!(p),
         }
     }
 }
@@ -228,8 +224,8 @@ async fn main() {
     let rabbit = Arc::new(RabbitBus::new(settings));
     let (e2e, name) = end_to_end(
         rabbit.clone(),
-        Outbox::Postgres(producer),
-        Db::Pg(consumer),
+        Outbox(Db::Postgres(producer)),
+        Db::Postgres(consumer),
         n,
     )
     .await;
@@ -250,6 +246,12 @@ async fn main() {
     );
     let (_p, producer) = sqlite_with_tables().await;
     let (_c, consumer) = sqlite_with_tables().await;
-    let (e2e, _) = end_to_end(embedded, Outbox::Sqlite(producer), Db::Lite(consumer), n).await;
+    let (e2e, _) = end_to_end(
+        embedded,
+        Outbox(Db::Sqlite(producer)),
+        Db::Sqlite(consumer),
+        n,
+    )
+    .await;
     println!("outbox→embedded bus→inbox (SQLite)  {e2e:>9.0} events/s");
 }

@@ -29,12 +29,6 @@ pub(crate) async fn run_bus(pool: &SqlitePool) -> Result<(), sqlx::migrate::Migr
     emporium_db::embed::migrator(BUS).run(pool).await
 }
 
-/// A service's database, opened and migrated.
-pub enum ServiceDb {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
-}
-
 /// Opens the database named by `url` and applies the service's own migrations
 /// (`own` gives them per engine, with `ignore_missing` set by this function)
 /// and then the outbox and inbox tables.
@@ -42,7 +36,7 @@ pub async fn open_service_db(
     url: &str,
     max_connections: u32,
     own: fn(emporium_db::Engine) -> Migrator,
-) -> anyhow::Result<ServiceDb> {
+) -> anyhow::Result<emporium_db::Db> {
     let engine = emporium_db::Engine::of(url)?;
     let mut migrator = own(engine);
     migrator.set_ignore_missing(true);
@@ -51,13 +45,13 @@ pub async fn open_service_db(
             let pool = emporium_db::connect_postgres(url, max_connections).await?;
             migrator.run(&pool).await?;
             run_postgres(&pool).await?;
-            ServiceDb::Postgres(pool)
+            emporium_db::Db::Postgres(pool)
         }
         emporium_db::Engine::Sqlite => {
             let pool = emporium_db::connect_sqlite(url, max_connections).await?;
             migrator.run(&pool).await?;
             run_sqlite(&pool).await?;
-            ServiceDb::Sqlite(pool)
+            emporium_db::Db::Sqlite(pool)
         }
     })
 }

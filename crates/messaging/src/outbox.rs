@@ -18,7 +18,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::{PgPool, Row, SqlitePool};
+use emporium_db::Db;
+use sqlx::Row;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
@@ -53,11 +54,14 @@ where
     Ok(())
 }
 
-/// A service's outbox table, on either engine.
+/// A service's outbox table, in its database.
 #[derive(Clone)]
-pub enum Outbox {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
+pub struct Outbox(pub Db);
+
+impl From<Db> for Outbox {
+    fn from(db: Db) -> Self {
+        Self(db)
+    }
 }
 
 /// The key of the advisory lock that lets one relay per database work at a time.
@@ -81,8 +85,8 @@ fn to_outgoing(rows: Vec<(i64, Uuid, String, String)>) -> (Vec<i64>, Vec<Outgoin
 impl Outbox {
     /// Publishes up to `batch` unpublished rows; returns how many were published.
     pub async fn relay_once(&self, bus: &dyn Bus, batch: i64) -> Result<usize, BusError> {
-        match self {
-            Outbox::Postgres(pool) => {
+        match &self.0 {
+            Db::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
                 let leader: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
                     .bind(RELAY_LOCK)
@@ -111,7 +115,7 @@ impl Outbox {
                 tx.commit().await?;
                 Ok(events.len())
             }
-            Outbox::Sqlite(pool) => {
+            Db::Sqlite(pool) => {
                 // No transaction is held while publishing: SQLite has one writer,
                 // and this relay is the only one on its file.
                 let rows: Vec<(i64, Uuid, String, String)> = sqlx::query_as(
@@ -143,12 +147,12 @@ impl Outbox {
     /// Unpublished rows, and when the oldest of them was written (ms).
     pub async fn backlog(&self) -> Result<(i64, Option<i64>), sqlx::Error> {
         let sql = "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE published_at IS NULL";
-        let row = match self {
-            Outbox::Postgres(pool) => {
+        let row = match &self.0 {
+            Db::Postgres(pool) => {
                 let r = sqlx::query(sql).fetch_one(pool).await?;
                 (r.try_get(0)?, r.try_get(1)?)
             }
-            Outbox::Sqlite(pool) => {
+            Db::Sqlite(pool) => {
                 let r = sqlx::query(sql).fetch_one(pool).await?;
                 (r.try_get(0)?, r.try_get(1)?)
             }

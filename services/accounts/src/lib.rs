@@ -217,7 +217,7 @@ async fn bootstrap_admin(
         )
         .await
         .map_err(|e| match e {
-            StoreError::Conflict => anyhow::anyhow!(
+            StoreError::Conflict { .. } => anyhow::anyhow!(
                 "the admin email {} looks like an existing account's; set another admin \
                  email (EMPORIUM_ADMIN_EMAIL)",
                 email.as_str()

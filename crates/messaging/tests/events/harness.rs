@@ -6,13 +6,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use emporium_contracts::Event;
+use emporium_db::Db;
 use emporium_db::testing::TestDatabase;
 use emporium_messaging::outbox::{Outbox, Relay, RelaySettings, RelayWaker};
 use emporium_messaging::{
     Bus, Envelope, EventHandler, HandlerError, RetryPolicy, Subscription, inbox, outbox,
 };
 use serde::{Deserialize, Serialize};
-use sqlx::{PgPool, SqlitePool};
+
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -45,7 +46,7 @@ impl Producer {
             .await
             .unwrap();
         Self {
-            outbox: Outbox::Sqlite(pool),
+            outbox: Outbox(Db::Sqlite(pool)),
             _db: db,
         }
     }
@@ -61,7 +62,7 @@ impl Producer {
             .await
             .unwrap();
         Self {
-            outbox: Outbox::Postgres(pool),
+            outbox: Outbox(Db::Postgres(pool)),
             _db: db,
         }
     }
@@ -90,9 +91,9 @@ impl Producer {
                 }
             }};
         }
-        match &self.outbox {
-            Outbox::Postgres(pool) => write!(pool),
-            Outbox::Sqlite(pool) => write!(pool),
+        match &self.outbox.0 {
+            Db::Postgres(pool) => write!(pool),
+            Db::Sqlite(pool) => write!(pool),
         }
         env
     }
@@ -155,15 +156,9 @@ pub enum Behaviour {
     HangAfterCommit,
 }
 
-/// A consuming service's database: an `effects` table and the inbox.
-pub enum ConsumerDb {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
-}
-
 pub struct Consumer {
     pub name: String,
-    db: ConsumerDb,
+    db: Db,
     _file: TestDatabase,
     pub behaviour: Mutex<Behaviour>,
     /// Every call of the handler, per event id (raw deliveries).
@@ -189,7 +184,7 @@ impl Consumer {
             .execute(&pool)
             .await
             .unwrap();
-        Self::new(name, ConsumerDb::Sqlite(pool), file)
+        Self::new(name, Db::Sqlite(pool), file)
     }
 
     pub async fn postgres(name: &str) -> Arc<Self> {
@@ -202,10 +197,10 @@ impl Consumer {
             .execute(&pool)
             .await
             .unwrap();
-        Self::new(name, ConsumerDb::Postgres(pool), file)
+        Self::new(name, Db::Postgres(pool), file)
     }
 
-    fn new(name: &str, db: ConsumerDb, file: TestDatabase) -> Arc<Self> {
+    fn new(name: &str, db: Db, file: TestDatabase) -> Arc<Self> {
         Arc::new(Self {
             name: format!("{name}-{}", Uuid::now_v7().simple()),
             db,
@@ -236,11 +231,11 @@ impl Consumer {
 
     pub async fn effects(&self) -> i64 {
         match &self.db {
-            ConsumerDb::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+            Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM effects")
                 .fetch_one(p)
                 .await
                 .unwrap(),
-            ConsumerDb::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+            Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM effects")
                 .fetch_one(p)
                 .await
                 .unwrap(),
@@ -336,8 +331,8 @@ impl Handler {
             }};
         }
         match &c.db {
-            ConsumerDb::Postgres(p) => apply!(p),
-            ConsumerDb::Sqlite(p) => apply!(p),
+            Db::Postgres(p) => apply!(p),
+            Db::Sqlite(p) => apply!(p),
         }
         if behaviour == Behaviour::HangAfterCommit {
             c.applied_signal.notify_one();

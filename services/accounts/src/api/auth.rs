@@ -89,7 +89,7 @@ pub async fn register(
         )
         .await
         .map_err(|e| match e {
-            StoreError::Conflict => ApiError::EmailTaken,
+            StoreError::Conflict { .. } => ApiError::EmailTaken,
             other => other.into(),
         })?;
     s.relay.wake();

@@ -15,7 +15,7 @@ use emporium_messaging::outbox::RelayWaker;
 use crate::config::LoginConfig;
 use crate::domain::{PasswordPolicy, TrustedProxies};
 use crate::passwords::{HashError, Hasher};
-use crate::store::{AccountsStore, StoreError};
+use crate::store::{AccountsStore, StoreError, refused};
 use crate::tokens::{KeyRing, TokenSettings};
 
 mod auth;
@@ -98,6 +98,8 @@ pub enum ApiError {
     #[error("bad request: {0}")]
     BadRequest(String),
     #[error(transparent)]
+    Store(StoreError),
+    #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
@@ -110,15 +112,14 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict => {
-                Self::Conflict("conflict", "A record with the same key exists.")
-            }
-            StoreError::LastAdmin => Self::Conflict(
+            StoreError::Refused(refused::LAST_ADMIN) => Self::Conflict(
                 "last-admin",
                 "The shop must keep at least one enabled admin.",
             ),
-            StoreError::NotAnAdmin => Self::Forbidden("This needs the admin role."),
-            other => Self::Internal(other.into()),
+            StoreError::Refused(refused::NOT_AN_ADMIN) => {
+                Self::Forbidden("This needs the admin role.")
+            }
+            other => Self::Store(other),
         }
     }
 }
@@ -152,6 +153,7 @@ impl From<ApiError> for Problem {
                     axum::http::HeaderValue::from_static("1"),
                 ),
             ApiError::BadRequest(why) => Problem::bad_request(why),
+            ApiError::Store(e) => Problem::from(e),
             ApiError::Internal(cause) => {
                 tracing::error!(error = %emporium_http::problem::logged_cause(&cause), "Request failed.");
                 Problem::from_status(StatusCode::INTERNAL_SERVER_ERROR)

@@ -37,7 +37,7 @@ pub(super) async fn current(state: &AppState, user: &AuthUser) -> ApiResult<User
 /// A conflict on an account write means another change came first.
 fn concurrent_change(e: StoreError) -> ApiError {
     match e {
-        StoreError::Conflict => ApiError::Conflict(
+        StoreError::Conflict { .. } => ApiError::Conflict(
             "concurrent-change",
             "The account changed meanwhile; read it again and retry.",
         ),

@@ -99,19 +99,14 @@ pub enum Slot {
     Refused { retry_after_ms: i64 },
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// A unique constraint refused the write (an email already taken).
-    #[error("a record with the same key exists")]
-    Conflict,
+pub use emporium_db::StoreError;
+
+/// [`StoreError::Refused`] kinds of this store.
+pub mod refused {
     /// The change would leave the shop without an enabled admin.
-    #[error("the last enabled admin cannot lose the role, be disabled or close the account")]
-    LastAdmin,
-    /// The acting admin is no longer an enabled admin.
-    #[error("the acting user is not an enabled admin")]
-    NotAnAdmin,
-    #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    pub const LAST_ADMIN: &str = "last-admin";
+    /// The acting user is no longer an enabled admin.
+    pub const NOT_AN_ADMIN: &str = "not-an-admin";
 }
 
 #[async_trait::async_trait]
@@ -166,8 +161,8 @@ pub trait AccountsStore: Send + Sync {
     /// Applies an admin's change; disabling revokes every refresh family.
     ///
     /// In one transaction that locks every enabled admin's row: the acting
-    /// admin must still be an enabled admin ([`StoreError::NotAnAdmin`]), and
-    /// an enabled admin must remain afterwards ([`StoreError::LastAdmin`]).
+    /// admin must still be an enabled admin ([`StoreError::Refused`] `not-an-admin`), and
+    /// an enabled admin must remain afterwards ([`StoreError::Refused`] `last-admin`).
     async fn change_user(
         &self,
         actor: Uuid,
@@ -178,7 +173,7 @@ pub trait AccountsStore: Send + Sync {
     ) -> Result<Option<UserRecord>, StoreError>;
     /// Closes the account: personal data scrubbed, sign-in impossible, families
     /// revoked, the token generation raised by one. The last enabled admin
-    /// cannot ([`StoreError::LastAdmin`]).
+    /// cannot ([`StoreError::Refused`] `last-admin`).
     async fn close_user(&self, id: Uuid, now: i64, events: &[Envelope])
     -> Result<bool, StoreError>;
 

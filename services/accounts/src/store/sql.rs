@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
-use emporium_db::Engine;
+use emporium_db::{Db, Engine};
 use emporium_messaging::Envelope;
-use emporium_messaging::migrations::{ServiceDb, open_service_db};
+use emporium_messaging::migrations::open_service_db;
 use emporium_messaging::outbox::{self, Outbox};
 use sqlx::{PgPool, SqlitePool};
 use uuid::Uuid;
@@ -37,7 +37,7 @@ pub struct SqliteStore {
 
 impl PostgresStore {
     fn outbox_of(&self) -> Outbox {
-        Outbox::Postgres(self.pool.clone())
+        Outbox(Db::Postgres(self.pool.clone()))
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
@@ -55,7 +55,7 @@ impl PostgresStore {
 
 impl SqliteStore {
     fn outbox_of(&self) -> Outbox {
-        Outbox::Sqlite(self.pool.clone())
+        Outbox(Db::Sqlite(self.pool.clone()))
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
@@ -73,8 +73,8 @@ impl SqliteStore {
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn AccountsStore>> {
     Ok(
         match open_service_db(url, max_connections, own_migrations).await? {
-            ServiceDb::Postgres(pool) => Arc::new(PostgresStore { pool }),
-            ServiceDb::Sqlite(pool) => Arc::new(SqliteStore { pool }),
+            Db::Postgres(pool) => Arc::new(PostgresStore { pool }),
+            Db::Sqlite(pool) => Arc::new(SqliteStore { pool }),
         },
     )
 }
@@ -82,13 +82,6 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn 
 /// Applies migrations and nothing else (`emporium migrate accounts`).
 pub async fn migrate(url: &str) -> anyhow::Result<()> {
     connect(url, 1).await.map(|_| ())
-}
-
-fn conflict_on_unique(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
-        _ => StoreError::Database(e),
-    }
 }
 
 const USER_COLUMNS: &str = "id, email, name, password_hash, roles, disabled, closed, created_at, \
@@ -132,7 +125,9 @@ macro_rules! impl_accounts_store {
                     .fetch_optional(&mut *tx)
                     .await?;
                     if taken.is_some() {
-                        return Err(StoreError::Conflict);
+                        return Err(StoreError::Conflict {
+                            constraint: "users.email_skeleton (a look-alike address)".into(),
+                        });
                     }
                 }
                 let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
@@ -149,7 +144,7 @@ macro_rules! impl_accounts_store {
                 .bind(&u.email_skeleton)
                 .fetch_one(&mut *tx)
                 .await
-                .map_err(conflict_on_unique)?;
+                .map_err(StoreError::from)?;
                 for event in events {
                     outbox::enqueue(&mut tx, event).await?;
                 }
@@ -277,7 +272,9 @@ macro_rules! impl_accounts_store {
                 .await?
                 .rows_affected();
                 if changed != 1 {
-                    return Err(StoreError::Conflict);
+                    return Err(StoreError::Conflict {
+                        constraint: "users.token_generation (changed meanwhile)".into(),
+                    });
                 }
                 revoke_all_families(&mut tx, id, now).await?;
                 for event in events {
@@ -301,7 +298,7 @@ macro_rules! impl_accounts_store {
                 // the first's change.
                 let admins = lock_enabled_admins(&mut tx, Self::FOR_UPDATE).await?;
                 if !admins.contains(&actor) {
-                    return Err(StoreError::NotAnAdmin);
+                    return Err(StoreError::Refused(super::refused::NOT_AN_ADMIN));
                 }
                 // The generation moves by one per change: if a concurrent change
                 // raised it already, this one's events would say too little.
@@ -314,7 +311,11 @@ macro_rules! impl_accounts_store {
                 .await?;
                 match (stored, change.token_generation) {
                     (None, _) => return Ok(None),
-                    (Some(now), Some(next)) if now + 1 != next => return Err(StoreError::Conflict),
+                    (Some(now), Some(next)) if now + 1 != next => {
+                        return Err(StoreError::Conflict {
+                            constraint: "users.token_generation (changed meanwhile)".into(),
+                        });
+                    }
                     _ => {}
                 }
                 let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
@@ -576,7 +577,7 @@ macro_rules! impl_accounts_store {
                 .bind(key.created_at)
                 .execute(&self.pool)
                 .await
-                .map_err(conflict_on_unique)?;
+                .map_err(StoreError::from)?;
                 Ok(())
             }
 
@@ -686,7 +687,7 @@ where
     .fetch_one(&mut **tx)
     .await?;
     if left == 0 {
-        return Err(StoreError::LastAdmin);
+        return Err(StoreError::Refused(super::refused::LAST_ADMIN));
     }
     Ok(())
 }

@@ -427,7 +427,10 @@ async fn admins_demoting_each_other_leave_one(app: TestApp) {
         );
         for lost in [a, b].into_iter().filter_map(Result::err) {
             assert!(
-                matches!(lost, StoreError::NotAnAdmin),
+                matches!(
+                    lost,
+                    StoreError::Refused(emporium_accounts::store::refused::NOT_AN_ADMIN)
+                ),
                 "round {round}: {lost:?}"
             );
         }

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use emporium_db::{Engine, SharedClock};
+use emporium_db::{Db, Engine, SharedClock};
 use emporium_messaging::Envelope;
-use emporium_messaging::migrations::{ServiceDb, open_service_db};
+use emporium_messaging::migrations::open_service_db;
 use emporium_messaging::outbox::{self, Outbox};
 use sqlx::types::Json;
 use sqlx::{PgPool, SqlitePool};
@@ -54,8 +54,8 @@ pub async fn connect_at(
 ) -> anyhow::Result<Arc<dyn CatalogStore>> {
     Ok(
         match open_service_db(url, max_connections, own_migrations).await? {
-            ServiceDb::Postgres(pool) => Arc::new(PostgresStore { pool, clock }),
-            ServiceDb::Sqlite(pool) => Arc::new(SqliteStore { pool, clock }),
+            Db::Postgres(pool) => Arc::new(PostgresStore { pool, clock }),
+            Db::Sqlite(pool) => Arc::new(SqliteStore { pool, clock }),
         },
     )
 }
@@ -795,13 +795,13 @@ impl IsSqlite for sqlx::Sqlite {
 
 impl PostgresStore {
     fn outbox_of(&self) -> Outbox {
-        Outbox::Postgres(self.pool.clone())
+        Outbox(Db::Postgres(self.pool.clone()))
     }
 }
 
 impl SqliteStore {
     fn outbox_of(&self) -> Outbox {
-        Outbox::Sqlite(self.pool.clone())
+        Outbox(Db::Sqlite(self.pool.clone()))
     }
 }
 

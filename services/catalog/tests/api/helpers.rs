@@ -329,12 +329,7 @@ impl TestApp {
     pub async fn take_database_down(&self) {
         if self.is_sqlite() {
             let outbox = self.store.outbox();
-            let closing = async {
-                match &outbox {
-                    emporium_messaging::outbox::Outbox::Postgres(pool) => pool.close().await,
-                    emporium_messaging::outbox::Outbox::Sqlite(pool) => pool.close().await,
-                }
-            };
+            let closing = outbox.0.close();
             // Closing refuses new checkouts at once; waiting for the connections
             // in use to come back is bounded.
             let _ = tokio::time::timeout(Duration::from_secs(5), closing).await;
