@@ -53,19 +53,20 @@ pub fn migrator(files: &[MigrationFile]) -> Migrator {
     Migrator::with_migrations(migrations)
 }
 
-/// Fails unless `files` lists exactly the `.sql` files in `dir` of the
-/// calling crate (its `CARGO_MANIFEST_DIR`), in order: what each crate's test
-/// calls, so a new migration file cannot be forgotten in its list.
-pub fn check_listed(files: &[MigrationFile], manifest_dir: &str, dir: &str) -> Result<(), String> {
-    let listed: Vec<String> = files.iter().map(|(name, _)| (*name).to_owned()).collect();
-    let present = sql_files_in(&std::path::Path::new(manifest_dir).join(dir));
-    if listed == present {
-        Ok(())
-    } else {
-        Err(format!(
-            "{dir} holds {present:?} but the list names {listed:?}"
-        ))
+/// Fails unless each list names exactly the `.sql` files of its directory
+/// (relative to the calling crate's `CARGO_MANIFEST_DIR`), in order: what
+/// each crate's test calls, so a new migration file cannot be forgotten.
+pub fn check_listed(manifest_dir: &str, lists: &[(&[MigrationFile], &str)]) -> Result<(), String> {
+    for (files, dir) in lists {
+        let listed: Vec<String> = files.iter().map(|(name, _)| (*name).to_owned()).collect();
+        let present = sql_files_in(&std::path::Path::new(manifest_dir).join(dir));
+        if listed != present {
+            return Err(format!(
+                "{dir} holds {present:?} but the list names {listed:?}"
+            ));
+        }
     }
+    Ok(())
 }
 
 /// The names of the `.sql` files in `dir`, sorted.

@@ -62,18 +62,12 @@ mod tests {
 
     #[test]
     fn every_migration_file_is_embedded() {
-        let root = env!("CARGO_MANIFEST_DIR");
-        assert_eq!(
-            emporium_db::embed::check_listed(POSTGRES, root, "migrations/postgres"),
-            Ok(())
-        );
-        assert_eq!(
-            emporium_db::embed::check_listed(SQLITE, root, "migrations/sqlite"),
-            Ok(())
-        );
-        assert_eq!(
-            emporium_db::embed::check_listed(BUS, root, "migrations/bus"),
-            Ok(())
-        );
+        let lists = [
+            (POSTGRES, "migrations/postgres"),
+            (SQLITE, "migrations/sqlite"),
+            (BUS, "migrations/bus"),
+        ];
+        let listed = emporium_db::embed::check_listed(env!("CARGO_MANIFEST_DIR"), &lists);
+        assert_eq!(listed, Ok(()));
     }
 }

@@ -230,14 +230,11 @@ mod migration_tests {
 
     #[test]
     fn every_migration_file_is_embedded() {
-        let root = env!("CARGO_MANIFEST_DIR");
-        assert_eq!(
-            emporium_db::embed::check_listed(POSTGRES, root, "migrations/postgres"),
-            Ok(())
-        );
-        assert_eq!(
-            emporium_db::embed::check_listed(SQLITE, root, "migrations/sqlite"),
-            Ok(())
-        );
+        let lists = [
+            (POSTGRES, "migrations/postgres"),
+            (SQLITE, "migrations/sqlite"),
+        ];
+        let listed = emporium_db::embed::check_listed(env!("CARGO_MANIFEST_DIR"), &lists);
+        assert_eq!(listed, Ok(()));
     }
 }

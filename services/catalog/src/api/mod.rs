@@ -21,6 +21,7 @@ mod categories;
 pub mod openapi;
 mod products;
 mod reservations;
+mod search;
 mod stock;
 
 #[derive(Clone)]
@@ -51,10 +52,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/categories/{id}",
             axum::routing::patch(categories::update).delete(categories::delete),
         )
-        .route(
-            "/api/v1/products",
-            get(products::list).post(products::create),
-        )
+        .route("/api/v1/products", get(search::list).post(products::create))
         .route(
             "/api/v1/products/{id}",
             get(products::get_one)

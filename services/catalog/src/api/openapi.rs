@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{categories, products, reservations, stock};
+use super::{categories, products, reservations, search, stock};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -15,7 +15,7 @@ use super::{categories, products, reservations, stock};
         categories::create,
         categories::update,
         categories::delete,
-        products::list,
+        search::list,
         products::get_one,
         products::create,
         products::update,
