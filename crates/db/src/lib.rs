@@ -10,6 +10,8 @@
 //!   [`connect_sqlite`]: tuned pools.
 //! - [`embed`]: embedded migrations ([`migration_files!`]) and [`record!`]
 //!   structs decoded from rows, without sqlx's proc macros.
+//! - [`dialect`]: what differs between the engines for SQL written once
+//!   (how a write begins, row locks).
 //! - [`error`]: [`StoreError`], what a refused write means, constraint named.
 //! - [`clock`]: the injected time the stores read ([`Clock`]).
 //! - [`testing`]: a fresh PostgreSQL database per test, dropped afterwards.
@@ -24,11 +26,13 @@ use sqlx::sqlite::{
 };
 
 pub mod clock;
+pub mod dialect;
 pub mod embed;
 pub mod error;
 pub mod testing;
 
 pub use clock::{Clock, ManualClock, SharedClock, ShiftedClock, SystemClock, system_clock};
+pub use dialect::{Dialect, begin_write};
 pub use error::StoreError;
 /// The sqlx the stores are written against (for [`record!`]).
 pub use sqlx;

@@ -10,17 +10,6 @@ use sqlx::migrate::Migrator;
 pub(super) const IN_FLIGHT: &str = "in_flight";
 pub(super) const DONE: &str = "done";
 
-/// Runs `$body` with `$pool` bound to the pool of either engine; the body is
-/// type-checked once per engine.
-macro_rules! on_db {
-    ($db:expr, $pool:ident => $body:expr) => {
-        match $db {
-            Db::Postgres($pool) => $body,
-            Db::Sqlite($pool) => $body,
-        }
-    };
-}
-
 /// The idempotency-key table, per engine.
 pub(crate) const POSTGRES: &[emporium_db::embed::MigrationFile] =
     emporium_db::migration_files!("migrations/postgres": "2000001_idempotency_keys.sql");
@@ -102,7 +91,7 @@ pub(super) async fn insert(
         (principal, key, fingerprint, state, locked_until, created_at) \
         VALUES ($1, $2, $3, 'in_flight', $4, $5) \
         ON CONFLICT (principal, key) DO NOTHING";
-    let inserted = on_db!(db, pool => sqlx::query(SQL)
+    let inserted = emporium_db::on_db!(db, |pool| sqlx::query(SQL)
         .bind(principal)
         .bind(key)
         .bind(fingerprint)
@@ -119,7 +108,7 @@ pub(super) async fn get(db: &Db, principal: &str, key: &str) -> anyhow::Result<O
     const SQL: &str = "SELECT fingerprint, state, locked_until, created_at, \
         response_status, response_headers, response_body \
         FROM idempotency_keys WHERE principal = $1 AND key = $2";
-    let row = on_db!(db, pool => sqlx::query_as::<_, KeyTuple>(SQL)
+    let row = emporium_db::on_db!(db, |pool| sqlx::query_as::<_, KeyTuple>(SQL)
         .bind(principal)
         .bind(key)
         .fetch_optional(pool)
@@ -145,7 +134,7 @@ pub(super) async fn take_over(
         response_status = NULL, response_headers = NULL, response_body = NULL \
         WHERE principal = $1 AND key = $2 \
         AND (created_at < $6 OR (state = 'in_flight' AND locked_until < $5))";
-    let taken = on_db!(db, pool => sqlx::query(SQL)
+    let taken = emporium_db::on_db!(db, |pool| sqlx::query(SQL)
         .bind(principal)
         .bind(key)
         .bind(fingerprint)
@@ -174,7 +163,7 @@ pub(super) async fn finish(
     const SQL: &str = "UPDATE idempotency_keys SET state = 'done', \
         response_status = $3, response_headers = $4, response_body = $5 \
         WHERE principal = $1 AND key = $2 AND state = 'in_flight' AND locked_until = $6";
-    let done = on_db!(db, pool => sqlx::query(SQL)
+    let done = emporium_db::on_db!(db, |pool| sqlx::query(SQL)
         .bind(principal)
         .bind(key)
         .bind(status)
@@ -198,7 +187,7 @@ pub(super) async fn release(
 ) -> anyhow::Result<bool> {
     const SQL: &str = "DELETE FROM idempotency_keys \
         WHERE principal = $1 AND key = $2 AND state = 'in_flight' AND locked_until = $3";
-    let deleted = on_db!(db, pool => sqlx::query(SQL)
+    let deleted = emporium_db::on_db!(db, |pool| sqlx::query(SQL)
         .bind(principal)
         .bind(key)
         .bind(locked_until)
@@ -214,7 +203,7 @@ pub(super) async fn release(
 pub(super) async fn purge(db: &Db, expired_before: i64, now: i64) -> anyhow::Result<u64> {
     const SQL: &str = "DELETE FROM idempotency_keys WHERE created_at < $1 \
         AND (state = 'done' OR locked_until < $2)";
-    let purged = on_db!(db, pool => sqlx::query(SQL)
+    let purged = emporium_db::on_db!(db, |pool| sqlx::query(SQL)
         .bind(expired_before)
         .bind(now)
         .execute(pool)

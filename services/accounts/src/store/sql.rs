@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use emporium_db::{Db, Engine};
+use emporium_db::{Db, Dialect, Engine};
 use emporium_messaging::Envelope;
 use emporium_messaging::migrations::open_service_db;
 use emporium_messaging::outbox::{self, Outbox};
@@ -41,12 +41,10 @@ impl PostgresStore {
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-        self.pool.begin().await
+        emporium_db::begin_write(&self.pool).await
     }
 
-    /// Row locks for reads that decide a write (READ COMMITTED would let
-    /// another transaction change the rows between the read and the write).
-    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const FOR_UPDATE: &'static str = <sqlx::Postgres as Dialect>::ROW_LOCK;
 
     /// Serialises registrations of one skeleton: the look-alike check and the
     /// insert are one step for them (there is no row to lock before the insert).
@@ -59,11 +57,10 @@ impl SqliteStore {
     }
 
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
-        self.pool.begin_with("BEGIN IMMEDIATE").await
+        emporium_db::begin_write(&self.pool).await
     }
 
-    /// `BEGIN IMMEDIATE` already holds the database's write lock.
-    const FOR_UPDATE: &'static str = "";
+    const FOR_UPDATE: &'static str = <sqlx::Sqlite as Dialect>::ROW_LOCK;
 
     /// The write lock serialises registrations already.
     const SKELETON_LOCK: &'static str = "";

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use emporium_db::{Db, Engine, SharedClock};
+use emporium_db::{Db, Dialect, Engine, SharedClock};
 use emporium_messaging::Envelope;
 use emporium_messaging::migrations::open_service_db;
 use emporium_messaging::outbox::{self, Outbox};
@@ -81,10 +81,10 @@ const CATEGORY_COLUMNS: &str =
     "id, parent_id, name, slug, path, position, attributes, created_at, updated_at";
 
 macro_rules! impl_catalog_store {
-    ($store:ty, $db:ty, $lock:literal) => {
+    ($store:ty, $db:ty) => {
         impl $store {
             async fn begin_write(&self) -> Result<sqlx::Transaction<'static, $db>, sqlx::Error> {
-                begin_write(&self.pool).await
+                emporium_db::begin_write(&self.pool).await
             }
 
             async fn journal(
@@ -212,13 +212,12 @@ macro_rules! impl_catalog_store {
                 id: Uuid,
                 lock: bool,
             ) -> Result<Option<Reservation>, sqlx::Error> {
+                const SQL: &str =
+                    "SELECT status, items, expires_at, client_id FROM reservations WHERE id = $1";
                 let sql = if lock {
-                    concat!(
-                        "SELECT status, items, expires_at, client_id FROM reservations WHERE id = $1",
-                        $lock
-                    )
+                    <$db as Dialect>::locking(SQL)
                 } else {
-                    "SELECT status, items, expires_at, client_id FROM reservations WHERE id = $1"
+                    sqlx::AssertSqlSafe(SQL.to_owned())
                 };
                 let head: Option<(String, Json<BTreeMap<Uuid, i64>>, i64, String)> =
                     sqlx::query_as(sql).bind(id).fetch_optional(&mut *conn).await?;
@@ -282,9 +281,8 @@ macro_rules! impl_catalog_store {
                 let mut before: Vec<(Uuid, i64)> = Vec::new();
                 for line in &reservation.lines {
                     // Lock in the same order as reservations do.
-                    sqlx::query(concat!(
+                    sqlx::query(<$db as Dialect>::locking(
                         "SELECT on_hand FROM stock WHERE product_id = $1 AND warehouse_id = $2",
-                        $lock
                     ))
                     .bind(line.product_id)
                     .bind(line.warehouse_id)
@@ -385,9 +383,8 @@ macro_rules! impl_catalog_store {
 
             async fn delete_category(&self, id: Uuid) -> Result<CategoryDelete, StoreError> {
                 let mut tx = self.begin_write().await?;
-                let exists: Option<String> = sqlx::query_scalar(concat!(
+                let exists: Option<String> = sqlx::query_scalar(<$db as Dialect>::locking(
                     "SELECT path FROM categories WHERE id = $1",
-                    $lock
                 ))
                 .bind(id)
                 .fetch_optional(&mut *tx)
@@ -466,9 +463,8 @@ macro_rules! impl_catalog_store {
                 events: &[Envelope],
             ) -> Result<ProductUpdate, StoreError> {
                 let mut tx = self.begin_write().await?;
-                let current: Option<i64> = sqlx::query_scalar(concat!(
+                let current: Option<i64> = sqlx::query_scalar(<$db as Dialect>::locking(
                     "SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL",
-                    $lock
                 ))
                 .bind(p.id)
                 .fetch_optional(&mut *tx)
@@ -572,10 +568,9 @@ macro_rules! impl_catalog_store {
                 .bind(product)
                 .execute(&mut *tx)
                 .await?;
-                let row: StockRecord = sqlx::query_as(concat!(
+                let row: StockRecord = sqlx::query_as(<$db as Dialect>::locking(
                     "SELECT warehouse_id, product_id, on_hand, reserved FROM stock \
                      WHERE product_id = $1 AND warehouse_id = $2",
-                    $lock
                 ))
                 .bind(product)
                 .bind(warehouse)
@@ -653,10 +648,9 @@ macro_rules! impl_catalog_store {
                         unknown.push(*product);
                         continue;
                     }
-                    let rows: Vec<StockRecord> = sqlx::query_as(concat!(
+                    let rows: Vec<StockRecord> = sqlx::query_as(<$db as Dialect>::locking(
                         "SELECT warehouse_id, product_id, on_hand, reserved FROM stock \
                          WHERE product_id = $1 ORDER BY warehouse_id",
-                        $lock
                     ))
                     .bind(product)
                     .fetch_all(&mut *tx)
@@ -769,30 +763,6 @@ macro_rules! impl_catalog_store {
     };
 }
 
-async fn begin_write<DB>(
-    pool: &sqlx::Pool<DB>,
-) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error>
-where
-    DB: sqlx::Database + IsSqlite,
-{
-    if DB::SQLITE {
-        pool.begin_with("BEGIN IMMEDIATE").await
-    } else {
-        pool.begin().await
-    }
-}
-
-/// SQLite write transactions must take the write lock up front.
-trait IsSqlite {
-    const SQLITE: bool;
-}
-impl IsSqlite for sqlx::Postgres {
-    const SQLITE: bool = false;
-}
-impl IsSqlite for sqlx::Sqlite {
-    const SQLITE: bool = true;
-}
-
 impl PostgresStore {
     fn outbox_of(&self) -> Outbox {
         Outbox(Db::Postgres(self.pool.clone()))
@@ -805,8 +775,8 @@ impl SqliteStore {
     }
 }
 
-impl_catalog_store!(PostgresStore, sqlx::Postgres, " FOR UPDATE");
-impl_catalog_store!(SqliteStore, sqlx::Sqlite, "");
+impl_catalog_store!(PostgresStore, sqlx::Postgres);
+impl_catalog_store!(SqliteStore, sqlx::Sqlite);
 
 #[cfg(test)]
 mod migration_tests {
