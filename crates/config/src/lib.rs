@@ -40,11 +40,15 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("configuration file {path} is not valid TOML: {source}")]
+    /// Where and why, never the line itself: it may hold a password.
+    #[error(
+        "configuration file {path} is not valid TOML at line {line}, column {column}: {reason}"
+    )]
     Parse {
         path: String,
-        #[source]
-        source: toml::de::Error,
+        line: usize,
+        column: usize,
+        reason: String,
     },
     #[error("unknown setting `{0}` (see the defaults for the keys that exist)")]
     UnknownKey(String),
@@ -79,9 +83,21 @@ impl Loader {
             path: shown.clone(),
             source,
         })?;
-        let table: Table = toml::from_str(&text).map_err(|source| ConfigError::Parse {
-            path: shown.clone(),
-            source,
+        let table: Table = toml::from_str(&text).map_err(|e| {
+            let at = e.span().map_or(0, |span| span.start).min(text.len());
+            let before = text.get(..at).unwrap_or_default();
+            ConfigError::Parse {
+                path: shown.clone(),
+                line: before.matches('\n').count() + 1,
+                column: before
+                    .rsplit('\n')
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .count()
+                    + 1,
+                reason: e.message().to_owned(),
+            }
         })?;
         merge(&mut self.merged, table, "", &format!("file {shown}"))?;
         Ok(self)
@@ -338,6 +354,27 @@ mod tests {
     fn secrets_are_not_printed() {
         let s = Secret::new("hunter2hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_file_that_is_not_toml_is_located_never_quoted() {
+        let dir = std::env::temp_dir().join(format!("cfg-syntax-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+        std::fs::write(
+            &file,
+            "[database]\nurl = \"postgres://u:p\\ss-SECRETPW@h/db\"\n",
+        )
+        .unwrap();
+        let err = Loader::new(DEFAULTS)
+            .unwrap()
+            .file(Some(&file))
+            .err()
+            .unwrap();
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("line 2"), "{shown}");
+        assert!(!shown.contains("SECRETPW"), "{shown}");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -119,9 +119,17 @@ fn attribute_filter(name: &str, raw: &str) -> Option<(String, Value, String)> {
     responses((status = 200, body = ProductPage), (status = 404, description = "unknown category"), (status = 422)))]
 pub async fn list(
     State(state): State<AppState>,
-    AppQuery(query): AppQuery<HashMap<String, String>>,
+    AppQuery(pairs): AppQuery<Vec<(String, String)>>,
 ) -> ApiResult<AppJson<ProductPage>> {
-    let mut errors = Vec::new();
+    let mut errors: Vec<FieldError> = Vec::new();
+    // Each parameter once: with "the last one wins", a first value nobody
+    // checked could slip past whatever reads the first.
+    let mut query = HashMap::new();
+    for (key, value) in pairs {
+        if query.insert(key.clone(), value).is_some() && !errors.iter().any(|e| e.field == key) {
+            errors.push(FieldError::new(key, "must be given once"));
+        }
+    }
     let mut q = ProductQuery {
         text: query
             .get("q")

@@ -382,6 +382,29 @@ async fn products_list_by_category_subtree_in_pages(app: TestApp) {
         422,
     )
     .await;
+    // A parameter given twice is refused, whichever copy is the bad one.
+    for (query, field) in [
+        ("limit=abc&limit=2", "limit"),
+        ("limit=2&limit=2", "limit"),
+        ("sort=bogus&sort=price", "sort"),
+        ("cursor=bzo1&cursor=", "cursor"),
+    ] {
+        let body = problem(
+            app.get(&format!("/api/v1/products?{query}"))
+                .send()
+                .await
+                .unwrap(),
+            422,
+        )
+        .await;
+        let named: Vec<&str> = body["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap())
+            .collect();
+        assert!(named.contains(&field), "{query}: {body}");
+    }
     problem(
         app.get("/api/v1/products?category=01900000-0000-7000-8000-000000000000")
             .send()
