@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 mod sql;
 
-pub use sql::{PostgresStore, SqliteStore, connect, migrate};
+pub use sql::{SqlStore, connect, migrate};
 
 emporium_db::record! {
     /// A user row as stored, with the password hash; never sent to a client as is.
