@@ -26,6 +26,26 @@ use uuid::Uuid;
 use crate::bus::{Bus, BusError, OutgoingEvent};
 use crate::envelope::Envelope;
 
+/// Writes every one of `events` into the outbox inside the caller's transaction.
+pub async fn enqueue_all<'c, DB>(
+    tx: &mut sqlx::Transaction<'c, DB>,
+    events: &[Envelope],
+) -> Result<(), sqlx::Error>
+where
+    DB: sqlx::Database,
+    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    for<'q> Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
+{
+    for event in events {
+        enqueue(tx, event).await?;
+    }
+    Ok(())
+}
+
 /// Writes `event` into the outbox inside the caller's transaction.
 pub async fn enqueue<'c, DB>(
     tx: &mut sqlx::Transaction<'c, DB>,

@@ -57,15 +57,16 @@ fn fingerprint(dirs: &[PathBuf]) -> anyhow::Result<String> {
         .collect())
 }
 
-/// A database for one test of `service`, whose own PostgreSQL migrations are
-/// in `migrations` (its `CARGO_MANIFEST_DIR`/migrations/postgres). `migrate`
+/// A database for one test of `service`, whose crate is at `manifest_dir`
+/// (its `CARGO_MANIFEST_DIR`; its own PostgreSQL migrations are in
+/// `migrations/postgres` there). `migrate`
 /// applies every migration to the database at the URL it is given (opening
 /// the service's store does). On SQLite a fresh file, migrated by the
 /// service when it opens it.
 pub async fn database<F, Fut>(
     backend: Backend,
     service: &str,
-    migrations: &Path,
+    manifest_dir: &str,
     migrate: F,
 ) -> TestDatabase
 where
@@ -75,7 +76,8 @@ where
     match backend {
         Backend::Sqlite => TestDatabase::sqlite(),
         Backend::Postgres => {
-            let template = template(service, migrations, migrate).await.unwrap();
+            let migrations = Path::new(manifest_dir).join("migrations/postgres");
+            let template = template(service, &migrations, migrate).await.unwrap();
             TestDatabase::postgres_from_template(template)
                 .await
                 .unwrap()

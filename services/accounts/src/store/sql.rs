@@ -130,9 +130,7 @@ impl AccountsStore for SqlStore {
             .fetch_one(&mut *tx)
             .await
             .map_err(StoreError::from)?;
-            for event in events {
-                outbox::enqueue(&mut tx, event).await?;
-            }
+            outbox::enqueue_all(&mut tx, events).await?;
             tx.commit().await?;
             Ok(user)
         })
@@ -242,9 +240,7 @@ impl AccountsStore for SqlStore {
             .fetch_optional(&mut *tx)
             .await?;
             if user.is_some() {
-                for event in events {
-                    outbox::enqueue(&mut tx, event).await?;
-                }
+                outbox::enqueue_all(&mut tx, events).await?;
             }
             tx.commit().await?;
             Ok(user)
@@ -278,9 +274,7 @@ impl AccountsStore for SqlStore {
                 });
             }
             revoke_all_families(&mut tx, id, now).await?;
-            for event in events {
-                outbox::enqueue(&mut tx, event).await?;
-            }
+            outbox::enqueue_all(&mut tx, events).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -339,9 +333,7 @@ impl AccountsStore for SqlStore {
                 revoke_all_families(&mut tx, id, now).await?;
             }
             if user.is_some() {
-                for event in events {
-                    outbox::enqueue(&mut tx, event).await?;
-                }
+                outbox::enqueue_all(&mut tx, events).await?;
             }
             tx.commit().await?;
             Ok(user)
@@ -374,9 +366,7 @@ impl AccountsStore for SqlStore {
             ensure_an_admin_remains(&mut tx).await?;
             revoke_all_families(&mut tx, id, now).await?;
             if closed {
-                for event in events {
-                    outbox::enqueue(&mut tx, event).await?;
-                }
+                outbox::enqueue_all(&mut tx, events).await?;
             }
             tx.commit().await?;
             Ok(closed)
@@ -507,9 +497,7 @@ impl AccountsStore for SqlStore {
             .rows_affected()
                 == 1;
             if revoked {
-                for event in events {
-                    outbox::enqueue(&mut tx, event).await?;
-                }
+                outbox::enqueue_all(&mut tx, events).await?;
             }
             tx.commit().await?;
             Ok(())

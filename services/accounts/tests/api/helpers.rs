@@ -75,7 +75,7 @@ impl TestService for TestApp {
         let db = emporium_testkit::database(
             backend,
             "accounts",
-            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/postgres")),
+            env!("CARGO_MANIFEST_DIR"),
             |url| async move { emporium_accounts::store::connect(&url, 1).await.map(|_| ()) },
         )
         .await;

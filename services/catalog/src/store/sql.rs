@@ -168,9 +168,7 @@ macro_rules! impl_catalog_store {
                 id: Uuid,
                 events: &[Envelope],
             ) -> Result<ProductRecord, sqlx::Error> {
-                for event in events {
-                    outbox::enqueue(&mut tx, event).await?;
-                }
+                outbox::enqueue_all(&mut tx, events).await?;
                 let record = sqlx::query_as(sqlx::AssertSqlSafe(format!("{PRODUCT_SELECT} WHERE p.id = $1")))
                     .bind(id)
                     .fetch_one(&mut *tx)
@@ -501,9 +499,7 @@ macro_rules! impl_catalog_store {
                 .rows_affected()
                     == 1;
                 if done {
-                    for event in events {
-                        outbox::enqueue(&mut tx, event).await?;
-                    }
+                    outbox::enqueue_all(&mut tx, events).await?;
                 }
                 tx.commit().await?;
                 Ok(done)
