@@ -15,8 +15,12 @@ use serde_json::Value;
 use sqlx::types::Json;
 use uuid::Uuid;
 
+mod categories;
+mod products;
+mod reservations;
 mod search;
 mod sql;
+mod stock;
 
 pub use sql::{connect, connect_at};
 
@@ -219,87 +223,16 @@ pub enum CategoryDelete {
     HasChildren,
 }
 
+pub use categories::CategoryStore;
 pub use emporium_db::StoreError;
+pub use products::ProductStore;
+pub use reservations::ReservationStore;
+pub use stock::StockStore;
 
 #[async_trait::async_trait]
-pub trait CatalogStore: Send + Sync {
+pub trait CatalogStore:
+    CategoryStore + ProductStore + StockStore + ReservationStore + Send + Sync
+{
     async fn ping(&self) -> Result<(), StoreError>;
     fn outbox(&self) -> Outbox;
-
-    async fn insert_category(&self, c: &CategoryRecord) -> Result<(), StoreError>;
-    async fn category(&self, id: Uuid) -> Result<Option<CategoryRecord>, StoreError>;
-    /// Every category, parents before children.
-    async fn categories(&self) -> Result<Vec<CategoryRecord>, StoreError>;
-    async fn update_category(&self, c: &CategoryRecord) -> Result<bool, StoreError>;
-    async fn delete_category(&self, id: Uuid) -> Result<CategoryDelete, StoreError>;
-
-    async fn insert_product(
-        &self,
-        p: &ProductWrite,
-        now: i64,
-        events: &[emporium_messaging::Envelope],
-    ) -> Result<ProductRecord, StoreError>;
-    async fn product(&self, id: Uuid) -> Result<Option<ProductRecord>, StoreError>;
-    /// One page of live products matching the query.
-    async fn search(&self, query: &ProductQuery) -> Result<Vec<ProductRecord>, StoreError>;
-    /// The attributes of every match (at most 10,000), for facet counts.
-    async fn search_attributes(&self, query: &ProductQuery) -> Result<Vec<Value>, StoreError>;
-    /// Replaces a product's fields if its version is still `expected` (when given).
-    async fn update_product(
-        &self,
-        p: &ProductWrite,
-        expected: Option<i64>,
-        now: i64,
-        events: &[emporium_messaging::Envelope],
-    ) -> Result<ProductUpdate, StoreError>;
-    async fn delete_product(
-        &self,
-        id: Uuid,
-        now: i64,
-        events: &[emporium_messaging::Envelope],
-    ) -> Result<bool, StoreError>;
-
-    async fn insert_warehouse(&self, w: &WarehouseRecord) -> Result<(), StoreError>;
-    async fn warehouses(&self) -> Result<Vec<WarehouseRecord>, StoreError>;
-
-    async fn stock_of(&self, product: Uuid) -> Result<Vec<StockRecord>, StoreError>;
-    /// Sets `on_hand` (`set_to`) or adds `delta` to it, never below what is
-    /// reserved nor (adding) above [`MAX_ON_HAND`].
-    async fn change_stock(
-        &self,
-        warehouse: Uuid,
-        product: Uuid,
-        set_to: Option<i64>,
-        delta: i64,
-        actor: &Actor,
-    ) -> Result<StockChange, StoreError>;
-    async fn movements(
-        &self,
-        product: Option<Uuid>,
-        after: i64,
-        limit: i64,
-    ) -> Result<Vec<MovementRecord>, StoreError>;
-
-    /// Reserves `items` for `client`; the same id again from the same client
-    /// with the same items is the reservation made before.
-    async fn reserve(
-        &self,
-        id: Uuid,
-        client: &str,
-        items: &BTreeMap<Uuid, i64>,
-        expires_at: i64,
-        actor: &Actor,
-    ) -> Result<ReserveOutcome, StoreError>;
-    async fn reservation(&self, id: Uuid) -> Result<Option<Reservation>, StoreError>;
-    /// Gives the reserved stock back (`kind` is `release` or `expire`).
-    async fn release(
-        &self,
-        id: Uuid,
-        kind: &str,
-        actor: &Actor,
-    ) -> Result<SettleOutcome, StoreError>;
-    /// Turns reserved stock into shipped stock: `on_hand` and `reserved` both
-    /// fall. Past `expires_at` it expires the reservation instead ([`SettleOutcome::ExpiredNow`]).
-    async fn commit(&self, id: Uuid, actor: &Actor) -> Result<SettleOutcome, StoreError>;
-    async fn expired_reservations(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError>;
 }
