@@ -1,0 +1,192 @@
+//! Login sessions: refresh-token families, rotated on every use.
+
+use emporium_messaging::Envelope;
+use emporium_messaging::outbox;
+use uuid::Uuid;
+
+use super::sql::{SqlStore, row_lock};
+use super::*;
+
+#[async_trait::async_trait]
+pub trait SessionStore: Send + Sync {
+    /// Whether the session (refresh family) has ended or is not the user's.
+    async fn session_ended(&self, family_id: Uuid, user_id: Uuid) -> Result<bool, StoreError>;
+
+    /// Starts a login session: a new family holding its first refresh token.
+    async fn start_family(
+        &self,
+        family_id: Uuid,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError>;
+
+    /// Uses a refresh token once, in one transaction, issuing `new_hash` in its
+    /// place. A reused token revokes its family, and the event `on_reuse`
+    /// makes of (user, family) is written in that transaction.
+    async fn rotate_refresh(
+        &self,
+        presented_hash: &str,
+        new_hash: &str,
+        new_expires_at: i64,
+        now: i64,
+        on_reuse: &(dyn Fn(Uuid, Uuid) -> Envelope + Send + Sync),
+    ) -> Result<RefreshOutcome, StoreError>;
+
+    /// Revokes a family if it belongs to the user; `events` are written if it did.
+    async fn revoke_family(
+        &self,
+        family_id: Uuid,
+        user_id: Uuid,
+        now: i64,
+        events: &[Envelope],
+    ) -> Result<(), StoreError>;
+}
+
+#[async_trait::async_trait]
+impl SessionStore for SqlStore {
+    async fn session_ended(&self, family_id: Uuid, user_id: Uuid) -> Result<bool, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let revoked: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT revoked_at FROM refresh_families WHERE id = $1 AND user_id = $2",
+            )
+            .bind(family_id)
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?;
+            Ok(!matches!(revoked, Some(None)))
+        })
+    }
+
+    async fn start_family(
+        &self,
+        family_id: Uuid,
+        user_id: Uuid,
+        token_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let mut tx = emporium_db::begin_write(pool).await?;
+            sqlx::query(
+                "INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3)",
+            )
+            .bind(family_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(token_hash)
+            .bind(family_id)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented_hash: &str,
+        new_hash: &str,
+        new_expires_at: i64,
+        now: i64,
+        on_reuse: &(dyn Fn(Uuid, Uuid) -> Envelope + Send + Sync),
+    ) -> Result<RefreshOutcome, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let mut tx = emporium_db::begin_write(pool).await?;
+            // The token's, family's and user's rows are locked: a logout,
+            // password change or disable committing meanwhile waits for this
+            // rotation, or this one sees it; none slips between.
+            let row: Option<(Uuid, Uuid, Option<i64>, i64, Option<i64>, bool, bool)> =
+                sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                    "SELECT t.family_id, f.user_id, t.used_at, t.expires_at, f.revoked_at, \
+                     u.disabled, u.closed FROM refresh_tokens t \
+                     JOIN refresh_families f ON f.id = t.family_id \
+                     JOIN users u ON u.id = f.user_id WHERE t.token_hash = $1{}",
+                    row_lock(pool)
+                )))
+                .bind(presented_hash)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some((family_id, user_id, used_at, expires_at, revoked_at, disabled, closed)) = row
+            else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            if revoked_at.is_some() || expires_at <= now || disabled || closed {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            // Conditional on `used_at IS NULL`, so of two racing uses exactly one wins;
+            // the loser, like any later reuse, revokes the family.
+            let won = used_at.is_none()
+                && sqlx::query(
+                    "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+                )
+                .bind(presented_hash)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+            if !won {
+                sqlx::query("UPDATE refresh_families SET revoked_at = $2 WHERE id = $1")
+                    .bind(family_id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                // Access tokens of the session may be in a thief's hands:
+                // every service must refuse them now, not at expiry.
+                outbox::enqueue(&mut tx, &on_reuse(user_id, family_id)).await?;
+                tx.commit().await?;
+                return Ok(RefreshOutcome::Reused { family_id });
+            }
+            sqlx::query(
+                "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(new_hash)
+            .bind(family_id)
+            .bind(now)
+            .bind(new_expires_at)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(RefreshOutcome::Rotated { user_id, family_id })
+        })
+    }
+
+    async fn revoke_family(
+        &self,
+        family_id: Uuid,
+        user_id: Uuid,
+        now: i64,
+        events: &[Envelope],
+    ) -> Result<(), StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let mut tx = emporium_db::begin_write(pool).await?;
+            let revoked = sqlx::query(
+                "UPDATE refresh_families SET revoked_at = $3 \
+                 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+            )
+            .bind(family_id)
+            .bind(user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            if revoked {
+                outbox::enqueue_all(&mut tx, events).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,358 @@
+//! Accounts: registration, profile, password, roles, disabling and closing.
+
+use emporium_messaging::Envelope;
+use emporium_messaging::outbox;
+use uuid::Uuid;
+
+use super::sql::{
+    ENABLED_ADMIN, SqlStore, USER_COLUMNS, ensure_an_admin_remains, lock_enabled_admins,
+    revoke_all_families, row_lock, skeleton_lock,
+};
+use super::*;
+
+#[async_trait::async_trait]
+pub trait UserStore: Send + Sync {
+    /// Inserts the user and writes `events` to the outbox in the same transaction.
+    async fn insert_user(
+        &self,
+        user: &NewUser,
+        events: &[Envelope],
+    ) -> Result<UserRecord, StoreError>;
+
+    /// Fills the skeleton of addresses stored before skeletons were; returns how many.
+    async fn fill_email_skeletons(
+        &self,
+        skeleton: &(dyn for<'e> Fn(&'e str) -> String + Send + Sync),
+    ) -> Result<usize, StoreError>;
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError>;
+
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Users in id order after `after`, at most `limit`.
+    async fn list_users(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<UserRecord>, StoreError>;
+
+    /// Whether an enabled, open admin exists.
+    async fn any_admin(&self) -> Result<bool, StoreError>;
+
+    /// Renames; `events` are written only if the user exists.
+    async fn update_name(
+        &self,
+        id: Uuid,
+        name: &str,
+        now: i64,
+        events: &[Envelope],
+    ) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Sets a new password hash and token generation (the stored one must be
+    /// one less: [`StoreError::Conflict`] otherwise) and revokes every refresh
+    /// family of the user.
+    async fn update_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        token_generation: i64,
+        now: i64,
+        events: &[Envelope],
+    ) -> Result<(), StoreError>;
+
+    /// Applies an admin's change; disabling revokes every refresh family.
+    ///
+    /// In one transaction that locks every enabled admin's row: the acting
+    /// admin must still be an enabled admin ([`StoreError::Refused`] `not-an-admin`), and
+    /// an enabled admin must remain afterwards ([`StoreError::Refused`] `last-admin`).
+    async fn change_user(
+        &self,
+        actor: Uuid,
+        id: Uuid,
+        change: &UserChange,
+        now: i64,
+        events: &[Envelope],
+    ) -> Result<Option<UserRecord>, StoreError>;
+
+    /// Closes the account: personal data scrubbed, sign-in impossible, families
+    /// revoked, the token generation raised by one. The last enabled admin
+    /// cannot ([`StoreError::Refused`] `last-admin`).
+    async fn close_user(&self, id: Uuid, now: i64, events: &[Envelope])
+    -> Result<bool, StoreError>;
+}
+
+#[async_trait::async_trait]
+impl UserStore for SqlStore {
+    async fn insert_user(
+        &self,
+        u: &NewUser,
+        events: &[Envelope],
+    ) -> Result<UserRecord, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let mut tx = emporium_db::begin_write(pool).await?;
+            // Every registration takes the lock of its skeleton: an ASCII
+            // address and its look-alike racing are ordered too.
+            if !skeleton_lock(pool).is_empty() {
+                sqlx::query(skeleton_lock(pool))
+                    .bind(&u.email_skeleton)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            if u.must_look_unique {
+                let taken: Option<Uuid> = sqlx::query_scalar(
+                    "SELECT id FROM users WHERE email_skeleton = $1 AND closed = FALSE LIMIT 1",
+                )
+                .bind(&u.email_skeleton)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if taken.is_some() {
+                    return Err(StoreError::Conflict {
+                        constraint: "users.email_skeleton (a look-alike address)".into(),
+                    });
+                }
+            }
+            let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
+                "INSERT INTO users (id, email, name, password_hash, roles, disabled, closed, \
+                 created_at, updated_at, email_skeleton) \
+                 VALUES ($1, $2, $3, $4, $5, FALSE, FALSE, $6, $6, $7) RETURNING {USER_COLUMNS}"
+            )))
+            .bind(u.id)
+            .bind(&u.email)
+            .bind(&u.name)
+            .bind(&u.password_hash)
+            .bind(&u.roles)
+            .bind(u.now)
+            .bind(&u.email_skeleton)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+            outbox::enqueue_all(&mut tx, events).await?;
+            tx.commit().await?;
+            Ok(user)
+        })
+    }
+
+    async fn fill_email_skeletons(
+        &self,
+        skeleton: &(dyn for<'e> Fn(&'e str) -> String + Send + Sync),
+    ) -> Result<usize, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let rows: Vec<(Uuid, String)> =
+                sqlx::query_as("SELECT id, email FROM users WHERE email_skeleton IS NULL")
+                    .fetch_all(pool)
+                    .await?;
+            let mut tx = emporium_db::begin_write(pool).await?;
+            for (id, email) in &rows {
+                sqlx::query("UPDATE users SET email_skeleton = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(skeleton(email))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(rows.len())
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            Ok(sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
+            )))
+            .bind(email)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
+    async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            Ok(sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
+            )))
+            .bind(id)
+            .fetch_optional(pool)
+            .await?)
+        })
+    }
+
+    async fn list_users(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<UserRecord>, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            Ok(sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
+                "SELECT {USER_COLUMNS} FROM users WHERE closed = FALSE \
+                 AND ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+            )))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?)
+        })
+    }
+
+    async fn any_admin(&self) -> Result<bool, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*) FROM users WHERE {ENABLED_ADMIN}"
+            )))
+            .fetch_one(pool)
+            .await?;
+            Ok(n > 0)
+        })
+    }
+
+    async fn update_name(
+        &self,
+        id: Uuid,
+        name: &str,
+        now: i64,
+        events: &[Envelope],
+    ) -> Result<Option<UserRecord>, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let mut tx = emporium_db::begin_write(pool).await?;
+            let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
+                "UPDATE users SET name = $2, updated_at = $3 WHERE id = $1 AND closed = FALSE \
+                 RETURNING {USER_COLUMNS}"
+            )))
+            .bind(id)
+            .bind(name)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if user.is_some() {
+                outbox::enqueue_all(&mut tx, events).await?;
+            }
+            tx.commit().await?;
+            Ok(user)
+        })
+    }
+
+    async fn update_password(
+        &self,
+        id: Uuid,
+        hash: &str,
+        token_generation: i64,
+        now: i64,
+        events: &[Envelope],
+    ) -> Result<(), StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let mut tx = emporium_db::begin_write(pool).await?;
+            let changed = sqlx::query(
+                "UPDATE users SET password_hash = $2, updated_at = $3, token_generation = $4 \
+                 WHERE id = $1 AND token_generation = $4 - 1",
+            )
+            .bind(id)
+            .bind(hash)
+            .bind(now)
+            .bind(token_generation)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if changed != 1 {
+                return Err(StoreError::Conflict {
+                    constraint: "users.token_generation (changed meanwhile)".into(),
+                });
+            }
+            revoke_all_families(&mut tx, id, now).await?;
+            outbox::enqueue_all(&mut tx, events).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+    }
+
+    async fn change_user(
+        &self,
+        actor: Uuid,
+        id: Uuid,
+        change: &UserChange,
+        now: i64,
+        events: &[Envelope],
+    ) -> Result<Option<UserRecord>, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let mut tx = emporium_db::begin_write(pool).await?;
+            // Every enabled admin's row, locked in id order: two admins
+            // demoting each other at once take turns, and the second sees
+            // the first's change.
+            let admins = lock_enabled_admins(&mut tx, row_lock(pool)).await?;
+            if !admins.contains(&actor) {
+                return Err(StoreError::Refused(super::refused::NOT_AN_ADMIN));
+            }
+            // The generation moves by one per change: if a concurrent change
+            // raised it already, this one's events would say too little.
+            let stored: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT token_generation FROM users WHERE id = $1 AND closed = FALSE{}",
+                row_lock(pool)
+            )))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            match (stored, change.token_generation) {
+                (None, _) => return Ok(None),
+                (Some(now), Some(next)) if now + 1 != next => {
+                    return Err(StoreError::Conflict {
+                        constraint: "users.token_generation (changed meanwhile)".into(),
+                    });
+                }
+                _ => {}
+            }
+            let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
+                "UPDATE users SET roles = COALESCE($2, roles), disabled = COALESCE($3, disabled), \
+                 updated_at = $4, token_generation = COALESCE($5, token_generation) \
+                 WHERE id = $1 AND closed = FALSE RETURNING {USER_COLUMNS}"
+            )))
+            .bind(id)
+            .bind(change.roles.as_deref())
+            .bind(change.disabled)
+            .bind(now)
+            .bind(change.token_generation)
+            .fetch_optional(&mut *tx)
+            .await?;
+
+            ensure_an_admin_remains(&mut tx).await?;
+            if user.as_ref().is_some_and(|u| u.disabled) {
+                revoke_all_families(&mut tx, id, now).await?;
+            }
+            if user.is_some() {
+                outbox::enqueue_all(&mut tx, events).await?;
+            }
+            tx.commit().await?;
+            Ok(user)
+        })
+    }
+
+    async fn close_user(
+        &self,
+        id: Uuid,
+        now: i64,
+        events: &[Envelope],
+    ) -> Result<bool, StoreError> {
+        emporium_db::on_db!(&self.db, |pool| {
+            let mut tx = emporium_db::begin_write(pool).await?;
+            lock_enabled_admins(&mut tx, row_lock(pool)).await?;
+            // The address is freed for a new registration; the id stays for history.
+            let closed = sqlx::query(
+                "UPDATE users SET closed = TRUE, email = $2, email_skeleton = $2, name = '', \
+                 password_hash = '', \
+                 updated_at = $3, token_generation = token_generation + 1 \
+                 WHERE id = $1 AND closed = FALSE",
+            )
+            .bind(id)
+            .bind(format!("closed-{id}@closed.invalid"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                == 1;
+            ensure_an_admin_remains(&mut tx).await?;
+            revoke_all_families(&mut tx, id, now).await?;
+            if closed {
+                outbox::enqueue_all(&mut tx, events).await?;
+            }
+            tx.commit().await?;
+            Ok(closed)
+        })
+    }
+}
