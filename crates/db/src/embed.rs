@@ -69,6 +69,21 @@ pub fn check_listed(manifest_dir: &str, lists: &[(&[MigrationFile], &str)]) -> R
     Ok(())
 }
 
+/// A test that every migration list names exactly the `.sql` files of its
+/// directory: `emporium_db::migrations_are_listed!(POSTGRES => "migrations/postgres", …);`
+#[macro_export]
+macro_rules! migrations_are_listed {
+    ($($list:expr => $dir:literal),+ $(,)?) => {
+        #[cfg(test)]
+        #[test]
+        fn every_migration_file_is_embedded() {
+            let lists = [$(($list, $dir)),+];
+            let listed = $crate::embed::check_listed(env!("CARGO_MANIFEST_DIR"), &lists);
+            assert_eq!(listed, Ok(()));
+        }
+    };
+}
+
 /// The names of the `.sql` files in `dir`, sorted.
 pub fn sql_files_in(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)

@@ -56,18 +56,4 @@ pub async fn open_service_db(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_migration_file_is_embedded() {
-        let lists = [
-            (POSTGRES, "migrations/postgres"),
-            (SQLITE, "migrations/sqlite"),
-            (BUS, "migrations/bus"),
-        ];
-        let listed = emporium_db::embed::check_listed(env!("CARGO_MANIFEST_DIR"), &lists);
-        assert_eq!(listed, Ok(()));
-    }
-}
+emporium_db::migrations_are_listed!(POSTGRES => "migrations/postgres", SQLITE => "migrations/sqlite", BUS => "migrations/bus");

@@ -213,17 +213,4 @@ pub(super) async fn purge(db: &Db, expired_before: i64, now: i64) -> anyhow::Res
     Ok(purged)
 }
 
-#[cfg(test)]
-mod migration_tests {
-    use super::*;
-
-    #[test]
-    fn every_migration_file_is_embedded() {
-        let lists = [
-            (POSTGRES, "migrations/postgres"),
-            (SQLITE, "migrations/sqlite"),
-        ];
-        let listed = emporium_db::embed::check_listed(env!("CARGO_MANIFEST_DIR"), &lists);
-        assert_eq!(listed, Ok(()));
-    }
-}
+emporium_db::migrations_are_listed!(POSTGRES => "migrations/postgres", SQLITE => "migrations/sqlite");

@@ -351,17 +351,4 @@ products::impl_products_store!(SqliteStore, sqlx::Sqlite);
 stock::impl_stock_store!(SqliteStore, sqlx::Sqlite);
 reservations::impl_reservations_store!(SqliteStore, sqlx::Sqlite);
 
-#[cfg(test)]
-mod migration_tests {
-    use super::*;
-
-    #[test]
-    fn every_migration_file_is_embedded() {
-        let lists = [
-            (POSTGRES, "migrations/postgres"),
-            (SQLITE, "migrations/sqlite"),
-        ];
-        let listed = emporium_db::embed::check_listed(env!("CARGO_MANIFEST_DIR"), &lists);
-        assert_eq!(listed, Ok(()));
-    }
-}
+emporium_db::migrations_are_listed!(POSTGRES => "migrations/postgres", SQLITE => "migrations/sqlite");
