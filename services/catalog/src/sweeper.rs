@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use emporium_db::{Clock, SharedClock};
 
-use crate::store::{Actor, CatalogStore, SettleOutcome};
+use crate::store::{Actor, CatalogStore, MovementKind, SettleOutcome};
 
 /// Releases every expired reservation now; returns how many this call released.
 pub async fn sweep_once(store: &dyn CatalogStore, clock: &dyn Clock) -> anyhow::Result<usize> {
@@ -24,7 +24,7 @@ pub async fn sweep_once(store: &dyn CatalogStore, clock: &dyn Clock) -> anyhow::
         }
         let batch = expired.len();
         for id in expired {
-            if store.release(id, "expire", &actor).await? == SettleOutcome::Done {
+            if store.release(id, MovementKind::Expire, &actor).await? == SettleOutcome::Done {
                 released += 1;
                 metrics::counter!("stock_reservations_expired_total").increment(1);
                 tracing::info!(reservation_id = %id, "Reservation expired and released.");

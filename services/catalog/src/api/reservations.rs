@@ -25,7 +25,7 @@ use emporium_http::{AppJson, AppPath, FieldError, Problem};
 use uuid::Uuid;
 
 use super::{ApiError, ApiResult, AppState, rfc3339};
-use crate::store::{Actor, Reservation, ReserveOutcome, SettleOutcome};
+use crate::store::{Actor, MovementKind, Reservation, ReserveOutcome, SettleOutcome};
 
 /// The scope a caller needs.
 pub struct StockReserve;
@@ -211,7 +211,11 @@ pub async fn release(
     let outcome = state
         .0
         .store
-        .release(id, "release", &actor(&caller, "released by the order"))
+        .release(
+            id,
+            MovementKind::Release,
+            &actor(&caller, "released by the order"),
+        )
         .await?;
     settled(&state, id, outcome, ReservationStatus::Released).await
 }

@@ -223,6 +223,37 @@ pub enum CategoryDelete {
     HasChildren,
 }
 
+/// Why a stock row moved: the `kind` of a journal entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MovementKind {
+    /// Held for a reservation.
+    Reserve,
+    /// Given back by the reservation's owner.
+    Release,
+    /// Given back because the reservation ran out of time.
+    Expire,
+    /// Shipped: left the warehouse.
+    Commit,
+    /// Counted and set by an admin.
+    Set,
+    /// Adjusted by an admin.
+    Adjust,
+}
+
+impl MovementKind {
+    /// The word stored in the journal and shown by the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reserve => "reserve",
+            Self::Release => "release",
+            Self::Expire => "expire",
+            Self::Commit => "commit",
+            Self::Set => "set",
+            Self::Adjust => "adjust",
+        }
+    }
+}
+
 pub use categories::CategoryStore;
 pub use emporium_db::StoreError;
 pub use products::ProductStore;

@@ -17,11 +17,12 @@ pub trait ReservationStore: Send + Sync {
 
     async fn reservation(&self, id: Uuid) -> Result<Option<Reservation>, StoreError>;
 
-    /// Gives the reserved stock back (`kind` is `release` or `expire`).
+    /// Gives the reserved stock back (`kind` is [`MovementKind::Release`] or
+    /// [`MovementKind::Expire`]; anything else counts as a release).
     async fn release(
         &self,
         id: Uuid,
-        kind: &str,
+        kind: MovementKind,
         actor: &Actor,
     ) -> Result<SettleOutcome, StoreError>;
 
@@ -132,7 +133,7 @@ macro_rules! impl_reservations_store {
                     .bind(line.quantity)
                     .execute(&mut *tx)
                     .await?;
-                    Self::move_stock(&mut tx, &line, (0, line.quantity), "reserve", actor, id, now).await?;
+                    Self::move_stock(&mut tx, &line, (0, line.quantity), MovementKind::Reserve, actor, id, now).await?;
                     lines.push(line);
                 }
                 for product in items.keys() {
@@ -156,12 +157,13 @@ macro_rules! impl_reservations_store {
                 Ok(Self::load_reservation(&mut conn, id, false).await?)
             }
 
-            async fn release(&self, id: Uuid, kind: &str, actor: &Actor) -> Result<SettleOutcome, StoreError> {
-                self.settle(id, if kind == "expire" { "expire" } else { "release" }, actor).await
+            async fn release(&self, id: Uuid, kind: MovementKind, actor: &Actor) -> Result<SettleOutcome, StoreError> {
+                let kind = if kind == MovementKind::Expire { MovementKind::Expire } else { MovementKind::Release };
+                self.settle(id, kind, actor).await
             }
 
             async fn commit(&self, id: Uuid, actor: &Actor) -> Result<SettleOutcome, StoreError> {
-                self.settle(id, "commit", actor).await
+                self.settle(id, MovementKind::Commit, actor).await
             }
 
             async fn expired_reservations(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError> {

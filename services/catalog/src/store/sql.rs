@@ -90,7 +90,7 @@ macro_rules! impl_catalog_store {
             async fn journal(
                 conn: &mut <$db as sqlx::Database>::Connection,
                 row: &StockRecord,
-                kind: &str,
+                kind: MovementKind,
                 (delta_on_hand, delta_reserved): (i64, i64),
                 actor: &Actor,
                 reservation: Option<Uuid>,
@@ -103,7 +103,7 @@ macro_rules! impl_catalog_store {
                 )
                 .bind(row.product_id)
                 .bind(row.warehouse_id)
-                .bind(kind)
+                .bind(kind.as_str())
                 .bind(delta_on_hand)
                 .bind(delta_reserved)
                 .bind(row.on_hand)
@@ -122,7 +122,7 @@ macro_rules! impl_catalog_store {
                 conn: &mut <$db as sqlx::Database>::Connection,
                 line: &ReservationLine,
                 (delta_on_hand, delta_reserved): (i64, i64),
-                kind: &str,
+                kind: MovementKind,
                 actor: &Actor,
                 reservation: Uuid,
                 at: i64,
@@ -252,7 +252,7 @@ macro_rules! impl_catalog_store {
             async fn settle(
                 &self,
                 id: Uuid,
-                kind: &str,
+                kind: MovementKind,
                 actor: &Actor,
             ) -> Result<SettleOutcome, StoreError> {
                 let mut tx = self.begin_write().await?;
@@ -265,16 +265,16 @@ macro_rules! impl_catalog_store {
                 // Time ran out before the commit (the sweeper has not come by yet):
                 // nothing ships; the reservation expires here as the sweeper would.
                 let now = self.clock.now_ms();
-                let expired_now = kind == "commit" && reservation.expires_at <= now;
+                let expired_now = kind == MovementKind::Commit && reservation.expires_at <= now;
                 let expiry = Actor {
                     who: actor.who.clone(),
                     reason: "reservation expired".into(),
                 };
-                let (kind, actor) = if expired_now { ("expire", &expiry) } else { (kind, actor) };
+                let (kind, actor) = if expired_now { (MovementKind::Expire, &expiry) } else { (kind, actor) };
                 let (status, on_hand_factor) = match kind {
-                    "commit" => ("committed", -1),
-                    "expire" => ("expired", 0),
-                    _ => ("released", 0),
+                    MovementKind::Commit => (ReservationStatus::Committed, -1),
+                    MovementKind::Expire => (ReservationStatus::Expired, 0),
+                    _ => (ReservationStatus::Released, 0),
                 };
                 let mut before: Vec<(Uuid, i64)> = Vec::new();
                 for line in &reservation.lines {
@@ -302,7 +302,7 @@ macro_rules! impl_catalog_store {
                 }
                 sqlx::query("UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1")
                     .bind(id)
-                    .bind(status)
+                    .bind(status.as_str())
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;

@@ -123,7 +123,7 @@ macro_rules! impl_stock_store {
                 .bind(target)
                 .fetch_one(&mut *tx)
                 .await?;
-                let kind = if set_to.is_some() { "set" } else { "adjust" };
+                let kind = if set_to.is_some() { MovementKind::Set } else { MovementKind::Adjust };
                 Self::journal(&mut tx, &after, kind, (change, 0), actor, None, self.clock.now_ms()).await?;
                 Self::announce(&mut tx, product, before).await?;
                 tx.commit().await?;
