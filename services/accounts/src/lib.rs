@@ -35,13 +35,14 @@ use emporium_messaging::Bus;
 use emporium_messaging::outbox::{Relay, RelayWaker};
 use uuid::Uuid;
 
-use crate::api::{Accounts, AppState, now_ms};
+use crate::api::{Accounts, AppState};
 pub use crate::config::AccountsSettings;
 use crate::domain::{DisplayName, Email, PasswordPolicy, TrustedProxies, roles_to_text};
 use crate::kek::KekRing;
 use crate::passwords::Hasher;
 use crate::store::{AccountsStore, ClientRecord, NewUser, StoreError};
 use crate::tokens::{KeyRing, LocalJwks, random_token, secret_hash};
+use emporium_db::{Clock, SharedClock, SystemClock};
 
 pub const SERVICE: &str = "accounts";
 
@@ -67,6 +68,15 @@ impl Application {
         settings: AccountsSettings,
         bus: Arc<dyn Bus>,
     ) -> anyhow::Result<Self> {
+        Self::build_at(settings, bus, emporium_db::system_clock()).await
+    }
+
+    /// As [`Application::build_with_bus`], on `clock` (tests move time instead of waiting).
+    pub async fn build_at(
+        settings: AccountsSettings,
+        bus: Arc<dyn Bus>,
+        clock: SharedClock,
+    ) -> anyhow::Result<Self> {
         let store = store::connect(
             settings.database.url.expose(),
             settings.database.max_connections,
@@ -87,7 +97,7 @@ impl Application {
             tokens.access_ttl,
             key_reload,
         ));
-        keys.ensure_key(now_ms()).await?;
+        keys.ensure_key(clock.now_ms()).await?;
         // The key table is local, so an unknown kid may look again as often as keys reload.
         let mut verifier_settings = VerifierSettings::new(&tokens.issuer, &tokens.audience);
         verifier_settings.refetch_floor = verifier_settings.refetch_floor.min(key_reload);
@@ -105,6 +115,7 @@ impl Application {
             login: settings.login.clone(),
             trusted_proxies,
             relay: RelayWaker::default(),
+            clock,
         }));
         let relay = Relay {
             outbox: store.outbox(),
@@ -211,7 +222,7 @@ async fn bootstrap_admin(
                 name: name.as_str().to_owned(),
                 password_hash: s.hasher.hash(&password).await?,
                 roles: roles_to_text(&[Role::Customer, Role::Admin]),
-                now: now_ms(),
+                now: s.clock.now_ms(),
             },
             &[event],
         )
@@ -257,7 +268,7 @@ pub async fn create_service_client(
                 secret_hash: secret_hash(&secret),
                 scopes: scopes.join(" "),
             },
-            now_ms(),
+            SystemClock.now_ms(),
         )
         .await?;
     Ok(secret)
@@ -267,7 +278,7 @@ pub async fn create_service_client(
 pub async fn rotate_key(settings: &AccountsSettings) -> anyhow::Result<String> {
     let keks = KekRing::from_settings(&settings.keys)?;
     let store = store::connect(settings.database.url.expose(), 1).await?;
-    Ok(tokens::insert_wrapped(store.as_ref(), &keks.current, now_ms()).await?)
+    Ok(tokens::insert_wrapped(store.as_ref(), &keks.current, SystemClock.now_ms()).await?)
 }
 
 /// Re-wraps every signing key under `new_kek` (base64), in one transaction.

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::views::{ServiceToken, TokenPair, UserView};
-use super::{ApiError, ApiResult, AppState, now_ms};
+use super::{ApiError, ApiResult, AppState};
 use crate::domain::{DisplayName, Email, roles_from_text, roles_to_text};
 use crate::events;
 use crate::store::{NewUser, RefreshOutcome, Slot, StoreError, UserRecord};
@@ -83,7 +83,7 @@ pub async fn register(
                 name: name.as_str().to_owned(),
                 password_hash,
                 roles: roles_to_text(&[Role::Customer]),
-                now: now_ms(),
+                now: state.0.clock.now_ms(),
             },
             &[event],
         )
@@ -157,7 +157,7 @@ pub(super) async fn take_slot(
     match state
         .0
         .store
-        .take_slot(subject, limit, window_ms, now_ms())
+        .take_slot(subject, limit, window_ms, state.0.clock.now_ms())
         .await?
     {
         Slot::Taken => Ok(()),
@@ -249,7 +249,7 @@ pub async fn login(
         }
     }
 
-    let issued_at = chrono::Utc::now().timestamp();
+    let issued_at = state.0.clock.now_ms() / 1000;
     let user = s.store.user_by_email(&email).await?.filter(|u| !u.closed);
     let matched = s
         .hasher
@@ -285,7 +285,7 @@ pub async fn login(
     for (key, limit) in taken.into_iter().skip(1) {
         s.store.return_slot(key, *limit).await?;
     }
-    let now = now_ms();
+    let now = state.0.clock.now_ms();
     let family = Uuid::now_v7();
     let refresh = random_token(32);
     let expires = now + s.tokens.refresh_ttl.as_millis() as i64;
@@ -342,8 +342,8 @@ pub async fn refresh(
     if body.refresh_token.is_empty() || body.refresh_token.len() > 256 {
         return Err(ApiError::Unauthenticated("The refresh token is invalid."));
     }
-    let issued_at = chrono::Utc::now().timestamp();
-    let now = now_ms();
+    let issued_at = state.0.clock.now_ms() / 1000;
+    let now = state.0.clock.now_ms();
     let next = random_token(32);
     let outcome = s
         .store
@@ -395,7 +395,7 @@ pub async fn logout(
     state
         .0
         .store
-        .revoke_family(family, user.id, now_ms(), &[event])
+        .revoke_family(family, user.id, state.0.clock.now_ms(), &[event])
         .await?;
     state.0.relay.wake();
     Ok(StatusCode::NO_CONTENT)
@@ -457,7 +457,7 @@ pub async fn service_token(
     let claims = s.tokens.service_claims(
         &client.client_id,
         scope.clone(),
-        chrono::Utc::now().timestamp(),
+        state.0.clock.now_ms() / 1000,
     );
     Ok(AppJson(ServiceToken {
         access_token: s.keys.sign(&claims).await?,
@@ -470,7 +470,7 @@ pub async fn service_token(
 /// The public keys tokens are verified with.
 #[utoipa::path(get, path = "/.well-known/jwks.json", responses((status = 200)))]
 pub async fn jwks(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let set = state.0.keys.jwks(now_ms()).await?;
+    let set = state.0.keys.jwks(state.0.clock.now_ms()).await?;
     Ok((
         [(header::CACHE_CONTROL, "public, max-age=60")],
         AppJson(set),

@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use emporium_auth::Verifier;
+use emporium_db::SharedClock;
 use emporium_http::{FieldError, Problem};
 
 use emporium_messaging::outbox::RelayWaker;
@@ -41,6 +42,8 @@ pub struct Accounts {
     pub trusted_proxies: TrustedProxies,
     /// Woken after a commit that wrote events, so they leave without waiting for a poll.
     pub relay: RelayWaker,
+    /// The time every handler reads (tokens' `iat`/`exp`, throttle windows, stored times).
+    pub clock: SharedClock,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -169,7 +172,3 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}

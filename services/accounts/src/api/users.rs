@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::views::{Page, UserView};
-use super::{ApiError, ApiResult, AppState, now_ms};
+use super::{ApiError, ApiResult, AppState};
 use crate::domain::{DisplayName, roles_from_text, roles_to_text};
 use crate::events;
 use crate::store::{StoreError, UserChange, UserRecord};
@@ -97,7 +97,7 @@ pub async fn update_me(
     let updated = state
         .0
         .store
-        .update_name(user.id, name.as_str(), now_ms(), &[event])
+        .update_name(user.id, name.as_str(), state.0.clock.now_ms(), &[event])
         .await?
         .ok_or(ApiError::Unauthenticated("The account no longer exists."))?;
     state.0.relay.wake();
@@ -159,7 +159,7 @@ pub async fn change_password(
         events::trace_of(ctx.as_deref()),
     );
     s.store
-        .update_password(user.id, &hash, generation, now_ms(), &[event])
+        .update_password(user.id, &hash, generation, state.0.clock.now_ms(), &[event])
         .await
         .map_err(concurrent_change)?;
     s.relay.wake();
@@ -183,7 +183,7 @@ pub async fn close_me(
     state
         .0
         .store
-        .close_user(user.id, now_ms(), &[event])
+        .close_user(user.id, state.0.clock.now_ms(), &[event])
         .await?;
     state.0.relay.wake();
     tracing::info!(user_id = %user.id, "Account closed.");
@@ -319,7 +319,7 @@ pub async fn admin_update(
     let user = state
         .0
         .store
-        .change_user(admin.id, id, &change, now_ms(), &events)
+        .change_user(admin.id, id, &change, state.0.clock.now_ms(), &events)
         .await
         .map_err(concurrent_change)?
         .ok_or(ApiError::NotFound)?;

@@ -199,6 +199,17 @@ async fn failed_logins_are_throttled_per_address(app: TestApp) {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+    // The window is the service's time: once it has passed, the address is
+    // heard again (the clock is moved, not waited for).
+    app.clock.advance(std::time::Duration::from_secs(901));
+    let r = app
+        .post("/api/v1/auth/login")
+        .header("x-forwarded-for", "10.2.0.1")
+        .json(&json!({"email": "spray-later@example.com", "password": "wrong wrong wrong"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "evaluated again after the window");
 }
 // Lowered from 30 to see the per-address limit work.
 both!(failed_logins_are_throttled_per_address, |s| s

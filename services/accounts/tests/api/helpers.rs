@@ -3,6 +3,7 @@
 use emporium_accounts::store::AccountsStore;
 use emporium_accounts::{AccountsSettings, Application};
 use emporium_config::Loader;
+use emporium_db::ShiftedClock;
 use emporium_db::testing::TestDatabase;
 use emporium_http::{Shutdown, ShutdownTrigger};
 use emporium_messaging::embedded::EmbeddedBus;
@@ -24,6 +25,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: Arc<dyn AccountsStore>,
     pub app_admin: (String, String),
+    /// The service's time: the system's, moved ahead by `advance`.
+    pub clock: Arc<ShiftedClock>,
     trigger: ShutdownTrigger,
     // Dropped last: the databases outlive the server.
     _db: TestDatabase,
@@ -94,7 +97,8 @@ impl TestApp {
                 .await
                 .unwrap(),
         );
-        let app = Application::build_with_bus(settings, bus.clone())
+        let clock = ShiftedClock::new();
+        let app = Application::build_at(settings, bus.clone(), clock.clone())
             .await
             .unwrap();
         let base = app.base_url();
@@ -111,6 +115,7 @@ impl TestApp {
             ),
             trigger,
             bus,
+            clock,
             _db: db,
             _bus_file: bus_file,
         }
