@@ -318,10 +318,15 @@ async fn events_about_one_subject_are_applied_in_order() {
             .await;
     }
     spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
+    // The handler records what it applied just after its commit: wait for the
+    // record too, not only for the rows.
     eventually(
         "every event is applied",
         Duration::from_secs(60),
-        || async { consumer.effects().await == total as i64 },
+        || async {
+            consumer.effects().await == total as i64
+                && consumer.applied.lock().unwrap().len() == total as usize
+        },
     )
     .await;
     let applied = consumer.applied.lock().unwrap().clone();
