@@ -284,16 +284,7 @@ impl<'c> Call<'c> {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
         let bytes = response.bytes().await.unwrap_or_default();
-        let mut problem =
-            serde_json::from_slice::<RemoteProblem>(&bytes).unwrap_or(RemoteProblem {
-                status: 0,
-                type_uri: "about:blank".into(),
-                title: status.canonical_reason().unwrap_or_default().to_owned(),
-                detail: None,
-                retry_after_s: None,
-            });
-        problem.status = status.as_u16();
-        problem.retry_after_s = retry_after_s;
+        let problem = RemoteProblem::from_answer(status, &bytes, retry_after_s);
         Err(fail(CallError::Problem(problem)))
     }
 }

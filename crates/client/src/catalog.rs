@@ -122,14 +122,10 @@ impl Reservations {
         context: Option<&RequestContext>,
     ) -> Result<Reservation, ReservationError> {
         match self.settle(id, "release", context).await {
-            Err(ReservationError::Settled(detail)) => {
-                let reservation = self.get(id, context).await?;
-                if reservation.status == ReservationStatus::Expired {
-                    Ok(reservation)
-                } else {
-                    Err(ReservationError::Settled(detail))
-                }
-            }
+            Err(ReservationError::Settled(detail)) => match self.if_expired(id, context).await? {
+                Some(reservation) => Ok(reservation),
+                None => Err(ReservationError::Settled(detail)),
+            },
             other => other,
         }
     }
@@ -143,15 +139,22 @@ impl Reservations {
         context: Option<&RequestContext>,
     ) -> Result<Reservation, ReservationError> {
         match self.settle(id, "commit", context).await {
-            Err(ReservationError::Settled(detail)) => {
-                if self.get(id, context).await?.status == ReservationStatus::Expired {
-                    Err(ReservationError::Expired)
-                } else {
-                    Err(ReservationError::Settled(detail))
-                }
-            }
+            Err(ReservationError::Settled(detail)) => match self.if_expired(id, context).await? {
+                Some(_) => Err(ReservationError::Expired),
+                None => Err(ReservationError::Settled(detail)),
+            },
             other => other,
         }
+    }
+
+    /// The reservation, if it is settled as expired (its stock is back on sale).
+    async fn if_expired(
+        &self,
+        id: Uuid,
+        context: Option<&RequestContext>,
+    ) -> Result<Option<Reservation>, ReservationError> {
+        let reservation = self.get(id, context).await?;
+        Ok((reservation.status == ReservationStatus::Expired).then_some(reservation))
     }
 
     async fn settle(

@@ -25,6 +25,25 @@ fn about_blank() -> String {
 }
 
 impl RemoteProblem {
+    /// The problem an error answer carries; a body that is not a problem
+    /// gives `about:blank` titled by the status.
+    pub(crate) fn from_answer(
+        status: http::StatusCode,
+        body: &[u8],
+        retry_after_s: Option<u64>,
+    ) -> Self {
+        let mut problem = serde_json::from_slice::<Self>(body).unwrap_or_else(|_| Self {
+            status: 0,
+            type_uri: about_blank(),
+            title: status.canonical_reason().unwrap_or_default().to_owned(),
+            detail: None,
+            retry_after_s: None,
+        });
+        problem.status = status.as_u16();
+        problem.retry_after_s = retry_after_s;
+        problem
+    }
+
     /// The type's last path segment: `out-of-stock` for `…/problems/out-of-stock`.
     pub fn kind(&self) -> &str {
         self.type_uri

@@ -124,20 +124,10 @@ impl ClientCredentials {
             .send()
             .await
             .map_err(|e| CallError::from_reqwest(&e, timeout))?;
-        let status = response.status().as_u16();
         if !response.status().is_success() {
-            let mut problem =
-                response
-                    .json::<RemoteProblem>()
-                    .await
-                    .unwrap_or_else(|_| RemoteProblem {
-                        status,
-                        type_uri: "about:blank".into(),
-                        title: String::new(),
-                        detail: None,
-                        retry_after_s: None,
-                    });
-            problem.status = status;
+            let status = response.status();
+            let body = response.bytes().await.unwrap_or_default();
+            let problem = RemoteProblem::from_answer(status, &body, None);
             return Err(CallError::Problem(problem));
         }
         let answer: TokenAnswer = response

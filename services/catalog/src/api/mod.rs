@@ -128,20 +128,10 @@ impl From<ApiError> for Problem {
             ApiError::Invalid(errors) => Problem::validation(errors),
             ApiError::NotFound(what) => Problem::not_found(format!("No such {what}.")),
             ApiError::Conflict(kind, why) => Problem::conflict(kind, why),
-            ApiError::Stale { current } => Problem::new(
-                StatusCode::PRECONDITION_FAILED,
-                "stale-version",
-                "The resource changed since you read it.",
-            )
-            .with_detail(format!(
+            ApiError::Stale { current } => stale(format!(
                 "The current version is {current}; read it again and retry."
             )),
-            ApiError::WeakTag => Problem::new(
-                StatusCode::PRECONDITION_FAILED,
-                "stale-version",
-                "The resource changed since you read it.",
-            )
-            .with_detail(
+            ApiError::WeakTag => stale(
                 "If-Match compares strongly and a weak tag (W/\"…\") never matches; \
                  send the ETag exactly as it was given.",
             ),
@@ -158,6 +148,16 @@ impl From<ApiError> for Problem {
             }
         }
     }
+}
+
+/// A 412: the `If-Match` the write carried does not match.
+fn stale(detail: impl Into<String>) -> Problem {
+    Problem::new(
+        StatusCode::PRECONDITION_FAILED,
+        "stale-version",
+        "The resource changed since you read it.",
+    )
+    .with_detail(detail)
 }
 
 /// How much of a failure's cause is logged.
