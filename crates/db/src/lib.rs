@@ -10,6 +10,8 @@
 //!   [`connect_sqlite`]: tuned pools.
 //! - [`embed`]: embedded migrations ([`migration_files!`]) and [`record!`]
 //!   structs decoded from rows, without sqlx's proc macros.
+//! - [`open_service_db`]: a service's pool with its [`Migrations`] applied.
+//! - [`tx`]: [`Tx`], a write transaction on either engine, and [`on_tx!`].
 //! - [`dialect`]: what differs between the engines for SQL written once
 //!   (how a write begins, row locks).
 //! - [`error`]: [`StoreError`], what a refused write means, constraint named.
@@ -30,12 +32,14 @@ pub mod dialect;
 pub mod embed;
 pub mod error;
 pub mod testing;
+pub mod tx;
 
 pub use clock::{Clock, ManualClock, SharedClock, ShiftedClock, SystemClock, system_clock};
 pub use dialect::{Dialect, begin_write};
 pub use error::StoreError;
 /// The sqlx the stores are written against (for [`record!`]).
 pub use sqlx;
+pub use tx::Tx;
 
 /// Which engine a database URL names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,6 +95,46 @@ impl Db {
             Self::Sqlite(pool) => pool.close().await,
         }
     }
+}
+
+/// One part's migrations on both engines: a service's own, or the outbox's.
+/// Each part's migrator ignores the others' rows in `_sqlx_migrations`, so
+/// their versions must not collide.
+#[derive(Debug, Clone, Copy)]
+pub struct Migrations {
+    pub postgres: &'static [embed::MigrationFile],
+    pub sqlite: &'static [embed::MigrationFile],
+}
+
+impl Migrations {
+    fn migrator(&self, engine: Engine) -> sqlx::migrate::Migrator {
+        let mut migrator = embed::migrator(match engine {
+            Engine::Postgres => self.postgres,
+            Engine::Sqlite => self.sqlite,
+        });
+        migrator.set_ignore_missing(true);
+        migrator
+    }
+
+    /// Applies these migrations to `db`.
+    pub async fn run(&self, db: &Db) -> Result<(), sqlx::migrate::MigrateError> {
+        let migrator = self.migrator(db.engine());
+        on_db!(db, |pool| migrator.run(pool).await)
+    }
+}
+
+/// Opens a service's database named by `url` and applies `parts` in order
+/// (the service's own migrations first, then the outbox's).
+pub async fn open_service_db(
+    url: &str,
+    max_connections: u32,
+    parts: &[Migrations],
+) -> anyhow::Result<Db> {
+    let db = Db::connect(url, max_connections).await?;
+    for part in parts {
+        part.run(&db).await?;
+    }
+    Ok(db)
 }
 
 /// A PostgreSQL pool. Connections are opened lazily and reused.

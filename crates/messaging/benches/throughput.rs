@@ -129,7 +129,9 @@ async fn fill(outbox: &Outbox, n: usize) {
                 let mut tx = $pool.begin().await.expect("tx");
                 for i in chunk {
                     let env = Envelope::new(&Tick { n: *i }, Some(format!("t{}", i % 64)), None);
-                    outbox::enqueue(&mut tx, &env).await.expect("enqueue");
+                    outbox::enqueue_all(&mut tx, std::slice::from_ref(&env))
+                        .await
+                        .expect("enqueue");
                 }
                 tx.commit().await.expect("commit");
             }};

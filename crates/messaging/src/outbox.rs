@@ -41,19 +41,24 @@ where
     for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
 {
     for event in events {
-        enqueue(tx, event).await?;
+        insert(&mut **tx, event).await?;
     }
     Ok(())
 }
 
-/// Writes `event` into the outbox inside the caller's transaction.
-pub async fn enqueue<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
-    event: &Envelope,
-) -> Result<(), sqlx::Error>
+/// Writes every one of `events` into the outbox inside `tx` (a store's
+/// transaction on either engine).
+pub async fn enqueue_in(tx: &mut emporium_db::Tx, events: &[Envelope]) -> Result<(), sqlx::Error> {
+    for event in events {
+        emporium_db::on_tx!(&mut *tx, |conn| insert(conn, event).await)?;
+    }
+    Ok(())
+}
+
+async fn insert<'e, DB, E>(conn: E, event: &Envelope) -> Result<(), sqlx::Error>
 where
     DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
+    E: sqlx::Executor<'e, Database = DB>,
     for<'q> Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
@@ -69,7 +74,7 @@ where
     .bind(event.subject.clone())
     .bind(event.to_json())
     .bind(crate::now_ms())
-    .execute(&mut **tx)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -5,7 +5,6 @@
 
 use anyhow::Context;
 use emporium_db::Db;
-use sqlx::migrate::Migrator;
 
 pub(super) const IN_FLIGHT: &str = "in_flight";
 pub(super) const DONE: &str = "done";
@@ -20,26 +19,18 @@ pub(crate) const SQLITE: &[emporium_db::embed::MigrationFile] =
 /// migrations; the versions here (2000001…) never collide with theirs or with
 /// emporium-messaging's (1000001…), and each migrator ignores the others' rows.
 pub async fn migrate(db: &Db) -> anyhow::Result<()> {
-    match db {
-        Db::Postgres(pool) => {
-            let mut migrator: Migrator = emporium_db::embed::migrator(POSTGRES);
-            migrator.set_ignore_missing(true);
-            migrator
-                .run(pool)
-                .await
-                .context("cannot apply the idempotency-key migrations")?;
-        }
-        Db::Sqlite(pool) => {
-            let mut migrator: Migrator = emporium_db::embed::migrator(SQLITE);
-            migrator.set_ignore_missing(true);
-            migrator
-                .run(pool)
-                .await
-                .context("cannot apply the idempotency-key migrations")?;
-        }
-    }
-    Ok(())
+    MIGRATIONS
+        .run(db)
+        .await
+        .context("cannot apply the idempotency-key migrations")
 }
+
+/// The `idempotency_keys` table on both engines, for
+/// [`emporium_db::open_service_db`] beside a service's own migrations.
+pub const MIGRATIONS: emporium_db::Migrations = emporium_db::Migrations {
+    postgres: POSTGRES,
+    sqlite: SQLITE,
+};
 
 /// A stored key as read back.
 #[derive(Debug)]

@@ -143,7 +143,7 @@ impl SessionStore for SqlStore {
                     .await?;
                 // Access tokens of the session may be in a thief's hands:
                 // every service must refuse them now, not at expiry.
-                outbox::enqueue(&mut tx, &on_reuse(user_id, family_id)).await?;
+                outbox::enqueue_all(&mut tx, &[on_reuse(user_id, family_id)]).await?;
                 tx.commit().await?;
                 return Ok(RefreshOutcome::Reused { family_id });
             }

@@ -2,8 +2,7 @@
 
 use std::sync::Arc;
 
-use emporium_db::{Db, Dialect, Engine};
-use emporium_messaging::migrations::open_service_db;
+use emporium_db::{Db, Dialect};
 use emporium_messaging::outbox::Outbox;
 use uuid::Uuid;
 
@@ -13,14 +12,12 @@ use super::{AccountsStore, StoreError};
 pub const POSTGRES: &[emporium_db::embed::MigrationFile] = emporium_db::migration_files!("migrations/postgres": "0001_accounts.sql", "0002_throttle.sql", "0003_token_generation.sql", "0004_email_skeleton.sql");
 pub const SQLITE: &[emporium_db::embed::MigrationFile] = emporium_db::migration_files!("migrations/sqlite": "0001_accounts.sql", "0002_throttle.sql", "0003_token_generation.sql", "0004_email_skeleton.sql");
 
-/// The service's own migrations; the outbox and inbox tables come from
-/// emporium-messaging, so each migrator ignores the other's versions.
-fn own_migrations(engine: Engine) -> sqlx::migrate::Migrator {
-    match engine {
-        Engine::Postgres => emporium_db::embed::migrator(POSTGRES),
-        Engine::Sqlite => emporium_db::embed::migrator(SQLITE),
-    }
-}
+/// The service's own migrations (the outbox and inbox tables come from
+/// emporium-messaging).
+const MIGRATIONS: emporium_db::Migrations = emporium_db::Migrations {
+    postgres: POSTGRES,
+    sqlite: SQLITE,
+};
 
 /// The accounts store on either engine: each statement is written once and
 /// run on whichever pool the [`Db`] holds ([`emporium_db::on_db!`]).
@@ -57,7 +54,12 @@ pub(super) fn skeleton_lock<DB: SkeletonLock + sqlx::Database>(
 /// Opens the store named by `url`, applying migrations first.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Arc<dyn AccountsStore>> {
     Ok(Arc::new(SqlStore {
-        db: open_service_db(url, max_connections, own_migrations).await?,
+        db: emporium_db::open_service_db(
+            url,
+            max_connections,
+            &[MIGRATIONS, emporium_messaging::migrations::OUTBOX],
+        )
+        .await?,
     }))
 }
 

@@ -1,6 +1,11 @@
 //! Stock reservations for the services that sell.
 
+use emporium_db::{Tx, on_db, on_tx};
+
+use super::sql::SqlStore;
+use super::stock::{Movement, announce, availability, move_stock};
 use super::*;
+use crate::domain::allocate;
 
 #[async_trait::async_trait]
 pub trait ReservationStore: Send + Sync {
@@ -33,151 +38,323 @@ pub trait ReservationStore: Send + Sync {
     async fn expired_reservations(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError>;
 }
 
-/// Implements [`ReservationStore`] for a store over `$db`; instantiated in `sql.rs`
-/// for each engine, where the helpers it calls live.
-macro_rules! impl_reservations_store {
-    ($store:ty, $db:ty) => {
-        #[async_trait::async_trait]
-        impl ReservationStore for $store {
-            async fn reserve(
-                &self,
-                id: Uuid,
-                client: &str,
-                items: &BTreeMap<Uuid, i64>,
-                expires_at: i64,
-                actor: &Actor,
-            ) -> Result<ReserveOutcome, StoreError> {
-                let mut tx = self.begin_write().await?;
-                // Lock every stock row of the wanted products, products in id order
-                // and warehouses in id order within each: no two reservations can
-                // wait on each other.
-                let mut free = BTreeMap::new();
-                let mut unknown = Vec::new();
-                for product in items.keys() {
-                    let live: Option<i64> = sqlx::query_scalar(
-                        "SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL",
-                    )
-                    .bind(product)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if live.is_none() {
-                        unknown.push(*product);
-                        continue;
-                    }
-                    let rows: Vec<StockRecord> = sqlx::query_as(<$db as Dialect>::locking(
-                        "SELECT warehouse_id, product_id, on_hand, reserved FROM stock \
-                         WHERE product_id = $1 ORDER BY warehouse_id",
-                    ))
-                    .bind(product)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                    for r in rows {
-                        free.insert((r.warehouse_id, r.product_id), r.on_hand - r.reserved);
-                    }
-                }
-                // Checked after the locks: a concurrent request with the same id has
-                // either committed (and is seen here) or not started its writes.
-                if let Some(existing) = Self::load_reservation(&mut tx, id, false).await? {
-                    return Ok(repeated(existing, client, items));
-                }
-                if !unknown.is_empty() {
-                    return Ok(ReserveOutcome::UnknownProducts(unknown));
-                }
-                let Some(plan) = allocate(items, &free) else {
-                    let short = items
-                        .iter()
-                        .filter(|(p, q)| {
-                            free.iter().filter(|((_, fp), _)| fp == *p).map(|(_, f)| (*f).max(0)).sum::<i64>() < **q
-                        })
-                        .map(|(p, _)| *p)
-                        .collect();
-                    return Ok(ReserveOutcome::OutOfStock(short));
-                };
-                let now = self.clock.now_ms();
-                let inserted = sqlx::query(
-                    "INSERT INTO reservations (id, status, items, expires_at, created_at, updated_at, client_id) \
-                     VALUES ($1, 'active', $2, $3, $4, $4, $5)",
-                )
-                .bind(id)
-                .bind(Json(items))
-                .bind(expires_at)
-                .bind(now)
-                .bind(client)
-                .execute(&mut *tx)
-                .await
-                .map_err(StoreError::from);
-                if let Err(StoreError::Conflict { .. }) = inserted {
-                    // Another request with this id but other products won the race.
-                    drop(tx);
-                    let mut conn = self.pool.acquire().await?;
-                    return Ok(match Self::load_reservation(&mut conn, id, false).await? {
-                        Some(existing) => repeated(existing, client, items),
-                        None => ReserveOutcome::Mismatch,
-                    });
-                }
-                inserted?;
-                let mut lines = Vec::with_capacity(plan.len());
-                for a in plan {
-                    let line = ReservationLine {
-                        warehouse_id: a.warehouse_id,
-                        product_id: a.product_id,
-                        quantity: a.quantity,
-                    };
-                    sqlx::query(
-                        "INSERT INTO reservation_lines (reservation_id, warehouse_id, product_id, quantity) \
-                         VALUES ($1, $2, $3, $4)",
-                    )
-                    .bind(id)
-                    .bind(line.warehouse_id)
-                    .bind(line.product_id)
-                    .bind(line.quantity)
-                    .execute(&mut *tx)
-                    .await?;
-                    Self::move_stock(&mut tx, &line, (0, line.quantity), MovementKind::Reserve, actor, id, now).await?;
-                    lines.push(line);
-                }
-                for product in items.keys() {
-                    let before: i64 = free.iter().filter(|((_, p), _)| p == product).map(|(_, f)| *f).sum();
-                    Self::announce(&mut tx, *product, before).await?;
-                }
-                tx.commit().await?;
-                lines.sort_by_key(|l| (l.product_id, l.warehouse_id));
-                Ok(ReserveOutcome::Created(Reservation {
-                    id,
-                    client_id: client.to_owned(),
-                    status: ReservationStatus::Active,
-                    items: items.clone(),
-                    lines,
-                    expires_at,
-                }))
-            }
-
-            async fn reservation(&self, id: Uuid) -> Result<Option<Reservation>, StoreError> {
-                let mut conn = self.pool.acquire().await?;
-                Ok(Self::load_reservation(&mut conn, id, false).await?)
-            }
-
-            async fn release(&self, id: Uuid, kind: MovementKind, actor: &Actor) -> Result<SettleOutcome, StoreError> {
-                let kind = if kind == MovementKind::Expire { MovementKind::Expire } else { MovementKind::Release };
-                self.settle(id, kind, actor).await
-            }
-
-            async fn commit(&self, id: Uuid, actor: &Actor) -> Result<SettleOutcome, StoreError> {
-                self.settle(id, MovementKind::Commit, actor).await
-            }
-
-            async fn expired_reservations(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError> {
-                Ok(sqlx::query_scalar(
-                    "SELECT id FROM reservations WHERE status = 'active' AND expires_at <= $1 \
-                     ORDER BY expires_at LIMIT $2",
-                )
-                .bind(now)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?)
-            }
-        }
-    };
+/// A reservation id used again: by another client it is taken; by the same
+/// client with the same items it is the reservation made before.
+fn repeated(existing: Reservation, client: &str, items: &BTreeMap<Uuid, i64>) -> ReserveOutcome {
+    if existing.client_id != client {
+        ReserveOutcome::Taken
+    } else if existing.items == *items {
+        ReserveOutcome::Existing(existing)
+    } else {
+        ReserveOutcome::Mismatch
+    }
 }
 
-pub(super) use impl_reservations_store;
+/// A reservation's row: status, items, expiry, client.
+type ReservationHead = (String, Json<BTreeMap<Uuid, i64>>, i64, String);
+
+/// A reservation with its lines; `lock` locks its row for a settlement.
+async fn load_reservation(
+    tx: &mut Tx,
+    id: Uuid,
+    lock: bool,
+) -> Result<Option<Reservation>, sqlx::Error> {
+    const SQL: &str = "SELECT status, items, expires_at, client_id FROM reservations WHERE id = $1";
+    let sql = if lock {
+        tx.locking(SQL)
+    } else {
+        sqlx::AssertSqlSafe(SQL.to_owned())
+    };
+    let head: Option<ReservationHead> = on_tx!(&mut *tx, |conn| {
+        sqlx::query_as(sql).bind(id).fetch_optional(conn).await
+    })?;
+    let Some((status, Json(items), expires_at, client_id)) = head else {
+        return Ok(None);
+    };
+    let lines: Vec<(Uuid, Uuid, i64)> = on_tx!(tx, |conn| {
+        sqlx::query_as(
+            "SELECT warehouse_id, product_id, quantity FROM reservation_lines \
+             WHERE reservation_id = $1 ORDER BY product_id, warehouse_id",
+        )
+        .bind(id)
+        .fetch_all(conn)
+        .await
+    })?;
+    let status = ReservationStatus::parse(&status).ok_or_else(|| {
+        sqlx::Error::Decode(format!("reservation {id} has status {status:?}").into())
+    })?;
+    let lines = lines
+        .into_iter()
+        .map(|(warehouse_id, product_id, quantity)| ReservationLine {
+            warehouse_id,
+            product_id,
+            quantity,
+        })
+        .collect();
+    Ok(Some(Reservation {
+        id,
+        client_id,
+        status,
+        items,
+        lines,
+        expires_at,
+    }))
+}
+
+/// Free stock per (warehouse, product) of the live ones of `products`, their
+/// rows locked in product then warehouse order (so no two reservations can
+/// wait on each other), and the products that are unknown or deleted.
+async fn lock_free_stock(
+    tx: &mut Tx,
+    products: impl Iterator<Item = &Uuid>,
+) -> Result<(BTreeMap<(Uuid, Uuid), i64>, Vec<Uuid>), sqlx::Error> {
+    let mut free = BTreeMap::new();
+    let mut unknown = Vec::new();
+    for product in products {
+        let live: Option<i64> = on_tx!(&mut *tx, |conn| {
+            sqlx::query_scalar("SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL")
+                .bind(product)
+                .fetch_optional(conn)
+                .await
+        })?;
+        if live.is_none() {
+            unknown.push(*product);
+            continue;
+        }
+        let sql = tx.locking(
+            "SELECT warehouse_id, product_id, on_hand, reserved FROM stock \
+             WHERE product_id = $1 ORDER BY warehouse_id",
+        );
+        let rows: Vec<StockRecord> = on_tx!(&mut *tx, |conn| {
+            sqlx::query_as(sql).bind(product).fetch_all(conn).await
+        })?;
+        for r in rows {
+            free.insert((r.warehouse_id, r.product_id), r.on_hand - r.reserved);
+        }
+    }
+    Ok((free, unknown))
+}
+
+/// The free stock of `product` over every warehouse.
+fn free_of(free: &BTreeMap<(Uuid, Uuid), i64>, product: &Uuid) -> i64 {
+    free.iter()
+        .filter(|((_, p), _)| p == product)
+        .map(|(_, f)| *f)
+        .sum()
+}
+
+impl SqlStore {
+    async fn settle(
+        &self,
+        id: Uuid,
+        kind: MovementKind,
+        actor: &Actor,
+    ) -> Result<SettleOutcome, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        let Some(reservation) = load_reservation(&mut tx, id, true).await? else {
+            return Ok(SettleOutcome::NotFound);
+        };
+        if reservation.status != ReservationStatus::Active {
+            return Ok(SettleOutcome::AlreadySettled(reservation.status));
+        }
+        // Time ran out before the commit (the sweeper has not come by yet):
+        // nothing ships; the reservation expires here as the sweeper would.
+        let now = self.clock.now_ms();
+        let expired_now = kind == MovementKind::Commit && reservation.expires_at <= now;
+        let expiry = Actor {
+            who: actor.who.clone(),
+            reason: "reservation expired".into(),
+        };
+        let (kind, actor) = if expired_now {
+            (MovementKind::Expire, &expiry)
+        } else {
+            (kind, actor)
+        };
+        let (status, on_hand_factor) = match kind {
+            MovementKind::Commit => (ReservationStatus::Committed, -1),
+            MovementKind::Expire => (ReservationStatus::Expired, 0),
+            _ => (ReservationStatus::Released, 0),
+        };
+        let movement = Movement {
+            kind,
+            actor,
+            reservation: id,
+            at: now,
+        };
+        let mut before: Vec<(Uuid, i64)> = Vec::new();
+        for line in &reservation.lines {
+            // Lock in the same order as reservations do.
+            let sql =
+                tx.locking("SELECT on_hand FROM stock WHERE product_id = $1 AND warehouse_id = $2");
+            on_tx!(&mut tx, |conn| {
+                sqlx::query(sql)
+                    .bind(line.product_id)
+                    .bind(line.warehouse_id)
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            })?;
+            if !before.iter().any(|(p, _)| *p == line.product_id) {
+                let (available, _) = availability(&mut tx, line.product_id).await?;
+                before.push((line.product_id, available));
+            }
+            let deltas = (on_hand_factor * line.quantity, -line.quantity);
+            move_stock(&mut tx, line, deltas, &movement).await?;
+        }
+        on_tx!(&mut tx, |conn| {
+            sqlx::query("UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1")
+                .bind(id)
+                .bind(status.as_str())
+                .bind(now)
+                .execute(conn)
+                .await
+                .map(drop)
+        })?;
+        for (product, available) in before {
+            announce(&mut tx, product, available).await?;
+        }
+        tx.commit().await?;
+        Ok(if expired_now {
+            SettleOutcome::ExpiredNow
+        } else {
+            SettleOutcome::Done
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl ReservationStore for SqlStore {
+    async fn reserve(
+        &self,
+        id: Uuid,
+        client: &str,
+        items: &BTreeMap<Uuid, i64>,
+        expires_at: i64,
+        actor: &Actor,
+    ) -> Result<ReserveOutcome, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        let (free, unknown) = lock_free_stock(&mut tx, items.keys()).await?;
+        // Checked after the locks: a concurrent request with the same id has
+        // either committed (and is seen here) or not started its writes.
+        if let Some(existing) = load_reservation(&mut tx, id, false).await? {
+            return Ok(repeated(existing, client, items));
+        }
+        if !unknown.is_empty() {
+            return Ok(ReserveOutcome::UnknownProducts(unknown));
+        }
+        let Some(plan) = allocate(items, &free) else {
+            let positive: BTreeMap<(Uuid, Uuid), i64> =
+                free.iter().map(|(k, f)| (*k, (*f).max(0))).collect();
+            let short = items
+                .iter()
+                .filter(|(p, q)| free_of(&positive, p) < **q)
+                .map(|(p, _)| *p)
+                .collect();
+            return Ok(ReserveOutcome::OutOfStock(short));
+        };
+        let now = self.clock.now_ms();
+        let inserted = on_tx!(&mut tx, |conn| {
+            sqlx::query(
+                "INSERT INTO reservations (id, status, items, expires_at, created_at, updated_at, \
+                 client_id) VALUES ($1, 'active', $2, $3, $4, $4, $5)",
+            )
+            .bind(id)
+            .bind(Json(items))
+            .bind(expires_at)
+            .bind(now)
+            .bind(client)
+            .execute(conn)
+            .await
+            .map(drop)
+        })
+        .map_err(StoreError::from);
+        if let Err(StoreError::Conflict { .. }) = inserted {
+            // Another request with this id but other products won the race.
+            drop(tx);
+            let mut read = self.db.begin_read().await?;
+            return Ok(match load_reservation(&mut read, id, false).await? {
+                Some(existing) => repeated(existing, client, items),
+                None => ReserveOutcome::Mismatch,
+            });
+        }
+        inserted?;
+        let movement = Movement {
+            kind: MovementKind::Reserve,
+            actor,
+            reservation: id,
+            at: now,
+        };
+        let mut lines = Vec::with_capacity(plan.len());
+        for a in plan {
+            let line = ReservationLine {
+                warehouse_id: a.warehouse_id,
+                product_id: a.product_id,
+                quantity: a.quantity,
+            };
+            on_tx!(&mut tx, |conn| {
+                sqlx::query(
+                    "INSERT INTO reservation_lines (reservation_id, warehouse_id, product_id, \
+                     quantity) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(id)
+                .bind(line.warehouse_id)
+                .bind(line.product_id)
+                .bind(line.quantity)
+                .execute(conn)
+                .await
+                .map(drop)
+            })?;
+            move_stock(&mut tx, &line, (0, line.quantity), &movement).await?;
+            lines.push(line);
+        }
+        for product in items.keys() {
+            announce(&mut tx, *product, free_of(&free, product)).await?;
+        }
+        tx.commit().await?;
+        lines.sort_by_key(|l| (l.product_id, l.warehouse_id));
+        Ok(ReserveOutcome::Created(Reservation {
+            id,
+            client_id: client.to_owned(),
+            status: ReservationStatus::Active,
+            items: items.clone(),
+            lines,
+            expires_at,
+        }))
+    }
+
+    async fn reservation(&self, id: Uuid) -> Result<Option<Reservation>, StoreError> {
+        let mut read = self.db.begin_read().await?;
+        Ok(load_reservation(&mut read, id, false).await?)
+    }
+
+    async fn release(
+        &self,
+        id: Uuid,
+        kind: MovementKind,
+        actor: &Actor,
+    ) -> Result<SettleOutcome, StoreError> {
+        let kind = if kind == MovementKind::Expire {
+            MovementKind::Expire
+        } else {
+            MovementKind::Release
+        };
+        self.settle(id, kind, actor).await
+    }
+
+    async fn commit(&self, id: Uuid, actor: &Actor) -> Result<SettleOutcome, StoreError> {
+        self.settle(id, MovementKind::Commit, actor).await
+    }
+
+    async fn expired_reservations(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+        Ok(on_db!(&self.db, |pool| {
+            sqlx::query_scalar(
+                "SELECT id FROM reservations WHERE status = 'active' AND expires_at <= $1 \
+                 ORDER BY expires_at LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })?)
+    }
+}

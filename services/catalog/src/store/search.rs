@@ -74,6 +74,21 @@ pub fn fts5_query(text: &str) -> String {
         .join(" ")
 }
 
+/// [`build`] for the engine `pool` is on.
+pub fn build_for<DB>(
+    _pool: &sqlx::Pool<DB>,
+    select: &str,
+    q: &ProductQuery,
+    page: bool,
+) -> QueryBuilder<DB>
+where
+    DB: SearchDialect,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    build(select, q, page)
+}
+
 /// The query for one page (`page`), or for the attributes of every match (facets).
 pub fn build<DB>(select: &str, q: &ProductQuery, page: bool) -> QueryBuilder<DB>
 where

@@ -1,0 +1,120 @@
+//! A write transaction on either engine ([`Tx`]), and [`on_tx!`] to run one
+//! statement in it: the store-side twin of [`Db`] and [`on_db!`](crate::on_db).
+//!
+//! A store method that needs several statements in one transaction begins a
+//! [`Tx`] with [`Db::begin_write`], runs each statement through [`on_tx!`]
+//! (written once, type-checked per engine), passes `&mut Tx` to its helpers,
+//! and commits. The engine's row-lock suffix comes from [`Tx::locking`].
+
+use crate::{Db, Dialect};
+
+/// A transaction on either engine; a write one is begun the engine's way
+/// ([`Dialect::BEGIN_WRITE`]).
+/// Dropped without [`Tx::commit`], it rolls back.
+#[derive(Debug)]
+pub enum Tx {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+impl Db {
+    /// Begins a write transaction: on SQLite it holds the write lock from its
+    /// start, so concurrent writers queue instead of failing to upgrade.
+    pub async fn begin_write(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Self::Postgres(pool) => Tx::Postgres(crate::begin_write(pool).await?),
+            Self::Sqlite(pool) => Tx::Sqlite(crate::begin_write(pool).await?),
+        })
+    }
+
+    /// Begins a transaction for reads only: several statements see one
+    /// snapshot, and on SQLite no write lock is taken.
+    pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
+        Ok(match self {
+            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+        })
+    }
+}
+
+impl Tx {
+    /// `sql` with the engine's row-lock suffix ([`Dialect::ROW_LOCK`]).
+    pub fn locking(&self, sql: &str) -> sqlx::AssertSqlSafe<String> {
+        match self {
+            Self::Postgres(_) => <sqlx::Postgres as Dialect>::locking(sql),
+            Self::Sqlite(_) => <sqlx::Sqlite as Dialect>::locking(sql),
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(tx) => tx.commit().await,
+            Self::Sqlite(tx) => tx.commit().await,
+        }
+    }
+}
+
+/// Runs one statement in a [`Tx`]: `on_tx!(&mut tx, |conn|
+/// sqlx::query(SQL).bind(x).execute(conn).await)`. `conn` is the engine's
+/// connection (`&mut PgConnection` or `&mut SqliteConnection`); reborrow it
+/// (`&mut *conn`) to run more than one statement in the body.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::Tx::Postgres(tx) => {
+                let $conn: &mut $crate::sqlx::PgConnection = &mut **tx;
+                $body
+            }
+            $crate::Tx::Sqlite(tx) => {
+                let $conn: &mut $crate::sqlx::SqliteConnection = &mut **tx;
+                $body
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::testing::TestDatabase;
+
+    #[tokio::test]
+    async fn a_transaction_commits_or_rolls_back_as_a_whole() {
+        let file = TestDatabase::sqlite();
+        let db = crate::Db::connect(&file.url, 2).await.unwrap();
+        crate::on_db!(&db, |pool| sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(pool)
+            .await
+            .map(drop)
+            .unwrap());
+        let count = || async {
+            crate::on_db!(&db, |pool| sqlx::query_scalar::<_, i64>(
+                "SELECT COUNT(*) FROM t"
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap())
+        };
+
+        let mut tx = db.begin_write().await.unwrap();
+        assert_eq!(tx.locking("SELECT x FROM t").0, "SELECT x FROM t");
+        crate::on_tx!(&mut tx, |conn| sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(conn)
+            .await
+            .map(drop)
+            .unwrap());
+        drop(tx);
+        assert_eq!(count().await, 0, "dropped without commit: rolled back");
+
+        let mut tx = db.begin_write().await.unwrap();
+        crate::on_tx!(&mut tx, |conn| sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(conn)
+            .await
+            .map(drop)
+            .unwrap());
+        tx.commit().await.unwrap();
+        assert_eq!(count().await, 1);
+    }
+}
