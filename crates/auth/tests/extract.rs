@@ -66,61 +66,35 @@ async fn extractors_authenticate_and_authorise() {
     let key = TestKey::generate("k1");
     let app = app(&key);
     let user = "01900000-0000-7000-8000-000000000000";
-    let customer = key.sign(&claims(
-        "iss",
-        "aud",
-        user,
-        TokenType::Access,
-        vec![Role::Customer],
-        None,
-    ));
-    let admin = key.sign(&claims(
-        "iss",
-        "aud",
+    let sign = |sub: &str, token_type: TokenType, roles: Vec<Role>, scope: Option<&str>| {
+        key.sign(&claims("iss", "aud", sub, token_type, roles, scope))
+    };
+    let customer = sign(user, TokenType::Access, vec![Role::Customer], None);
+    let admin = sign(
         user,
         TokenType::Access,
         vec![Role::Customer, Role::Admin],
         None,
-    ));
-    let orders = key.sign(&claims(
-        "iss",
-        "aud",
-        "orders",
-        TokenType::Service,
-        vec![],
-        Some("stock:reserve"),
-    ));
-    let other = key.sign(&claims(
-        "iss",
-        "aud",
-        "mailer",
-        TokenType::Service,
-        vec![],
-        Some("mail:send"),
-    ));
+    );
+    let orders = sign("orders", TokenType::Service, vec![], Some("stock:reserve"));
+    let other = sign("mailer", TokenType::Service, vec![], Some("mail:send"));
 
-    assert_eq!(call(&app, "/user", None).await, StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        call(&app, "/user", Some("junk")).await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(call(&app, "/user", Some(&customer)).await, StatusCode::OK);
-    assert_eq!(
-        call(&app, "/user", Some(&orders)).await,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        call(&app, "/admin", Some(&customer)).await,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(call(&app, "/admin", Some(&admin)).await, StatusCode::OK);
-    assert_eq!(call(&app, "/reserve", Some(&orders)).await, StatusCode::OK);
-    assert_eq!(
-        call(&app, "/reserve", Some(&other)).await,
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        call(&app, "/reserve", Some(&customer)).await,
-        StatusCode::UNAUTHORIZED
-    );
+    let cases = [
+        ("/user", None, StatusCode::UNAUTHORIZED),
+        ("/user", Some("junk"), StatusCode::UNAUTHORIZED),
+        ("/user", Some(customer.as_str()), StatusCode::OK),
+        ("/user", Some(orders.as_str()), StatusCode::UNAUTHORIZED),
+        ("/admin", Some(customer.as_str()), StatusCode::FORBIDDEN),
+        ("/admin", Some(admin.as_str()), StatusCode::OK),
+        ("/reserve", Some(orders.as_str()), StatusCode::OK),
+        ("/reserve", Some(other.as_str()), StatusCode::FORBIDDEN),
+        (
+            "/reserve",
+            Some(customer.as_str()),
+            StatusCode::UNAUTHORIZED,
+        ),
+    ];
+    for (path, token, want) in cases {
+        assert_eq!(call(&app, path, token).await, want, "{path}: {token:?}");
+    }
 }

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use emporium_contracts::Event;
 use emporium_contracts::accounts::UserRegistered;
+use emporium_messaging::bus::Stop;
 use emporium_messaging::embedded::EmbeddedBus;
 use emporium_messaging::rabbit::{RabbitBus, RabbitSettings};
 use emporium_messaging::{
@@ -121,17 +122,62 @@ fn rabbit_settings(exchange: &str) -> RabbitSettings {
 
 pub async fn listen_on_rabbitmq(exchange: &str) -> (Arc<Recorder>, watch::Sender<bool>) {
     let recorder = Arc::new(Recorder::default());
-    let (tx, mut rx) = watch::channel(false);
+    let (tx, stop) = stop_signal();
     RabbitBus::new(rabbit_settings(exchange))
-        .subscribe(
-            subscription(recorder.clone()),
-            Box::pin(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }),
-        )
+        .subscribe(subscription(recorder.clone()), stop)
         .await
         .unwrap();
     (recorder, tx)
+}
+
+/// What stops a subscription once `true` is sent on the sender.
+fn stop_signal() -> (watch::Sender<bool>, Stop) {
+    let (tx, mut rx) = watch::channel(false);
+    let stop: Stop = Box::pin(async move {
+        let _ = rx.wait_for(|s| *s).await;
+    });
+    (tx, stop)
+}
+
+/// Publishes these events on `bus`.
+async fn publish(bus: &dyn Bus, envelopes: &[Envelope]) {
+    bus.publish(&outgoing(envelopes)).await.unwrap();
+}
+
+/// Waits until `consumer` has `n` dead letters on `bus` (at least), looking
+/// every `poll`, for twenty seconds at the most.
+async fn wait_for_dead_letters(bus: &dyn Bus, consumer: &str, n: usize, poll: Duration) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while bus.dead_letters(consumer).await.unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{n} event(s) were never dead-lettered"
+        );
+        tokio::time::sleep(poll).await;
+    }
+}
+
+/// After a purge: an event published next arrives, and of all events only
+/// `applied` and it were ever handled (anything the purge sent back would
+/// have come first).
+async fn nothing_purged_comes_back(bus: &dyn Bus, recorder: &Recorder, applied: Uuid) {
+    let after = registration("after-purge@example.com");
+    publish(bus, std::slice::from_ref(&after)).await;
+    recorder
+        .wait_for_email("after-purge@example.com", Duration::from_secs(20))
+        .await;
+    assert_eq!(
+        recorder.seen_ids(),
+        vec![applied, after.id],
+        "purged, not applied"
+    );
+}
+
+/// The ids of the letters a `list` printed, sorted.
+fn listed_ids(output: &[String]) -> Vec<Uuid> {
+    let mut ids: Vec<Uuid> = listed(output).into_iter().map(|(id, _)| id).collect();
+    ids.sort();
+    ids
 }
 
 /// Deletes a consumer's queues and the exchange when dropped: after a failed
@@ -208,6 +254,11 @@ fn events_cli(
     p.output()
 }
 
+/// Asserts a line of `output` holds `text`.
+fn assert_said(output: &[String], text: &str) {
+    assert!(output.iter().any(|l| l.contains(text)), "{output:?}");
+}
+
 /// Output complete once a line holds `marker`.
 fn printed(marker: &str) -> impl Fn(&[String]) -> bool + '_ {
     move |output: &[String]| output.iter().any(|l| l.contains(marker))
@@ -272,28 +323,14 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
     let bus = EmbeddedBus::open(&dir.0.join("bus.db")).await.unwrap();
     let recorder = Arc::new(Recorder::default());
     *recorder.fail.lock().unwrap() = true;
-    let (stop, mut rx) = watch::channel(false);
-    bus.subscribe(
-        subscription(recorder.clone()),
-        Box::pin(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }),
-    )
-    .await
-    .unwrap();
-    let envelope = registration("dlq@example.com");
-    let id = envelope.id.to_string();
-    bus.publish(&outgoing(std::slice::from_ref(&envelope)))
+    let (stop, stopped) = stop_signal();
+    bus.subscribe(subscription(recorder.clone()), stopped)
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while bus.dead_letters(CONSUMER).await.unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the event was never dead-lettered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let envelope = registration("dlq@example.com");
+    let id = envelope.id.to_string();
+    publish(&bus, std::slice::from_ref(&envelope)).await;
+    wait_for_dead_letters(&bus, CONSUMER, 1, Duration::from_millis(50)).await;
 
     let list = cli(&dir, &["list", "--consumer", CONSUMER], list_complete);
     let line = list
@@ -318,16 +355,13 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
         &["replay", "--consumer", CONSUMER, "--id", &id],
         printed("replayed"),
     );
-    assert!(
-        replayed.iter().any(|l| l.contains("replayed 1 event")),
-        "{replayed:?}"
-    );
+    assert_said(&replayed, "replayed 1 event");
     recorder
         .wait_for_email("dlq@example.com", Duration::from_secs(20))
         .await;
     assert_eq!(recorder.seen.lock().unwrap().len(), 1, "delivered once");
     let purged = cli(&dir, &["purge", "--consumer", CONSUMER], printed("purged"));
-    assert!(purged.iter().any(|l| l.contains("purged 0")), "{purged:?}");
+    assert_said(&purged, "purged 0");
 
     // Purging a queue that holds letters drops exactly those.
     *recorder.fail.lock().unwrap() = true;
@@ -335,41 +369,16 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
         registration("doomed-1@example.com"),
         registration("doomed-2@example.com"),
     ];
-    bus.publish(&outgoing(&doomed)).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while bus.dead_letters(CONSUMER).await.unwrap().len() < doomed.len() {
-        assert!(
-            Instant::now() < deadline,
-            "the events were never dead-lettered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    publish(&bus, &doomed).await;
+    wait_for_dead_letters(&bus, CONSUMER, doomed.len(), Duration::from_millis(50)).await;
     // Mended first: a purge that sent the letters back would get them applied.
     *recorder.fail.lock().unwrap() = false;
     let purged = cli(&dir, &["purge", "--consumer", CONSUMER], printed("purged"));
-    assert!(
-        purged
-            .iter()
-            .any(|l| l.contains(&format!("purged {} dead letter(s)", doomed.len()))),
-        "{purged:?}"
-    );
+    assert_said(&purged, &format!("purged {} dead letter(s)", doomed.len()));
     let list = cli(&dir, &["list", "--consumer", CONSUMER], list_complete);
     assert!(listed(&list).is_empty(), "{list:?}");
     assert!(bus.dead_letters(CONSUMER).await.unwrap().is_empty());
-    // An event published after the purge arrives; anything sent back by it
-    // would have come first.
-    let after = registration("after-purge@example.com");
-    bus.publish(&outgoing(std::slice::from_ref(&after)))
-        .await
-        .unwrap();
-    recorder
-        .wait_for_email("after-purge@example.com", Duration::from_secs(20))
-        .await;
-    assert_eq!(
-        recorder.seen_ids(),
-        vec![envelope.id, after.id],
-        "purged, not applied"
-    );
+    nothing_purged_comes_back(&bus, &recorder, envelope.id).await;
     let _ = stop.send(true);
 }
 
@@ -393,15 +402,13 @@ async fn dead_letters_on_rabbitmq_are_replayed_by_id_and_purged() {
     let bus = RabbitBus::new(settings);
     let recorder = Arc::new(Recorder::default());
     *recorder.fail.lock().unwrap() = true;
-    let (stop, mut rx) = watch::channel(false);
+    let (stop, stopped) = stop_signal();
     bus.subscribe(
         Subscription {
             consumer: consumer.clone(),
             ..subscription(recorder.clone())
         },
-        Box::pin(async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }),
+        stopped,
     )
     .await
     .unwrap();
@@ -411,37 +418,31 @@ async fn dead_letters_on_rabbitmq_are_replayed_by_id_and_purged() {
         registration("parked-1@example.com"),
         registration("parked-2@example.com"),
     ];
-    bus.publish(&outgoing(&letters)).await.unwrap();
+    publish(&bus, &letters).await;
     let ids: Vec<Uuid> = letters.iter().map(|e| e.id).collect();
     recorder
         .wait_for_attempts(&ids, 2, Duration::from_secs(30))
         .await;
     // Each look at a RabbitMQ dead-letter queue takes and returns its
     // messages, so look seldom.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while bus.dead_letters(&consumer).await.unwrap().len() < letters.len() {
-        assert!(
-            Instant::now() < deadline,
-            "the events were never dead-lettered"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_for_dead_letters(&bus, &consumer, letters.len(), Duration::from_millis(250)).await;
 
     let url = amqp_url();
     let env = [
         ("EMPORIUM_EVENTS_AMQP_URL", url.as_str()),
         ("EMPORIUM_EVENTS_EXCHANGE", exchange.as_str()),
     ];
-    let list = events_cli(
-        &["dlq", "list", "--consumer", &consumer],
-        &env,
-        list_complete,
-    );
-    let mut shown: Vec<Uuid> = listed(&list).into_iter().map(|(id, _)| id).collect();
-    shown.sort();
+    let list_letters = || {
+        events_cli(
+            &["dlq", "list", "--consumer", &consumer],
+            &env,
+            list_complete,
+        )
+    };
+    let list = list_letters();
     let mut all = ids.clone();
     all.sort();
-    assert_eq!(shown, all, "{list:?}");
+    assert_eq!(listed_ids(&list), all, "{list:?}");
     assert!(
         listed(&list)
             .iter()
@@ -457,25 +458,18 @@ async fn dead_letters_on_rabbitmq_are_replayed_by_id_and_purged() {
         &env,
         printed("replayed"),
     );
-    assert!(
-        replayed
-            .iter()
-            .any(|l| l.contains(&format!("replayed 1 event(s) to {consumer}"))),
-        "{replayed:?}"
-    );
+    assert_said(&replayed, &format!("replayed 1 event(s) to {consumer}"));
     recorder
         .wait_for_email("replayed@example.com", Duration::from_secs(20))
         .await;
-    let list = events_cli(
-        &["dlq", "list", "--consumer", &consumer],
-        &env,
-        list_complete,
-    );
-    let mut parked: Vec<Uuid> = listed(&list).into_iter().map(|(id, _)| id).collect();
-    parked.sort();
+    let list = list_letters();
     let mut others = ids[1..].to_vec();
     others.sort();
-    assert_eq!(parked, others, "only the one letter left: {list:?}");
+    assert_eq!(
+        listed_ids(&list),
+        others,
+        "only the one letter left: {list:?}"
+    );
     assert_eq!(
         recorder.seen_ids(),
         vec![ids[0]],
@@ -494,42 +488,17 @@ async fn dead_letters_on_rabbitmq_are_replayed_by_id_and_purged() {
         ],
         &env,
     );
-    assert!(again.wait_failure(Duration::from_secs(30)));
-    let told = again.output().join("\n");
-    assert!(
-        told.contains(&format!("no dead letter {first} for {consumer}")),
-        "{told}"
-    );
+    again.assert_fails_saying(&format!("no dead letter {first} for {consumer}"));
 
     let purged = events_cli(
         &["dlq", "purge", "--consumer", &consumer],
         &env,
         printed("purged"),
     );
-    assert!(
-        purged
-            .iter()
-            .any(|l| l.contains(&format!("purged 2 dead letter(s) of {consumer}"))),
-        "{purged:?}"
-    );
-    let list = events_cli(
-        &["dlq", "list", "--consumer", &consumer],
-        &env,
-        list_complete,
-    );
+    assert_said(&purged, &format!("purged 2 dead letter(s) of {consumer}"));
+    let list = list_letters();
     assert!(listed(&list).is_empty(), "{list:?}");
     assert!(bus.dead_letters(&consumer).await.unwrap().is_empty());
-    let after = registration("after-purge@example.com");
-    bus.publish(&outgoing(std::slice::from_ref(&after)))
-        .await
-        .unwrap();
-    recorder
-        .wait_for_email("after-purge@example.com", Duration::from_secs(20))
-        .await;
-    assert_eq!(
-        recorder.seen_ids(),
-        vec![ids[0], after.id],
-        "purged, not applied"
-    );
+    nothing_purged_comes_back(&bus, &recorder, ids[0]).await;
     let _ = stop.send(true);
 }

@@ -49,17 +49,65 @@ fn start_up(data: &std::path::Path) -> (Proc, String) {
             ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
         ],
     );
-    let line = up.wait_for(
-        |l| l.trim_start().starts_with("shop:"),
-        Duration::from_secs(60),
-    );
-    let url = line
-        .split_whitespace()
+    let url = shop_url(&mut up, Duration::from_secs(60));
+    (up, url)
+}
+
+/// The shop's base URL from `up`'s "shop:" line, once printed within `timeout`.
+fn shop_url(up: &mut Proc, timeout: Duration) -> String {
+    let line = up.wait_for(|l| l.trim_start().starts_with("shop:"), timeout);
+    line.split_whitespace()
         .nth(1)
         .unwrap()
         .trim_end_matches("/api/v1")
-        .to_owned();
-    (up, url)
+        .to_owned()
+}
+
+/// `emporium up` on the data directory `dir`, on any free port, with
+/// nothing set for its admin.
+fn up_on(dir: &str) -> Proc {
+    Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[])
+}
+
+/// `up`'s "admin:" line, once printed (within a minute).
+fn admin_line(up: &mut Proc) -> String {
+    up.wait_for(
+        |l| l.trim_start().starts_with("admin:"),
+        Duration::from_secs(60),
+    )
+}
+
+/// The generated password an "admin:" line shows.
+fn shown_password(line: &str) -> &str {
+    line.split(" / ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+}
+
+/// Logs in, which must succeed, and returns the token pair.
+async fn tokens(client: &reqwest::Client, base: &str, email: &str, password: &str) -> Value {
+    let r = login(client, base, email, password).await;
+    assert_eq!(r.status(), 200, "login of {email}");
+    r.json().await.unwrap()
+}
+
+/// Logs in, which must succeed, and returns the access token.
+async fn access_token(client: &reqwest::Client, base: &str, email: &str, password: &str) -> String {
+    let pair = tokens(client, base, email, password).await;
+    pair["access_token"].as_str().unwrap().to_owned()
+}
+
+/// GETs `url` with `token`.
+async fn get(client: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    client.get(url).bearer_auth(token).send().await.unwrap()
+}
+
+/// GETs `url` with `token` and reads the JSON answer.
+async fn get_json(client: &reqwest::Client, url: &str, token: &str) -> Value {
+    get(client, url, token).await.json().await.unwrap()
 }
 
 async fn login(
@@ -68,12 +116,51 @@ async fn login(
     email: &str,
     password: &str,
 ) -> reqwest::Response {
-    client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
+    let body = json!({"email": email, "password": password});
+    post(
+        client,
+        &format!("{base}/api/v1/auth/login"),
+        None,
+        Some(&body),
+    )
+    .await
+}
+
+/// POSTs to `url`, with `token` and with `body` as JSON when given.
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> reqwest::Response {
+    let mut request = client.post(url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.unwrap()
+}
+
+/// Registers a customer, which must succeed, and returns the new user.
+async fn register(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    password: &str,
+    name: &str,
+) -> Value {
+    let body = json!({"email": email, "password": password, "name": name});
+    let r = post(
+        client,
+        &format!("{base}/api/v1/auth/register"),
+        None,
+        Some(&body),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "registration of {email}");
+    r.json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -85,56 +172,30 @@ async fn up_serves_the_shop_over_https_and_keeps_data_across_restarts() {
     assert!(ca.exists(), "the CA is generated under the data directory");
     let client = client(&ca);
 
-    let r = client
-        .post(format!("{base}/api/v1/auth/register"))
-        .json(&json!({"email": "newcomer@example.com", "password": "a walk in the park", "name": "New"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = login(&client, &base, "newcomer@example.com", "a walk in the park").await;
-    assert_eq!(r.status(), 200);
-    let pair: Value = r.json().await.unwrap();
-    let me: Value = client
-        .get(format!("{base}/api/v1/users/me"))
-        .bearer_auth(pair["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (newcomer, password) = ("newcomer@example.com", "a walk in the park");
+    register(&client, &base, newcomer, password, "New").await;
+    let pair = tokens(&client, &base, newcomer, password).await;
+    let me = get_json(
+        &client,
+        &format!("{base}/api/v1/users/me"),
+        pair["access_token"].as_str().unwrap(),
+    )
+    .await;
     assert_eq!(me["email"], "newcomer@example.com");
     // The admin from the environment exists and is an admin.
-    let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let admin: Value = r.json().await.unwrap();
-    let users = client
-        .get(format!("{base}/api/v1/users"))
-        .bearer_auth(admin["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(users.status(), 200);
+    let admin_token = access_token(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let users = format!("{base}/api/v1/users");
+    assert_eq!(status(&client, &users, &admin_token).await, 200);
     // The catalog behind the same origin trusts the same tokens.
-    let admin_token = admin["access_token"].as_str().unwrap();
-    let category: Value = client
-        .post(format!("{base}/api/v1/categories"))
-        .bearer_auth(admin_token)
-        .json(&json!({"name": "Tea"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let r = client
-        .post(format!("{base}/api/v1/products"))
-        .bearer_auth(admin_token)
-        .json(&json!({"sku": "TEA-1", "name": "Green tea", "price": {"amount": 450, "currency": "EUR"},
-                      "category_id": category["id"]}))
-        .send()
-        .await
-        .unwrap();
+    let admin = Some(admin_token.as_str());
+    let categories = format!("{base}/api/v1/categories");
+    let tea = json!({"name": "Tea"});
+    let r = post(&client, &categories, admin, Some(&tea)).await;
+    let category: Value = r.json().await.unwrap();
+    let product = json!({"sku": "TEA-1", "name": "Green tea", "price": {"amount": 450, "currency": "EUR"},
+                         "category_id": category["id"]});
+    let products = format!("{base}/api/v1/products");
+    let r = post(&client, &products, admin, Some(&product)).await;
     assert_eq!(r.status(), 201);
     let product: Value = r.json().await.unwrap();
     let r = client
@@ -173,20 +234,22 @@ async fn up_serves_the_shop_over_https_and_keeps_data_across_restarts() {
     assert!(report.contains("50 ok, 0 failed"), "{report}");
 
     assert!(up.terminate(Duration::from_secs(30)), "up stops on SIGTERM");
-    assert!(up.output().iter().any(|l| l.contains("Emporium stopped.")));
+    up.assert_printed("Emporium stopped.");
 
     // Restart on the same data directory: same CA, same accounts, same refresh session.
     let ca_before = std::fs::read(&ca).unwrap();
     let (mut up, base) = start_up(&data.0);
     assert_eq!(std::fs::read(&ca).unwrap(), ca_before);
-    let r = login(&client, &base, "newcomer@example.com", "a walk in the park").await;
+    let r = login(&client, &base, newcomer, password).await;
     assert_eq!(r.status(), 200);
-    let r = client
-        .post(format!("{base}/api/v1/auth/refresh"))
-        .json(&json!({"refresh_token": pair["refresh_token"]}))
-        .send()
-        .await
-        .unwrap();
+    let refresh = json!({"refresh_token": pair["refresh_token"]});
+    let r = post(
+        &client,
+        &format!("{base}/api/v1/auth/refresh"),
+        None,
+        Some(&refresh),
+    )
+    .await;
     assert_eq!(
         r.status(),
         200,
@@ -203,14 +266,7 @@ fn others_bits(path: &std::path::Path) -> u32 {
 }
 
 async fn status(client: &reqwest::Client, url: &str, token: &str) -> u16 {
-    client
-        .get(url)
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
+    get(client, url, token).await.status().as_u16()
 }
 
 /// Polls `check` until it holds, for at most `timeout`; false if it never did.
@@ -279,6 +335,19 @@ async fn published_kids(client: &reqwest::Client, base: &str) -> Vec<String> {
         .collect()
 }
 
+/// Asserts the shop publishes exactly the key ids `want` (in this order)
+/// within thirty seconds; `what` names the failure.
+async fn publishes_within(client: &reqwest::Client, base: &str, want: &[String], what: &str) {
+    assert!(
+        within(Duration::from_secs(30), || async {
+            published_kids(client, base).await == want
+        })
+        .await,
+        "{what}: {:?}",
+        published_kids(client, base).await
+    );
+}
+
 /// Through the whole shop: a demoted admin's and an ended session's tokens
 /// are refused by every service within seconds; the data directory is
 /// private; signing keys survive a key-encryption-key rotation; metrics stay
@@ -314,19 +383,9 @@ async fn up_revokes_tokens_everywhere_and_keeps_its_secrets() {
         }
     }
 
-    let admin: Value = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let admin = admin["access_token"].as_str().unwrap().to_owned();
-    let r = client
-        .post(format!("{base}/api/v1/auth/register"))
-        .json(&json!({"email": "deputy@example.com", "password": "a deputy's passphrase", "name": "Deputy"}))
-        .send()
-        .await
-        .unwrap();
-    let deputy: Value = r.json().await.unwrap();
+    let admin = access_token(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let (deputy_email, deputy_password) = ("deputy@example.com", "a deputy's passphrase");
+    let deputy = register(&client, &base, deputy_email, deputy_password, "Deputy").await;
     let deputy_id = deputy["id"].as_str().unwrap().to_owned();
     let promote = |roles: Value| {
         client
@@ -342,17 +401,8 @@ async fn up_revokes_tokens_everywhere_and_keeps_its_secrets() {
             .status(),
         200
     );
-    let pair: Value = login(
-        &client,
-        &base,
-        "deputy@example.com",
-        "a deputy's passphrase",
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let token = pair["access_token"].as_str().unwrap().to_owned();
+    let deputy_token = || access_token(&client, &base, deputy_email, deputy_password);
+    let token = deputy_token().await;
     let users = format!("{base}/api/v1/users");
     let warehouses = format!("{base}/api/v1/warehouses");
     assert_eq!(status(&client, &users, &token).await, 200);
@@ -367,28 +417,14 @@ async fn up_revokes_tokens_everywhere_and_keeps_its_secrets() {
     );
 
     // A session ended by logout: refused by accounts and by the catalog.
-    let pair: Value = login(
-        &client,
-        &base,
-        "deputy@example.com",
-        "a deputy's passphrase",
-    )
-    .await
-    .json()
-    .await
-    .unwrap();
-    let token = pair["access_token"].as_str().unwrap().to_owned();
+    let token = deputy_token().await;
     assert_eq!(
         status(&client, &warehouses, &token).await,
         403,
         "a customer now"
     );
-    let r = client
-        .post(format!("{base}/api/v1/auth/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let logout = format!("{base}/api/v1/auth/logout");
+    let r = post(&client, &logout, Some(token.as_str()), None).await;
     assert_eq!(r.status(), 204);
     assert_eq!(
         status(&client, &format!("{base}/api/v1/users/me"), &token).await,
@@ -438,29 +474,13 @@ async fn up_revokes_tokens_everywhere_and_keeps_its_secrets() {
     );
     #[cfg(unix)]
     assert_eq!(others_bits(&data.0.join("kek")), 0);
-    assert!(
-        rotate
-            .output()
-            .iter()
-            .any(|l| l.contains("signing keys re-wrapped")),
-        "{:?}",
-        rotate.output()
-    );
+    rotate.assert_printed("signing keys re-wrapped");
     // Without the old key at hand, the keys must open with the new one alone.
     std::fs::rename(data.0.join("kek.previous"), data.0.join("kek.old")).unwrap();
     let (mut up, base) = start_up(&data.0);
-    let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    assert_eq!(r.status(), 200);
-    let admin: Value = r.json().await.unwrap();
-    assert_eq!(
-        status(
-            &client,
-            &format!("{base}/api/v1/users"),
-            admin["access_token"].as_str().unwrap()
-        )
-        .await,
-        200
-    );
+    let admin = access_token(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let users = format!("{base}/api/v1/users");
+    assert_eq!(status(&client, &users, &admin).await, 200);
     assert!(up.terminate(Duration::from_secs(30)));
 
     // `serve accounts` refuses to start without a key-encryption key.
@@ -471,58 +491,23 @@ async fn up_revokes_tokens_everywhere_and_keeps_its_secrets() {
         &[("EMPORIUM_DATABASE_URL", &url)],
         &["EMPORIUM_KEYS_KEK", "EMPORIUM_KEYS_KEK_FILE"],
     );
-    assert!(served.wait_failure(Duration::from_secs(30)));
-    assert!(
-        served
-            .output()
-            .iter()
-            .any(|l| l.contains("no key-encryption key")),
-        "{:?}",
-        served.output()
-    );
+    served.assert_fails_saying("no key-encryption key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_generates_and_shows_an_admin_password_once() {
     let data = TempDir::new("up-generated");
     let dir = data.0.to_str().unwrap();
-    let mut up = Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[]);
-    let line = up.wait_for(
-        |l| l.trim_start().starts_with("admin:"),
-        Duration::from_secs(60),
-    );
+    let mut up = up_on(dir);
+    let line = admin_line(&mut up);
     assert!(line.contains("generated now and shown once"), "{line}");
-    let password = line
-        .split(" / ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_owned();
-    let shop = up.wait_for(
-        |l| l.trim_start().starts_with("shop:"),
-        Duration::from_secs(5),
-    );
-    let base = shop
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .trim_end_matches("/api/v1")
-        .to_owned();
+    let password = shown_password(&line).to_owned();
+    let base = shop_url(&mut up, Duration::from_secs(5));
     let client = client(&data.0.join("certs").join("ca.pem"));
-    assert_eq!(
-        login(&client, &base, "admin@emporium.test", &password)
-            .await
-            .status(),
-        200
-    );
+    tokens(&client, &base, "admin@emporium.test", &password).await;
     assert!(up.terminate(Duration::from_secs(30)));
-    let mut again = Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[]);
-    let line = again.wait_for(
-        |l| l.trim_start().starts_with("admin:"),
-        Duration::from_secs(60),
-    );
+    let mut again = up_on(dir);
+    let line = admin_line(&mut again);
     assert!(!line.contains(&password), "the password is shown only once");
     assert!(again.terminate(Duration::from_secs(30)));
 }
@@ -546,62 +531,51 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     assert!(migrate.wait_exit(Duration::from_secs(30)));
 
     // Listen on RabbitMQ (on an exchange of this test's own) before accounts starts.
-    let exchange = format!("emporium-test.events.{}", uuid_simple());
-    let amqp_url = events::amqp_url();
+    let exchange = format!("emporium-test.events.{}", uuid::Uuid::now_v7().simple());
     // Declared before the listener and the processes: dropped after them, even on failure.
     let _forget = events::RabbitCleanup::listener(&exchange);
     let (recorder, _listening) = events::listen_on_rabbitmq(&exchange).await;
 
-    let mut accounts = Proc::spawn(
-        &["serve", "accounts", "--port", "0"],
+    let (mut accounts, accounts_url) = serve(
+        "accounts",
+        &certs,
+        Some(exchange.as_str()),
         &[
-            ("EMPORIUM_EVENTS_AMQP_URL", &amqp_url),
-            ("EMPORIUM_EVENTS_EXCHANGE", &exchange),
-            ("EMPORIUM_DATABASE_URL", &db.url),
-            ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
-            ("EMPORIUM_HTTP_TLS_CERT", &pem("accounts.pem")),
-            ("EMPORIUM_HTTP_TLS_KEY", &pem("accounts-key.pem")),
             ("EMPORIUM_ADMIN_EMAIL", ADMIN_EMAIL),
             ("EMPORIUM_ADMIN_PASSWORD", ADMIN_PASSWORD),
+            ("EMPORIUM_DATABASE_URL", &db.url),
             ("EMPORIUM_KEYS_KEK", KEK),
             // Re-read the signing keys every second, so a rotation shows at once.
             ("EMPORIUM_TOKENS_KEY_RELOAD_SECS", "1"),
         ],
     );
-    let accounts_url = accounts.listening_url("Accounts");
 
     let catalog_db = emporium_db::testing::TestDatabase::postgres()
         .await
         .unwrap();
     let jwks_url = format!("{accounts_url}/.well-known/jwks.json");
-    let mut catalog = Proc::spawn(
-        &["serve", "catalog", "--port", "0"],
+    let (mut catalog, catalog_url) = serve(
+        "catalog",
+        &certs,
+        Some(exchange.as_str()),
         &[
-            ("EMPORIUM_EVENTS_AMQP_URL", &amqp_url),
-            ("EMPORIUM_EVENTS_EXCHANGE", &exchange),
             ("EMPORIUM_DATABASE_URL", &catalog_db.url),
-            ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
-            ("EMPORIUM_HTTP_TLS_CERT", &pem("catalog.pem")),
-            ("EMPORIUM_HTTP_TLS_KEY", &pem("catalog-key.pem")),
             ("EMPORIUM_AUTH_JWKS_URL", &jwks_url),
             ("EMPORIUM_AUTH_CA_CERT", &pem("ca.pem")),
         ],
     );
-    let catalog_url = catalog.listening_url("Catalog");
 
-    let mut gateway = Proc::spawn(
-        &["serve", "gateway", "--port", "0"],
+    let (mut gateway, base) = serve(
+        "gateway",
+        &certs,
+        None,
         &[
-            ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
-            ("EMPORIUM_HTTP_TLS_CERT", &pem("gateway.pem")),
-            ("EMPORIUM_HTTP_TLS_KEY", &pem("gateway-key.pem")),
             ("EMPORIUM_OPS_PORT", "0"),
             ("EMPORIUM_UPSTREAMS_ACCOUNTS", &accounts_url),
             ("EMPORIUM_UPSTREAMS_CATALOG", &catalog_url),
             ("EMPORIUM_UPSTREAMS_CA_CERT", &pem("ca.pem")),
         ],
     );
-    let base = gateway.listening_url("Gateway");
 
     let client = client(&certs.join("ca.pem"));
     assert_eq!(
@@ -613,34 +587,25 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
             .status(),
         200
     );
-    let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    assert_eq!(r.status(), 200);
-    let tokens: Value = r.json().await.unwrap();
-    let users: Value = client
-        .get(format!("{base}/api/v1/users"))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let old_token = access_token(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let users = get_json(&client, &format!("{base}/api/v1/users"), &old_token).await;
     assert_eq!(users["items"][0]["email"], ADMIN_EMAIL);
     // The catalog, its own process on its own database, trusts accounts' tokens.
-    let r = client
-        .post(format!("{base}/api/v1/warehouses"))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .json(&json!({"code": "BER-1", "name": "Berlin"}))
-        .send()
-        .await
-        .unwrap();
+    let berlin = json!({"code": "BER-1", "name": "Berlin"});
+    let warehouses = format!("{base}/api/v1/warehouses");
+    let r = post(
+        &client,
+        &warehouses,
+        Some(old_token.as_str()),
+        Some(&berlin),
+    )
+    .await;
     assert_eq!(r.status(), 201);
 
     // A signing-key rotation by another process (the command line, on the
     // same database) reaches the running accounts service, which publishes
     // and signs with the new key, and the catalog, which accepts its tokens;
     // tokens signed with the old key stay good until they expire.
-    let old_token = tokens["access_token"].as_str().unwrap().to_owned();
     let old_kid = kid_of(&old_token);
     assert_eq!(published_kids(&client, &base).await, vec![old_kid.clone()]);
     let mut rotate = Proc::spawn(
@@ -664,20 +629,17 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     assert!(printed, "{:?}", rotate.output());
     let new_kid = new_kid.unwrap();
     assert_ne!(new_kid, old_kid);
-    assert!(
-        within(Duration::from_secs(30), || async {
-            published_kids(&client, &base).await == vec![new_kid.clone(), old_kid.clone()]
-        })
-        .await,
-        "the JWKS never held the new key next to the old: {:?}",
-        published_kids(&client, &base).await
-    );
+    let both = [new_kid.clone(), old_kid.clone()];
+    publishes_within(
+        &client,
+        &base,
+        &both,
+        "the JWKS never held the new key next to the old",
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let new_token = loop {
-        let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-        assert_eq!(r.status(), 200);
-        let pair: Value = r.json().await.unwrap();
-        let token = pair["access_token"].as_str().unwrap().to_owned();
+        let token = access_token(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
         if kid_of(&token) == new_kid {
             break token;
         }
@@ -688,7 +650,6 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let warehouses = format!("{base}/api/v1/warehouses");
     // The catalog looks the unknown key up (at most every ten seconds).
     assert!(
         answers_within_for(
@@ -723,17 +684,10 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
         .await
         .unwrap();
     pool.close().await;
-    assert!(
-        within(Duration::from_secs(30), || async {
-            published_kids(&client, &base).await == vec![new_kid.clone()]
-        })
-        .await,
-        "the old key is still published: {:?}",
-        published_kids(&client, &base).await
-    );
-    let r = login(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
-    let pair: Value = r.json().await.unwrap();
-    assert_eq!(kid_of(pair["access_token"].as_str().unwrap()), new_kid);
+    let only_new = [new_kid.clone()];
+    publishes_within(&client, &base, &only_new, "the old key is still published").await;
+    let token = access_token(&client, &base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(kid_of(&token), new_kid);
 
     // The admin created at start-up was announced on RabbitMQ through the outbox.
     let registered = recorder
@@ -746,15 +700,38 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     assert!(accounts.terminate(Duration::from_secs(30)));
 }
 
-fn uuid_simple() -> String {
-    format!(
-        "{}{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
+/// `emporium serve <service>` on any free port of 127.0.0.1, with its
+/// certificate and key from `certs`, publishing on the test broker's
+/// `exchange` if given, and with `env` besides; returns it and the URL it
+/// logs once listening.
+fn serve(
+    service: &str,
+    certs: &std::path::Path,
+    exchange: Option<&str>,
+    env: &[(&str, &str)],
+) -> (Proc, String) {
+    let pem = |name: String| certs.join(name).to_str().unwrap().to_owned();
+    let (cert, key) = (
+        pem(format!("{service}.pem")),
+        pem(format!("{service}-key.pem")),
+    );
+    let amqp_url = events::amqp_url();
+    let mut all = vec![
+        ("EMPORIUM_HTTP_HOST", "127.0.0.1"),
+        ("EMPORIUM_HTTP_TLS_CERT", cert.as_str()),
+        ("EMPORIUM_HTTP_TLS_KEY", key.as_str()),
+    ];
+    if let Some(exchange) = exchange {
+        all.push(("EMPORIUM_EVENTS_AMQP_URL", amqp_url.as_str()));
+        all.push(("EMPORIUM_EVENTS_EXCHANGE", exchange));
+    }
+    all.extend_from_slice(env);
+    let mut process = Proc::spawn(&["serve", service, "--port", "0"], &all);
+    // Each logs "<Service> listening.", its name capitalised.
+    let mut name = service.to_owned();
+    name[..1].make_ascii_uppercase();
+    let url = process.listening_url(&name);
+    (process, url)
 }
 
 /// `up` writes readable lines for a person and JSON for a collector: JSON when
@@ -763,7 +740,7 @@ fn uuid_simple() -> String {
 async fn up_logs_json_to_a_pipe_and_readable_lines_when_asked() {
     let data = TempDir::new("up-logs");
     let dir = data.0.to_str().unwrap();
-    let mut piped = Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[]);
+    let mut piped = up_on(dir);
     let line = piped.wait_for(
         |l| l.contains("Catalog listening."),
         Duration::from_secs(60),
@@ -801,15 +778,7 @@ async fn up_logs_json_to_a_pipe_and_readable_lines_when_asked() {
     assert!(pretty.terminate(Duration::from_secs(30)));
 
     let mut refused = Proc::spawn(&["up", "--data-dir", dir, "--log-format", "xml"], &[]);
-    assert!(refused.wait_failure(Duration::from_secs(30)));
-    assert!(
-        refused
-            .output()
-            .join("\n")
-            .contains("possible values: json, pretty"),
-        "{:?}",
-        refused.output()
-    );
+    refused.assert_fails_saying("possible values: json, pretty");
 }
 
 /// A first start that fails after the admin was created still shows its
@@ -833,46 +802,15 @@ async fn up_shows_the_password_of_a_failed_first_start_and_runs_once_per_data_di
         .find(|l| l.trim_start().starts_with("admin:"))
         .unwrap_or_else(|| panic!("no admin line: {output}"));
     assert!(admin.contains("generated now and shown once"), "{admin}");
-    let password = admin
-        .split(" / ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap();
+    let password = shown_password(admin);
     drop(taken);
 
-    let (mut up, base) = {
-        let mut up = Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[]);
-        let line = up.wait_for(
-            |l| l.trim_start().starts_with("shop:"),
-            Duration::from_secs(60),
-        );
-        let base = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap()
-            .trim_end_matches("/api/v1")
-            .to_owned();
-        (up, base)
-    };
+    let mut up = up_on(dir);
+    let base = shop_url(&mut up, Duration::from_secs(60));
     let client = client(&data.0.join("certs").join("ca.pem"));
-    assert_eq!(
-        login(&client, &base, "admin@emporium.test", password)
-            .await
-            .status(),
-        200,
-        "the password shown by the failed start opens the admin account"
-    );
-    let mut second = Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[]);
-    assert!(second.wait_failure(Duration::from_secs(30)));
-    assert!(
-        second
-            .output()
-            .join("\n")
-            .contains("another emporium up is running"),
-        "{:?}",
-        second.output()
-    );
+    // The password shown by the failed start opens the admin account.
+    tokens(&client, &base, "admin@emporium.test", password).await;
+    let mut second = up_on(dir);
+    second.assert_fails_saying("another emporium up is running");
     assert!(up.terminate(Duration::from_secs(30)));
 }

@@ -51,6 +51,19 @@ impl Proc {
         self.lines.lock().expect("lines lock").clone()
     }
 
+    /// Asserts a line printed so far holds `text`.
+    pub fn assert_printed(&self, text: &str) {
+        let output = self.output();
+        assert!(output.iter().any(|l| l.contains(text)), "{output:?}");
+    }
+
+    /// Asserts the process exits with a failure within thirty seconds, having
+    /// printed `text`.
+    pub fn assert_fails_saying(&mut self, text: &str) {
+        assert!(self.wait_failure(Duration::from_secs(30)));
+        self.assert_printed(text);
+    }
+
     /// Waits until a printed line matches; panics with everything printed if none does in time.
     pub fn wait_for(&mut self, matches: impl Fn(&str) -> bool, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;

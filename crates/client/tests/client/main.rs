@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use emporium_client::{CallError, ClientSettings, ServiceClient, StaticToken, TokenSource};
+use emporium_client::{CallError, ClientSettings, Reply, ServiceClient, StaticToken, TokenSource};
 use emporium_http::tls::CertDir;
 use emporium_http::{
     HttpServer, HttpSettings, Problem, RequestContext, ServiceName, Shutdown, ShutdownTrigger,
@@ -91,6 +91,13 @@ struct Upstream {
     trigger: ShutdownTrigger,
 }
 
+impl Upstream {
+    /// Requests the upstream received.
+    fn hits(&self) -> usize {
+        self.seen.hits.load(Ordering::SeqCst)
+    }
+}
+
 impl Drop for Upstream {
     fn drop(&mut self) {
         self.trigger.fire();
@@ -162,6 +169,16 @@ fn client(up: &Upstream) -> ServiceClient {
     )
 }
 
+/// POSTs to `path` with an idempotency key, which lets the call be retried.
+async fn post_keyed(up: &Upstream, path: &str, key: &str) -> Result<Reply<Value>, CallError> {
+    client(up)
+        .post(path)
+        .idempotency_key(key)
+        .unwrap()
+        .send::<Value>()
+        .await
+}
+
 #[tokio::test]
 async fn request_id_trace_key_and_token_go_along() {
     let up = upstream().await;
@@ -195,15 +212,9 @@ async fn request_id_trace_key_and_token_go_along() {
 #[tokio::test]
 async fn a_keyed_call_is_retried_through_transient_failures() {
     let up = upstream().await;
-    let reply = client(&up)
-        .post("/flaky")
-        .idempotency_key("k1")
-        .unwrap()
-        .send::<Value>()
-        .await
-        .unwrap();
+    let reply = post_keyed(&up, "/flaky", "k1").await.unwrap();
     assert_eq!(reply.status, 201);
-    assert_eq!(up.seen.hits.load(Ordering::SeqCst), 3);
+    assert_eq!(up.hits(), 3);
     let keys: Vec<_> = up
         .seen
         .headers
@@ -224,7 +235,7 @@ async fn retries_are_bounded() {
     let error = client(&up).get("/down").send::<Value>().await.unwrap_err();
     assert_eq!(error.status(), Some(502));
     assert!(error.is_retryable(), "the caller may come back later");
-    assert_eq!(up.seen.hits.load(Ordering::SeqCst), 3, "max_attempts = 3");
+    assert_eq!(up.hits(), 3, "max_attempts = 3");
 }
 
 #[tokio::test]
@@ -236,19 +247,13 @@ async fn an_unkeyed_post_is_never_repeated() {
         .await
         .unwrap_err();
     assert_eq!(error.status(), Some(503));
-    assert_eq!(up.seen.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(up.hits(), 1);
 }
 
 #[tokio::test]
 async fn a_definite_problem_is_decoded_and_not_retried() {
     let up = upstream().await;
-    let error = client(&up)
-        .post("/conflict")
-        .idempotency_key("k2")
-        .unwrap()
-        .send::<Value>()
-        .await
-        .unwrap_err();
+    let error = post_keyed(&up, "/conflict", "k2").await.unwrap_err();
     let CallError::Problem(problem) = &error else {
         panic!("{error:?}")
     };
@@ -259,7 +264,7 @@ async fn a_definite_problem_is_decoded_and_not_retried() {
         Some("Not enough stock of: lantern.")
     );
     assert!(!error.is_retryable());
-    assert_eq!(up.seen.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(up.hits(), 1);
 }
 
 #[tokio::test]
@@ -274,7 +279,7 @@ async fn each_attempt_has_its_own_timeout() {
         .unwrap_err();
     assert!(matches!(error, CallError::Timeout(_)), "{error:?}");
     assert!(error.is_retryable());
-    assert_eq!(up.seen.hits.load(Ordering::SeqCst), 3);
+    assert_eq!(up.hits(), 3);
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "gave up long before the upstream answered"
@@ -287,7 +292,7 @@ async fn retry_after_is_honoured() {
     let started = Instant::now();
     let reply = client(&up).get("/busy").send::<Value>().await.unwrap();
     assert_eq!(reply.status, 200);
-    assert_eq!(up.seen.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(up.hits(), 2);
     assert!(
         started.elapsed() >= Duration::from_millis(950),
         "came back after {:?}, before Retry-After",
@@ -324,7 +329,7 @@ async fn a_refused_token_is_replaced_once() {
     let reply = client.post("/picky").send::<Value>().await.unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(tokens.invalidated.load(Ordering::SeqCst), 1);
-    assert_eq!(up.seen.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(up.hits(), 2);
 
     // A token refused again is a definite answer, not a loop.
     let always_stale = client_with(
@@ -341,7 +346,7 @@ async fn a_refused_token_is_replaced_once() {
     .unwrap_err();
     assert_eq!(error.status(), Some(401));
     assert!(!error.is_retryable());
-    assert_eq!(up.seen.hits.load(Ordering::SeqCst), 4);
+    assert_eq!(up.hits(), 4);
 }
 
 #[tokio::test]

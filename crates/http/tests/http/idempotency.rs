@@ -239,35 +239,21 @@ impl App {
     /// Rows stored for this caller and key (0 or 1).
     async fn rows(&self, principal: &str, key: &str) -> i64 {
         const SQL: &str = "SELECT COUNT(*) FROM idempotency_keys WHERE principal = $1 AND key = $2";
-        match &self.db {
-            Db::Postgres(pool) => sqlx::query_scalar::<_, i64>(SQL)
-                .bind(principal)
-                .bind(key)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-            Db::Sqlite(pool) => sqlx::query_scalar::<_, i64>(SQL)
-                .bind(principal)
-                .bind(key)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-        }
+        emporium_db::on_db!(&self.db, |pool| sqlx::query_scalar::<_, i64>(SQL)
+            .bind(principal)
+            .bind(key)
+            .fetch_one(pool)
+            .await
+            .unwrap())
     }
 
     /// Rows stored for every caller and key.
     async fn all_rows(&self) -> i64 {
         const SQL: &str = "SELECT COUNT(*) FROM idempotency_keys";
-        match &self.db {
-            Db::Postgres(pool) => sqlx::query_scalar::<_, i64>(SQL)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-            Db::Sqlite(pool) => sqlx::query_scalar::<_, i64>(SQL)
-                .fetch_one(pool)
-                .await
-                .unwrap(),
-        }
+        emporium_db::on_db!(&self.db, |pool| sqlx::query_scalar::<_, i64>(SQL)
+            .fetch_one(pool)
+            .await
+            .unwrap())
     }
 
     /// The row of a request whose executor died while holding its lease.
@@ -278,30 +264,50 @@ impl App {
         let now = self.clock.now_ms();
         let fingerprint =
             idempotency::fingerprint(&Method::POST, "/things", &serde_json::to_vec(body).unwrap());
-        match &self.db {
-            Db::Postgres(pool) => {
-                sqlx::query(SQL)
-                    .bind(principal)
-                    .bind(key)
-                    .bind(&fingerprint)
-                    .bind(now + lease_ms)
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .unwrap();
-            }
-            Db::Sqlite(pool) => {
-                sqlx::query(SQL)
-                    .bind(principal)
-                    .bind(key)
-                    .bind(&fingerprint)
-                    .bind(now + lease_ms)
-                    .bind(now)
-                    .execute(pool)
-                    .await
-                    .unwrap();
-            }
+        emporium_db::on_db!(&self.db, |pool| {
+            sqlx::query(SQL)
+                .bind(principal)
+                .bind(key)
+                .bind(&fingerprint)
+                .bind(now + lease_ms)
+                .bind(now)
+                .execute(pool)
+                .await
+                .unwrap();
+        });
+    }
+
+    /// Waits (ten seconds at the most) until the handler has begun `n` runs.
+    async fn wait_for_runs(&self, n: usize) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.things.runs() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {n} never started"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// Posts again as `principal` with `key`: the stored answer of thing `id`
+    /// is replayed, and the handler does not run. Returns the replay.
+    async fn replays(&self, principal: &str, key: &str, body: &Value, id: &str) -> Reply {
+        let runs = self.things.runs();
+        let again = self.post(principal, key, body).await;
+        assert_eq!(again.status, 201, "{again:?}");
+        assert!(again.replayed(), "{again:?}");
+        assert_eq!(again.json()["id"], id, "{again:?}");
+        assert_eq!(self.things.runs(), runs, "a replay runs nothing");
+        again
+    }
+
+    /// A retry that runs the handler once more and creates a thing, which a
+    /// further retry then replays.
+    async fn retry_creates_then_replays(&self, principal: &str, key: &str, body: &Value) {
+        let runs = self.things.runs();
+        let id = self.post(principal, key, body).await.created();
+        assert_eq!(self.things.runs(), runs + 1);
+        self.replays(principal, key, body, &id).await;
     }
 }
 
@@ -317,11 +323,8 @@ async fn a_retry_replays_the_first_answer(engine: Engine) {
     let id = first.created();
     assert_eq!(first.json()["name"], "lamp");
 
-    let again = app.post("alice", "key-1", &body).await;
-    assert_eq!(again.status, 201, "{again:?}");
-    assert!(again.replayed(), "{again:?}");
+    let again = app.replays("alice", "key-1", &body, &id).await;
     assert_eq!(again.body, first.body, "the same bytes, the same id");
-    assert_eq!(again.json()["id"], id);
     assert_eq!(again.header("location"), first.header("location"));
     assert_eq!(again.header("content-type"), Some("application/json"));
     // The outer layers still mark the replay as theirs.
@@ -354,23 +357,17 @@ async fn concurrent_requests_with_one_key_execute_once(engine: Engine) {
         assert_eq!(reply.header("retry-after"), Some("1"));
     }
     // The nine may be answered before the first reaches the handler.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while app.things.runs() == 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the first one runs");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    app.wait_for_runs(1).await;
     assert_eq!(app.things.runs(), 1);
     app.things.gate.add_permits(1);
     let first = tokio::time::timeout(Duration::from_secs(20), replies.recv())
         .await
         .unwrap()
         .unwrap();
-    first.created();
+    let id = first.created();
     assert_eq!(app.things.runs(), 1);
 
-    let again = app.post("alice", "same-key", &body).await;
-    assert_eq!(again.status, 201);
-    assert!(again.replayed());
+    let again = app.replays("alice", "same-key", &body, &id).await;
     assert_eq!(again.body, first.body);
     assert_eq!(app.things.runs(), 1);
 }
@@ -378,13 +375,14 @@ async fn concurrent_requests_with_one_key_execute_once(engine: Engine) {
 async fn a_key_reused_with_another_body_is_refused(engine: Engine) {
     let app = App::spawn(engine).await;
     let first = app.post("alice", "key-1", &json!({"name": "lamp"})).await;
-    first.created();
+    let id = first.created();
     let other = app.post("alice", "key-1", &json!({"name": "chair"})).await;
     other.problem(422, "idempotency-key-reused", REUSED_TITLE);
     assert_eq!(app.things.runs(), 1);
     // The stored answer is untouched.
-    let again = app.post("alice", "key-1", &json!({"name": "lamp"})).await;
-    assert!(again.replayed());
+    let again = app
+        .replays("alice", "key-1", &json!({"name": "lamp"}), &id)
+        .await;
     assert_eq!(again.body, first.body);
     assert_eq!(app.things.runs(), 1);
 }
@@ -401,12 +399,8 @@ async fn keys_belong_to_their_caller(engine: Engine) {
     // Bob may even send another body: the key is his own.
     let bobs_other = app.post("bob", "other-key", &json!({"name": "x"})).await;
     bobs_other.created();
-    let alice_again = app.post("alice", "shared-key", &body).await;
-    assert!(alice_again.replayed());
-    assert_eq!(alice_again.json()["id"], alice_id.as_str());
-    let bob_again = app.post("bob", "shared-key", &body).await;
-    assert!(bob_again.replayed());
-    assert_eq!(bob_again.json()["id"], bob_id.as_str());
+    app.replays("alice", "shared-key", &body, &alice_id).await;
+    app.replays("bob", "shared-key", &body, &bob_id).await;
     assert_eq!(app.things.runs(), 3);
 }
 
@@ -446,9 +440,9 @@ async fn keys_expire_after_the_ttl_and_are_purged(engine: Engine) {
     app.post("alice", "key-b", &body).await.created();
     assert_eq!(app.things.runs(), 2);
 
+    // A key lives 24 h.
     app.clock.advance(Duration::from_secs(24 * 60 * 60));
-    let still = app.post("alice", "key-a", &body).await;
-    assert!(still.replayed(), "a key lives 24 h: {still:?}");
+    app.replays("alice", "key-a", &body, &first_id).await;
     assert_eq!(app.things.runs(), 2);
 
     app.clock.advance(Duration::from_millis(1));
@@ -461,9 +455,7 @@ async fn keys_expire_after_the_ttl_and_are_purged(engine: Engine) {
     assert_eq!(app.layer.purge_expired().await.unwrap(), 0);
     assert_eq!(app.rows("alice", "key-b").await, 0);
     assert_eq!(app.rows("alice", "key-a").await, 1);
-    let again = app.post("alice", "key-a", &body).await;
-    assert!(again.replayed());
-    assert_eq!(again.json()["id"], renewed_id.as_str());
+    app.replays("alice", "key-a", &body, &renewed_id).await;
     assert_eq!(app.things.runs(), 3);
 }
 
@@ -495,12 +487,8 @@ async fn a_failed_execution_forgets_the_key(engine: Engine) {
     assert_eq!(app.rows("alice", "key-1").await, 0);
     assert_eq!(app.things.runs(), 1);
 
-    let retried = app.post("alice", "key-1", &body).await;
-    let id = retried.created();
-    assert_eq!(app.things.runs(), 2);
-    let again = app.post("alice", "key-1", &body).await;
-    assert!(again.replayed());
-    assert_eq!(again.json()["id"], id.as_str());
+    app.retry_creates_then_replays("alice", "key-1", &body)
+        .await;
     assert_eq!(app.things.runs(), 2);
 }
 
@@ -520,12 +508,8 @@ async fn a_key_whose_executor_died_is_taken_over_after_its_lease(engine: Engine)
     assert_eq!(app.things.runs(), 0);
 
     app.clock.advance(Duration::from_millis(1));
-    let retried = app.post("alice", "key-1", &body).await;
-    let id = retried.created();
-    assert_eq!(app.things.runs(), 1);
-    let again = app.post("alice", "key-1", &body).await;
-    assert!(again.replayed());
-    assert_eq!(again.json()["id"], id.as_str());
+    app.retry_creates_then_replays("alice", "key-1", &body)
+        .await;
     assert_eq!(app.things.runs(), 1);
 }
 
@@ -535,42 +519,22 @@ async fn a_key_whose_executor_died_is_taken_over_after_its_lease(engine: Engine)
 async fn an_executor_that_lost_its_lease_does_not_store_its_answer(engine: Engine) {
     let app = App::spawn(engine).await;
     let body = json!({"name": "slow", "hold": true});
-    let wait_for_runs = |n: usize| {
-        let things = app.things.clone();
-        async move {
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-            while things.runs() < n {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "run {n} never started"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
+    let post_in_a_task = || {
+        let (caller, body) = (app.caller.clone(), body.clone());
+        tokio::spawn(async move { caller.post(Some("alice"), Some("lease-key"), &body).await })
     };
-    let slow = tokio::spawn({
-        let (caller, body) = (app.caller.clone(), body.clone());
-        async move { caller.post(Some("alice"), Some("lease-key"), &body).await }
-    });
-    wait_for_runs(1).await;
+    let slow = post_in_a_task();
+    app.wait_for_runs(1).await;
     app.clock.advance(Duration::from_millis(60_001));
-    let retry = tokio::spawn({
-        let (caller, body) = (app.caller.clone(), body.clone());
-        async move { caller.post(Some("alice"), Some("lease-key"), &body).await }
-    });
-    wait_for_runs(2).await;
+    let retry = post_in_a_task();
+    app.wait_for_runs(2).await;
     // The gate lets them through in the order they came: the slow one first.
     app.things.gate.add_permits(1);
     let late = slow.await.unwrap().created();
     app.things.gate.add_permits(1);
     let kept = retry.await.unwrap().created();
     assert_ne!(late, kept);
-    let again = app.post("alice", "lease-key", &body).await;
-    assert!(again.replayed(), "{again:?}");
-    assert_eq!(
-        again.json()["id"],
-        kept.as_str(),
-        "the retry's answer is the stored one"
-    );
+    // The retry's answer is the stored one.
+    app.replays("alice", "lease-key", &body, &kept).await;
     assert_eq!(app.things.runs(), 2);
 }

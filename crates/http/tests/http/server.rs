@@ -146,54 +146,34 @@ fn refused(err: &reqwest::Error) -> bool {
 #[tokio::test]
 async fn errors_from_every_layer_are_problems() {
     let certs = certs();
-    let settings = settings(&certs);
-    let server = HttpServer::bind(&settings).unwrap();
-    let url = server.base_url();
-    let (_trigger, shutdown) = Shutdown::new();
-    tokio::spawn(server.run_until_stopped(app(&settings), shutdown));
+    let (addr, _stop) = serve(settings(&certs)).await;
+    let url = format!("https://{addr}");
     let client = emporium_http::tls::client(Some(&certs.ca()), Duration::from_secs(5)).unwrap();
-    let check = |r: reqwest::Response, status: u16| {
+    let get_at = |path: &str| client.get(format!("{url}{path}"));
+    let post_echo = || client.post(format!("{url}/echo"));
+    let cases = [
+        (get_at("/very-slow"), 503),
+        (get_at("/panic"), 500),
+        (
+            post_echo()
+                .header("content-type", "application/json")
+                .body(vec![b' '; 4096]),
+            413,
+        ),
+        (post_echo().body("{}"), 415),
+        (get_at("/echo"), 405),
+        (get_at("/nothing"), 404),
+    ];
+    for (request, status) in cases {
+        let r = request.send().await.unwrap();
         assert_eq!(r.status().as_u16(), status);
         assert_eq!(
             r.headers()["content-type"],
             "application/problem+json",
             "{status}"
         );
-    };
-    check(
-        client.get(format!("{url}/very-slow")).send().await.unwrap(),
-        503,
-    );
-    check(
-        client.get(format!("{url}/panic")).send().await.unwrap(),
-        500,
-    );
-    check(
-        client
-            .post(format!("{url}/echo"))
-            .header("content-type", "application/json")
-            .body(vec![b' '; 4096])
-            .send()
-            .await
-            .unwrap(),
-        413,
-    );
-    check(
-        client
-            .post(format!("{url}/echo"))
-            .body("{}")
-            .send()
-            .await
-            .unwrap(),
-        415,
-    );
-    check(client.get(format!("{url}/echo")).send().await.unwrap(), 405);
-    check(
-        client.get(format!("{url}/nothing")).send().await.unwrap(),
-        404,
-    );
-    let r = client
-        .post(format!("{url}/echo"))
+    }
+    let r = post_echo()
         .json(&serde_json::json!({"a": 1}))
         .send()
         .await
@@ -211,6 +191,15 @@ async fn serve(settings: HttpSettings) -> (std::net::SocketAddr, emporium_http::
     (addr, trigger)
 }
 
+/// As [`serve`], over plain HTTP, with the test settings as `change` leaves them.
+async fn serve_plain(
+    change: impl FnOnce(&mut HttpSettings),
+) -> (std::net::SocketAddr, emporium_http::ShutdownTrigger) {
+    let mut s = plain(settings(&certs()));
+    change(&mut s);
+    serve(s).await
+}
+
 /// Reads until the peer closes (or errors); `None` if it is still open after `within`.
 async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<Vec<u8>> {
     use tokio::io::AsyncReadExt;
@@ -226,6 +215,13 @@ async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> 
     }
 }
 
+/// Whether a new connection to `addr` that sends nothing is closed by the
+/// server within `within`.
+async fn dropped_within(addr: std::net::SocketAddr, within: Duration) -> bool {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    closed_within(&mut stream, within).await.is_some()
+}
+
 fn plain(mut s: HttpSettings) -> HttpSettings {
     s.insecure_http = true;
     s
@@ -236,9 +232,7 @@ fn plain(mut s: HttpSettings) -> HttpSettings {
 #[tokio::test]
 async fn a_slow_header_client_is_cut_off() {
     use tokio::io::AsyncWriteExt;
-    let mut s = plain(settings(&certs()));
-    s.header_read_timeout_ms = 800;
-    let (addr, _stop) = serve(s).await;
+    let (addr, _stop) = serve_plain(|s| s.header_read_timeout_ms = 800).await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n")
@@ -279,10 +273,11 @@ async fn a_slow_header_client_is_cut_off() {
 #[tokio::test]
 async fn idle_connections_are_closed() {
     use tokio::io::AsyncWriteExt;
-    let mut s = plain(settings(&certs()));
-    s.idle_timeout_ms = 400;
-    s.header_read_timeout_ms = 5_000;
-    let (addr, _stop) = serve(s).await;
+    let (addr, _stop) = serve_plain(|s| {
+        s.idle_timeout_ms = 400;
+        s.header_read_timeout_ms = 5_000;
+    })
+    .await;
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream
         .write_all(b"GET /slow HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -296,11 +291,8 @@ async fn idle_connections_are_closed() {
     let mut s = settings(&certs());
     s.header_read_timeout_ms = 400;
     let (addr, _stop) = serve(s).await;
-    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
     assert!(
-        closed_within(&mut silent, Duration::from_secs(3))
-            .await
-            .is_some(),
+        dropped_within(addr, Duration::from_secs(3)).await,
         "a silent TLS client is dropped"
     );
 }
@@ -308,9 +300,7 @@ async fn idle_connections_are_closed() {
 /// Connections over the per-client cap are refused at once; freeing one frees a slot.
 #[tokio::test]
 async fn connections_per_client_are_capped() {
-    let mut s = plain(settings(&certs()));
-    s.max_connections_per_client = 3;
-    let (addr, _stop) = serve(s).await;
+    let (addr, _stop) = serve_plain(|s| s.max_connections_per_client = 3).await;
     let mut held = Vec::new();
     for _ in 0..3 {
         held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
@@ -322,11 +312,8 @@ async fn connections_per_client_are_capped() {
             "a connection within the cap is served"
         );
     }
-    let mut fourth = tokio::net::TcpStream::connect(addr).await.unwrap();
     assert!(
-        closed_within(&mut fourth, Duration::from_secs(2))
-            .await
-            .is_some(),
+        dropped_within(addr, Duration::from_secs(2)).await,
         "the fourth connection is refused"
     );
     drop(held.pop());
@@ -371,9 +358,7 @@ async fn served(stream: &mut tokio::net::TcpStream) -> bool {
 #[tokio::test]
 async fn an_oversized_chunked_upload_reads_its_413() {
     use tokio::io::AsyncWriteExt;
-    let mut s = plain(settings(&certs()));
-    s.request_timeout_ms = 30_000;
-    let (addr, _stop) = serve(s).await;
+    let (addr, _stop) = serve_plain(|s| s.request_timeout_ms = 30_000).await;
     for _ in 0..6 {
         // A small send buffer, so the upload is still being sent when the
         // server answers: an early close would fail the send (EPIPE or reset).
@@ -396,21 +381,7 @@ async fn an_oversized_chunked_upload_reads_its_413() {
             // a half-closed connection is one hyper may close at once.
             Ok::<_, std::io::Error>(writer)
         });
-        let mut seen = Vec::new();
-        let mut buf = [0u8; 4096];
-        use tokio::io::AsyncReadExt;
-        loop {
-            match tokio::time::timeout(Duration::from_secs(5), reader.read(&mut buf)).await {
-                Ok(Ok(n)) if n > 0 => {
-                    seen.extend_from_slice(&buf[..n]);
-                    if seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                _ => break,
-            }
-        }
-        let text = String::from_utf8_lossy(&seen);
+        let text = closed_or_answered(&mut reader).await;
         assert!(text.starts_with("HTTP/1.1 413"), "{text:?}");
         let sent = tokio::time::timeout(Duration::from_secs(10), sending)
             .await
@@ -423,7 +394,7 @@ async fn an_oversized_chunked_upload_reads_its_413() {
 /// Every answer carries the security headers; a handler's own Cache-Control stays.
 #[tokio::test]
 async fn answers_carry_security_headers() {
-    let (addr, _stop) = serve(plain(settings(&certs()))).await;
+    let (addr, _stop) = serve_plain(|_| {}).await;
     for path in ["/slow", "/nothing-here"] {
         let r = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
         assert_eq!(r.headers()["x-content-type-options"], "nosniff");
@@ -490,9 +461,7 @@ async fn an_idle_http2_connection_is_closed() {
 /// before any layer, so the body is not a problem document).
 #[tokio::test]
 async fn an_oversized_head_is_refused() {
-    let mut s = plain(settings(&certs()));
-    s.max_header_bytes = 8_192;
-    let (addr, _stop) = serve(s).await;
+    let (addr, _stop) = serve_plain(|s| s.max_header_bytes = 8_192).await;
     let r = reqwest::Client::new()
         .get(format!("http://{addr}/slow"))
         .header("x-big", "a".repeat(20_000))
@@ -507,31 +476,21 @@ async fn an_oversized_head_is_refused() {
 /// the requests holding it are answered.
 #[tokio::test]
 async fn request_bodies_share_a_memory_budget() {
-    use tokio::io::AsyncWriteExt;
-    let mut s = plain(settings(&certs()));
-    s.max_buffered_body_bytes = 2_000;
-    s.request_timeout_ms = 10_000;
-    let (addr, _stop) = serve(s).await;
-    let head = "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
+    let (addr, _stop) = serve_with_budget(2_000, None).await;
     // Two uploads that stop short of their length hold 900 bytes each.
     let mut holders = Vec::new();
     for _ in 0..2 {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&[b' '; 900]).await.unwrap();
-        holders.push(stream);
+        holders.push(start_upload(addr, "127.0.0.1").await);
     }
     // Once the server has read the holders' bytes, a third body is refused.
-    let seen = refused_within(addr, head, "127.0.0.1").await;
+    let seen = refused_within(addr, "127.0.0.1").await;
     assert!(
         seen.to_ascii_lowercase().contains("retry-after: 1"),
         "{seen}"
     );
     // The first upload completes: answered, and its bytes return to the budget.
     let mut first = holders.remove(0);
-    first.write_all(&[b' '; 99]).await.unwrap();
-    first.write_all(b"1").await.unwrap();
-    let seen = closed_or_answered(&mut first).await;
+    let seen = finish_upload(&mut first).await;
     assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
     let r = reqwest::Client::new()
         .post(format!("http://{addr}/echo"))
@@ -542,18 +501,52 @@ async fn request_bodies_share_a_memory_budget() {
     assert_eq!(r.status(), 200);
 }
 
+/// As [`serve_plain`], with `budget` bytes for the bodies being received, of
+/// which one client address may hold `per_client` (by default, the default).
+async fn serve_with_budget(
+    budget: usize,
+    per_client: Option<usize>,
+) -> (std::net::SocketAddr, emporium_http::ShutdownTrigger) {
+    serve_plain(|s| {
+        s.max_buffered_body_bytes = budget;
+        if let Some(per_client) = per_client {
+            s.max_buffered_body_bytes_per_client = per_client;
+        }
+        s.request_timeout_ms = 10_000;
+    })
+    .await
+}
+
+/// The head of an upload of a 1000-byte JSON body.
+const UPLOAD_HEAD: &str = "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
+
+/// Connects from `ip` and sends an upload's head and 900 bytes of its body.
+async fn start_upload(addr: std::net::SocketAddr, ip: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    stream.write_all(UPLOAD_HEAD.as_bytes()).await.unwrap();
+    stream.write_all(&[b' '; 900]).await.unwrap();
+    stream
+}
+
+/// Sends the last 100 bytes of an upload [`start_upload`] began; returns
+/// the answer's head.
+async fn finish_upload(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncWriteExt;
+    stream.write_all(&[b' '; 99]).await.unwrap();
+    stream.write_all(b"1").await.unwrap();
+    closed_or_answered(stream).await
+}
+
 /// Sends 900 bytes of a 1000-byte body from `ip` until the server answers 503
 /// (it may not have read earlier uploads' bytes yet); returns that answer.
-async fn refused_within(addr: std::net::SocketAddr, head: &str, ip: &str) -> String {
-    use tokio::io::AsyncWriteExt;
+async fn refused_within(addr: std::net::SocketAddr, ip: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut tries = Vec::new();
     loop {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
-        let mut stream = socket.connect(addr).await.unwrap();
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&[b' '; 900]).await.unwrap();
+        let mut stream = start_upload(addr, ip).await;
         let answer =
             tokio::time::timeout(Duration::from_millis(500), closed_or_answered(&mut stream)).await;
         if let Ok(seen) = answer
@@ -568,7 +561,7 @@ async fn refused_within(addr: std::net::SocketAddr, head: &str, ip: &str) -> Str
 }
 
 /// The answer's head as text, read until its blank line (or the close).
-async fn closed_or_answered(stream: &mut tokio::net::TcpStream) -> String {
+async fn closed_or_answered(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
     use tokio::io::AsyncReadExt;
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
@@ -585,31 +578,14 @@ async fn closed_or_answered(stream: &mut tokio::net::TcpStream) -> String {
 /// bodies answer 503, while another address is still served.
 #[tokio::test]
 async fn one_client_cannot_starve_the_others() {
-    use tokio::io::AsyncWriteExt;
-    let mut s = plain(settings(&certs()));
-    s.max_buffered_body_bytes = 1_000_000;
-    s.max_buffered_body_bytes_per_client = 2_000;
-    s.request_timeout_ms = 10_000;
-    let (addr, _stop) = serve(s).await;
-    let head = "POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n";
-    let from = |ip: &str| {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
-        socket
-    };
+    let (addr, _stop) = serve_with_budget(1_000_000, Some(2_000)).await;
     let mut holders = Vec::new();
     for _ in 0..2 {
-        let mut stream = from("127.0.0.1").connect(addr).await.unwrap();
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(&[b' '; 900]).await.unwrap();
-        holders.push(stream);
+        holders.push(start_upload(addr, "127.0.0.1").await);
     }
-    refused_within(addr, head, "127.0.0.1").await;
-    let mut other = from("127.0.0.2").connect(addr).await.unwrap();
-    other.write_all(head.as_bytes()).await.unwrap();
-    other.write_all(&[b' '; 999]).await.unwrap();
-    other.write_all(b"1").await.unwrap();
-    let seen = closed_or_answered(&mut other).await;
+    refused_within(addr, "127.0.0.1").await;
+    let mut other = start_upload(addr, "127.0.0.2").await;
+    let seen = finish_upload(&mut other).await;
     assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
     drop(holders);
 }

@@ -8,7 +8,7 @@ use emporium_messaging::Bus;
 use emporium_messaging::embedded::EmbeddedBus;
 
 use crate::harness::{
-    Behaviour, Consumer, Producer, Stopper, WAIT, eventually, quick_retry,
+    Consumer, Producer, WAIT, crash_after_commit, eventually, listen,
     scenario_dead_letter_and_replay, scenario_outbox_atomicity, spawn_relay,
 };
 
@@ -28,55 +28,32 @@ impl Drop for BusFile {
     }
 }
 
+/// A bus on a file of its own, removed when the file is dropped.
+async fn embedded_bus() -> (BusFile, Arc<dyn Bus>) {
+    let file = BusFile::new();
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(&file.0).await.unwrap());
+    (file, bus)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_publishes_committed_changes_exactly_once() {
-    let file = BusFile::new();
-    let bus = Arc::new(EmbeddedBus::open(&file.0).await.unwrap());
+    let (_file, bus) = embedded_bus().await;
     let consumer = Consumer::sqlite("atomic").await;
     scenario_outbox_atomicity(bus, &Producer::sqlite().await, &consumer).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_handler_ends_dead_and_replays_once() {
-    let file = BusFile::new();
-    let bus = Arc::new(EmbeddedBus::open(&file.0).await.unwrap());
-    let consumer = Consumer::postgres("dlq").await;
-    scenario_dead_letter_and_replay(bus, &Producer::postgres().await, &consumer).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_that_dies_before_finishing_is_deduplicated_on_redelivery() {
-    let file = BusFile::new();
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(&file.0).await.unwrap());
+    let (file, bus) = embedded_bus().await;
     let producer = Producer::sqlite().await;
     let consumer = Consumer::sqlite("crash").await;
-    consumer.set(Behaviour::HangAfterCommit);
-    let first_life = Stopper::new();
-    let task = bus
-        .subscribe(consumer.subscription(quick_retry(3)), first_life.stop())
-        .await
-        .unwrap();
-    let relay_stop = Stopper::new();
-    spawn_relay(producer.outbox.clone(), bus.clone(), &relay_stop);
-    let event = producer.make(5, true).await;
-    tokio::time::timeout(WAIT, consumer.applied_signal.notified())
-        .await
-        .expect("the effect committed");
-    task.abort();
-    let _ = task.await;
+    let (event, _stoppers) = crash_after_commit(&bus, &producer, &consumer, 5).await;
 
     // The process restarts: a new bus on the same file, a new dispatcher.
-    consumer.set(Behaviour::Apply);
-    let bus2: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(&file.0).await.unwrap());
-    let second_life = Stopper::new();
-    bus2.subscribe(consumer.subscription(quick_retry(3)), second_life.stop())
-        .await
-        .unwrap();
+    let bus2 = EmbeddedBus::open(&file.0).await.unwrap();
+    let _second_life = listen(&bus2, &consumer).await;
     eventually("the redelivery is recognised", WAIT, || async {
-        consumer
-            .duplicates
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == 1
+        consumer.recognised_duplicates() == 1
     })
     .await;
     assert_eq!(consumer.delivered(event.id), 2);
@@ -92,10 +69,7 @@ async fn a_restart_with_unpublished_rows_delivers_them() {
         // First life: the consumer subscribes, events are written, the process
         // stops before its relay ever ran.
         let bus = EmbeddedBus::open(&file.0).await.unwrap();
-        let stopper = Stopper::new();
-        bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
-            .await
-            .unwrap();
+        let stopper = listen(&bus, &consumer).await;
         for n in 0..50 {
             producer.make(n, true).await;
         }
@@ -103,10 +77,7 @@ async fn a_restart_with_unpublished_rows_delivers_them() {
     }
     assert_eq!(producer.unpublished().await, 50);
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::open(&file.0).await.unwrap());
-    let stopper = Stopper::new();
-    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
-        .await
-        .unwrap();
+    let stopper = listen(bus.as_ref(), &consumer).await;
     spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
     eventually("all 50 arrive after the restart", WAIT, || async {
         consumer.effects().await == 50
@@ -114,4 +85,11 @@ async fn a_restart_with_unpublished_rows_delivers_them() {
     .await;
     assert_eq!(consumer.max_deliveries_of_one_event(), 1);
     assert_eq!(producer.unpublished().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_ends_dead_and_replays_once() {
+    let (_file, bus) = embedded_bus().await;
+    let consumer = Consumer::postgres("dlq").await;
+    scenario_dead_letter_and_replay(bus, &Producer::postgres().await, &consumer).await;
 }

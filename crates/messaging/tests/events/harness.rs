@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use emporium_contracts::Event;
-use emporium_db::Db;
 use emporium_db::testing::TestDatabase;
+use emporium_db::{Db, Engine};
 use emporium_messaging::outbox::{Outbox, Relay, RelaySettings, RelayWaker};
 use emporium_messaging::{
     Bus, Envelope, EventHandler, HandlerError, RetryPolicy, Subscription, inbox, outbox,
@@ -34,36 +34,55 @@ pub struct Producer {
     _db: TestDatabase,
 }
 
+/// A fresh database on `engine` (4 connections on SQLite, 8 on PostgreSQL)
+/// with the outbox and inbox tables, and the table the statement for that
+/// engine creates.
+async fn fresh_db(
+    engine: Engine,
+    sqlite_table: &'static str,
+    postgres_table: &'static str,
+) -> (Db, TestDatabase) {
+    let (file, connections) = match engine {
+        Engine::Sqlite => (TestDatabase::sqlite(), 4),
+        Engine::Postgres => (TestDatabase::postgres().await.unwrap(), 8),
+    };
+    let db = Db::connect(&file.url, connections).await.unwrap();
+    match &db {
+        Db::Sqlite(pool) => {
+            emporium_messaging::migrations::run_sqlite(pool)
+                .await
+                .unwrap();
+            sqlx::query(sqlite_table).execute(pool).await.unwrap();
+        }
+        Db::Postgres(pool) => {
+            emporium_messaging::migrations::run_postgres(pool)
+                .await
+                .unwrap();
+            sqlx::query(postgres_table).execute(pool).await.unwrap();
+        }
+    }
+    (db, file)
+}
+
 impl Producer {
     pub async fn sqlite() -> Self {
-        let db = TestDatabase::sqlite();
-        let pool = emporium_db::connect_sqlite(&db.url, 4).await.unwrap();
-        emporium_messaging::migrations::run_sqlite(&pool)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE things (n INTEGER PRIMARY KEY)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        Self {
-            outbox: Outbox(Db::Sqlite(pool)),
-            _db: db,
-        }
+        Self::on(Engine::Sqlite).await
     }
 
     pub async fn postgres() -> Self {
-        let db = TestDatabase::postgres().await.unwrap();
-        let pool = emporium_db::connect_postgres(&db.url, 8).await.unwrap();
-        emporium_messaging::migrations::run_postgres(&pool)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE things (n BIGINT PRIMARY KEY)")
-            .execute(&pool)
-            .await
-            .unwrap();
+        Self::on(Engine::Postgres).await
+    }
+
+    pub async fn on(engine: Engine) -> Self {
+        let (db, file) = fresh_db(
+            engine,
+            "CREATE TABLE things (n INTEGER PRIMARY KEY)",
+            "CREATE TABLE things (n BIGINT PRIMARY KEY)",
+        )
+        .await;
         Self {
-            outbox: Outbox(Db::Postgres(pool)),
-            _db: db,
+            outbox: Outbox(db),
+            _db: file,
         }
     }
 
@@ -83,7 +102,9 @@ impl Producer {
                     .execute(&mut *tx)
                     .await
                     .unwrap();
-                outbox::enqueue(&mut tx, &env).await.unwrap();
+                outbox::enqueue_all(&mut tx, std::slice::from_ref(&env))
+                    .await
+                    .unwrap();
                 if commit {
                     tx.commit().await.unwrap()
                 } else {
@@ -175,32 +196,20 @@ pub struct Consumer {
 
 impl Consumer {
     pub async fn sqlite(name: &str) -> Arc<Self> {
-        let file = TestDatabase::sqlite();
-        let pool = emporium_db::connect_sqlite(&file.url, 4).await.unwrap();
-        emporium_messaging::migrations::run_sqlite(&pool)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE effects (event_id BLOB PRIMARY KEY, n INTEGER NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        Self::new(name, Db::Sqlite(pool), file)
+        Self::on(Engine::Sqlite, name).await
     }
 
     pub async fn postgres(name: &str) -> Arc<Self> {
-        let file = TestDatabase::postgres().await.unwrap();
-        let pool = emporium_db::connect_postgres(&file.url, 8).await.unwrap();
-        emporium_messaging::migrations::run_postgres(&pool)
-            .await
-            .unwrap();
-        sqlx::query("CREATE TABLE effects (event_id UUID PRIMARY KEY, n BIGINT NOT NULL)")
-            .execute(&pool)
-            .await
-            .unwrap();
-        Self::new(name, Db::Postgres(pool), file)
+        Self::on(Engine::Postgres, name).await
     }
 
-    fn new(name: &str, db: Db, file: TestDatabase) -> Arc<Self> {
+    pub async fn on(engine: Engine, name: &str) -> Arc<Self> {
+        let (db, file) = fresh_db(
+            engine,
+            "CREATE TABLE effects (event_id BLOB PRIMARY KEY, n INTEGER NOT NULL)",
+            "CREATE TABLE effects (event_id UUID PRIMARY KEY, n BIGINT NOT NULL)",
+        )
+        .await;
         Arc::new(Self {
             name: format!("{name}-{}", Uuid::now_v7().simple()),
             db,
@@ -230,16 +239,12 @@ impl Consumer {
     }
 
     pub async fn effects(&self) -> i64 {
-        match &self.db {
-            Db::Postgres(p) => sqlx::query_scalar("SELECT COUNT(*) FROM effects")
-                .fetch_one(p)
-                .await
-                .unwrap(),
-            Db::Sqlite(p) => sqlx::query_scalar("SELECT COUNT(*) FROM effects")
-                .fetch_one(p)
-                .await
-                .unwrap(),
-        }
+        emporium_db::on_db!(&self.db, |p| sqlx::query_scalar(
+            "SELECT COUNT(*) FROM effects"
+        )
+        .fetch_one(p)
+        .await
+        .unwrap())
     }
 
     pub fn max_deliveries_of_one_event(&self) -> usize {
@@ -272,6 +277,11 @@ impl Consumer {
             .filter(|(_, n)| **n > 1)
             .map(|(id, n)| (*id, *n, recognised.get(id).copied().unwrap_or(0)))
             .collect()
+    }
+
+    /// Deliveries the inbox recognised as already handled, all events together.
+    pub fn recognised_duplicates(&self) -> usize {
+        self.duplicates.load(Ordering::SeqCst)
     }
 
     /// Handler calls that failed, all events together.
@@ -355,6 +365,14 @@ where
     }
 }
 
+/// Waits, a minute at the most, until `consumer` holds `total` effects.
+pub async fn all_applied(what: &str, consumer: &Consumer, total: u64) {
+    eventually(what, Duration::from_secs(60), || async {
+        consumer.effects().await == total as i64
+    })
+    .await;
+}
+
 pub fn quick_retry(max_attempts: u32) -> RetryPolicy {
     RetryPolicy {
         max_attempts,
@@ -364,16 +382,53 @@ pub fn quick_retry(max_attempts: u32) -> RetryPolicy {
 
 pub const WAIT: Duration = Duration::from_secs(30);
 
+/// Subscribes `consumer` (three attempts) to `bus` until the returned
+/// stopper fires or is dropped.
+pub async fn listen(bus: &dyn Bus, consumer: &Arc<Consumer>) -> Stopper {
+    let stopper = Stopper::new();
+    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
+        .await
+        .unwrap();
+    stopper
+}
+
+/// A consumer that dies before its ack: subscribes `consumer` with a handler
+/// that hangs after its commit, relays thing `n`'s event to it, and once the
+/// effect is committed kills the subscription and mends the handler. Returns
+/// the event and the stoppers of the dead subscription and of the relay,
+/// which keeps running while they are held.
+pub async fn crash_after_commit(
+    bus: &Arc<dyn Bus>,
+    producer: &Producer,
+    consumer: &Arc<Consumer>,
+    n: u64,
+) -> (Envelope, [Stopper; 2]) {
+    consumer.set(Behaviour::HangAfterCommit);
+    let first_life = Stopper::new();
+    let task = bus
+        .subscribe(consumer.subscription(quick_retry(3)), first_life.stop())
+        .await
+        .unwrap();
+    let relay_stop = Stopper::new();
+    spawn_relay(producer.outbox.clone(), bus.clone(), &relay_stop);
+    let event = producer.make(n, true).await;
+    tokio::time::timeout(WAIT, consumer.applied_signal.notified())
+        .await
+        .expect("the effect committed");
+    // The process dies: its connection goes away with the delivery unacked.
+    task.abort();
+    let _ = task.await;
+    consumer.set(Behaviour::Apply);
+    (event, [first_life, relay_stop])
+}
+
 /// A rolled-back change publishes nothing; a committed one arrives exactly once.
 pub async fn scenario_outbox_atomicity(
     bus: Arc<dyn Bus>,
     producer: &Producer,
     consumer: &Arc<Consumer>,
 ) {
-    let stopper = Stopper::new();
-    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
-        .await
-        .unwrap();
+    let stopper = listen(bus.as_ref(), consumer).await;
     let rolled_back = producer.make(1, false).await;
     let committed = producer.make(2, true).await;
     assert_eq!(
@@ -404,10 +459,7 @@ pub async fn scenario_dead_letter_and_replay(
     consumer: &Arc<Consumer>,
 ) {
     consumer.set(Behaviour::Fail);
-    let stopper = Stopper::new();
-    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
-        .await
-        .unwrap();
+    let stopper = listen(bus.as_ref(), consumer).await;
     spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
     let event = producer.make(9, true).await;
 

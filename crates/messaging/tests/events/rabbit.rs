@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use emporium_db::Engine;
 use emporium_messaging::rabbit::{RabbitBus, RabbitSettings};
 use emporium_messaging::{Bus, RetryPolicy};
 use uuid::Uuid;
 
 use crate::harness::{
-    Behaviour, Consumer, Producer, Stopper, WAIT, eventually, quick_retry,
-    scenario_dead_letter_and_replay, scenario_outbox_atomicity, spawn_relay,
+    Behaviour, Consumer, Producer, WAIT, all_applied, crash_after_commit, eventually, listen,
+    quick_retry, scenario_dead_letter_and_replay, scenario_outbox_atomicity, spawn_relay,
 };
 use crate::proxy::Proxy;
 
@@ -85,13 +86,36 @@ impl Drop for Cleanup {
     }
 }
 
+/// What a test runs on: a bus at `url` on an exchange of the test's own, a
+/// producer and a consumer named `name` on `engine`, and the cleanup of the
+/// exchange and the consumer's queues. Bind it before the test's `Stopper`s,
+/// so it is dropped after them.
+struct Rig {
+    _cleanup: Cleanup,
+    exchange: String,
+    bus: Arc<dyn Bus>,
+    producer: Producer,
+    consumer: Arc<Consumer>,
+}
+
+impl Rig {
+    async fn new(url: &str, engine: Engine, name: &str) -> Self {
+        let exchange = exchange();
+        let consumer = Consumer::on(engine, name).await;
+        Self {
+            _cleanup: Cleanup::new(&exchange, &consumer.name, quick_retry(3)),
+            bus: Arc::new(bus_at(url, &exchange)),
+            producer: Producer::on(engine).await,
+            exchange,
+            consumer,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbox_publishes_committed_changes_exactly_once() {
-    let ex = exchange();
-    let consumer = Consumer::postgres("atomic").await;
-    let _cleanup = Cleanup::new(&ex, &consumer.name, quick_retry(3));
-    let producer = Producer::postgres().await;
-    scenario_outbox_atomicity(Arc::new(bus_at(&broker(), &ex)), &producer, &consumer).await;
+    let rig = Rig::new(&broker(), Engine::Postgres, "atomic").await;
+    scenario_outbox_atomicity(rig.bus.clone(), &rig.producer, &rig.consumer).await;
 }
 
 /// A broker outage in the middle of a stream of events: nothing crosses the
@@ -101,15 +125,9 @@ async fn outbox_publishes_committed_changes_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_loses_nothing_and_applies_nothing_twice() {
     let proxy = Proxy::start(&broker_addr()).await;
-    let ex = exchange();
-    let bus: Arc<dyn Bus> = Arc::new(bus_at(&proxy.url(), &ex));
-    let producer = Producer::sqlite().await;
-    let consumer = Consumer::sqlite("outage").await;
-    let _cleanup = Cleanup::new(&ex, &consumer.name, quick_retry(3));
-    let stopper = Stopper::new();
-    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
-        .await
-        .unwrap();
+    let rig = Rig::new(&proxy.url(), Engine::Sqlite, "outage").await;
+    let (bus, producer, consumer) = (&rig.bus, &rig.producer, &rig.consumer);
+    let stopper = listen(bus.as_ref(), consumer).await;
     spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
 
     let (before, during, total) = (100u64, 200u64, 300u64);
@@ -162,12 +180,7 @@ async fn a_broker_outage_loses_nothing_and_applies_nothing_twice() {
     for n in during..total {
         producer.make(n, true).await;
     }
-    eventually(
-        "every event is applied after the outage",
-        Duration::from_secs(60),
-        || async { consumer.effects().await == total as i64 },
-    )
-    .await;
+    all_applied("every event is applied after the outage", consumer, total).await;
     eventually("the outbox is drained", WAIT, || async {
         producer.unpublished().await == 0
     })
@@ -209,69 +222,29 @@ async fn a_broker_outage_loses_nothing_and_applies_nothing_twice() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_that_dies_before_its_ack_is_deduplicated_on_redelivery() {
-    let ex = exchange();
-    let bus: Arc<dyn Bus> = Arc::new(bus_at(&broker(), &ex));
-    let producer = Producer::postgres().await;
-    let consumer = Consumer::postgres("crash").await;
-    let _cleanup = Cleanup::new(&ex, &consumer.name, quick_retry(3));
-    consumer.set(Behaviour::HangAfterCommit);
-    let first_life = Stopper::new();
-    let task = bus
-        .subscribe(consumer.subscription(quick_retry(3)), first_life.stop())
-        .await
-        .unwrap();
-    let relay_stop = Stopper::new();
-    spawn_relay(producer.outbox.clone(), bus.clone(), &relay_stop);
-    let event = producer.make(7, true).await;
-
-    tokio::time::timeout(WAIT, consumer.applied_signal.notified())
-        .await
-        .expect("the effect committed");
-    // The process dies: its connection goes away with the delivery unacked.
-    task.abort();
-    let _ = task.await;
-    consumer.set(Behaviour::Apply);
-    let second_life = Stopper::new();
-    bus.subscribe(consumer.subscription(quick_retry(3)), second_life.stop())
-        .await
-        .unwrap();
+    let rig = Rig::new(&broker(), Engine::Postgres, "crash").await;
+    let (bus, producer, consumer) = (&rig.bus, &rig.producer, &rig.consumer);
+    let (event, _stoppers) = crash_after_commit(bus, producer, consumer, 7).await;
+    let _second_life = listen(bus.as_ref(), consumer).await;
 
     eventually("the event is redelivered", WAIT, || async {
         consumer.delivered(event.id) == 2
     })
     .await;
     eventually("the redelivery is recognised", WAIT, || async {
-        consumer
-            .duplicates
-            .load(std::sync::atomic::Ordering::SeqCst)
-            == 1
+        consumer.recognised_duplicates() == 1
     })
     .await;
     assert_eq!(consumer.effects().await, 1, "applied once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failing_handler_ends_in_the_dead_letter_queue_and_replays_once() {
-    let ex = exchange();
-    let consumer = Consumer::sqlite("dlq").await;
-    let _cleanup = Cleanup::new(&ex, &consumer.name, quick_retry(3));
-    let producer = Producer::sqlite().await;
-    scenario_dead_letter_and_replay(Arc::new(bus_at(&broker(), &ex)), &producer, &consumer).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_on_one_outbox_publish_each_event_once() {
-    let ex = exchange();
-    let bus: Arc<dyn Bus> = Arc::new(bus_at(&broker(), &ex));
-    let producer = Producer::postgres().await;
-    let consumer = Consumer::postgres("relays").await;
-    let _cleanup = Cleanup::new(&ex, &consumer.name, quick_retry(3));
-    let stopper = Stopper::new();
-    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
-        .await
-        .unwrap();
+    let rig = Rig::new(&broker(), Engine::Postgres, "relays").await;
+    let (bus, producer, consumer) = (&rig.bus, &rig.producer, &rig.consumer);
+    let stopper = listen(bus.as_ref(), consumer).await;
     // A second replica's relay: its own bus connection, the same outbox table.
-    let other: Arc<dyn Bus> = Arc::new(bus_at(&broker(), &ex));
+    let other: Arc<dyn Bus> = Arc::new(bus_at(&broker(), &rig.exchange));
     spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
     spawn_relay(producer.outbox.clone(), other, &stopper);
 
@@ -279,38 +252,22 @@ async fn two_relays_on_one_outbox_publish_each_event_once() {
     for n in 0..total {
         producer.make(n, true).await;
     }
-    eventually(
-        "every event is applied",
-        Duration::from_secs(60),
-        || async { consumer.effects().await == total as i64 },
-    )
-    .await;
+    all_applied("every event is applied", consumer, total).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         consumer.max_deliveries_of_one_event(),
         1,
         "no event was published twice"
     );
-    assert_eq!(
-        consumer
-            .duplicates
-            .load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
+    assert_eq!(consumer.recognised_duplicates(), 0);
     stopper.fire();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_about_one_subject_are_applied_in_order() {
-    let ex = exchange();
-    let bus: Arc<dyn Bus> = Arc::new(bus_at(&broker(), &ex));
-    let producer = Producer::postgres().await;
-    let consumer = Consumer::postgres("order").await;
-    let _cleanup = Cleanup::new(&ex, &consumer.name, quick_retry(3));
-    let stopper = Stopper::new();
-    bus.subscribe(consumer.subscription(quick_retry(3)), stopper.stop())
-        .await
-        .unwrap();
+    let rig = Rig::new(&broker(), Engine::Postgres, "order").await;
+    let (bus, producer, consumer) = (&rig.bus, &rig.producer, &rig.consumer);
+    let stopper = listen(bus.as_ref(), consumer).await;
     let total = 400u64;
     for n in 0..total {
         producer
@@ -343,4 +300,10 @@ async fn events_about_one_subject_are_applied_in_order() {
         );
     }
     stopper.fire();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_handler_ends_in_the_dead_letter_queue_and_replays_once() {
+    let rig = Rig::new(&broker(), Engine::Sqlite, "dlq").await;
+    scenario_dead_letter_and_replay(rig.bus.clone(), &rig.producer, &rig.consumer).await;
 }

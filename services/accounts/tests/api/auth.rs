@@ -4,7 +4,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, TestApp, access, problem, refresh};
-use emporium_testkit::both;
+use emporium_testkit::{both, count_of, statuses_at_once};
 
 async fn register_returns_the_user_without_secrets(app: TestApp) {
     let r = app.register("Ada@Example.com", PASSWORD).await;
@@ -35,31 +35,11 @@ both!(duplicate_email_is_a_conflict);
 
 async fn concurrent_registrations_of_one_email_create_one_account(app: TestApp) {
     let attempts = (0..20).map(|_| app.register("race@example.com", PASSWORD));
-    let statuses: Vec<u16> = join_all(attempts)
-        .await
-        .into_iter()
-        .map(|r| r.status().as_u16())
-        .collect();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 201).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        19,
-        "{statuses:?}"
-    );
+    let statuses = statuses_at_once(attempts).await;
+    assert_eq!(count_of(&statuses, 201), 1, "{statuses:?}");
+    assert_eq!(count_of(&statuses, 409), 19, "{statuses:?}");
     let admin = app.admin_token().await;
-    let users: Value = app
-        .get("/api/v1/users?limit=100")
-        .bearer_auth(admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let users = app.get_json("/api/v1/users?limit=100", &admin).await;
     let same = users["items"]
         .as_array()
         .unwrap()
@@ -95,15 +75,7 @@ async fn login_gives_a_bearer_pair(app: TestApp) {
     let pair = app.customer("carol@example.com").await;
     assert_eq!(pair["token_type"], "Bearer");
     assert_eq!(pair["expires_in"], 900);
-    let me: Value = app
-        .get("/api/v1/users/me")
-        .bearer_auth(access(&pair))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = app.me(access(&pair)).await;
     assert_eq!(me["email"], "carol@example.com");
 }
 both!(login_gives_a_bearer_pair);
@@ -128,33 +100,24 @@ both!(unknown_email_and_wrong_password_look_the_same);
 
 async fn failed_logins_are_throttled_per_account(app: TestApp) {
     app.customer("erin@example.com").await;
-    for i in 0..5 {
+    // Past the limit (5) the account is slowed: one more attempt per interval
+    // is evaluated, and the next waits for the interval, even the right password.
+    for address in [
+        "10.1.0.0",
+        "10.1.0.1",
+        "10.1.0.2",
+        "10.1.0.3",
+        "10.1.0.4",
+        "10.1.0.98",
+    ] {
         let r = app
-            .post("/api/v1/auth/login")
-            .header("x-forwarded-for", format!("10.1.0.{i}"))
-            .json(&json!({"email": "erin@example.com", "password": "wrong wrong wrong"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401);
+            .login_from(address, "erin@example.com", "wrong wrong wrong")
+            .await;
+        assert_eq!(r.status(), 401, "{address}");
     }
-    // Past the limit the account is slowed: one more attempt per interval is
-    // evaluated, and the next waits for the interval, even the right password.
     let r = app
-        .post("/api/v1/auth/login")
-        .header("x-forwarded-for", "10.1.0.98")
-        .json(&json!({"email": "erin@example.com", "password": "wrong wrong wrong"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = app
-        .post("/api/v1/auth/login")
-        .header("x-forwarded-for", "10.1.0.99")
-        .json(&json!({"email": "erin@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .login_from("10.1.0.99", "erin@example.com", PASSWORD)
+        .await;
     let retry: u64 = r.headers()["retry-after"]
         .to_str()
         .unwrap()
@@ -169,46 +132,28 @@ both!(failed_logins_are_throttled_per_account, |s| s
     5);
 
 async fn failed_logins_are_throttled_per_address(app: TestApp) {
+    let wrong = "wrong wrong wrong";
     for i in 0..5 {
-        let r = app
-            .post("/api/v1/auth/login")
-            .header("x-forwarded-for", "10.2.0.1")
-            .json(
-                &json!({"email": format!("spray{i}@example.com"), "password": "wrong wrong wrong"}),
-            )
-            .send()
-            .await
-            .unwrap();
+        let email = format!("spray{i}@example.com");
+        let r = app.login_from("10.2.0.1", &email, wrong).await;
         assert_eq!(r.status(), 401);
     }
     let r = app
-        .post("/api/v1/auth/login")
-        .header("x-forwarded-for", "10.2.0.1")
-        .json(&json!({"email": "spray-next@example.com", "password": "wrong wrong wrong"}))
-        .send()
-        .await
-        .unwrap();
+        .login_from("10.2.0.1", "spray-next@example.com", wrong)
+        .await;
     assert!(r.headers().contains_key("retry-after"));
     problem(r, 429).await;
     // Another address is not affected.
     let r = app
-        .post("/api/v1/auth/login")
-        .header("x-forwarded-for", "10.2.0.2")
-        .json(&json!({"email": "spray-next@example.com", "password": "wrong wrong wrong"}))
-        .send()
-        .await
-        .unwrap();
+        .login_from("10.2.0.2", "spray-next@example.com", wrong)
+        .await;
     assert_eq!(r.status(), 401);
     // The window is the service's time: once it has passed, the address is
     // heard again (the clock is moved, not waited for).
     app.clock.advance(std::time::Duration::from_secs(901));
     let r = app
-        .post("/api/v1/auth/login")
-        .header("x-forwarded-for", "10.2.0.1")
-        .json(&json!({"email": "spray-later@example.com", "password": "wrong wrong wrong"}))
-        .send()
-        .await
-        .unwrap();
+        .login_from("10.2.0.1", "spray-later@example.com", wrong)
+        .await;
     assert_eq!(r.status(), 401, "evaluated again after the window");
 }
 // Lowered from 30 to see the per-address limit work.
@@ -219,38 +164,20 @@ both!(failed_logins_are_throttled_per_address, |s| s
 
 async fn refresh_rotates_and_reuse_revokes_the_family(app: TestApp) {
     let first = app.customer("frank@example.com").await;
-    let rotate = |token: String| {
-        app.post("/api/v1/auth/refresh")
-            .json(&json!({"refresh_token": token}))
-            .send()
-    };
-    let r = rotate(refresh(&first).to_owned()).await.unwrap();
+    let r = app.refresh_with(refresh(&first)).await;
     assert_eq!(r.status(), 200);
     let second: Value = r.json().await.unwrap();
     assert_ne!(refresh(&second), refresh(&first));
     // The new access token works.
-    let me = app
-        .get("/api/v1/users/me")
-        .bearer_auth(access(&second))
-        .send()
-        .await
-        .unwrap();
+    let me = app.get_with("/api/v1/users/me", access(&second)).await;
     assert_eq!(me.status(), 200);
     // The old refresh token is spent; presenting it revokes the family...
-    problem(rotate(refresh(&first).to_owned()).await.unwrap(), 401).await;
+    problem(app.refresh_with(refresh(&first)).await, 401).await;
     // ...so the current one is dead too.
-    problem(rotate(refresh(&second).to_owned()).await.unwrap(), 401).await;
+    problem(app.refresh_with(refresh(&second)).await, 401).await;
     // A new login starts a new family that works.
-    let third: Value = app
-        .login("frank@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        rotate(refresh(&third).to_owned()).await.unwrap().status(),
-        200
-    );
+    let third = app.login_pair("frank@example.com", PASSWORD).await;
+    assert_eq!(app.refresh_with(refresh(&third)).await.status(), 200);
 }
 both!(refresh_rotates_and_reuse_revokes_the_family);
 
@@ -301,12 +228,7 @@ async fn racing_refreshes_let_exactly_one_through(app: TestApp) {
         assert_eq!(body["detail"], "The session has ended.");
     }
     // A new login starts a family that works.
-    let fresh: Value = app
-        .login("grace@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let fresh = app.login_pair("grace@example.com", PASSWORD).await;
     assert_eq!(
         app.get_with("/api/v1/users/me", access(&fresh))
             .await
@@ -319,13 +241,7 @@ both!(racing_refreshes_let_exactly_one_through);
 
 async fn logout_revokes_the_refresh_family(app: TestApp) {
     let pair = app.customer("heidi@example.com").await;
-    let r = app
-        .post("/api/v1/auth/logout")
-        .bearer_auth(access(&pair))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.logout(access(&pair)).await.status(), 204);
     problem(app.refresh_with(refresh(&pair)).await, 401).await;
     problem(app.post("/api/v1/auth/logout").send().await.unwrap(), 401).await;
 }

@@ -10,7 +10,7 @@ use emporium_accounts::create_service_client;
 use emporium_client::{CallError, ClientCredentials, TokenSource};
 use emporium_config::Secret;
 
-use crate::helpers::{TestApp, https_client};
+use crate::helpers::{TestApp, https_client, jwt_claims};
 use emporium_testkit::both;
 
 async fn source(app: &TestApp, secret: &str) -> Arc<ClientCredentials> {
@@ -23,15 +23,18 @@ async fn source(app: &TestApp, secret: &str) -> Arc<ClientCredentials> {
     ))
 }
 
+/// Creates the `orders` client with the scopes it has in the shop; returns
+/// a token source holding its secret.
+async fn orders_source(app: &TestApp) -> Arc<ClientCredentials> {
+    let scopes = emporium_contracts::scopes::ORDERS;
+    let secret = create_service_client(app.store.as_ref(), "orders", &scopes)
+        .await
+        .unwrap();
+    source(app, &secret).await
+}
+
 async fn one_token_serves_many_calls_and_a_crowd_waits_for_one_fetch(app: TestApp) {
-    let secret = create_service_client(
-        app.store.as_ref(),
-        "orders",
-        &emporium_contracts::scopes::ORDERS,
-    )
-    .await
-    .unwrap();
-    let tokens = source(&app, &secret).await;
+    let tokens = orders_source(&app).await;
     let crowd: Vec<_> = (0..50)
         .map(|_| {
             let tokens = tokens.clone();
@@ -54,16 +57,7 @@ async fn one_token_serves_many_calls_and_a_crowd_waits_for_one_fetch(app: TestAp
     );
 
     // The token is a real one, narrowed to the scope asked for.
-    let claims: serde_json::Value = {
-        use base64::Engine;
-        let payload = seen[0].split('.').nth(1).unwrap();
-        serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap()
-    };
+    let claims = jwt_claims(&seen[0]);
     assert_eq!(claims["sub"], "orders");
     assert_eq!(claims["scope"], "stock:reserve");
 
@@ -77,14 +71,7 @@ both!(one_token_serves_many_calls_and_a_crowd_waits_for_one_fetch);
 /// Service tokens live 4 s here: the source renews after half of that, before
 /// the held one expires, so no call ever carries an expired token.
 async fn a_token_is_renewed_before_it_expires(app: TestApp) {
-    let secret = create_service_client(
-        app.store.as_ref(),
-        "orders",
-        &emporium_contracts::scopes::ORDERS,
-    )
-    .await
-    .unwrap();
-    let tokens = source(&app, &secret).await;
+    let tokens = orders_source(&app).await;
     // The lifetime counts from when the first request left, so does this.
     let asked_at = Instant::now();
     tokens.token().await.unwrap();

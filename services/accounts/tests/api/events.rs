@@ -2,83 +2,50 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use emporium_contracts::Event;
 use emporium_contracts::accounts::{
-    SessionRevoked, UserDeleted, UserDisabled, UserProfileUpdated, UserRegistered, UserRolesChanged,
+    REVOKING_TYPES, SessionRevoked, UserDeleted, UserDisabled, UserProfileUpdated, UserRegistered,
+    UserRolesChanged,
 };
-use emporium_messaging::{Bus, Envelope, EventHandler, HandlerError, RetryPolicy, Subscription};
-use serde_json::{Value, json};
+use emporium_messaging::Envelope;
+use emporium_testkit::events::{Recorder, types};
+use serde_json::json;
 use tokio::sync::watch;
 
-use crate::helpers::{PASSWORD, TestApp, access, problem};
+use crate::helpers::{PASSWORD, TestApp, access, jwt_claims, problem, refresh};
 use emporium_testkit::both;
 
-/// Records every event it is handed.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Envelope>>);
-
-#[async_trait::async_trait]
-impl EventHandler for Recorder {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        self.0.lock().unwrap().push(event.clone());
-        Ok(())
-    }
+/// Listens for every event accounts publishes: registrations, profile
+/// changes, and the ones that revoke tokens.
+async fn listen(app: &TestApp) -> (Arc<Recorder>, watch::Sender<bool>) {
+    let mut event_types = vec![UserRegistered::TYPE, UserProfileUpdated::TYPE];
+    event_types.extend(REVOKING_TYPES);
+    emporium_testkit::events::listen(&*app.bus, &event_types).await
 }
 
-async fn listen(app: &TestApp) -> (Arc<Recorder>, watch::Sender<bool>) {
-    let recorder = Arc::new(Recorder::default());
-    let (tx, mut rx) = watch::channel(false);
-    app.bus
-        .subscribe(
-            Subscription {
-                consumer: "listener".into(),
-                event_types: [
-                    UserRegistered::TYPE,
-                    UserProfileUpdated::TYPE,
-                    UserDisabled::TYPE,
-                    UserDeleted::TYPE,
-                    UserRolesChanged::TYPE,
-                    SessionRevoked::TYPE,
-                ]
-                .map(str::to_owned)
-                .to_vec(),
-                handler: recorder.clone(),
-                retry: RetryPolicy::default(),
-                prefetch: 16,
-            },
-            Box::pin(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }),
-        )
-        .await
-        .unwrap();
-    (recorder, tx)
+/// The events about `subject`, in order.
+fn about<'a>(events: &'a [Envelope], subject: &str) -> Vec<&'a Envelope> {
+    events
+        .iter()
+        .filter(|e| e.subject.as_deref() == Some(subject))
+        .collect()
 }
 
 /// Waits until `count` events about `subject` have arrived (others, such as
-/// the admin's registration at start-up, may or may not be there).
-async fn wait_for_subject(recorder: &Recorder, subject: &str, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let seen = recorder
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|e| e.subject.as_deref() == Some(subject))
-            .count();
-        if seen >= count {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{seen} of {count} events about {subject}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// the admin's registration at start-up, may or may not be there), and a
+/// little longer for any that should not come; returns every event.
+async fn wait_for_subject(recorder: &Recorder, subject: &str, count: usize) -> Vec<Envelope> {
+    let what = format!("{count} events about {subject}");
+    recorder
+        .wait_until(Duration::from_secs(20), &what, |seen| {
+            about(seen, subject).len() >= count
+        })
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    recorder.events()
 }
 
 async fn account_changes_are_published_in_order(app: TestApp) {
@@ -96,72 +63,28 @@ async fn account_changes_are_published_in_order(app: TestApp) {
     assert_eq!(r.status(), 201);
     // A refused registration changes nothing and tells nobody.
     problem(app.register("nora@example.com", PASSWORD).await, 409).await;
-    let pair: Value = app
-        .login("nora@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    app.patch("/api/v1/users/me")
-        .bearer_auth(access(&pair))
-        .json(&json!({"name": "Nora B."}))
-        .send()
-        .await
-        .unwrap();
-    let me: Value = app
-        .get("/api/v1/users/me")
-        .bearer_auth(access(&pair))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = me["id"].as_str().unwrap().to_owned();
-    let admin = app.admin_token().await;
-    let r = app
-        .patch(&format!("/api/v1/users/{id}"))
-        .bearer_auth(&admin)
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
+    let pair = app.login_pair("nora@example.com", PASSWORD).await;
+    let renamed = json!({"name": "Nora B."});
+    let r = app.patch_user(access(&pair), "me", renamed).await;
     assert_eq!(r.status(), 200);
-    // Re-enable, then the user closes the account.
-    app.patch(&format!("/api/v1/users/{id}"))
-        .bearer_auth(&admin)
-        .json(&json!({"disabled": false}))
-        .send()
-        .await
-        .unwrap();
-    let pair: Value = app
-        .login("nora@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        app.delete("/api/v1/users/me")
-            .bearer_auth(access(&pair))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    let id = app.user_id(access(&pair)).await;
+    let admin = app.admin_token().await;
+    // Disable and re-enable, then the user closes the account.
+    for disabled in [true, false] {
+        let r = app
+            .patch_user(&admin, &id, json!({"disabled": disabled}))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let pair = app.login_pair("nora@example.com", PASSWORD).await;
+    assert_eq!(app.close_account(access(&pair)).await.status(), 204);
 
     // Nora's four changes (the admin's registration at start-up may have been
     // relayed before this listener subscribed, so it is not counted on).
-    wait_for_subject(&recorder, &id, 4).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let events: Vec<Envelope> = recorder.0.lock().unwrap().clone();
-    let mine: Vec<&Envelope> = events
-        .iter()
-        .filter(|e| e.subject.as_deref() == Some(id.as_str()))
-        .collect();
-    let types: Vec<&str> = mine.iter().map(|e| e.event_type.as_str()).collect();
+    let events = wait_for_subject(&recorder, &id, 4).await;
+    let mine = about(&events, &id);
     assert_eq!(
-        types,
+        types(mine.iter().copied()),
         vec![
             UserRegistered::TYPE,
             UserProfileUpdated::TYPE,
@@ -201,85 +124,33 @@ both!(account_changes_are_published_in_order);
 async fn revocations_are_published_with_the_token_generation(app: TestApp) {
     let (recorder, _stop) = listen(&app).await;
     let pair = app.customer("vera@example.com").await;
-    let me: Value = app
-        .get("/api/v1/users/me")
-        .bearer_auth(access(&pair))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = me["id"].as_str().unwrap().to_owned();
+    let id = app.user_id(access(&pair)).await;
     let admin = app.admin_token().await;
-    let patch = |body: Value| {
-        app.patch(&format!("/api/v1/users/{id}"))
-            .bearer_auth(&admin)
-            .json(&body)
-            .send()
-    };
-    assert_eq!(
-        patch(json!({"roles": ["customer", "admin"]}))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    // The same roles again change nothing and announce nothing.
-    assert_eq!(
-        patch(json!({"roles": ["customer", "admin"]}))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    let session: Value = serde_json::from_slice(
-        &base64::Engine::decode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            access(&pair).split('.').nth(1).unwrap(),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    // Promoted twice: the same roles again change nothing and announce nothing.
+    for _ in 0..2 {
+        let r = app
+            .patch_user(&admin, &id, json!({"roles": ["customer", "admin"]}))
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    let session = jwt_claims(access(&pair));
+    assert_eq!(app.logout(access(&pair)).await.status(), 204);
+    let pair = app.login_pair("vera@example.com", PASSWORD).await;
     let r = app
-        .post("/api/v1/auth/logout")
-        .bearer_auth(access(&pair))
-        .send()
-        .await
-        .unwrap();
+        .change_password(access(&pair), PASSWORD, "a brand new passphrase")
+        .await;
     assert_eq!(r.status(), 204);
-    let pair: Value = app
-        .login("vera@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let r = app
-        .put("/api/v1/users/me/password")
-        .bearer_auth(access(&pair))
-        .json(&json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    assert_eq!(
-        patch(json!({"disabled": true})).await.unwrap().status(),
-        200
-    );
+    let r = app.patch_user(&admin, &id, json!({"disabled": true})).await;
+    assert_eq!(r.status(), 200);
 
     // Vera's five (her registration and four revocations).
-    wait_for_subject(&recorder, &id, 5).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let events: Vec<Envelope> = recorder.0.lock().unwrap().clone();
-    let mine: Vec<&Envelope> = events
-        .iter()
-        .filter(|e| {
-            e.subject.as_deref() == Some(id.as_str()) && e.event_type != UserRegistered::TYPE
-        })
+    let events = wait_for_subject(&recorder, &id, 5).await;
+    let mine: Vec<&Envelope> = about(&events, &id)
+        .into_iter()
+        .filter(|e| e.event_type != UserRegistered::TYPE)
         .collect();
-    let types: Vec<&str> = mine.iter().map(|e| e.event_type.as_str()).collect();
     assert_eq!(
-        types,
+        types(mine.iter().copied()),
         [
             UserRolesChanged::TYPE,
             SessionRevoked::TYPE,
@@ -313,32 +184,23 @@ both!(revocations_are_published_with_the_token_generation);
 async fn refresh_token_reuse_is_announced(app: TestApp) {
     let (recorder, _stop) = listen(&app).await;
     let pair = app.customer("reused@example.com").await;
-    let payload = access(&pair).split('.').nth(1).unwrap();
-    let claims: Value = serde_json::from_slice(
-        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
-            .unwrap(),
-    )
-    .unwrap();
-    let old = pair["refresh_token"].as_str().unwrap();
+    let claims = jwt_claims(access(&pair));
+    let old = refresh(&pair);
     assert_eq!(app.refresh_with(old).await.status(), 200);
     problem(app.refresh_with(old).await, 401).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let seen = recorder.0.lock().unwrap().clone();
-        let revoked: Vec<SessionRevoked> = seen
-            .iter()
-            .filter(|e| e.event_type == SessionRevoked::TYPE)
-            .map(|e| e.decode().unwrap())
-            .collect();
-        if let Some(r) = revoked.first() {
-            assert_eq!(
-                r.session_id.map(|s| s.to_string()).as_deref(),
-                claims["sid"].as_str()
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "no session.revoked: {seen:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let seen = recorder
+        .wait_until(Duration::from_secs(10), "a session.revoked", |seen| {
+            seen.iter().any(|e| e.event_type == SessionRevoked::TYPE)
+        })
+        .await;
+    let revoked: Vec<SessionRevoked> = seen
+        .iter()
+        .filter(|e| e.event_type == SessionRevoked::TYPE)
+        .map(|e| e.decode().unwrap())
+        .collect();
+    assert_eq!(
+        revoked[0].session_id.map(|s| s.to_string()).as_deref(),
+        claims["sid"].as_str()
+    );
 }
 both!(refresh_token_reuse_is_announced);

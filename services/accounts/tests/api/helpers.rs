@@ -2,86 +2,74 @@
 
 use emporium_accounts::store::AccountsStore;
 use emporium_accounts::{AccountsSettings, Application};
-use emporium_config::Loader;
 use emporium_db::ShiftedClock;
 use emporium_db::testing::TestDatabase;
-use emporium_http::{Shutdown, ShutdownTrigger};
 use emporium_messaging::embedded::EmbeddedBus;
-use emporium_testkit::TestService;
-use reqwest::{RequestBuilder, Response, StatusCode};
+use emporium_testkit::{
+    Endpoint, Running, TestService, database, embedded_bus, run_in_background, service_settings,
+};
+use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 use std::sync::Arc;
 
 pub const PASSWORD: &str = "correct horse battery";
+/// The email and password of the admin every test service starts with.
+pub const ADMIN: (&str, &str) = ("root@shop.test", "the admin's long passphrase");
 /// The key-encryption key of every test service (32 bytes, base64).
 pub const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-pub use emporium_testkit::{Backend, certs, https_client, problem};
+pub use emporium_testkit::{Backend, https_client, problem};
 
 pub struct TestApp {
-    pub base: String,
+    /// Stops the service when the app is dropped (first).
+    _server: Running,
     /// The embedded bus the service publishes to (a temporary file).
     pub bus: Arc<EmbeddedBus>,
-    pub client: reqwest::Client,
+    /// `base`, `client` and the requests (`get`, `post`, `url`, …) through `Deref`.
+    http: Endpoint,
     pub store: Arc<dyn AccountsStore>,
-    pub app_admin: (String, String),
     /// The service's time: the system's, moved ahead by `advance`.
     pub clock: Arc<ShiftedClock>,
-    trigger: ShutdownTrigger,
     // Dropped last: the databases outlive the server.
     _db: TestDatabase,
     _bus_file: TestDatabase,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.trigger.fire();
+impl std::ops::Deref for TestApp {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.http
     }
+}
+
+/// Opens the store at `url`, which migrates it (how a template database is made).
+pub async fn migrate(url: String) -> anyhow::Result<()> {
+    emporium_accounts::store::connect(&url, 1).await.map(|_| ())
 }
 
 /// The settings every test service starts from.
 pub fn settings(db_url: &str) -> AccountsSettings {
-    let certs = certs();
-    Loader::new(emporium_accounts::config::DEFAULTS)
-        .unwrap()
-        .set("database.url", db_url)
-        .unwrap()
-        .set("database.max_connections", "8")
-        .unwrap()
-        .set("http.host", "127.0.0.1")
-        .unwrap()
-        .set("http.port", "0")
-        .unwrap()
-        .set("http.tls_cert", certs.cert("accounts").to_str().unwrap())
-        .unwrap()
-        .set("http.tls_key", certs.key("accounts").to_str().unwrap())
-        .unwrap()
-        .set("admin_email", "root@shop.test")
-        .unwrap()
-        .set("admin_password", "the admin's long passphrase")
-        .unwrap()
-        .set("events.relay_poll_ms", "20")
-        .unwrap()
-        .set("keys.kek", KEK)
-        .unwrap()
+    let more = [
+        ("admin_email", ADMIN.0),
+        ("admin_password", ADMIN.1),
+        ("keys.kek", KEK),
         // Tests register many accounts from one address; one test lowers it again.
-        .set("login.max_registrations_per_address", "100000")
-        .unwrap()
-        .build()
-        .unwrap()
+        ("login.max_registrations_per_address", "100000"),
+    ];
+    service_settings(
+        "accounts",
+        emporium_accounts::config::DEFAULTS,
+        db_url,
+        &more,
+    )
 }
 
 impl TestService for TestApp {
     type Settings = AccountsSettings;
 
     async fn spawn(backend: Backend, tweak: impl FnOnce(&mut AccountsSettings) + Send) -> Self {
-        let db = emporium_testkit::database(
-            backend,
-            "accounts",
-            env!("CARGO_MANIFEST_DIR"),
-            |url| async move { emporium_accounts::store::connect(&url, 1).await.map(|_| ()) },
-        )
-        .await;
+        let db = database(backend, "accounts", env!("CARGO_MANIFEST_DIR"), migrate).await;
         let mut settings = settings(&db.url);
         tweak(&mut settings);
         Self::spawn_on(db, settings).await
@@ -90,30 +78,15 @@ impl TestService for TestApp {
 
 impl TestApp {
     pub async fn spawn_on(db: TestDatabase, settings: AccountsSettings) -> Self {
-        let bus_file = TestDatabase::sqlite();
-        let bus_path = bus_file.url.trim_start_matches("sqlite://").to_owned();
-        let bus = Arc::new(
-            EmbeddedBus::open(std::path::Path::new(&bus_path))
-                .await
-                .unwrap(),
-        );
+        let (bus, bus_file) = embedded_bus().await;
         let clock = ShiftedClock::new();
         let app = Application::build_at(settings, bus.clone(), clock.clone())
             .await
             .unwrap();
-        let base = app.base_url();
-        let store = app.store();
-        let (trigger, shutdown) = Shutdown::new();
-        tokio::spawn(app.run_until_stopped(shutdown));
         Self {
-            base,
-            client: https_client(),
-            store,
-            app_admin: (
-                "root@shop.test".into(),
-                "the admin's long passphrase".into(),
-            ),
-            trigger,
+            http: Endpoint::new(app.base_url()),
+            store: app.store(),
+            _server: run_in_background(|shutdown| app.run_until_stopped(shutdown)),
             bus,
             clock,
             _db: db,
@@ -131,33 +104,13 @@ impl TestApp {
         self._db.url.strip_prefix("sqlite://").map(str::to_owned)
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    pub fn get(&self, path: &str) -> RequestBuilder {
-        self.client.get(self.url(path))
-    }
-
-    pub fn post(&self, path: &str) -> RequestBuilder {
-        self.client.post(self.url(path))
-    }
-
-    pub fn patch(&self, path: &str) -> RequestBuilder {
-        self.client.patch(self.url(path))
-    }
-
-    pub fn put(&self, path: &str) -> RequestBuilder {
-        self.client.put(self.url(path))
-    }
-
-    pub fn delete(&self, path: &str) -> RequestBuilder {
-        self.client.delete(self.url(path))
-    }
-
     pub async fn register(&self, email: &str, password: &str) -> Response {
+        self.register_named(email, password, "Test Person").await
+    }
+
+    pub async fn register_named(&self, email: &str, password: &str, name: &str) -> Response {
         self.post("/api/v1/auth/register")
-            .json(&json!({"email": email, "password": password, "name": "Test Person"}))
+            .json(&json!({"email": email, "password": password, "name": name}))
             .send()
             .await
             .unwrap()
@@ -169,6 +122,23 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// A login sent through a proxy for `address` (`X-Forwarded-For`).
+    pub async fn login_from(&self, address: &str, email: &str, password: &str) -> Response {
+        self.post("/api/v1/auth/login")
+            .header("x-forwarded-for", address)
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Logs in, which must succeed; returns the token pair.
+    pub async fn login_pair(&self, email: &str, password: &str) -> Value {
+        let r = self.login(email, password).await;
+        assert_eq!(r.status(), StatusCode::OK, "login of {email}");
+        r.json().await.unwrap()
     }
 
     pub async fn refresh_with(&self, refresh_token: &str) -> Response {
@@ -185,39 +155,101 @@ impl TestApp {
             self.register(email, PASSWORD).await.status(),
             StatusCode::CREATED
         );
-        let r = self.login(email, PASSWORD).await;
-        assert_eq!(r.status(), StatusCode::OK);
-        r.json().await.unwrap()
+        self.login_pair(email, PASSWORD).await
     }
 
     /// Logs in with [`PASSWORD`]; returns the access token.
     pub async fn access_token(&self, email: &str) -> String {
-        let r = self.login(email, PASSWORD).await;
-        assert_eq!(r.status(), StatusCode::OK, "login of {email}");
-        let pair: Value = r.json().await.unwrap();
-        access(&pair).to_owned()
+        access(&self.login_pair(email, PASSWORD).await).to_owned()
     }
 
-    /// `GET path` with a bearer token.
-    pub async fn get_with(&self, path: &str, token: &str) -> Response {
-        self.get(path).bearer_auth(token).send().await.unwrap()
+    /// `method path` with a bearer token.
+    pub async fn send_with(&self, method: Method, path: &str, token: &str) -> Response {
+        self.request(method, path)
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
     }
 
-    /// `PATCH /api/v1/users/{id}` as `admin`.
-    pub async fn admin_patch(&self, admin: &str, id: &str, body: Value) -> Response {
-        self.patch(&format!("/api/v1/users/{id}"))
-            .bearer_auth(admin)
+    /// `method path` with a bearer token and a JSON body.
+    pub async fn send_json(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Value,
+    ) -> Response {
+        self.request(method, path)
+            .bearer_auth(token)
             .json(&body)
             .send()
             .await
             .unwrap()
     }
 
+    /// `GET path` with a bearer token.
+    pub async fn get_with(&self, path: &str, token: &str) -> Response {
+        self.send_with(Method::GET, path, token).await
+    }
+
+    /// `GET path` with a bearer token, which must answer 200; returns the body.
+    pub async fn get_json(&self, path: &str, token: &str) -> Value {
+        let r = self.get_with(path, token).await;
+        assert_eq!(r.status(), StatusCode::OK, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// The account of `token` (`GET /api/v1/users/me`, which must answer 200).
+    pub async fn me(&self, token: &str) -> Value {
+        self.get_json("/api/v1/users/me", token).await
+    }
+
+    /// The id of the account of `token`.
+    pub async fn user_id(&self, token: &str) -> String {
+        self.me(token).await["id"].as_str().unwrap().to_owned()
+    }
+
+    /// `PATCH /api/v1/users/{id}` (`me`: one's own account) with `token`.
+    pub async fn patch_user(&self, token: &str, id: &str, body: Value) -> Response {
+        let path = format!("/api/v1/users/{id}");
+        self.send_json(Method::PATCH, &path, token, body).await
+    }
+
+    /// `PUT /api/v1/users/me/password` with `token`.
+    pub async fn change_password(&self, token: &str, current: &str, new: &str) -> Response {
+        let body = json!({"current_password": current, "new_password": new});
+        self.send_json(Method::PUT, "/api/v1/users/me/password", token, body)
+            .await
+    }
+
+    /// `POST /api/v1/auth/logout` with `token`.
+    pub async fn logout(&self, token: &str) -> Response {
+        self.send_with(Method::POST, "/api/v1/auth/logout", token)
+            .await
+    }
+
+    /// `DELETE /api/v1/users/me` (closing the account) with `token`.
+    pub async fn close_account(&self, token: &str) -> Response {
+        self.send_with(Method::DELETE, "/api/v1/users/me", token)
+            .await
+    }
+
+    /// Registers `email` and makes it an admin with `admin`'s token; returns
+    /// its id and an access token of its new role (a login after the change).
+    pub async fn new_admin(&self, admin: &str, email: &str) -> (String, String) {
+        let pair = self.customer(email).await;
+        let id = self.user_id(access(&pair)).await;
+        let r = self
+            .patch_user(admin, &id, json!({"roles": ["customer", "admin"]}))
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "promoting {email}");
+        (id, self.access_token(email).await)
+    }
+
     pub async fn admin_token(&self) -> String {
-        let r = self.login(&self.app_admin.0, &self.app_admin.1).await;
-        assert_eq!(r.status(), StatusCode::OK);
-        let v: Value = r.json().await.unwrap();
-        v["access_token"].as_str().unwrap().to_owned()
+        let (email, password) = ADMIN;
+        access(&self.login_pair(email, password).await).to_owned()
     }
 }
 
@@ -227,4 +259,14 @@ pub fn access(pair: &Value) -> &str {
 
 pub fn refresh(pair: &Value) -> &str {
     pair["refresh_token"].as_str().unwrap()
+}
+
+/// The claims a JWT carries (its payload, read without checking the signature).
+pub fn jwt_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&json).unwrap()
 }

@@ -6,21 +6,8 @@ use futures_util::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{PASSWORD, TestApp, access, problem};
-use emporium_testkit::both;
-
-async fn user_id(app: &TestApp, token: &str) -> String {
-    let me: Value = app
-        .get("/api/v1/users/me")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    me["id"].as_str().unwrap().to_owned()
-}
+use crate::helpers::{PASSWORD, TestApp, access, problem, refresh};
+use emporium_testkit::{both, count_of, statuses_at_once};
 
 /// 100 logins at once, 99 wrong and then the right one: the slot is taken
 /// before the password is checked, so at most 5 are evaluated.
@@ -34,17 +21,13 @@ async fn a_burst_of_logins_cannot_pass_the_throttle(app: TestApp) {
         };
         app.login("burst@example.com", password)
     });
-    let statuses: Vec<u16> = join_all(attempts)
-        .await
-        .into_iter()
-        .map(|r| r.status().as_u16())
-        .collect();
-    let evaluated = statuses.iter().filter(|s| **s != 429).count();
+    let statuses = statuses_at_once(attempts).await;
+    let evaluated = statuses.len() - count_of(&statuses, 429);
     assert!(
         evaluated <= 5,
         "{evaluated} attempts evaluated: {statuses:?}"
     );
-    assert!(statuses.iter().filter(|s| **s == 429).count() >= 95);
+    assert!(count_of(&statuses, 429) >= 95);
 }
 both!(a_burst_of_logins_cannot_pass_the_throttle);
 
@@ -52,34 +35,23 @@ both!(a_burst_of_logins_cannot_pass_the_throttle);
 /// per-account limit the account is slowed (one attempt per interval), so the
 /// owner gets in within an interval, and a burst is evaluated once per interval.
 async fn strangers_cannot_lock_an_account(app: TestApp) {
-    app.customer("victim@example.com").await;
-    let attempt = |address: String, password: &'static str| {
-        app.post("/api/v1/auth/login")
-            .header("x-forwarded-for", address)
-            .json(&json!({"email": "victim@example.com", "password": password}))
-            .send()
-    };
+    let (victim, wrong) = ("victim@example.com", "not the password!");
+    app.customer(victim).await;
     // Ten failures from ten addresses pass the per-account limit (5 here).
     for i in 0..10 {
-        let status = attempt(format!("203.0.113.{i}"), "not the password!")
-            .await
-            .unwrap()
-            .status()
-            .as_u16();
+        let address = format!("203.0.113.{i}");
+        let r = app.login_from(&address, victim, wrong).await;
+        let status = r.status().as_u16();
         assert!(status == 401 || status == 429, "{status}");
     }
     // A burst from many more addresses: at most one is evaluated per interval.
+    let addresses: Vec<String> = (0..30).map(|i| format!("198.51.100.{i}")).collect();
     let burst_started = std::time::Instant::now();
-    let burst: Vec<u16> =
-        join_all((0..30).map(|i| attempt(format!("198.51.100.{i}"), "not the password!")))
-            .await
-            .into_iter()
-            .map(|r| r.unwrap().status().as_u16())
-            .collect();
+    let burst = statuses_at_once(addresses.iter().map(|a| app.login_from(a, victim, wrong))).await;
     let burst_took = burst_started.elapsed();
     // One evaluated attempt per interval (2 s): a burst that straddles the
     // end of an interval may see a second.
-    let evaluated = burst.iter().filter(|s| **s == 401).count();
+    let evaluated = count_of(&burst, 401);
     let allowed = 1 + (burst_took.as_secs_f64() / 2.0).ceil() as usize;
     assert!(
         evaluated <= allowed,
@@ -88,7 +60,7 @@ async fn strangers_cannot_lock_an_account(app: TestApp) {
     // The owner, from a fresh address, retries and gets in within the interval.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
     loop {
-        let r = attempt("192.0.2.1".into(), PASSWORD).await.unwrap();
+        let r = app.login_from("192.0.2.1", victim, PASSWORD).await;
         if r.status() == StatusCode::OK {
             break;
         }
@@ -109,22 +81,15 @@ both!(strangers_cannot_lock_an_account, |s| {
 async fn a_few_failures_elsewhere_do_not_lock_the_owner_out(app: TestApp) {
     app.customer("owner@example.com").await;
     for i in 0..6 {
+        let address = format!("203.0.113.{i}");
         let r = app
-            .post("/api/v1/auth/login")
-            .header("x-forwarded-for", format!("203.0.113.{i}"))
-            .json(&json!({"email": "owner@example.com", "password": "not the password!"}))
-            .send()
-            .await
-            .unwrap();
+            .login_from(&address, "owner@example.com", "not the password!")
+            .await;
         assert_eq!(r.status(), 401);
     }
     let r = app
-        .post("/api/v1/auth/login")
-        .header("x-forwarded-for", "198.51.100.7")
-        .json(&json!({"email": "owner@example.com", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+        .login_from("198.51.100.7", "owner@example.com", PASSWORD)
+        .await;
     assert_eq!(r.status(), 200);
 }
 both!(a_few_failures_elsewhere_do_not_lock_the_owner_out);
@@ -135,13 +100,8 @@ both!(a_few_failures_elsewhere_do_not_lock_the_owner_out);
 async fn spray(app: &TestApp) -> Vec<u16> {
     let mut statuses = Vec::new();
     for i in 0..6 {
-        let r = app
-            .post("/api/v1/auth/login")
-            .header("x-forwarded-for", format!("203.0.113.{i}"))
-            .json(&json!({"email": format!("sprayed{i}@example.com"), "password": "not the password!"}))
-            .send()
-            .await
-            .unwrap();
+        let (address, email) = (format!("203.0.113.{i}"), format!("sprayed{i}@example.com"));
+        let r = app.login_from(&address, &email, "not the password!").await;
         statuses.push(r.status().as_u16());
     }
     statuses
@@ -167,38 +127,22 @@ both!(forwarded_for_from_the_gateway_names_the_client, |s| s
 /// A demoted or disabled admin's still-valid token can do nothing an admin can.
 async fn admin_routes_check_the_account_as_it_is_now(app: TestApp) {
     let root = app.admin_token().await;
-    let pair = app.customer("deputy@example.com").await;
-    let deputy_id = user_id(&app, access(&pair)).await;
-    let root_id = user_id(&app, &root).await;
-    let r = app
-        .admin_patch(&root, &deputy_id, json!({"roles": ["customer", "admin"]}))
-        .await;
-    assert_eq!(r.status(), 200);
+    let root_id = app.user_id(&root).await;
     // The deputy logs in as admin, then is demoted.
-    let deputy = app.access_token("deputy@example.com").await;
+    let (deputy_id, deputy) = app.new_admin(&root, "deputy@example.com").await;
     assert_eq!(app.get_with("/api/v1/users", &deputy).await.status(), 200);
     let r = app
-        .admin_patch(&root, &deputy_id, json!({"roles": ["customer"]}))
+        .patch_user(&root, &deputy_id, json!({"roles": ["customer"]}))
         .await;
     assert_eq!(r.status(), 200);
     problem(app.get_with("/api/v1/users", &deputy).await, 403).await;
-    for body in [
-        json!({"roles": ["customer", "admin"]}),
-        json!({"disabled": false}),
+    for (id, body) in [
+        (&deputy_id, json!({"roles": ["customer", "admin"]})),
+        (&deputy_id, json!({"disabled": false})),
+        (&root_id, json!({"disabled": true})),
     ] {
-        let r = app
-            .patch(&format!("/api/v1/users/{deputy_id}"))
-            .bearer_auth(&deputy)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        problem(r, 403).await;
+        problem(app.patch_user(&deputy, id, body).await, 403).await;
     }
-    let r = app
-        .admin_patch(&deputy, &root_id, json!({"disabled": true}))
-        .await;
-    problem(r, 403).await;
     // The root admin is untouched.
     assert_eq!(app.get_with("/api/v1/users", &root).await.status(), 200);
 }
@@ -208,46 +152,26 @@ both!(admin_routes_check_the_account_as_it_is_now);
 /// a token whose account was closed is refused on admin routes.
 async fn disabled_and_closed_accounts_lose_their_tokens(app: TestApp) {
     let root = app.admin_token().await;
-    let pair = app.customer("former@example.com").await;
-    let former_id = user_id(&app, access(&pair)).await;
-    let r = app
-        .admin_patch(&root, &former_id, json!({"roles": ["customer", "admin"]}))
-        .await;
-    assert_eq!(r.status(), 200);
-    let former = app.access_token("former@example.com").await;
+    let (former_id, former) = app.new_admin(&root, "former@example.com").await;
     assert_eq!(app.get_with("/api/v1/users", &former).await.status(), 200);
     let r = app
-        .admin_patch(&root, &former_id, json!({"disabled": true}))
+        .patch_user(&root, &former_id, json!({"disabled": true}))
         .await;
     assert_eq!(r.status(), 200);
-    for r in [
-        app.get("/api/v1/users").bearer_auth(&former).send(),
-        app.get(&format!("/api/v1/users/{former_id}"))
-            .bearer_auth(&former)
-            .send(),
+    for path in [
+        "/api/v1/users".to_owned(),
+        format!("/api/v1/users/{former_id}"),
     ] {
-        problem(r.await.unwrap(), 401).await;
+        problem(app.get_with(&path, &former).await, 401).await;
     }
     let r = app
-        .admin_patch(&former, &former_id, json!({"disabled": false}))
+        .patch_user(&former, &former_id, json!({"disabled": false}))
         .await;
     problem(r, 401).await;
 
     // An admin who closes their account (another admin remains): the token is dead.
-    let pair = app.customer("leaving@example.com").await;
-    let leaving_id = user_id(&app, access(&pair)).await;
-    let r = app
-        .admin_patch(&root, &leaving_id, json!({"roles": ["customer", "admin"]}))
-        .await;
-    assert_eq!(r.status(), 200);
-    let leaving = app.access_token("leaving@example.com").await;
-    let r = app
-        .delete("/api/v1/users/me")
-        .bearer_auth(&leaving)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (_, leaving) = app.new_admin(&root, "leaving@example.com").await;
+    assert_eq!(app.close_account(&leaving).await.status(), 204);
     problem(app.get_with("/api/v1/users", &leaving).await, 401).await;
 }
 both!(disabled_and_closed_accounts_lose_their_tokens);
@@ -298,59 +222,24 @@ both!(saturated_hashing_answers_503, |s| {
 /// other at once leave one admin.
 async fn an_enabled_admin_always_remains(app: TestApp) {
     let root = app.admin_token().await;
-    let root_id = user_id(&app, &root).await;
-    let body = problem(
-        app.delete("/api/v1/users/me")
-            .bearer_auth(&root)
-            .send()
-            .await
-            .unwrap(),
-        409,
-    )
-    .await;
+    let root_id = app.user_id(&root).await;
+    let body = problem(app.close_account(&root).await, 409).await;
     assert_eq!(body["type"], "/problems/last-admin");
-    let pair = app.customer("second@example.com").await;
-    let second_id = user_id(&app, access(&pair)).await;
-    let r = app
-        .admin_patch(&root, &second_id, json!({"roles": ["customer", "admin"]}))
-        .await;
-    assert_eq!(r.status(), 200);
-    let second = app.access_token("second@example.com").await;
-    let users = |token: &str| app.get("/api/v1/users").bearer_auth(token).send();
+    let (second_id, second) = app.new_admin(&root, "second@example.com").await;
     assert_eq!(
-        users(&second).await.unwrap().status(),
+        app.get_with("/api/v1/users", &second).await.status(),
         200,
         "two admins now"
     );
     let (a, b) = tokio::join!(
-        app.patch(&format!("/api/v1/users/{second_id}"))
-            .bearer_auth(&root)
-            .json(&json!({"roles": ["customer"]}))
-            .send(),
-        app.patch(&format!("/api/v1/users/{root_id}"))
-            .bearer_auth(&second)
-            .json(&json!({"roles": ["customer"]}))
-            .send(),
+        app.patch_user(&root, &second_id, json!({"roles": ["customer"]})),
+        app.patch_user(&second, &root_id, json!({"roles": ["customer"]})),
     );
-    let statuses = [a.unwrap().status(), b.unwrap().status()];
-    assert_eq!(
-        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
-        1,
-        "{statuses:?}"
-    );
-    let users: Value = app
-        .get("/api/v1/users?limit=100")
-        .bearer_auth(if statuses[0] == StatusCode::OK {
-            &root
-        } else {
-            &second
-        })
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let statuses = [a.status().as_u16(), b.status().as_u16()];
+    assert_eq!(count_of(&statuses, 200), 1, "{statuses:?}");
+    // The one whose change went through is the last admin.
+    let last = if statuses[0] == 200 { &root } else { &second };
+    let users = app.get_json("/api/v1/users?limit=100", last).await;
     let admins = users["items"]
         .as_array()
         .unwrap()
@@ -360,20 +249,7 @@ async fn an_enabled_admin_always_remains(app: TestApp) {
     assert_eq!(admins, 1);
     // The last admin cannot close the account either, nor leave with another
     // admin's help: demoting the last admin is refused by the store.
-    let last = if statuses[0] == StatusCode::OK {
-        &root
-    } else {
-        &second
-    };
-    let body = problem(
-        app.delete("/api/v1/users/me")
-            .bearer_auth(last)
-            .send()
-            .await
-            .unwrap(),
-        409,
-    )
-    .await;
+    let body = problem(app.close_account(last).await, 409).await;
     assert_eq!(body["type"], "/problems/last-admin");
     let users = app.get_with("/api/v1/users", last).await;
     assert_eq!(users.status(), 200, "still an admin");
@@ -385,9 +261,9 @@ both!(an_enabled_admin_always_remains);
 async fn admins_demoting_each_other_leave_one(app: TestApp) {
     use emporium_accounts::store::{StoreError, UserChange};
     let root = app.admin_token().await;
-    let root_id: uuid::Uuid = user_id(&app, &root).await.parse().unwrap();
+    let root_id: uuid::Uuid = app.user_id(&root).await.parse().unwrap();
     let pair = app.customer("rival@example.com").await;
-    let rival_id: uuid::Uuid = user_id(&app, access(&pair)).await.parse().unwrap();
+    let rival_id: uuid::Uuid = app.user_id(access(&pair)).await.parse().unwrap();
     let admin = UserChange {
         roles: Some("customer,admin".into()),
         ..Default::default()
@@ -442,58 +318,32 @@ both!(admins_demoting_each_other_leave_one);
 /// After logout or a password change the old access token stops working at once.
 async fn ended_sessions_refuse_their_tokens(app: TestApp) {
     let pair = app.customer("leaver@example.com").await;
-    let token = access(&pair).to_owned();
-    let r = app
-        .post("/api/v1/auth/logout")
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    problem(app.get_with("/api/v1/users/me", &token).await, 401).await;
+    let token = access(&pair);
+    assert_eq!(app.logout(token).await.status(), 204);
+    problem(app.get_with("/api/v1/users/me", token).await, 401).await;
 
-    let pair: Value = app
-        .login("leaver@example.com", PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let token = access(&pair).to_owned();
+    let pair = app.login_pair("leaver@example.com", PASSWORD).await;
+    let token = access(&pair);
     let r = app
-        .put("/api/v1/users/me/password")
-        .bearer_auth(&token)
-        .json(&json!({"current_password": PASSWORD, "new_password": "another long passphrase"}))
-        .send()
-        .await
-        .unwrap();
+        .change_password(token, PASSWORD, "another long passphrase")
+        .await;
     assert_eq!(r.status(), 204);
-    problem(app.get_with("/api/v1/users/me", &token).await, 401).await;
+    problem(app.get_with("/api/v1/users/me", token).await, 401).await;
 }
 both!(ended_sessions_refuse_their_tokens);
 
 /// Guessing the current password on a password change is throttled before hashing.
 async fn password_change_guesses_are_throttled(app: TestApp) {
     let pair = app.customer("guessed@example.com").await;
-    let token = access(&pair).to_owned();
-    let guesses = (0..20).map(|i| {
-        app.put("/api/v1/users/me/password")
-            .bearer_auth(&token)
-            .json(&json!({"current_password": format!("guess number {i}"), "new_password": "another long passphrase"}))
-            .send()
-    });
-    let statuses: Vec<u16> = join_all(guesses)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
-        .collect();
-    assert!(
-        statuses.iter().filter(|s| **s == 422).count() <= 5,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().filter(|s| **s == 429).count() >= 15,
-        "{statuses:?}"
-    );
+    let guesses: Vec<String> = (0..20).map(|i| format!("guess number {i}")).collect();
+    let statuses = statuses_at_once(
+        guesses
+            .iter()
+            .map(|guess| app.change_password(access(&pair), guess, "another long passphrase")),
+    )
+    .await;
+    assert!(count_of(&statuses, 422) <= 5, "{statuses:?}");
+    assert!(count_of(&statuses, 429) >= 15, "{statuses:?}");
 }
 both!(password_change_guesses_are_throttled);
 
@@ -559,56 +409,29 @@ async fn a_refresh_cannot_slip_past_a_revocation(app: TestApp) {
     let pair = app.customer("racer@example.com").await;
     let mut password = PASSWORD.to_owned();
     for round in 0..6 {
-        let pair: Value = if round == 0 {
+        let pair = if round == 0 {
             pair.clone()
         } else {
-            app.login("racer@example.com", &password)
-                .await
-                .json()
-                .await
-                .unwrap()
+            app.login_pair("racer@example.com", &password).await
         };
-        let token = access(&pair).to_owned();
-        let refresh_token = pair["refresh_token"].as_str().unwrap().to_owned();
+        let token = access(&pair);
         let next_password = format!("racing passphrase number {round}");
         let revoke = async {
             if round % 2 == 0 {
-                app.post("/api/v1/auth/logout")
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap()
+                app.logout(token).await
             } else {
-                app.put("/api/v1/users/me/password")
-                    .bearer_auth(&token)
-                    .json(&json!({"current_password": password, "new_password": next_password}))
-                    .send()
-                    .await
-                    .unwrap()
+                app.change_password(token, &password, &next_password).await
             }
         };
-        let (refreshed, revoked) = tokio::join!(app.refresh_with(&refresh_token), revoke);
+        let (refreshed, revoked) = tokio::join!(app.refresh_with(refresh(&pair)), revoke);
         assert_eq!(revoked.status(), 204, "round {round}");
         if round % 2 == 1 {
             password = next_password;
         }
         if refreshed.status() == StatusCode::OK {
             let fresh: Value = refreshed.json().await.unwrap();
-            problem(
-                app.get("/api/v1/users/me")
-                    .bearer_auth(access(&fresh))
-                    .send()
-                    .await
-                    .unwrap(),
-                401,
-            )
-            .await;
-            problem(
-                app.refresh_with(fresh["refresh_token"].as_str().unwrap())
-                    .await,
-                401,
-            )
-            .await;
+            problem(app.get_with("/api/v1/users/me", access(&fresh)).await, 401).await;
+            problem(app.refresh_with(refresh(&fresh)).await, 401).await;
         } else {
             assert_eq!(refreshed.status(), 401, "round {round}");
         }
@@ -643,38 +466,20 @@ both!(keys_stored_in_the_clear_are_wrapped_on_start);
 async fn patches_without_a_known_field_are_refused(app: TestApp) {
     let root = app.admin_token().await;
     let pair = app.customer("patchy@example.com").await;
-    let id = user_id(&app, access(&pair)).await;
-    for body in [json!({}), json!({"nmae": "typo"})] {
-        let r = app
-            .patch("/api/v1/users/me")
-            .bearer_auth(access(&pair))
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let p = problem(r, 422).await;
-        assert_eq!(p["errors"][0]["field"], "body");
-    }
-    for body in [json!({}), json!({"roles": null}), json!({"disable": true})] {
-        let r = app
-            .patch(&format!("/api/v1/users/{id}"))
-            .bearer_auth(&root)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let p = problem(r, 422).await;
+    let id = app.user_id(access(&pair)).await;
+    let (own, root, id) = (access(&pair), root.as_str(), id.as_str());
+    // Their own account as "me", and another's as an admin.
+    for (token, user, body) in [
+        (own, "me", json!({})),
+        (own, "me", json!({"nmae": "typo"})),
+        (root, id, json!({})),
+        (root, id, json!({"roles": null})),
+        (root, id, json!({"disable": true})),
+    ] {
+        let p = problem(app.patch_user(token, user, body.clone()).await, 422).await;
         assert_eq!(p["errors"][0]["field"], "body", "{body}");
     }
-    let me: Value = app
-        .get("/api/v1/users/me")
-        .bearer_auth(access(&pair))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = app.me(own).await;
     assert_eq!(me["disabled"], false);
     assert_eq!(me["name"], "Test Person");
 }

@@ -3,7 +3,7 @@
 use emporium_accounts::create_service_client;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, problem};
+use crate::helpers::{TestApp, access, problem};
 use emporium_testkit::both;
 
 async fn client_credentials_issue_scoped_service_tokens(app: TestApp) {
@@ -16,53 +16,31 @@ async fn client_credentials_issue_scoped_service_tokens(app: TestApp) {
     .unwrap();
     let grant =
         |form: Vec<(&'static str, String)>| app.post("/api/v1/auth/token").form(&form).send();
-    let r = grant(vec![
-        ("grant_type", "client_credentials".into()),
-        ("client_id", "orders".into()),
-        ("client_secret", secret.clone()),
-    ])
-    .await
-    .unwrap();
+    // A client-credentials grant for `orders`, with this secret and scope.
+    let orders = |secret: &str, scope: Option<&str>| {
+        let mut form = vec![
+            ("grant_type", "client_credentials".to_owned()),
+            ("client_id", "orders".to_owned()),
+            ("client_secret", secret.to_owned()),
+        ];
+        form.extend(scope.map(|s| ("scope", s.to_owned())));
+        grant(form)
+    };
+    let r = orders(&secret, None).await.unwrap();
     assert_eq!(r.status(), 200);
     let token: Value = r.json().await.unwrap();
     assert_eq!(token["scope"], "stock:reserve payments:authorize");
     assert_eq!(token["token_type"], "Bearer");
     // A service token is not a person's: it cannot read /users/me.
-    let r = app
-        .get("/api/v1/users/me")
-        .bearer_auth(token["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    problem(r, 401).await;
+    problem(app.get_with("/api/v1/users/me", access(&token)).await, 401).await;
 
-    let r = grant(vec![
-        ("grant_type", "client_credentials".into()),
-        ("client_id", "orders".into()),
-        ("client_secret", secret.clone()),
-        ("scope", "stock:reserve".into()),
-    ])
-    .await
-    .unwrap();
+    let r = orders(&secret, Some("stock:reserve")).await.unwrap();
     let narrowed: Value = r.json().await.unwrap();
     assert_eq!(narrowed["scope"], "stock:reserve");
 
-    let r = grant(vec![
-        ("grant_type", "client_credentials".into()),
-        ("client_id", "orders".into()),
-        ("client_secret", secret.clone()),
-        ("scope", "users:admin".into()),
-    ])
-    .await
-    .unwrap();
+    let r = orders(&secret, Some("users:admin")).await.unwrap();
     problem(r, 403).await;
-    let r = grant(vec![
-        ("grant_type", "client_credentials".into()),
-        ("client_id", "orders".into()),
-        ("client_secret", "wrong".into()),
-    ])
-    .await
-    .unwrap();
+    let r = orders("wrong", None).await.unwrap();
     problem(r, 401).await;
     let r = grant(vec![("grant_type", "password".into())])
         .await
@@ -95,10 +73,5 @@ both!(only_known_scopes_can_be_granted);
 /// Both engines' migrations make the same tables and columns.
 #[tokio::test]
 async fn both_engines_have_the_same_schema() {
-    emporium_testkit::schema::assert_schema_parity(
-        |url| async move { emporium_accounts::store::connect(&url, 1).await.map(|_| ()) },
-        &[],
-        &[],
-    )
-    .await;
+    emporium_testkit::schema::assert_schema_parity(crate::helpers::migrate, &[], &[]).await;
 }

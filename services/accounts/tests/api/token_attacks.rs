@@ -4,12 +4,13 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use emporium_accounts::kek::{Kek, KekRing};
 use emporium_accounts::tokens::new_signing_key;
 use emporium_auth::{Claims, Role, TokenType};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{TestApp, access, problem, refresh};
+use crate::helpers::{TestApp, access, jwt_claims, problem, refresh};
 use emporium_testkit::both;
 
 fn now() -> i64 {
@@ -39,14 +40,20 @@ fn claims_for(user: &(String, String)) -> Claims {
     }
 }
 
+/// The key-encryption keys of a service whose only KEK is `kek` (base64).
+fn kek_ring(kek: &str) -> KekRing {
+    KekRing {
+        current: Kek::parse(kek).unwrap(),
+        previous: vec![],
+    }
+}
+
 async fn real_key(app: &TestApp) -> (String, EncodingKey) {
     let keys = app.store.signing_keys().await.unwrap();
     let key = &keys[0];
-    let ring = emporium_accounts::kek::KekRing {
-        current: emporium_accounts::kek::Kek::parse(crate::helpers::KEK).unwrap(),
-        previous: vec![],
-    };
-    let der = ring.unwrap_key(&key.kid, &key.private_der).unwrap();
+    let der = kek_ring(crate::helpers::KEK)
+        .unwrap_key(&key.kid, &key.private_der)
+        .unwrap();
     (key.kid.clone(), EncodingKey::from_ed_der(&der))
 }
 
@@ -57,11 +64,7 @@ fn sign(kid: &str, key: &EncodingKey, claims: &Claims) -> String {
 }
 
 async fn me_with(app: &TestApp, token: &str) -> reqwest::Response {
-    app.get("/api/v1/users/me")
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
+    app.get_with("/api/v1/users/me", token).await
 }
 
 async fn assert_refused(app: &TestApp, token: &str, what: &str) {
@@ -73,11 +76,9 @@ async fn assert_refused(app: &TestApp, token: &str, what: &str) {
 
 async fn forged_and_misused_tokens_are_refused(app: TestApp) {
     let pair = app.customer("mallory@example.com").await;
-    let me: Value = me_with(&app, access(&pair)).await.json().await.unwrap();
-    let payload = access(&pair).split('.').nth(1).unwrap();
-    let session: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let session = jwt_claims(access(&pair));
     let user = (
-        me["id"].as_str().unwrap().to_owned(),
+        app.user_id(access(&pair)).await,
         session["sid"].as_str().unwrap().to_owned(),
     );
     let (kid, key) = real_key(&app).await;
@@ -97,14 +98,7 @@ async fn forged_and_misused_tokens_are_refused(app: TestApp) {
     assert_refused(&app, &format!("{header}.{payload}."), "alg none").await;
 
     // HS256 with the public key as the HMAC secret (raw bytes, and its base64 text).
-    let jwks: Value = app
-        .get("/.well-known/jwks.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.fetch("/.well-known/jwks.json").await;
     let x = jwks["keys"][0]["x"].as_str().unwrap();
     let raw = URL_SAFE_NO_PAD.decode(x).unwrap();
     for secret in [raw.as_slice(), x.as_bytes()] {
@@ -138,8 +132,7 @@ async fn forged_and_misused_tokens_are_refused(app: TestApp) {
     // Tampered payload: the customer's own token, promoted to admin, old signature.
     let token = access(&pair);
     let mut parts: Vec<&str> = token.split('.').collect();
-    let mut claims: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let mut claims = jwt_claims(token);
     claims["roles"] = json!(["customer", "admin"]);
     let tampered = URL_SAFE_NO_PAD.encode(claims.to_string());
     parts[1] = &tampered;
@@ -186,16 +179,13 @@ async fn rotation_keeps_old_tokens_valid(app: TestApp) {
     let first_created = app.store.signing_keys().await.unwrap()[0].created_at;
     let mut new_key = new_signing_key(first_created + 1000);
     new_key.kid = format!("z{}", new_key.kid);
-    let kek = emporium_accounts::kek::Kek::parse(crate::helpers::KEK).unwrap();
+    let kek = Kek::parse(crate::helpers::KEK).unwrap();
     new_key.private_der = kek.wrap(&new_key.kid, &new_key.private_der);
     app.store.insert_signing_key(&new_key).await.unwrap();
 
-    let after: Value = app
-        .login("rotor@example.com", crate::helpers::PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let after = app
+        .login_pair("rotor@example.com", crate::helpers::PASSWORD)
+        .await;
     let new_kid = jsonwebtoken::decode_header(access(&after))
         .unwrap()
         .kid
@@ -211,14 +201,7 @@ async fn rotation_keeps_old_tokens_valid(app: TestApp) {
         "old token still valid"
     );
     assert_eq!(me_with(&app, access(&after)).await.status(), 200);
-    let jwks: Value = app
-        .get("/.well-known/jwks.json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let jwks = app.fetch("/.well-known/jwks.json").await;
     let kids: Vec<&str> = jwks["keys"]
         .as_array()
         .unwrap()
@@ -247,18 +230,9 @@ async fn signing_keys_are_encrypted_at_rest(app: TestApp) {
             "a stored key parses as PKCS#8"
         );
         assert!(emporium_accounts::kek::is_wrapped(&key.private_der));
-        let other = emporium_accounts::kek::KekRing {
-            current: emporium_accounts::kek::Kek::parse(
-                &emporium_accounts::kek::Kek::generate_text(),
-            )
-            .unwrap(),
-            previous: vec![],
-        };
+        let other = kek_ring(&Kek::generate_text());
         assert!(other.unwrap_key(&key.kid, &key.private_der).is_err());
-        let right = emporium_accounts::kek::KekRing {
-            current: emporium_accounts::kek::Kek::parse(crate::helpers::KEK).unwrap(),
-            previous: vec![],
-        };
+        let right = kek_ring(crate::helpers::KEK);
         let der = right.unwrap_key(&key.kid, &key.private_der).unwrap();
         assert!(aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&der).is_ok());
     }

@@ -7,29 +7,15 @@ use emporium_testkit::both;
 
 async fn profile_can_be_read_and_renamed(app: TestApp) {
     let pair = app.customer("ivan@example.com").await;
-    let r = app
-        .patch("/api/v1/users/me")
-        .bearer_auth(access(&pair))
-        .json(&json!({"name": "  Ivan the Second "}))
-        .send()
-        .await
-        .unwrap();
+    let rename = |name: &str| app.patch_user(access(&pair), "me", json!({"name": name}));
+    let r = rename("  Ivan the Second ").await;
     assert_eq!(r.status(), 200);
     let me: Value = r.json().await.unwrap();
     assert_eq!(me["name"], "Ivan the Second");
     for key in ["id", "email", "name", "roles", "created_at"] {
         assert!(me.get(key).is_some(), "{key}");
     }
-    let body = problem(
-        app.patch("/api/v1/users/me")
-            .bearer_auth(access(&pair))
-            .json(&json!({"name": ""}))
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
+    let body = problem(rename("").await, 422).await;
     assert_eq!(body["errors"][0]["field"], "name");
     problem(app.get("/api/v1/users/me").send().await.unwrap(), 401).await;
 }
@@ -37,28 +23,21 @@ both!(profile_can_be_read_and_renamed);
 
 async fn password_change_needs_the_current_one_and_ends_sessions(app: TestApp) {
     let pair = app.customer("judy@example.com").await;
-    let change = |current: &str, new: &str| {
-        app.put("/api/v1/users/me/password")
-            .bearer_auth(access(&pair))
-            .json(&json!({"current_password": current, "new_password": new}))
-            .send()
-    };
-    let body = problem(
-        change("wrong current pass", "a brand new passphrase")
-            .await
-            .unwrap(),
+    let token = access(&pair);
+    let r = app
+        .change_password(token, "wrong current pass", "a brand new passphrase")
+        .await;
+    let body = problem(r, 422).await;
+    assert_eq!(body["errors"][0]["field"], "current_password");
+    problem(
+        app.change_password(token, PASSWORD, "1q2w3e4r5t6y").await,
         422,
     )
     .await;
-    assert_eq!(body["errors"][0]["field"], "current_password");
-    problem(change(PASSWORD, "1q2w3e4r5t6y").await.unwrap(), 422).await;
-    assert_eq!(
-        change(PASSWORD, "a brand new passphrase")
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    let r = app
+        .change_password(token, PASSWORD, "a brand new passphrase")
+        .await;
+    assert_eq!(r.status(), 204);
     assert_eq!(app.login("judy@example.com", PASSWORD).await.status(), 401);
     assert_eq!(
         app.login("judy@example.com", "a brand new passphrase")
@@ -73,23 +52,9 @@ both!(password_change_needs_the_current_one_and_ends_sessions);
 
 async fn closing_an_account_ends_it_and_frees_the_email(app: TestApp) {
     let pair = app.customer("ken@example.com").await;
-    let r = app
-        .delete("/api/v1/users/me")
-        .bearer_auth(access(&pair))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.close_account(access(&pair)).await.status(), 204);
     assert_eq!(app.login("ken@example.com", PASSWORD).await.status(), 401);
-    problem(
-        app.get("/api/v1/users/me")
-            .bearer_auth(access(&pair))
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
+    problem(app.get_with("/api/v1/users/me", access(&pair)).await, 401).await;
     problem(app.refresh_with(refresh(&pair)).await, 401).await;
     assert_eq!(
         app.register("ken@example.com", PASSWORD).await.status(),
@@ -101,73 +66,19 @@ both!(closing_an_account_ends_it_and_frees_the_email);
 async fn only_admins_manage_users(app: TestApp) {
     let pair = app.customer("leo@example.com").await;
     problem(app.get("/api/v1/users").send().await.unwrap(), 401).await;
-    problem(
-        app.get("/api/v1/users")
-            .bearer_auth(access(&pair))
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
+    problem(app.get_with("/api/v1/users", access(&pair)).await, 403).await;
     let admin = app.admin_token().await;
     for i in 0..3 {
         app.register(&format!("page{i}@example.com"), PASSWORD)
             .await;
     }
     // Paging: 5 users (admin, leo, 3 more), two at a time.
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/v1/users?limit=2&cursor={c}"),
-            None => "/api/v1/users?limit=2".to_owned(),
-        };
-        let page: Value = app
-            .get(&path)
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for u in page["items"].as_array().unwrap() {
-            seen.push(u["email"].as_str().unwrap().to_owned());
-        }
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let seen = every_page(&app, &admin, 2).await;
     assert_eq!(seen.len(), 5, "{seen:?}");
-    problem(
-        app.get("/api/v1/users?limit=0")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
-    problem(
-        app.get("/api/v1/users?limit=101")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
-    problem(
-        app.get("/api/v1/users?cursor=zzz")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
+    for query in ["limit=0", "limit=101", "cursor=zzz"] {
+        let path = format!("/api/v1/users?{query}");
+        problem(app.get_with(&path, &admin).await, 422).await;
+    }
     // Any text that is not a plain number is the same 422 on `limit`, never a
     // parser's message.
     for bad in [
@@ -179,15 +90,8 @@ async fn only_admins_manage_users(app: TestApp) {
         "",
         "9223372036854775808",
     ] {
-        let body = problem(
-            app.get(&format!("/api/v1/users?limit={bad}"))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .unwrap(),
-            422,
-        )
-        .await;
+        let path = format!("/api/v1/users?limit={bad}");
+        let body = problem(app.get_with(&path, &admin).await, 422).await;
         assert_eq!(body["errors"][0]["field"], "limit", "{bad}: {body}");
         assert_eq!(
             body["errors"][0]["message"], "must be a number from 1 to 100",
@@ -199,150 +103,58 @@ both!(only_admins_manage_users);
 
 async fn admins_change_roles_and_disable_accounts(app: TestApp) {
     let pair = app.customer("mia@example.com").await;
-    let me: Value = app
-        .get("/api/v1/users/me")
-        .bearer_auth(access(&pair))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = me["id"].as_str().unwrap().to_owned();
+    let customer = access(&pair);
+    let id = app.user_id(customer).await;
     let admin = app.admin_token().await;
     let path = format!("/api/v1/users/{id}");
 
-    let one: Value = app
-        .get(&path)
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one = app.get_json(&path, &admin).await;
     assert_eq!(one["email"], "mia@example.com");
-    problem(
-        app.get(&path)
-            .bearer_auth(access(&pair))
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
-    problem(
-        app.get("/api/v1/users/01900000-0000-7000-8000-000000000000")
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
-
-    // A customer cannot promote themselves.
-    problem(
-        app.patch(&path)
-            .bearer_auth(access(&pair))
-            .json(&json!({"roles": ["admin"]}))
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
+    problem(app.get_with(&path, customer).await, 403).await;
+    let unknown = "01900000-0000-7000-8000-000000000000";
     let r = app
-        .patch(&path)
-        .bearer_auth(&admin)
-        .json(&json!({"roles": ["customer", "admin"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let user: Value = r.json().await.unwrap();
-    assert_eq!(user["roles"], json!(["customer", "admin"]));
-    problem(
-        app.patch(&path)
-            .bearer_auth(&admin)
-            .json(&json!({"roles": ["owner"]}))
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
+        .get_with(&format!("/api/v1/users/{unknown}"), &admin)
+        .await;
+    problem(r, 404).await;
 
-    let r = app
-        .patch(&path)
-        .bearer_auth(&admin)
-        .json(&json!({"disabled": true}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    // Changes in turn: who asks, whose account, what, and the answer; what
+    // is allowed answers the account as changed.
+    let (admin, mia) = (admin.as_str(), id.as_str());
+    for (token, user, change, status) in [
+        // A customer cannot promote themselves.
+        (customer, mia, json!({"roles": ["admin"]}), 403),
+        (admin, mia, json!({"roles": ["customer", "admin"]}), 200),
+        (admin, mia, json!({"roles": ["owner"]}), 422),
+        (admin, mia, json!({"disabled": true}), 200),
+        // Unknown and malformed ids.
+        (admin, unknown, json!({"disabled": true}), 404),
+        (admin, "not-a-uuid", json!({}), 400),
+    ] {
+        let r = app.patch_user(token, user, change.clone()).await;
+        if status != 200 {
+            problem(r, status).await;
+            continue;
+        }
+        assert_eq!(r.status(), 200, "{change}");
+        let changed: Value = r.json().await.unwrap();
+        for (field, value) in change.as_object().unwrap() {
+            assert_eq!(&changed[field], value, "{change}: {changed}");
+        }
+    }
     // A disabled account can neither log in nor refresh.
     assert_eq!(app.login("mia@example.com", PASSWORD).await.status(), 401);
     problem(app.refresh_with(refresh(&pair)).await, 401).await;
 
-    // Unknown and malformed ids.
-    problem(
-        app.patch("/api/v1/users/01900000-0000-7000-8000-000000000000")
-            .bearer_auth(&admin)
-            .json(&json!({"disabled": true}))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
-    problem(
-        app.patch("/api/v1/users/not-a-uuid")
-            .bearer_auth(&admin)
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap(),
-        400,
-    )
-    .await;
-
     // An admin cannot lock themselves out.
-    let admin_me: Value = app
-        .get("/api/v1/users/me")
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let own = format!("/api/v1/users/{}", admin_me["id"].as_str().unwrap());
-    let body = problem(
-        app.patch(&own)
-            .bearer_auth(&admin)
-            .json(&json!({"disabled": true}))
-            .send()
-            .await
-            .unwrap(),
-        409,
-    )
-    .await;
+    let own = app.user_id(admin).await;
+    let r = app.patch_user(admin, &own, json!({"disabled": true})).await;
+    let body = problem(r, 409).await;
     assert_eq!(body["type"], "/problems/self-lockout");
 }
 both!(admins_change_roles_and_disable_accounts);
 
-async fn id_of(app: &TestApp, token: &str) -> String {
-    let r = app.get_with("/api/v1/users/me", token).await;
-    assert_eq!(r.status(), 200);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn refused_as_self_lockout(app: &TestApp, admin: &str, id: &str, body: Value) {
-    let r = app.admin_patch(admin, id, body.clone()).await;
+    let r = app.patch_user(admin, id, body.clone()).await;
     let refusal = problem(r, 409).await;
     assert_eq!(refusal["type"], "/problems/self-lockout", "{body}");
 }
@@ -354,7 +166,7 @@ async fn refused_as_self_lockout(app: &TestApp, admin: &str, id: &str, body: Val
 /// (`last-admin`).
 async fn admins_cannot_demote_or_disable_themselves(app: TestApp) {
     let root = app.admin_token().await;
-    let root_id = id_of(&app, &root).await;
+    let root_id = app.user_id(&root).await;
     let own = [
         json!({"roles": ["customer"]}),
         json!({"disabled": true}),
@@ -363,30 +175,21 @@ async fn admins_cannot_demote_or_disable_themselves(app: TestApp) {
     for body in own.clone() {
         refused_as_self_lockout(&app, &root, &root_id, body).await;
     }
-    let pair = app.customer("deputy@example.com").await;
-    let deputy_id = id_of(&app, access(&pair)).await;
-    let r = app
-        .admin_patch(&root, &deputy_id, json!({"roles": ["customer", "admin"]}))
-        .await;
-    assert_eq!(r.status(), 200);
+    let (_, deputy) = app.new_admin(&root, "deputy@example.com").await;
     // Two admins now: the store would allow it; the rule still refuses.
     for body in own {
         refused_as_self_lockout(&app, &root, &root_id, body).await;
     }
-    let me: Value = app
-        .get_with(&format!("/api/v1/users/{root_id}"), &root)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let me = app
+        .get_json(&format!("/api/v1/users/{root_id}"), &root)
+        .await;
     assert_eq!(me["roles"], json!(["customer", "admin"]), "{me}");
     assert_eq!(me["disabled"], false, "{me}");
     assert_eq!(app.get_with("/api/v1/users", &root).await.status(), 200);
 
     // Another admin may do it.
-    let deputy = app.access_token("deputy@example.com").await;
     let r = app
-        .admin_patch(&deputy, &root_id, json!({"roles": ["customer"]}))
+        .patch_user(&deputy, &root_id, json!({"roles": ["customer"]}))
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(
@@ -396,13 +199,7 @@ async fn admins_cannot_demote_or_disable_themselves(app: TestApp) {
     let body = problem(app.get_with("/api/v1/users", &root).await, 403).await;
     assert_eq!(body["type"], "/problems/forbidden");
     // The deputy is the last admin now, and cannot leave.
-    let r = app
-        .delete("/api/v1/users/me")
-        .bearer_auth(&deputy)
-        .send()
-        .await
-        .unwrap();
-    let body = problem(r, 409).await;
+    let body = problem(app.close_account(&deputy).await, 409).await;
     assert_eq!(body["type"], "/problems/last-admin");
     assert_eq!(app.get_with("/api/v1/users", &deputy).await.status(), 200);
 }
@@ -420,35 +217,20 @@ async fn assert_session_over(app: &TestApp, pair: &Value) {
 /// A password change ends every session of the user, not only the one that
 /// changed it: two logins (two refresh families), both over afterwards.
 async fn a_password_change_ends_every_session(app: TestApp) {
-    let first = app.customer("two.logins@example.com").await;
-    let r = app.login("two.logins@example.com", PASSWORD).await;
-    assert_eq!(r.status(), 200);
-    let second: Value = r.json().await.unwrap();
+    let email = "two.logins@example.com";
+    let first = app.customer(email).await;
+    let second = app.login_pair(email, PASSWORD).await;
     assert_ne!(refresh(&first), refresh(&second));
     for pair in [&first, &second] {
-        assert_eq!(
-            app.get_with("/api/v1/users/me", access(pair))
-                .await
-                .status(),
-            200
-        );
+        app.me(access(pair)).await;
     }
-    let r = app
-        .put("/api/v1/users/me/password")
-        .bearer_auth(access(&second))
-        .json(&json!({"current_password": PASSWORD, "new_password": "a brand new passphrase"}))
-        .send()
-        .await
-        .unwrap();
+    let new = "a brand new passphrase";
+    let r = app.change_password(access(&second), PASSWORD, new).await;
     assert_eq!(r.status(), 204);
     for pair in [&first, &second] {
         assert_session_over(&app, pair).await;
     }
-    let r = app
-        .login("two.logins@example.com", "a brand new passphrase")
-        .await;
-    assert_eq!(r.status(), 200);
-    let fresh: Value = r.json().await.unwrap();
+    let fresh = app.login_pair(email, new).await;
     assert_eq!(app.refresh_with(refresh(&fresh)).await.status(), 200);
 }
 both!(a_password_change_ends_every_session);
@@ -460,15 +242,11 @@ both!(a_password_change_ends_every_session);
 async fn disabling_an_account_ends_every_session_for_good(app: TestApp) {
     let email = "two.devices@example.com";
     let first = app.customer(email).await;
-    let r = app.login(email, PASSWORD).await;
-    assert_eq!(r.status(), 200);
-    let second: Value = r.json().await.unwrap();
-    let id = id_of(&app, access(&first)).await;
+    let second = app.login_pair(email, PASSWORD).await;
+    let id = app.user_id(access(&first)).await;
     let admin = app.admin_token().await;
 
-    let r = app
-        .admin_patch(&admin, &id, json!({"disabled": true}))
-        .await;
+    let r = app.patch_user(&admin, &id, json!({"disabled": true})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["disabled"], true);
     let disabled = app.login(email, PASSWORD).await;
@@ -486,16 +264,14 @@ async fn disabling_an_account_ends_every_session_for_good(app: TestApp) {
     }
 
     let r = app
-        .admin_patch(&admin, &id, json!({"disabled": false}))
+        .patch_user(&admin, &id, json!({"disabled": false}))
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["disabled"], false);
     for pair in [&first, &second] {
         assert_session_over(&app, pair).await;
     }
-    let r = app.login(email, PASSWORD).await;
-    assert_eq!(r.status(), 200);
-    let fresh: Value = r.json().await.unwrap();
+    let fresh = app.login_pair(email, PASSWORD).await;
     assert_eq!(app.refresh_with(refresh(&fresh)).await.status(), 200);
 }
 both!(disabling_an_account_ends_every_session_for_good);
@@ -542,20 +318,14 @@ async fn user_pages_cover_every_account_exactly_once(app: TestApp) {
         expected.push(email);
     }
     let disabled = app.customer("pager.disabled@example.com").await;
-    let disabled_id = id_of(&app, access(&disabled)).await;
+    let disabled_id = app.user_id(access(&disabled)).await;
     let r = app
-        .admin_patch(&admin, &disabled_id, json!({"disabled": true}))
+        .patch_user(&admin, &disabled_id, json!({"disabled": true}))
         .await;
     assert_eq!(r.status(), 200);
     expected.push("pager.disabled@example.com".to_owned());
     let closed = app.customer("pager.closed@example.com").await;
-    let r = app
-        .delete("/api/v1/users/me")
-        .bearer_auth(access(&closed))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    assert_eq!(app.close_account(access(&closed)).await.status(), 204);
     expected.sort();
 
     let whole = every_page(&app, &admin, 100).await;

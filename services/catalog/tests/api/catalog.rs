@@ -6,98 +6,105 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
-use reqwest::Method;
+use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
+use crate::fixtures::{json_of, refused, refused_of, refused_to, send};
 use crate::helpers::{TestApp, fields, new_id, problem, problem_of};
 use emporium_testkit::both;
 
-async fn categories_form_a_tree_and_only_admins_change_it(app: TestApp) {
-    let food = app
-        .category(
-            "Food",
-            None,
-            json!([{"name": "organic", "type": "boolean", "filterable": true}]),
-        )
-        .await;
-    let tea = app
-        .category("Tea", Some(&food), json!([{"name": "origin", "type": "enum", "values": ["china", "india"], "required": true}]))
-        .await;
-    let tree: Value = app
-        .get("/api/v1/categories")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(tree[0]["name"], "Food");
-    assert_eq!(tree[0]["slug"], "food");
-    assert_eq!(tree[0]["children"][0]["id"], tea.as_str());
-    assert_eq!(tree[0]["children"][0]["attributes"][0]["name"], "origin");
+/// A root category `Food` with `food_attributes`, and its child `Tea`, whose
+/// `origin` (china or india) is required. Returns (food, tea).
+async fn food_and_tea(app: &TestApp, food_attributes: Value) -> (String, String) {
+    let food = app.category("Food", None, food_attributes).await;
+    let origin =
+        json!([{"name": "origin", "type": "enum", "values": ["china", "india"], "required": true}]);
+    let tea = app.category("Tea", Some(&food), origin).await;
+    (food, tea)
+}
 
-    let body = json!({"name": "Nope"});
-    problem(
-        app.post("/api/v1/categories")
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
-    problem(
-        app.post("/api/v1/categories")
-            .bearer_auth(&app.customer)
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
-    problem(
-        app.post("/api/v1/categories")
-            .bearer_auth(&app.orders)
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
-    let body = problem(
-        app.admin_json(Method::POST, "/api/v1/categories", json!({"name": "Food"}))
-            .await,
-        409,
-    )
-    .await;
-    assert_eq!(body["type"], "/problems/slug-taken");
-    let bad = app
-        .admin_json(
-            Method::POST,
-            "/api/v1/categories",
-            json!({"name": "", "attributes": [{"name": "x", "type": "enum"}]}),
-        )
-        .await;
-    let body = problem(bad, 422).await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
-    assert_eq!(fields, vec!["name", "slug", "attributes"]);
+/// The category tree, as anyone reads it.
+async fn tree(app: &TestApp) -> Value {
+    json_of(app.get("/api/v1/categories")).await
+}
 
+/// PATCHes category `id` as an admin, asserting a 200.
+async fn patch_category(app: &TestApp, id: &str, body: Value) -> Value {
     let r = app
-        .admin_json(
-            Method::PATCH,
-            &format!("/api/v1/categories/{tea}"),
-            json!({"name": "Teas", "position": 3}),
-        )
+        .admin_json(Method::PATCH, &format!("/api/v1/categories/{id}"), body)
         .await;
     assert_eq!(r.status(), 200);
-    let patched: Value = r.json().await.unwrap();
+    r.json().await.unwrap()
+}
+
+/// A root category `category` holding one product `sku`: (the category's
+/// id, the product as created, the product's path).
+async fn lone_product(app: &TestApp, category: &str, sku: &str) -> (String, Value, String) {
+    let cat = app.category(category, None, json!([])).await;
+    let p = app.product(sku, &cat, json!({})).await;
+    let path = format!("/api/v1/products/{}", p["id"].as_str().unwrap());
+    (cat, p, path)
+}
+
+/// A root category `name` with a filterable `colour` (green or black), then
+/// the attributes `more`; its id.
+async fn coloured(app: &TestApp, name: &str, more: &[Value]) -> String {
+    let colour =
+        json!({"name": "colour", "type": "enum", "values": ["green", "black"], "filterable": true});
+    let mut attributes = vec![colour];
+    attributes.extend_from_slice(more);
+    app.category(name, None, Value::Array(attributes)).await
+}
+
+/// POSTs a product's `body` as an admin: the answer, whatever its status.
+async fn post_product(app: &TestApp, body: Value) -> Response {
+    app.admin_json(Method::POST, "/api/v1/products", body).await
+}
+
+/// DELETEs `path` as an admin: the answer, whatever its status.
+async fn admin_delete(app: &TestApp, path: &str) -> Response {
+    send(app.as_admin(Method::DELETE, path)).await
+}
+
+/// PATCHes `path` as an admin with `If-Match: tag`: the answer, whatever its status.
+async fn patch_if(app: &TestApp, path: &str, tag: &str, body: Value) -> Response {
+    send(
+        app.as_admin(Method::PATCH, path)
+            .header("if-match", tag)
+            .json(&body),
+    )
+    .await
+}
+
+async fn categories_form_a_tree_and_only_admins_change_it(app: TestApp) {
+    let organic = json!([{"name": "organic", "type": "boolean", "filterable": true}]);
+    let (food, tea) = food_and_tea(&app, organic).await;
+    let tree_now = tree(&app).await;
+    assert_eq!(tree_now[0]["name"], "Food");
+    assert_eq!(tree_now[0]["slug"], "food");
+    assert_eq!(tree_now[0]["children"][0]["id"], tea.as_str());
+    assert_eq!(
+        tree_now[0]["children"][0]["attributes"][0]["name"],
+        "origin"
+    );
+
+    let nope = app
+        .post("/api/v1/categories")
+        .json(&json!({"name": "Nope"}));
+    let (customer, service) = (Some(app.customer.as_str()), Some(app.orders.as_str()));
+    refused_to(nope, &[(None, 401), (customer, 403), (service, 401)]).await;
+    let taken = app.as_admin(Method::POST, "/api/v1/categories");
+    refused_of(taken.json(&json!({"name": "Food"})), 409, "slug-taken").await;
+    let bad = json!({"name": "", "attributes": [{"name": "x", "type": "enum"}]});
+    let bad = app
+        .admin_json(Method::POST, "/api/v1/categories", bad)
+        .await;
+    assert_eq!(
+        fields(&problem(bad, 422).await),
+        ["name", "slug", "attributes"]
+    );
+
+    let patched = patch_category(&app, &tea, json!({"name": "Teas", "position": 3})).await;
     assert_eq!(
         (&patched["name"], &patched["position"], &patched["slug"]),
         (&json!("Teas"), &json!(3), &json!("tea")),
@@ -105,126 +112,48 @@ async fn categories_form_a_tree_and_only_admins_change_it(app: TestApp) {
     );
     // Stored, not only echoed: the tree read afterwards shows the change, and
     // what the patch did not name (slug, attributes) is kept.
-    let tree: Value = app
-        .get("/api/v1/categories")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let node = &tree[0]["children"][0];
-    assert_eq!(node["id"], tea.as_str(), "{tree}");
-    assert_eq!(node["name"], "Teas", "{tree}");
-    assert_eq!(node["position"], 3, "{tree}");
-    assert_eq!(node["slug"], "tea", "{tree}");
-    assert_eq!(node["attributes"][0]["name"], "origin", "{tree}");
-    let r = app
-        .admin_json(
-            Method::PATCH,
-            &format!("/api/v1/categories/{tea}"),
-            json!({"slug": "loose-tea"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let tree: Value = app
-        .get("/api/v1/categories")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(tree[0]["children"][0]["slug"], "loose-tea", "{tree}");
-    assert_eq!(tree[0]["children"][0]["name"], "Teas", "{tree}");
-    problem(
-        app.admin_json(
-            Method::PATCH,
-            "/api/v1/categories/01900000-0000-7000-8000-000000000000",
-            json!({}),
-        )
-        .await,
-        404,
-    )
-    .await;
+    let tree_now = tree(&app).await;
+    let node = &tree_now[0]["children"][0];
+    assert_eq!(node["id"], tea.as_str(), "{tree_now}");
+    assert_eq!(node["name"], "Teas", "{tree_now}");
+    assert_eq!(node["position"], 3, "{tree_now}");
+    assert_eq!(node["slug"], "tea", "{tree_now}");
+    assert_eq!(node["attributes"][0]["name"], "origin", "{tree_now}");
+    patch_category(&app, &tea, json!({"slug": "loose-tea"})).await;
+    let tree_now = tree(&app).await;
+    let node = &tree_now[0]["children"][0];
+    assert_eq!(node["slug"], "loose-tea", "{tree_now}");
+    assert_eq!(node["name"], "Teas", "{tree_now}");
+    let unknown = "/api/v1/categories/01900000-0000-7000-8000-000000000000";
+    refused(app.as_admin(Method::PATCH, unknown).json(&json!({})), 404).await;
 
     // A category with products, or with children, stays.
     app.product("TEA-1", &tea, json!({"origin": "china"})).await;
-    let body = problem(
-        app.as_admin(Method::DELETE, &format!("/api/v1/categories/{tea}"))
-            .send()
-            .await
-            .unwrap(),
-        409,
-    )
-    .await;
-    assert_eq!(body["type"], "/problems/category-has-products");
-    let body = problem(
-        app.as_admin(Method::DELETE, &format!("/api/v1/categories/{food}"))
-            .send()
-            .await
-            .unwrap(),
-        409,
-    )
-    .await;
-    assert_eq!(body["type"], "/problems/category-has-children");
+    let delete = |id: &str| app.as_admin(Method::DELETE, &format!("/api/v1/categories/{id}"));
+    refused_of(delete(&tea), 409, "category-has-products").await;
+    refused_of(delete(&food), 409, "category-has-children").await;
     let empty = app.category("Empty", None, json!([])).await;
-    assert_eq!(
-        app.as_admin(Method::DELETE, &format!("/api/v1/categories/{empty}"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    problem(
-        app.as_admin(Method::DELETE, &format!("/api/v1/categories/{empty}"))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    assert_eq!(send(delete(&empty)).await.status(), 204);
+    refused(delete(&empty), 404).await;
 }
 both!(categories_form_a_tree_and_only_admins_change_it);
 
 async fn products_are_validated_against_their_category_and_its_ancestors(app: TestApp) {
-    let food = app
-        .category(
-            "Food",
-            None,
-            json!([{"name": "organic", "type": "boolean"}]),
-        )
-        .await;
-    let tea = app
-        .category("Tea", Some(&food), json!([{"name": "origin", "type": "enum", "values": ["china", "india"], "required": true}]))
-        .await;
-    let created = app
-        .product(
-            "TEA-GREEN",
-            &tea,
-            json!({"origin": "china", "organic": true}),
-        )
-        .await;
+    let organic = json!([{"name": "organic", "type": "boolean"}]);
+    let (_, tea) = food_and_tea(&app, organic).await;
+    let attributes = json!({"origin": "china", "organic": true});
+    let created = app.product("TEA-GREEN", &tea, attributes).await;
     assert_eq!(created["version"], 1);
     assert_eq!(created["available"], 0);
     assert_eq!(created["price"], json!({"amount": 1999, "currency": "EUR"}));
 
-    let bad = app
-        .admin_json(
-            Method::POST,
-            "/api/v1/products",
-            json!({"sku": "bad sku!", "name": "", "price": {"amount": -5, "currency": "euro"}, "category_id": tea,
-                   "attributes": {"origin": "peru", "organic": "yes", "colour": "green"}, "images": ["http://x"]}),
-        )
-        .await;
-    let body = problem(bad, 422).await;
-    let fields: Vec<&str> = body["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["field"].as_str().unwrap())
-        .collect();
+    let bad = post_product(
+        &app,
+        json!({"sku": "bad sku!", "name": "", "price": {"amount": -5, "currency": "euro"}, "category_id": tea,
+               "attributes": {"origin": "peru", "organic": "yes", "colour": "green"}, "images": ["http://x"]}),
+    )
+    .await;
+    let named = fields(&problem(bad, 422).await);
     for f in [
         "sku",
         "name",
@@ -234,54 +163,30 @@ async fn products_are_validated_against_their_category_and_its_ancestors(app: Te
         "attributes.origin",
         "attributes.colour",
     ] {
-        assert!(fields.contains(&f), "{f} not in {fields:?}");
+        assert!(named.contains(&f.to_owned()), "{f} not in {named:?}");
     }
-    let missing = app
-        .admin_json(Method::POST, "/api/v1/products", json!({"sku": "X"}))
-        .await;
-    assert_eq!(
-        problem(missing, 422).await["errors"]
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
-    let dup = app
-        .admin_json(
-            Method::POST,
-            "/api/v1/products",
-            json!({"sku": "TEA-GREEN", "name": "Again", "price": {"amount": 1, "currency": "EUR"}, "category_id": tea,
-                   "attributes": {"origin": "india"}}),
-        )
-        .await;
-    assert_eq!(problem(dup, 409).await["type"], "/problems/sku-taken");
-    problem(
-        app.post("/api/v1/products")
-            .bearer_auth(&app.customer)
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap(),
-        403,
+    let missing = post_product(&app, json!({"sku": "X"})).await;
+    let errors = problem(missing, 422).await["errors"].clone();
+    assert_eq!(errors.as_array().unwrap().len(), 2);
+    let dup = post_product(
+        &app,
+        json!({"sku": "TEA-GREEN", "name": "Again", "price": {"amount": 1, "currency": "EUR"}, "category_id": tea,
+               "attributes": {"origin": "india"}}),
     )
     .await;
+    assert_eq!(problem(dup, 409).await["type"], "/problems/sku-taken");
+    let by_customer = app.post("/api/v1/products").bearer_auth(&app.customer);
+    refused(by_customer.json(&json!({})), 403).await;
 }
 both!(products_are_validated_against_their_category_and_its_ancestors);
 
 async fn product_updates_use_optimistic_concurrency(app: TestApp) {
-    let cat = app.category("Books", None, json!([])).await;
-    let p = app.product("BOOK-1", &cat, json!({})).await;
-    let path = format!("/api/v1/products/{}", p["id"].as_str().unwrap());
-    let r = app.get(&path).send().await.unwrap();
+    let (_, _, path) = lone_product(&app, "Books", "BOOK-1").await;
+    let r = send(app.get(&path)).await;
     assert_eq!(r.headers()["etag"], "\"1\"");
 
-    let r = app
-        .as_admin(Method::PATCH, &path)
-        .header("if-match", "\"1\"")
-        .json(&json!({"name": "Renamed", "price": {"amount": 2500, "currency": "EUR"}}))
-        .send()
-        .await
-        .unwrap();
+    let renamed = json!({"name": "Renamed", "price": {"amount": 2500, "currency": "EUR"}});
+    let r = patch_if(&app, &path, "\"1\"", renamed).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["etag"], "\"2\"");
     let v: Value = r.json().await.unwrap();
@@ -290,45 +195,15 @@ async fn product_updates_use_optimistic_concurrency(app: TestApp) {
     assert_eq!(v["sku"], "BOOK-1", "fields not sent are kept");
 
     // Someone who read version 1 is refused.
-    let stale = app
-        .as_admin(Method::PATCH, &path)
-        .header("if-match", "\"1\"")
-        .json(&json!({"name": "Lost update"}))
-        .send()
-        .await
-        .unwrap();
+    let stale = patch_if(&app, &path, "\"1\"", json!({"name": "Lost update"})).await;
     let body = problem(stale, 412).await;
     assert!(body["detail"].as_str().unwrap().contains('2'));
-    problem(
-        app.as_admin(Method::PATCH, &path)
-            .header("if-match", "soon")
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap(),
-        422,
-    )
-    .await;
+    problem(patch_if(&app, &path, "soon", json!({})).await, 422).await;
 
-    assert_eq!(
-        app.as_admin(Method::DELETE, &path)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    problem(app.get(&path).send().await.unwrap(), 404).await;
-    problem(
-        app.as_admin(Method::DELETE, &path).send().await.unwrap(),
-        404,
-    )
-    .await;
-    problem(
-        app.get("/api/v1/products/not-an-id").send().await.unwrap(),
-        400,
-    )
-    .await;
+    assert_eq!(admin_delete(&app, &path).await.status(), 204);
+    refused(app.get(&path), 404).await;
+    refused(app.as_admin(Method::DELETE, &path), 404).await;
+    refused(app.get("/api/v1/products/not-an-id"), 400).await;
 }
 both!(product_updates_use_optimistic_concurrency);
 
@@ -349,7 +224,7 @@ async fn products_list_by_category_subtree_in_pages(app: TestApp) {
             Some(c) => format!("/api/v1/products?category={root}&limit=2&cursor={c}"),
             None => format!("/api/v1/products?category={root}&limit=2"),
         };
-        let page: Value = app.get(&path).send().await.unwrap().json().await.unwrap();
+        let page = json_of(app.get(&path)).await;
         for p in page["items"].as_array().unwrap() {
             skus.push(p["sku"].as_str().unwrap().to_owned());
         }
@@ -363,25 +238,10 @@ async fn products_list_by_category_subtree_in_pages(app: TestApp) {
         vec!["H-0", "K-2", "K-1", "K-0"],
         "the sub-category's products are included, newest first"
     );
-    let all: Value = app
-        .get("/api/v1/products?limit=100")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let all = json_of(app.get("/api/v1/products?limit=100")).await;
     assert_eq!(all["items"].as_array().unwrap().len(), 5);
-    problem(
-        app.get("/api/v1/products?limit=0").send().await.unwrap(),
-        422,
-    )
-    .await;
-    problem(
-        app.get("/api/v1/products?cursor=zzz").send().await.unwrap(),
-        422,
-    )
-    .await;
+    refused(app.get("/api/v1/products?limit=0"), 422).await;
+    refused(app.get("/api/v1/products?cursor=zzz"), 422).await;
     // A parameter given twice is refused, whichever copy is the bad one.
     for (query, field) in [
         ("limit=abc&limit=2", "limit"),
@@ -389,63 +249,16 @@ async fn products_list_by_category_subtree_in_pages(app: TestApp) {
         ("sort=bogus&sort=price", "sort"),
         ("cursor=bzo1&cursor=", "cursor"),
     ] {
-        let body = problem(
-            app.get(&format!("/api/v1/products?{query}"))
-                .send()
-                .await
-                .unwrap(),
-            422,
-        )
-        .await;
-        let named: Vec<&str> = body["errors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e["field"].as_str().unwrap())
-            .collect();
-        assert!(named.contains(&field), "{query}: {body}");
+        let body = refused(app.get(&format!("/api/v1/products?{query}")), 422).await;
+        assert!(fields(&body).contains(&field.to_owned()), "{query}: {body}");
     }
-    problem(
-        app.get("/api/v1/products?category=01900000-0000-7000-8000-000000000000")
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    let unknown = "/api/v1/products?category=01900000-0000-7000-8000-000000000000";
+    refused(app.get(unknown), 404).await;
 }
 both!(products_list_by_category_subtree_in_pages);
 
-async fn create(
-    app: &TestApp,
-    sku: &str,
-    name: &str,
-    description: &str,
-    price: i64,
-    category: &str,
-    attributes: Value,
-) -> String {
-    let r = app
-        .admin_json(
-            Method::POST,
-            "/api/v1/products",
-            json!({"sku": sku, "name": name, "description": description,
-                   "price": {"amount": price, "currency": "EUR"}, "category_id": category, "attributes": attributes}),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    r.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 async fn skus(app: &TestApp, query: &str) -> Vec<String> {
-    let r = app
-        .get(&format!("/api/v1/products?{query}"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(app.get(&format!("/api/v1/products?{query}"))).await;
     assert_eq!(r.status(), 200, "{query}");
     let page: Value = r.json().await.unwrap();
     page["items"]
@@ -456,48 +269,37 @@ async fn skus(app: &TestApp, query: &str) -> Vec<String> {
         .collect()
 }
 
+/// Creates one product in `category` per spec (`sku`, `name`, `description`,
+/// `price` in euro cents, `attributes`), each answering 201; their ids.
+async fn create(app: &TestApp, category: &str, specs: &[Value]) -> Vec<String> {
+    let mut ids = Vec::new();
+    for spec in specs {
+        let body = json!({"sku": spec["sku"], "name": spec["name"], "description": spec["description"],
+                          "price": {"amount": spec["price"], "currency": "EUR"}, "category_id": category,
+                          "attributes": spec["attributes"]});
+        let r = post_product(app, body).await;
+        assert_eq!(r.status(), 201);
+        let id = r.json::<Value>().await.unwrap()["id"].clone();
+        ids.push(id.as_str().unwrap().to_owned());
+    }
+    ids
+}
+
 async fn search_ranks_filters_sorts_and_counts_facets(app: TestApp) {
-    let tea = app
-        .category(
-            "Tea",
-            None,
-            json!([{"name": "colour", "type": "enum", "values": ["green", "black"], "filterable": true},
-                   {"name": "organic", "type": "boolean", "filterable": true},
-                   {"name": "grams", "type": "number"}]),
-        )
-        .await;
-    let sencha = create(
-        &app,
-        "SENCHA",
-        "Sencha green tea",
-        "Steamed leaves from Shizuoka.",
-        1200,
-        &tea,
-        json!({"colour": "green", "organic": true, "grams": 100}),
-    )
-    .await;
-    create(
-        &app,
-        "ASSAM",
-        "Assam breakfast",
-        "A malty black tea; pairs with green apples.",
-        800,
-        &tea,
-        json!({"colour": "black", "organic": false, "grams": 250}),
-    )
-    .await;
-    create(
-        &app,
-        "MATCHA",
-        "Matcha green tea powder",
-        "Stone-ground.",
-        2500,
-        &tea,
-        json!({"colour": "green", "organic": false, "grams": 30}),
-    )
-    .await;
+    let organic = json!({"name": "organic", "type": "boolean", "filterable": true});
+    let grams = json!({"name": "grams", "type": "number"});
+    let tea = coloured(&app, "Tea", &[organic, grams]).await;
+    let teas = [
+        json!({"sku": "SENCHA", "name": "Sencha green tea", "description": "Steamed leaves from Shizuoka.",
+               "price": 1200, "attributes": {"colour": "green", "organic": true, "grams": 100}}),
+        json!({"sku": "ASSAM", "name": "Assam breakfast", "description": "A malty black tea; pairs with green apples.",
+               "price": 800, "attributes": {"colour": "black", "organic": false, "grams": 250}}),
+        json!({"sku": "MATCHA", "name": "Matcha green tea powder", "description": "Stone-ground.",
+               "price": 2500, "attributes": {"colour": "green", "organic": false, "grams": 30}}),
+    ];
+    let ids = create(&app, &tea, &teas).await;
     let w = app.warehouse("TEA-W").await;
-    assert_eq!(app.set_stock(&w, &sencha, 3).await.status(), 200);
+    assert_eq!(app.set_stock(&w, &ids[0], 3).await.status(), 200);
 
     // Relevance: the name outranks the description.
     let found = skus(&app, "q=green").await;
@@ -542,69 +344,30 @@ async fn search_ranks_filters_sorts_and_counts_facets(app: TestApp) {
         "the products are all still there"
     );
 
-    assert_eq!(
-        skus(&app, "sort=price").await,
-        vec!["ASSAM", "SENCHA", "MATCHA"]
-    );
-    assert_eq!(
-        skus(&app, "sort=-price").await,
-        vec!["MATCHA", "SENCHA", "ASSAM"]
-    );
-    assert_eq!(
-        skus(&app, "min_price=1000&max_price=2000").await,
-        vec!["SENCHA"]
-    );
-    assert_eq!(skus(&app, "in_stock=true").await, vec!["SENCHA"]);
-    assert_eq!(
-        skus(&app, "attr.colour=green&sort=price").await,
-        vec!["SENCHA", "MATCHA"]
-    );
-    assert_eq!(skus(&app, "attr.organic=true").await, vec!["SENCHA"]);
-    assert_eq!(
-        skus(&app, &format!("q=green&category={tea}&attr.organic=false")).await,
-        vec!["MATCHA", "ASSAM"]
-    );
+    let in_tea = format!("q=green&category={tea}&attr.organic=false");
+    for (query, expected) in [
+        ("sort=price", vec!["ASSAM", "SENCHA", "MATCHA"]),
+        ("sort=-price", vec!["MATCHA", "SENCHA", "ASSAM"]),
+        ("min_price=1000&max_price=2000", vec!["SENCHA"]),
+        ("in_stock=true", vec!["SENCHA"]),
+        ("attr.colour=green&sort=price", vec!["SENCHA", "MATCHA"]),
+        ("attr.organic=true", vec!["SENCHA"]),
+        (in_tea.as_str(), vec!["MATCHA", "ASSAM"]),
+    ] {
+        assert_eq!(skus(&app, query).await, expected, "{query}");
+    }
 
-    let page: Value = app
-        .get("/api/v1/products?q=green")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        page["facets"],
-        json!({}),
-        "facets are counted only when asked for"
-    );
-    let page: Value = app
-        .get("/api/v1/products?q=green&facets=true")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = json_of(app.get("/api/v1/products?q=green")).await;
+    let unasked = "facets are counted only when asked for";
+    assert_eq!(page["facets"], json!({}), "{unasked}");
+    let page = json_of(app.get("/api/v1/products?q=green&facets=true")).await;
     assert_eq!(page["facets"]["colour"], json!({"green": 2, "black": 1}));
     assert_eq!(page["facets"]["organic"], json!({"true": 1, "false": 2}));
-    assert!(
-        page["facets"].get("grams").is_none(),
-        "only filterable attributes are counted"
-    );
-    let page: Value = app
-        .get("/api/v1/products?attr.colour=green&facets=true")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        page["facets"]["colour"],
-        json!({"green": 2}),
-        "facets count what matched"
-    );
+    let unfilterable = "only filterable attributes are counted";
+    assert!(page["facets"].get("grams").is_none(), "{unfilterable}");
+    let page = json_of(app.get("/api/v1/products?attr.colour=green&facets=true")).await;
+    let matched = "facets count what matched";
+    assert_eq!(page["facets"]["colour"], json!({"green": 2}), "{matched}");
 
     for bad in [
         "sort=cheapest",
@@ -614,14 +377,7 @@ async fn search_ranks_filters_sorts_and_counts_facets(app: TestApp) {
         "attr.Bad-Name=1",
         "facets=maybe",
     ] {
-        problem(
-            app.get(&format!("/api/v1/products?{bad}"))
-                .send()
-                .await
-                .unwrap(),
-            422,
-        )
-        .await;
+        refused(app.get(&format!("/api/v1/products?{bad}")), 422).await;
     }
 }
 both!(search_ranks_filters_sorts_and_counts_facets);
@@ -642,40 +398,20 @@ async fn the_demo_catalog_is_browsable(app: TestApp) {
         0,
         "only into an empty catalog"
     );
-    let tree: Value = app
-        .get("/api/v1/categories")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(tree.as_array().unwrap().len(), 5);
+    let tree = tree(&app).await;
+    let roots = tree.as_array().unwrap();
+    assert_eq!(roots.len(), 5);
     assert!(
-        tree.as_array()
-            .unwrap()
+        roots
             .iter()
             .all(|root| root["children"].as_array().unwrap().len() == 4)
     );
-    let tea = tree
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "Tea & Coffee")
-        .unwrap()["id"]
+    let tea = roots.iter().find(|c| c["name"] == "Tea & Coffee").unwrap()["id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let page: Value = app
-        .get(&format!(
-            "/api/v1/products?category={tea}&limit=100&in_stock=true&facets=true"
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query = "limit=100&in_stock=true&facets=true";
+    let page = json_of(app.get(&format!("/api/v1/products?category={tea}&{query}"))).await;
     let items = page["items"].as_array().unwrap();
     assert!(items.len() > 50 && items.len() <= 100, "{}", items.len());
     assert!(items.iter().all(|p| p["available"].as_i64().unwrap() > 0));
@@ -685,50 +421,30 @@ async fn the_demo_catalog_is_browsable(app: TestApp) {
 both!(the_demo_catalog_is_browsable);
 
 async fn list_error(app: &TestApp, query: &str) -> Vec<String> {
-    let r = app
-        .get(&format!("/api/v1/products?{query}"))
-        .send()
-        .await
-        .unwrap();
+    let r = send(app.get(&format!("/api/v1/products?{query}"))).await;
     assert_eq!(r.status(), 422, "{query}");
     fields(&problem(r, 422).await)
 }
 
 async fn hostile_search_input_answers_422_never_500(app: TestApp) {
-    let tea = app
-        .category(
-            "Tea",
-            None,
-            json!([{"name": "colour", "type": "enum", "values": ["green", "black"], "filterable": true},
-                   {"name": "grams", "type": "number"}]),
-        )
-        .await;
+    let tea = coloured(&app, "Tea", &[json!({"name": "grams", "type": "number"})]).await;
     app.product("SENCHA", &tea, json!({"colour": "green", "grams": 100}))
         .await;
 
     // Control characters in the search text (NUL broke SQLite's FTS).
     for q in ["%00", "green%00tea", "%01", "tea%0A", "%7F", "%C2%85"] {
-        assert_eq!(
-            list_error(&app, &format!("q={q}")).await,
-            vec!["q"],
-            "q={q}"
-        );
+        assert_eq!(list_error(&app, &format!("q={q}")).await, ["q"], "q={q}");
     }
     let long = "a".repeat(201);
     assert_eq!(list_error(&app, &format!("q={long}")).await, vec!["q"]);
-    assert_eq!(
-        skus(&app, &format!("q={}", "a".repeat(200))).await,
-        Vec::<String>::new()
-    );
+    let longest = format!("q={}", "a".repeat(200));
+    assert_eq!(skus(&app, &longest).await, Vec::<String>::new());
 
     // Too many attribute filters (a thousand made SQLite's expression tree too large).
     for n in [21, 1000] {
         let query: Vec<String> = (0..n).map(|i| format!("attr.a{i}=1")).collect();
-        assert_eq!(
-            list_error(&app, &query.join("&")).await,
-            vec!["attr"],
-            "{n} filters"
-        );
+        let named = list_error(&app, &query.join("&")).await;
+        assert_eq!(named, vec!["attr"], "{n} filters");
     }
     let twenty: Vec<String> = (0..19).map(|i| format!("attr.a{i}=1")).collect();
     assert_eq!(
@@ -740,19 +456,15 @@ async fn hostile_search_input_answers_422_never_500(app: TestApp) {
     );
 
     // Only attributes some category declares filterable.
-    assert_eq!(
-        list_error(&app, "attr.nothing=1").await,
-        vec!["attr.nothing"]
-    );
-    assert_eq!(list_error(&app, "attr.grams=100").await, vec!["attr.grams"]);
-    assert_eq!(
-        list_error(&app, "attr.colour=gr%00een").await,
-        vec!["attr.colour"]
-    );
-    assert_eq!(
-        list_error(&app, &format!("attr.colour={}", "g".repeat(201))).await,
-        vec!["attr.colour"]
-    );
+    let too_long = format!("attr.colour={}", "g".repeat(201));
+    for (query, field) in [
+        ("attr.nothing=1", "attr.nothing"),
+        ("attr.grams=100", "attr.grams"),
+        ("attr.colour=gr%00een", "attr.colour"),
+        (too_long.as_str(), "attr.colour"),
+    ] {
+        assert_eq!(list_error(&app, query).await, [field], "{query}");
+    }
     assert_eq!(skus(&app, "attr.colour=green").await, vec!["SENCHA"]);
 }
 both!(hostile_search_input_answers_422_never_500);
@@ -760,11 +472,10 @@ both!(hostile_search_input_answers_422_never_500);
 async fn currencies_are_active_iso_4217_codes(app: TestApp) {
     let cat = app.category("Coins", None, json!([])).await;
     let create = |sku: &str, currency: &str| {
-        app.admin_json(
-            Method::POST,
-            "/api/v1/products",
-            json!({"sku": sku, "name": "Coin", "price": {"amount": 100, "currency": currency},
-                   "category_id": cat}),
+        let price = json!({"amount": 100, "currency": currency});
+        post_product(
+            &app,
+            json!({"sku": sku, "name": "Coin", "price": price, "category_id": cat}),
         )
     };
     for (i, code) in ["ZZZ", "XXX", "XTS", "XAU", "QQQ", "HRK"]
@@ -775,20 +486,13 @@ async fn currencies_are_active_iso_4217_codes(app: TestApp) {
         assert_eq!(fields(&body), vec!["price"], "{code}");
     }
     for code in ["USD", "JPY", "CHF"] {
-        assert_eq!(
-            create(&format!("OK-{code}"), code).await.status(),
-            201,
-            "{code}"
-        );
+        let r = create(&format!("OK-{code}"), code).await;
+        assert_eq!(r.status(), 201, "{code}");
     }
     let p = app.product("PATCHED", &cat, json!({})).await;
-    let r = app
-        .admin_json(
-            Method::PATCH,
-            &format!("/api/v1/products/{}", p["id"].as_str().unwrap()),
-            json!({"price": {"amount": 100, "currency": "XTS"}}),
-        )
-        .await;
+    let path = format!("/api/v1/products/{}", p["id"].as_str().unwrap());
+    let xts = json!({"price": {"amount": 100, "currency": "XTS"}});
+    let r = app.admin_json(Method::PATCH, &path, xts).await;
     assert_eq!(fields(&problem(r, 422).await), vec!["price"]);
 }
 both!(currencies_are_active_iso_4217_codes);
@@ -796,12 +500,9 @@ both!(currencies_are_active_iso_4217_codes);
 async fn image_urls_are_public_https_without_credentials(app: TestApp) {
     let cat = app.category("Pictures", None, json!([])).await;
     let create = |sku: String, url: &str| {
-        app.admin_json(
-            Method::POST,
-            "/api/v1/products",
-            json!({"sku": sku, "name": "Picture", "price": {"amount": 100, "currency": "EUR"},
-                   "category_id": cat, "images": [url]}),
-        )
+        let body = json!({"sku": sku, "name": "Picture", "price": {"amount": 100, "currency": "EUR"},
+                          "category_id": cat, "images": [url]});
+        post_product(&app, body)
     };
     let refused = [
         "https://user:secret@images.example.com/a.jpg",
@@ -855,79 +556,48 @@ async fn image_urls_are_public_https_without_credentials(app: TestApp) {
 both!(image_urls_are_public_https_without_credentials);
 
 async fn patches_without_a_known_field_change_nothing(app: TestApp) {
-    let cat = app.category("Lamps", None, json!([])).await;
-    let p = app.product("LAMP-1", &cat, json!({})).await;
-    let path = format!("/api/v1/products/{}", p["id"].as_str().unwrap());
-    for body in [
-        json!({}),
-        json!({"nmae": "Typo"}),
-        json!({"colour": "red", "version": 7}),
+    let (cat, p, path) = lone_product(&app, "Lamps", "LAMP-1").await;
+    let category = format!("/api/v1/categories/{cat}");
+    for (path, body) in [
+        (&path, json!({})),
+        (&path, json!({"nmae": "Typo"})),
+        (&path, json!({"colour": "red", "version": 7})),
+        (&category, json!({})),
+        (&category, json!({"title": "Typo"})),
     ] {
-        let r = app.admin_json(Method::PATCH, &path, body.clone()).await;
-        assert_eq!(fields(&problem(r, 422).await), vec!["body"], "{body}");
+        let r = app.admin_json(Method::PATCH, path, body.clone()).await;
+        assert_eq!(
+            fields(&problem(r, 422).await),
+            vec!["body"],
+            "{path}: {body}"
+        );
     }
-    let after: Value = app.get(&path).send().await.unwrap().json().await.unwrap();
+    let after = json_of(app.get(&path)).await;
     assert_eq!(after["version"], 1, "no version bump");
     assert_eq!(after["updated_at"], p["updated_at"]);
     assert_eq!(after["name"], p["name"]);
-
-    let category = format!("/api/v1/categories/{cat}");
-    for body in [json!({}), json!({"title": "Typo"})] {
-        let r = app.admin_json(Method::PATCH, &category, body.clone()).await;
-        assert_eq!(fields(&problem(r, 422).await), vec!["body"], "{body}");
-    }
-    let tree: Value = app
-        .get("/api/v1/categories")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(tree[0]["name"], "Lamps");
+    assert_eq!(tree(&app).await[0]["name"], "Lamps");
     // A known field still works, and is stored.
-    let r = app
-        .admin_json(Method::PATCH, &category, json!({"name": "Lights"}))
-        .await;
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["name"], "Lights");
-    let tree: Value = app
-        .get("/api/v1/categories")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(tree[0]["name"], "Lights", "{tree}");
-    assert_eq!(tree[0]["id"], cat.as_str(), "{tree}");
+    let renamed = patch_category(&app, &cat, json!({"name": "Lights"})).await;
+    assert_eq!(renamed["name"], "Lights");
+    let tree_now = tree(&app).await;
+    assert_eq!(tree_now[0]["name"], "Lights", "{tree_now}");
+    assert_eq!(tree_now[0]["id"], cat.as_str(), "{tree_now}");
 }
 both!(patches_without_a_known_field_change_nothing);
 
 async fn if_match_star_asks_only_that_the_product_exists(app: TestApp) {
-    let cat = app.category("Rugs", None, json!([])).await;
-    let p = app.product("RUG-1", &cat, json!({})).await;
-    let path = format!("/api/v1/products/{}", p["id"].as_str().unwrap());
-    let patch = |name: &'static str| {
-        app.as_admin(Method::PATCH, &path)
-            .header("if-match", "*")
-            .json(&json!({"name": name}))
-            .send()
-    };
-    let r = patch("Red rug").await.unwrap();
+    let (_, _, path) = lone_product(&app, "Rugs", "RUG-1").await;
+    let patch = |name: &str| patch_if(&app, &path, "*", json!({"name": name}));
+    let r = patch("Red rug").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["etag"], "\"2\"");
-    let r = patch("Blue rug").await.unwrap();
+    let r = patch("Blue rug").await;
     assert_eq!(r.status(), 200, "any current version matches *");
     assert_eq!(r.json::<Value>().await.unwrap()["version"], 3);
     // If-Match compares strongly: a weak tag matches nothing, even the current one.
-    let r = app
-        .as_admin(Method::PATCH, &path)
-        .header("if-match", "W/\"3\"")
-        .json(&json!({"name": "Green rug"}))
-        .send()
-        .await
-        .unwrap();
+    let green = json!({"name": "Green rug"});
+    let r = patch_if(&app, &path, "W/\"3\"", green.clone()).await;
     let weak = problem_of(r, 412, "stale-version").await;
     assert!(
         weak["detail"].as_str().unwrap().contains("weak tag"),
@@ -939,32 +609,13 @@ async fn if_match_star_asks_only_that_the_product_exists(app: TestApp) {
         for h in &headers {
             request = request.header("if-match", *h);
         }
-        let r = request
-            .json(&json!({"name": "Green rug"}))
-            .send()
-            .await
-            .unwrap();
-        let bad = problem_of(r, 422, "validation-error").await;
+        let bad = refused_of(request.json(&green), 422, "validation-error").await;
         assert_eq!(bad["errors"][0]["field"], "If-Match", "{headers:?}: {bad}");
     }
-    let r = app
-        .as_admin(Method::PATCH, &path)
-        .header("if-match", "\"3\"")
-        .json(&json!({"name": "Green rug"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(patch_if(&app, &path, "\"3\"", green).await.status(), 200);
 
-    assert_eq!(
-        app.as_admin(Method::DELETE, &path)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
-    problem(patch("Gone").await.unwrap(), 404).await;
+    assert_eq!(admin_delete(&app, &path).await.status(), 204);
+    problem(patch("Gone").await, 404).await;
 }
 both!(if_match_star_asks_only_that_the_product_exists);
 
@@ -972,43 +623,23 @@ both!(if_match_star_asks_only_that_the_product_exists);
 /// naming the body, never a 500, and nothing is stored.
 async fn nul_characters_in_bodies_answer_422(app: TestApp) {
     let category = app.category("Nul", None, json!([])).await;
+    let product = |sku: &str, name: &str, description: &str| {
+        json!({"sku": sku, "name": name, "description": description,
+               "price": {"amount": 100, "currency": "EUR"}, "category_id": category, "attributes": {}})
+    };
+    let warehouse = json!({"code": "NUL", "name": "x", "address": {"line1": "\u{0}"}});
     for (path, body) in [
-        (
-            "/api/v1/products",
-            json!({"sku": "NUL-1", "name": "a\u{0}b", "description": "x",
-                   "price": {"amount": 100, "currency": "EUR"}, "category_id": category, "attributes": {}}),
-        ),
-        (
-            "/api/v1/products",
-            json!({"sku": "NUL-2", "name": "ok", "description": "x\u{0}",
-                   "price": {"amount": 100, "currency": "EUR"}, "category_id": category, "attributes": {}}),
-        ),
-        (
-            "/api/v1/warehouses",
-            json!({"code": "NUL", "name": "x", "address": {"line1": "\u{0}"}}),
-        ),
+        ("/api/v1/products", product("NUL-1", "a\u{0}b", "x")),
+        ("/api/v1/products", product("NUL-2", "ok", "x\u{0}")),
+        ("/api/v1/warehouses", warehouse),
     ] {
         let r = app.admin_json(reqwest::Method::POST, path, body).await;
         let p = problem(r, 422).await;
         assert_eq!(fields(&p), ["body"], "{path}");
     }
-    let listed: Value = app
-        .get(&format!("/api/v1/products?category={category}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = json_of(app.get(&format!("/api/v1/products?category={category}"))).await;
     assert_eq!(listed["items"].as_array().unwrap().len(), 0, "{listed}");
-    let warehouses: Value = app
-        .as_admin(Method::GET, "/api/v1/warehouses")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let warehouses = json_of(app.as_admin(Method::GET, "/api/v1/warehouses")).await;
     assert!(!warehouses.to_string().contains("\"NUL\""), "{warehouses}");
 }
 both!(nul_characters_in_bodies_answer_422);
@@ -1028,76 +659,42 @@ async fn catalog_text_refuses_hidden_characters(app: TestApp) {
                "price": {"amount": 100, "currency": "EUR"}, "category_id": category,
                "attributes": attributes, "images": images})
     };
+    let named = |name: &str| product(name, "x", json!({}), json!([]));
+    let described = |description: &str| product("Tea", description, json!({}), json!([]));
+    let noted = |note: &str| product("Tea", "x", json!({"note": note}), json!([]));
+    let pictured = |url: &str| product("Tea", "x", json!({}), json!([url]));
     for (body, field) in [
-        (
-            product("Tea\u{202E}kcab", "x", json!({}), json!([])),
-            "name",
-        ),
-        (product("\u{200B}", "x", json!({}), json!([])), "name"),
-        (product("Tea\u{7}", "x", json!({}), json!([])), "name"),
-        (
-            product("Tea", "red \u{1b}[31m", json!({}), json!([])),
-            "description",
-        ),
-        (
-            product("Tea", "x", json!({"note": "a\u{2066}b"}), json!([])),
-            "attributes.note",
-        ),
-        (
-            product(
-                "Tea",
-                "x",
-                json!({}),
-                json!(["https://img.example.com/a.jpg\r\nX: y"]),
-            ),
-            "images",
-        ),
-        (
-            product(
-                "Tea",
-                "x",
-                json!({}),
-                json!(["https://img.example.com/a b.jpg"]),
-            ),
-            "images",
-        ),
+        (named("Tea\u{202E}kcab"), "name"),
+        (named("\u{200B}"), "name"),
+        (named("Tea\u{7}"), "name"),
+        (described("red \u{1b}[31m"), "description"),
+        (noted("a\u{2066}b"), "attributes.note"),
+        (pictured("https://img.example.com/a.jpg\r\nX: y"), "images"),
+        (pictured("https://img.example.com/a b.jpg"), "images"),
     ] {
-        let r = app.admin_json(Method::POST, "/api/v1/products", body).await;
-        let p = problem(r, 422).await;
+        let p = problem(post_product(&app, body).await, 422).await;
         assert!(fields(&p).contains(&field.to_owned()), "{field}: {p}");
     }
     // Line breaks in a description are prose, and fine.
+    let prose = product(
+        "Tea",
+        "Line one.\nLine two.",
+        json!({"note": "ok"}),
+        json!([]),
+    );
+    assert_eq!(post_product(&app, prose).await.status(), 201);
+    let hidden = json!({"name": "\u{200B} "});
     let r = app
-        .admin_json(
-            Method::POST,
-            "/api/v1/products",
-            product(
-                "Tea",
-                "Line one.\nLine two.",
-                json!({"note": "ok"}),
-                json!([]),
-            ),
-        )
-        .await;
-    assert_eq!(r.status(), 201);
-    let r = app
-        .admin_json(
-            Method::POST,
-            "/api/v1/categories",
-            json!({"name": "\u{200B} "}),
-        )
+        .admin_json(Method::POST, "/api/v1/categories", hidden)
         .await;
     assert!(fields(&problem(r, 422).await).contains(&"name".to_owned()));
     for address in [
         json!({"line1": {"nested": 1}}),
         json!({"line1": "a\u{202E}b"}),
     ] {
+        let body = json!({"code": "TXT", "name": "Texts", "address": address});
         let r = app
-            .admin_json(
-                Method::POST,
-                "/api/v1/warehouses",
-                json!({"code": "TXT", "name": "Texts", "address": address}),
-            )
+            .admin_json(Method::POST, "/api/v1/warehouses", body)
             .await;
         assert!(fields(&problem(r, 422).await).contains(&"address".to_owned()));
     }
@@ -1107,25 +704,18 @@ both!(catalog_text_refuses_hidden_characters);
 /// An array where an object belongs is refused at any depth (serde alone
 /// would read `[1, "EUR"]` as a price's fields in order), and nothing changes.
 async fn arrays_are_not_objects_at_any_depth(app: TestApp) {
-    let category = app.category("Arrays", None, json!([])).await;
-    let p = app.product("ARR-1", &category, json!({})).await;
-    let path = format!("/api/v1/products/{}", p["id"].as_str().unwrap());
-    let r = app
-        .admin_json(Method::PATCH, &path, json!({"price": [1, "EUR"]}))
-        .await;
-    let body = problem(r, 422).await;
+    let (_, _, path) = lone_product(&app, "Arrays", "ARR-1").await;
+    let price = json!({"price": [1, "EUR"]});
+    let body = problem(app.admin_json(Method::PATCH, &path, price).await, 422).await;
     let detail = body["detail"].as_str().unwrap();
     assert!(detail.starts_with("price: "), "{detail}");
     assert!(detail.contains("expected an object"), "{detail}");
+    let rows = json!({"name": "Rows", "attributes": [["color", "enum", false, true, ["a"]]]});
     let r = app
-        .admin_json(
-            Method::POST,
-            "/api/v1/categories",
-            json!({"name": "Rows", "attributes": [["color", "enum", false, true, ["a"]]]}),
-        )
+        .admin_json(Method::POST, "/api/v1/categories", rows)
         .await;
     problem(r, 422).await;
-    let now: Value = app.get(&path).send().await.unwrap().json().await.unwrap();
+    let now = json_of(app.get(&path)).await;
     assert_eq!(now["price"]["amount"], 1999);
     assert_eq!(now["version"], 1);
 }
@@ -1139,22 +729,14 @@ async fn writes_racing_a_category_delete_never_fail_with_500(app: TestApp) {
         let category = app
             .category(&format!("Doomed {round}"), None, json!([]))
             .await;
-        let create_product = app.admin_json(
-            Method::POST,
-            "/api/v1/products",
-            json!({"sku": format!("DOOM-{round}"), "name": "x", "description": "x",
-                   "price": {"amount": 100, "currency": "EUR"}, "category_id": category}),
-        );
-        let create_child = app.admin_json(
-            Method::POST,
-            "/api/v1/categories",
-            json!({"name": format!("Child {round}"), "parent_id": category}),
-        );
-        let delete = app
-            .as_admin(Method::DELETE, &format!("/api/v1/categories/{category}"))
-            .send();
+        let product = json!({"sku": format!("DOOM-{round}"), "name": "x", "description": "x",
+                             "price": {"amount": 100, "currency": "EUR"}, "category_id": category});
+        let create_product = post_product(&app, product);
+        let child = json!({"name": format!("Child {round}"), "parent_id": category});
+        let create_child = app.admin_json(Method::POST, "/api/v1/categories", child);
+        let delete = send(app.as_admin(Method::DELETE, &format!("/api/v1/categories/{category}")));
         let (product, child, deleted) = tokio::join!(create_product, create_child, delete);
-        for status in [product.status(), child.status(), deleted.unwrap().status()] {
+        for status in [product.status(), child.status(), deleted.status()] {
             assert!(!status.is_server_error(), "round {round}: {status}");
         }
     }
@@ -1166,33 +748,14 @@ both!(writes_racing_a_category_delete_never_fail_with_500);
 /// routes, and from reservations (422 naming it; a basket with it reserves
 /// nothing).
 async fn deleted_products_leave_lists_search_and_reservations(app: TestApp) {
-    let tea = app
-        .category(
-            "Retired",
-            None,
-            json!([{"name": "colour", "type": "enum", "values": ["green", "black"], "filterable": true}]),
-        )
-        .await;
-    let kept = create(
-        &app,
-        "KEPT",
-        "Kept green tea",
-        "Still on sale.",
-        1000,
-        &tea,
-        json!({"colour": "green"}),
-    )
-    .await;
-    let gone = create(
-        &app,
-        "GONE",
-        "Retired green tea",
-        "Taken off sale.",
-        1000,
-        &tea,
-        json!({"colour": "green"}),
-    )
-    .await;
+    let tea = coloured(&app, "Retired", &[]).await;
+    let retired = [
+        json!({"sku": "KEPT", "name": "Kept green tea", "description": "Still on sale.",
+               "price": 1000, "attributes": {"colour": "green"}}),
+        json!({"sku": "GONE", "name": "Retired green tea", "description": "Taken off sale.",
+               "price": 1000, "attributes": {"colour": "green"}}),
+    ];
+    let [kept, gone] = <[String; 2]>::try_from(create(&app, &tea, &retired).await).unwrap();
     let w = app.warehouse("RETIRED-W").await;
     for p in [&kept, &gone] {
         assert_eq!(app.set_stock(&w, p, 5).await.status(), 200);
@@ -1215,64 +778,26 @@ async fn deleted_products_leave_lists_search_and_reservations(app: TestApp) {
     assert_eq!(skus(&app, "q=retired").await, ["GONE"]);
 
     let path = format!("/api/v1/products/{gone}");
-    assert_eq!(
-        app.as_admin(Method::DELETE, &path)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        204
-    );
+    assert_eq!(admin_delete(&app, &path).await.status(), 204);
     for q in &queries {
         assert_eq!(skus(&app, q).await, ["KEPT"], "{q}");
     }
     assert_eq!(skus(&app, "q=retired").await, Vec::<String>::new());
-    let page: Value = app
-        .get("/api/v1/products?attr.colour=green&facets=true")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = json_of(app.get("/api/v1/products?attr.colour=green&facets=true")).await;
     assert_eq!(page["facets"]["colour"], json!({"green": 1}), "{page}");
 
-    problem(app.get(&path).send().await.unwrap(), 404).await;
-    problem(
-        app.as_admin(Method::GET, &format!("{path}/stock"))
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    refused(app.get(&path), 404).await;
+    refused(app.as_admin(Method::GET, &format!("{path}/stock")), 404).await;
     problem(app.set_stock(&w, &gone, 9).await, 404).await;
-    problem(
-        app.admin_json(Method::PATCH, &path, json!({"name": "Back again"}))
-            .await,
-        404,
-    )
-    .await;
+    let back = json!({"name": "Back again"});
+    problem(app.admin_json(Method::PATCH, &path, back).await, 404).await;
 
-    let body = problem(
-        app.reserve(&new_id(), json!([{"product_id": gone, "quantity": 1}]))
-            .await,
-        422,
-    )
-    .await;
-    assert_eq!(
-        body["errors"],
-        json!([{"field": "items", "message": format!("no product {gone}")}])
-    );
-    let body = problem(
-        app.reserve(
-            &new_id(),
-            json!([{"product_id": kept, "quantity": 1}, {"product_id": gone, "quantity": 1}]),
-        )
-        .await,
-        422,
-    )
-    .await;
+    let alone = json!([{"product_id": gone, "quantity": 1}]);
+    let body = problem(app.reserve(&new_id(), alone).await, 422).await;
+    let no_product = json!([{"field": "items", "message": format!("no product {gone}")}]);
+    assert_eq!(body["errors"], no_product);
+    let basket = json!([{"product_id": kept, "quantity": 1}, {"product_id": gone, "quantity": 1}]);
+    let body = problem(app.reserve(&new_id(), basket).await, 422).await;
     assert_eq!(fields(&body), ["items"]);
     assert!(body["detail"].as_str().unwrap().contains(&gone), "{body}");
     assert_eq!(
@@ -1320,9 +845,7 @@ fn assert_each_version_builds_on_the_last(versions: &BTreeMap<i64, Value>) {
 /// refused (a race may need a few rounds to overlap; when the check is
 /// missing, none ever is).
 async fn racing_patches_without_if_match_never_lose_an_update(app: TestApp) {
-    let cat = app.category("Racing", None, json!([])).await;
-    let created = app.product("RACE-1", &cat, json!({})).await;
-    let path = format!("/api/v1/products/{}", created["id"].as_str().unwrap());
+    let (_, created, path) = lone_product(&app, "Racing", "RACE-1").await;
     let mut versions: BTreeMap<i64, Value> = BTreeMap::new();
     versions.insert(1, created);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -1363,7 +886,7 @@ async fn racing_patches_without_if_match_never_lose_an_update(app: TestApp) {
         round += 1;
     }
     let (last, newest) = versions.iter().next_back().unwrap();
-    let now: Value = app.get(&path).send().await.unwrap().json().await.unwrap();
+    let now = json_of(app.get(&path)).await;
     assert_eq!(now["version"], *last);
     assert_eq!(
         (&now["name"], &now["description"]),

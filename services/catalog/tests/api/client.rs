@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use emporium_client::catalog::{ReservationError, Reservations};
 use emporium_client::{ClientSettings, ServiceClient, StaticToken};
-use emporium_contracts::reservations::{ReservationStatus, ReserveItem};
+use emporium_contracts::reservations::{Reservation, ReservationStatus, ReserveItem};
 use uuid::Uuid;
 
 use emporium_auth::TokenType;
 
+use crate::fixtures::on_hand_and_reserved;
 use crate::helpers::{TestApp, token};
 use emporium_testkit::both;
 
@@ -32,23 +33,26 @@ fn item(product: &str, quantity: i64) -> ReserveItem {
     }
 }
 
-async fn on_hand_and_reserved(app: &TestApp, product: &str) -> (i64, i64) {
-    let s = &app.stock(product).await[0];
-    (
-        s["on_hand"].as_i64().unwrap(),
-        s["reserved"].as_i64().unwrap(),
-    )
+/// `sku` with `on_hand` in one warehouse, and the typed client of `orders`,
+/// which reserves `quantity` of it: (product, client, reservation id, reservation).
+async fn stocked_and_reserved(
+    app: &TestApp,
+    sku: &str,
+    on_hand: i64,
+    quantity: i64,
+) -> (String, Reservations, Uuid, Reservation) {
+    let (product, _) = app.stocked(sku, &[on_hand]).await;
+    let client = reservations(app, &app.orders);
+    let id = Uuid::now_v7();
+    let reserved = client
+        .reserve(id, vec![item(&product, quantity)], None)
+        .await
+        .unwrap();
+    (product, client, id, reserved)
 }
 
 async fn the_typed_client_gives_each_outcome_its_own_answer(app: TestApp) {
-    let (product, _) = app.stocked("LANTERN", &[5]).await;
-    let client = reservations(&app, &app.orders);
-    let id = Uuid::now_v7();
-
-    let reserved = client
-        .reserve(id, vec![item(&product, 3)], None)
-        .await
-        .unwrap();
+    let (product, client, id, reserved) = stocked_and_reserved(&app, "LANTERN", 5, 3).await;
     assert_eq!(reserved.id, id);
     assert_eq!(reserved.status, ReservationStatus::Active);
     assert_eq!(reserved.lines.len(), 1);
@@ -151,13 +155,7 @@ both!(the_typed_client_gives_each_outcome_its_own_answer);
 /// A compensation that comes after the sweeper expired the reservation is done:
 /// the stock is already back.
 async fn releasing_an_expired_reservation_is_a_finished_compensation(app: TestApp) {
-    let (product, _) = app.stocked("SUNDIAL", &[2]).await;
-    let client = reservations(&app, &app.orders);
-    let id = Uuid::now_v7();
-    client
-        .reserve(id, vec![item(&product, 2)], None)
-        .await
-        .unwrap();
+    let (product, client, id, _) = stocked_and_reserved(&app, "SUNDIAL", 2, 2).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while client.get(id, None).await.unwrap().status != ReservationStatus::Expired {
         assert!(Instant::now() < deadline, "never expired");
@@ -174,22 +172,13 @@ async fn releasing_an_expired_reservation_is_a_finished_compensation(app: TestAp
 }
 both!(
     releasing_an_expired_reservation_is_a_finished_compensation,
-    |s| {
-        s.reservations.ttl_secs = 1;
-        s.reservations.sweep_every_ms = 100;
-    }
+    crate::fixtures::expiring(1, 100)
 );
 
 /// A commit that comes after the expiry, before the sweeper did, finds it
 /// expired itself: the same answer for the saga.
 async fn a_commit_past_the_expiry_is_expired(app: TestApp) {
-    let (product, _) = app.stocked("HOURGLASS", &[2]).await;
-    let client = reservations(&app, &app.orders);
-    let id = Uuid::now_v7();
-    client
-        .reserve(id, vec![item(&product, 2)], None)
-        .await
-        .unwrap();
+    let (product, client, id, _) = stocked_and_reserved(&app, "HOURGLASS", 2, 2).await;
     app.clock.advance(Duration::from_secs(61));
     let late = client.commit(id, None).await.unwrap_err();
     assert!(matches!(late, ReservationError::Expired), "{late:?}");
@@ -205,45 +194,32 @@ async fn a_commit_past_the_expiry_is_expired(app: TestApp) {
         ReservationStatus::Expired
     );
 }
-both!(a_commit_past_the_expiry_is_expired, |s| {
-    s.reservations.ttl_secs = 60;
-    s.reservations.sweep_every_ms = 3_600_000;
-});
+both!(
+    a_commit_past_the_expiry_is_expired,
+    crate::fixtures::expiring(60, 3_600_000)
+);
 
 async fn a_token_without_the_scope_is_a_definite_refusal(app: TestApp) {
     let (product, _) = app.stocked("COMPASS", &[1]).await;
-    // A service token with another scope: 403, and no second try.
+    // A service token with another scope: 403, and no second try. A person's
+    // access token is no service token at all: 401, even after the client
+    // asked for a fresh token once.
     let mailer = token(TokenType::Service, vec![], Some("mail:send"), "mailer");
-    let refused = reservations(&app, &mailer)
-        .reserve(Uuid::now_v7(), vec![item(&product, 1)], None)
-        .await
-        .unwrap_err();
-    let ReservationError::Call(call) = &refused else {
-        panic!("{refused:?}")
-    };
-    let problem = call.problem().unwrap();
-    assert_eq!(
-        (problem.status, problem.kind()),
-        (403, "forbidden"),
-        "{call:?}"
-    );
-    assert!(!refused.is_retryable());
-    // A person's access token is no service token at all: 401, even after the
-    // client asked for a fresh token once.
-    let refused = reservations(&app, &app.customer)
-        .reserve(Uuid::now_v7(), vec![item(&product, 1)], None)
-        .await
-        .unwrap_err();
-    let ReservationError::Call(call) = &refused else {
-        panic!("{refused:?}")
-    };
-    let problem = call.problem().unwrap();
-    assert_eq!(
-        (problem.status, problem.kind()),
-        (401, "unauthorized"),
-        "{call:?}"
-    );
-    assert!(!refused.is_retryable());
+    for (bearer, status, kind) in [
+        (&mailer, 403, "forbidden"),
+        (&app.customer, 401, "unauthorized"),
+    ] {
+        let refused = reservations(&app, bearer)
+            .reserve(Uuid::now_v7(), vec![item(&product, 1)], None)
+            .await
+            .unwrap_err();
+        let ReservationError::Call(call) = &refused else {
+            panic!("{refused:?}")
+        };
+        let problem = call.problem().unwrap();
+        assert_eq!((problem.status, problem.kind()), (status, kind), "{call:?}");
+        assert!(!refused.is_retryable());
+    }
     assert_eq!(on_hand_and_reserved(&app, &product).await, (1, 0));
 }
 both!(a_token_without_the_scope_is_a_definite_refusal);

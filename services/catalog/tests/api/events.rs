@@ -2,60 +2,42 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use emporium_contracts::Event;
 use emporium_contracts::catalog::{
     ProductCreated, ProductDeleted, ProductPriceChanged, ProductUpdated,
 };
 use emporium_contracts::stock::{StockDepleted, StockLow, StockReplenished};
-use emporium_messaging::{Bus, Envelope, EventHandler, HandlerError, RetryPolicy, Subscription};
+use emporium_testkit::events::{Recorder, listen, types};
 use reqwest::Method;
 use serde_json::json;
-use tokio::sync::watch;
 
 use crate::helpers::{TestApp, new_id};
 use emporium_testkit::both;
 
-#[derive(Default)]
-struct Recorder(Mutex<Vec<Envelope>>);
-
-#[async_trait::async_trait]
-impl EventHandler for Recorder {
-    async fn handle(&self, event: &Envelope) -> Result<(), HandlerError> {
-        self.0.lock().unwrap().push(event.clone());
-        Ok(())
-    }
+/// Waits for as many events as `expected` names, and asserts they are these.
+async fn assert_published(recorder: &Recorder, expected: &[&str]) {
+    let seen = recorder
+        .wait_until(Duration::from_secs(20), "the events", |seen| {
+            seen.len() >= expected.len()
+        })
+        .await;
+    assert_eq!(types(&seen), expected);
 }
 
 async fn product_and_stock_changes_are_published(app: TestApp) {
-    let recorder = Arc::new(Recorder::default());
-    let (_stop, mut rx) = watch::channel(false);
-    let types = [
+    // The types listened for, in the order the steps below publish them.
+    let expected = [
         ProductCreated::TYPE,
-        ProductUpdated::TYPE,
         ProductPriceChanged::TYPE,
+        ProductUpdated::TYPE,
+        StockReplenished::TYPE,
         StockLow::TYPE,
         StockDepleted::TYPE,
-        StockReplenished::TYPE,
         ProductDeleted::TYPE,
     ];
-    app.bus
-        .subscribe(
-            Subscription {
-                consumer: "listener".into(),
-                event_types: types.map(str::to_owned).to_vec(),
-                handler: recorder.clone(),
-                retry: RetryPolicy::default(),
-                prefetch: 16,
-            },
-            Box::pin(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }),
-        )
-        .await
-        .unwrap();
+    let (recorder, _stop) = listen(&*app.bus, &expected).await;
 
     let category = app.category("Lamps", None, json!([])).await;
     let product = app.product("LAMP-1", &category, json!({})).await;
@@ -79,32 +61,8 @@ async fn product_and_stock_changes_are_published(app: TestApp) {
         .unwrap();
     assert_eq!(r.status(), 204);
 
-    let expected = vec![
-        ProductCreated::TYPE,
-        ProductPriceChanged::TYPE,
-        ProductUpdated::TYPE,
-        StockReplenished::TYPE,
-        StockLow::TYPE,
-        StockDepleted::TYPE,
-        ProductDeleted::TYPE,
-    ];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let seen: Vec<String> = recorder
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.event_type.clone())
-            .collect();
-        if seen.len() >= expected.len() {
-            assert_eq!(seen, expected);
-            break;
-        }
-        assert!(Instant::now() < deadline, "saw only {seen:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let events = recorder.0.lock().unwrap().clone();
+    assert_published(&recorder, &expected).await;
+    let events = recorder.events();
     assert!(
         events
             .iter()
@@ -120,25 +78,11 @@ both!(product_and_stock_changes_are_published);
 /// Stock events use the product's own `low_stock_below`, as created and as
 /// changed by a PATCH (the default of 5 would announce neither `low` below).
 async fn stock_events_use_the_products_own_low_stock_threshold(app: TestApp) {
-    let recorder = Arc::new(Recorder::default());
-    let (_stop, mut rx) = watch::channel(false);
-    app.bus
-        .subscribe(
-            Subscription {
-                consumer: "listener".into(),
-                event_types: [StockLow::TYPE, StockDepleted::TYPE, StockReplenished::TYPE]
-                    .map(str::to_owned)
-                    .to_vec(),
-                handler: recorder.clone(),
-                retry: RetryPolicy::default(),
-                prefetch: 16,
-            },
-            Box::pin(async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }),
-        )
-        .await
-        .unwrap();
+    let (recorder, _stop) = listen(
+        &*app.bus,
+        &[StockLow::TYPE, StockDepleted::TYPE, StockReplenished::TYPE],
+    )
+    .await;
 
     let category = app.category("Bulbs", None, json!([])).await;
     let r = app
@@ -174,24 +118,12 @@ async fn stock_events_use_the_products_own_low_stock_threshold(app: TestApp) {
         .await;
     assert_eq!(r.status(), 201); // 15 → 9: below the new 10, low again
 
-    let expected = vec![StockReplenished::TYPE, StockLow::TYPE, StockLow::TYPE];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let seen: Vec<String> = recorder
-            .0
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|e| e.event_type.clone())
-            .collect();
-        if seen.len() >= expected.len() {
-            assert_eq!(seen, expected);
-            break;
-        }
-        assert!(Instant::now() < deadline, "saw only {seen:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let events = recorder.0.lock().unwrap().clone();
+    assert_published(
+        &recorder,
+        &[StockReplenished::TYPE, StockLow::TYPE, StockLow::TYPE],
+    )
+    .await;
+    let events = recorder.events();
     let replenished: StockReplenished = events[0].decode().unwrap();
     assert_eq!(replenished.available, 30);
     let low: StockLow = events[1].decode().unwrap();

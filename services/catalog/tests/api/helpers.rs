@@ -5,20 +5,20 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use emporium_auth::testing::{MemoryJwks, TestKey, claims};
-use emporium_auth::{Role, TokenType};
+use emporium_auth::{Claims, Role, TokenType};
 use emporium_catalog::store::CatalogStore;
 use emporium_catalog::{Application, CatalogSettings};
-use emporium_config::Loader;
 use emporium_db::ShiftedClock;
 use emporium_db::testing::TestDatabase;
-use emporium_http::{Shutdown, ShutdownTrigger};
 use emporium_messaging::embedded::EmbeddedBus;
-use emporium_testkit::TestService;
+use emporium_testkit::{
+    Endpoint, Running, TestService, database, embedded_bus, run_in_background, service_settings,
+};
 use reqwest::{RequestBuilder, Response};
 use serde_json::{Value, json};
 use sqlx::Connection;
 
-pub use emporium_testkit::{Backend, certs, problem, problem_of};
+pub use emporium_testkit::{Backend, problem, problem_fields as fields, problem_of};
 
 /// The key the test signs tokens with; the service trusts it.
 pub fn key() -> &'static TestKey {
@@ -37,16 +37,22 @@ pub fn token(token_type: TokenType, roles: Vec<Role>, scope: Option<&str>, sub: 
     ))
 }
 
-/// A customer's access token belonging to a login session.
-pub fn token_with_session(user: uuid::Uuid, session: uuid::Uuid) -> String {
-    let mut c = claims(
+/// The claims of a user's access token, as accounts issues them.
+fn access_claims(user: uuid::Uuid, roles: Vec<Role>) -> Claims {
+    let sub = user.to_string();
+    claims(
         "emporium-accounts",
         "emporium",
-        &user.to_string(),
+        &sub,
         TokenType::Access,
-        vec![Role::Customer],
+        roles,
         None,
-    );
+    )
+}
+
+/// A customer's access token belonging to a login session.
+pub fn token_with_session(user: uuid::Uuid, session: uuid::Uuid) -> String {
+    let mut c = access_claims(user, vec![Role::Customer]);
     c.sid = Some(session.to_string());
     key().sign(&c)
 }
@@ -58,21 +64,16 @@ pub fn token_of_generation(user: uuid::Uuid, admin: bool, generation: i64) -> St
     } else {
         vec![Role::Customer]
     };
-    let mut c = claims(
-        "emporium-accounts",
-        "emporium",
-        &user.to_string(),
-        TokenType::Access,
-        roles,
-        None,
-    );
+    let mut c = access_claims(user, roles);
     c.generation = Some(generation);
     key().sign(&c)
 }
 
 pub struct TestApp {
-    pub base: String,
-    pub client: reqwest::Client,
+    /// Stops the service when the app is dropped.
+    _server: Running,
+    /// `base`, `client` and the requests (`get`, `post`, `url`) through `Deref`.
+    http: Endpoint,
     pub store: Arc<dyn CatalogStore>,
     pub admin: String,
     pub customer: String,
@@ -83,48 +84,37 @@ pub struct TestApp {
     pub bus: Arc<EmbeddedBus>,
     /// The service's time: the system's, moved ahead by `advance`.
     pub clock: Arc<ShiftedClock>,
-    trigger: ShutdownTrigger,
     _db: Arc<TestDatabase>,
     _bus: TestDatabase,
 }
 
-impl Drop for TestApp {
-    fn drop(&mut self) {
-        self.trigger.fire();
+impl std::ops::Deref for TestApp {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.http
     }
+}
+
+/// Opens the store at `url`, which migrates it (how a template database is made).
+async fn migrate(url: String) -> anyhow::Result<()> {
+    emporium_catalog::store::connect(&url, 1).await.map(|_| ())
 }
 
 /// The settings every test service starts from.
 fn settings(db_url: &str, bus_path: &str) -> CatalogSettings {
-    let certs = certs();
-    let mut loader = Loader::new(emporium_catalog::config::DEFAULTS).unwrap();
-    for (k, v) in [
-        ("database.url", db_url),
-        ("database.max_connections", "8"),
-        ("http.host", "127.0.0.1"),
-        ("http.port", "0"),
-        ("http.tls_cert", certs.cert("catalog").to_str().unwrap()),
-        ("http.tls_key", certs.key("catalog").to_str().unwrap()),
+    let bus = [
         ("events.bus", "embedded"),
         ("events.embedded_path", bus_path),
-        ("events.relay_poll_ms", "20"),
-    ] {
-        loader = loader.set(k, v).unwrap();
-    }
-    loader.build().unwrap()
+    ];
+    service_settings("catalog", emporium_catalog::config::DEFAULTS, db_url, &bus)
 }
 
 impl TestService for TestApp {
     type Settings = CatalogSettings;
 
     async fn spawn(backend: Backend, tweak: impl FnOnce(&mut CatalogSettings) + Send) -> Self {
-        let db = emporium_testkit::database(
-            backend,
-            "catalog",
-            env!("CARGO_MANIFEST_DIR"),
-            |url| async move { emporium_catalog::store::connect(&url, 1).await.map(|_| ()) },
-        )
-        .await;
+        let db = database(backend, "catalog", env!("CARGO_MANIFEST_DIR"), migrate).await;
         Self::spawn_on(Arc::new(db), ShiftedClock::new(), tweak).await
     }
 }
@@ -141,13 +131,8 @@ impl TestApp {
         tweak: impl FnOnce(&mut CatalogSettings),
     ) -> Self {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-        let bus_file = TestDatabase::sqlite();
+        let (bus, bus_file) = embedded_bus().await;
         let bus_path = bus_file.url.trim_start_matches("sqlite://").to_owned();
-        let bus = Arc::new(
-            EmbeddedBus::open(std::path::Path::new(&bus_path))
-                .await
-                .unwrap(),
-        );
         let mut settings = settings(&db.url, &bus_path);
         tweak(&mut settings);
         let app = Application::build_at(
@@ -158,19 +143,11 @@ impl TestApp {
         )
         .await
         .unwrap();
-        let base = app.base_url();
-        let store = app.store();
-        let (trigger, shutdown) = Shutdown::new();
-        tokio::spawn(app.run_until_stopped(shutdown));
         let user = "01900000-0000-7000-8000-00000000000a";
         Self {
-            base,
-            client: emporium_http::tls::client(
-                Some(&certs().ca()),
-                std::time::Duration::from_secs(30),
-            )
-            .unwrap(),
-            store,
+            http: Endpoint::new(app.base_url()),
+            store: app.store(),
+            _server: run_in_background(|shutdown| app.run_until_stopped(shutdown)),
             admin: token(
                 TokenType::Access,
                 vec![Role::Customer, Role::Admin],
@@ -192,28 +169,13 @@ impl TestApp {
             ),
             bus,
             clock,
-            trigger,
             _db: db,
             _bus: bus_file,
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{}", self.base, path)
-    }
-
-    pub fn get(&self, path: &str) -> RequestBuilder {
-        self.client.get(self.url(path))
-    }
-
-    pub fn post(&self, path: &str) -> RequestBuilder {
-        self.client.post(self.url(path))
-    }
-
     pub fn as_admin(&self, method: reqwest::Method, path: &str) -> RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(&self.admin)
+        self.request(method, path).bearer_auth(&self.admin)
     }
 
     pub async fn admin_json(&self, method: reqwest::Method, path: &str, body: Value) -> Response {
@@ -467,14 +429,7 @@ impl TestApp {
                 "the journal moves stock of {product} in warehouse {warehouse}, which has no row"
             );
         }
-        let p: Value = self
-            .get(&format!("/api/v1/products/{product}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let p = self.fetch(&format!("/api/v1/products/{product}")).await;
         let free: i64 = stock
             .values()
             .map(|(on_hand, reserved)| on_hand - reserved)
@@ -498,19 +453,6 @@ pub async fn wait_until(ms: i64) {
     if ms > now {
         tokio::time::sleep(Duration::from_millis((ms - now) as u64)).await;
     }
-}
-
-/// The fields a 422 names.
-pub fn fields(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .map(|errors| {
-            errors
-                .iter()
-                .map(|e| e["field"].as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 pub fn new_id() -> String {

@@ -2,6 +2,7 @@
 //! once on SQLite and once on PostgreSQL, with a fresh database per test.
 //! Tokens are signed by a test key the service trusts through its key source.
 
+mod fixtures;
 mod helpers;
 
 mod catalog;

@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, millis, new_id, problem, wait_until};
+use crate::fixtures::{
+    available, json_of, on_hand_and_reserved, refused, refused_to, reservation, send, settle,
+};
+use crate::helpers::{Backend, TestApp, millis, new_id, problem, problem_of, wait_until};
 use emporium_testkit::both;
 
 async fn reservations_are_all_or_nothing_from_few_warehouses(app: TestApp) {
     let (cup, cw) = app.stocked("CUP", &[3, 5]).await;
     let (pot, _) = app.stocked("POT", &[1]).await;
-    let id = new_id();
-    let r = app
-        .reserve(&id, json!([{"product_id": cup, "quantity": 4}]))
-        .await;
+    let four = json!([{"product_id": cup, "quantity": 4}]);
+    let r = app.reserve(&new_id(), four.clone()).await;
     assert_eq!(r.status(), 201);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["status"], "active");
@@ -42,9 +43,7 @@ async fn reservations_are_all_or_nothing_from_few_warehouses(app: TestApp) {
     assert_eq!(app.stock(&cup).await, before);
 
     // Split when no single warehouse can serve it.
-    let r = app
-        .reserve(&new_id(), json!([{"product_id": cup, "quantity": 4}]))
-        .await;
+    let r = app.reserve(&new_id(), four).await;
     assert_eq!(r.status(), 201);
     assert_eq!(
         r.json::<Value>().await.unwrap()["lines"]
@@ -53,70 +52,29 @@ async fn reservations_are_all_or_nothing_from_few_warehouses(app: TestApp) {
             .len(),
         2
     );
-    let p: Value = app
-        .get(&format!("/api/v1/products/{cup}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(p["available"], 0);
+    assert_eq!(available(&app, &cup).await, 0);
 
     // Bad requests.
-    problem(app.reserve(&new_id(), json!([])).await, 422).await;
-    problem(
-        app.reserve(&new_id(), json!([{"product_id": cup, "quantity": 0}]))
-            .await,
-        422,
-    )
-    .await;
-    problem(
-        app.reserve(
-            &new_id(),
-            json!([{"product_id": cup, "quantity": 1}, {"product_id": cup, "quantity": 1}]),
-        )
-        .await,
-        422,
-    )
-    .await;
-    problem(
-        app.reserve(
-            &new_id(),
-            json!([{"product_id": "01900000-0000-7000-8000-000000000000", "quantity": 1}]),
-        )
-        .await,
-        422,
-    )
-    .await;
+    let unknown = "01900000-0000-7000-8000-000000000000";
+    for items in [
+        json!([]),
+        json!([{"product_id": cup, "quantity": 0}]),
+        json!([{"product_id": cup, "quantity": 1}, {"product_id": cup, "quantity": 1}]),
+        json!([{"product_id": unknown, "quantity": 1}]),
+    ] {
+        problem(app.reserve(&new_id(), items).await, 422).await;
+    }
     // Only services with the scope.
     let body = json!({"id": new_id(), "items": [{"product_id": pot, "quantity": 1}]});
-    problem(
-        app.post("/internal/v1/reservations")
-            .bearer_auth(&app.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        401,
-    )
-    .await;
     let other = crate::helpers::token(
         emporium_auth::TokenType::Service,
         vec![],
         Some("mail:send"),
         "mailer",
     );
-    problem(
-        app.post("/internal/v1/reservations")
-            .bearer_auth(other)
-            .json(&body)
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
+    let (admin, mailer) = (Some(app.admin.as_str()), Some(other.as_str()));
+    let reserve = app.post("/internal/v1/reservations").json(&body);
+    refused_to(reserve, &[(admin, 401), (mailer, 403)]).await;
 }
 both!(reservations_are_all_or_nothing_from_few_warehouses);
 
@@ -140,49 +98,24 @@ async fn reservations_are_idempotent_even_when_duplicates_race(app: TestApp) {
         "{statuses:?}"
     );
     assert_eq!(app.stock(&product).await[0]["reserved"], 3, "reserved once");
-    let body = problem(
-        app.reserve(&id, json!([{"product_id": product, "quantity": 4}]))
-            .await,
-        409,
-    )
-    .await;
-    assert_eq!(body["type"], "/problems/reservation-mismatch");
+    let more = json!([{"product_id": product, "quantity": 4}]);
+    problem_of(app.reserve(&id, more).await, 409, "reservation-mismatch").await;
 
     // Release is idempotent; commit after release is refused.
-    let release = || {
-        app.post(&format!("/internal/v1/reservations/{id}/release"))
-            .bearer_auth(&app.orders)
-            .send()
-    };
+    let release = || settle(&app, &app.orders, &id, "release");
     assert_eq!(
-        release().await.unwrap().json::<Value>().await.unwrap()["status"],
+        release().await.json::<Value>().await.unwrap()["status"],
         "released"
     );
-    assert_eq!(release().await.unwrap().status(), 200);
+    assert_eq!(release().await.status(), 200);
     assert_eq!(app.stock(&product).await[0]["reserved"], 0);
-    let r = app
-        .post(&format!("/internal/v1/reservations/{id}/commit"))
-        .bearer_auth(&app.orders)
-        .send()
-        .await
-        .unwrap();
-    let body = problem(r, 409).await;
-    assert_eq!(body["type"], "/problems/reservation-settled");
+    let r = settle(&app, &app.orders, &id, "commit").await;
+    let body = problem_of(r, 409, "reservation-settled").await;
     assert_eq!(body["detail"], "The reservation is already released.");
-    assert_eq!(
-        app.stock(&product).await[0]["on_hand"],
-        10,
-        "nothing shipped"
-    );
-    problem(
-        app.post(&format!("/internal/v1/reservations/{}/release", new_id()))
-            .bearer_auth(&app.orders)
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    let (on_hand, _) = on_hand_and_reserved(&app, &product).await;
+    assert_eq!(on_hand, 10, "nothing shipped");
+    let unknown = settle(&app, &app.orders, &new_id(), "release").await;
+    problem(unknown, 404).await;
 }
 both!(reservations_are_idempotent_even_when_duplicates_race);
 
@@ -191,32 +124,12 @@ async fn commit_ships_reserved_stock(app: TestApp) {
     let id = new_id();
     app.reserve(&id, json!([{"product_id": product, "quantity": 2}]))
         .await;
-    let r = app
-        .post(&format!("/internal/v1/reservations/{id}/commit"))
-        .bearer_auth(&app.orders)
-        .send()
-        .await
-        .unwrap();
+    let r = settle(&app, &app.orders, &id, "commit").await;
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "committed");
-    let s = &app.stock(&product).await[0];
-    assert_eq!(
-        (
-            s["on_hand"].as_i64().unwrap(),
-            s["reserved"].as_i64().unwrap()
-        ),
-        (3, 0)
-    );
-    let again = app
-        .post(&format!("/internal/v1/reservations/{id}/commit"))
-        .bearer_auth(&app.orders)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        again.status(),
-        200,
-        "a repeated commit is a retry, not a second shipment"
-    );
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (3, 0));
+    let again = settle(&app, &app.orders, &id, "commit").await;
+    let retry = "a repeated commit is a retry, not a second shipment";
+    assert_eq!(again.status(), 200, "{retry}");
     assert_eq!(app.stock(&product).await[0]["on_hand"], 3);
 }
 both!(commit_ships_reserved_stock);
@@ -224,23 +137,11 @@ both!(commit_ships_reserved_stock);
 async fn expired_reservations_are_released_by_the_sweeper(app: TestApp) {
     let (product, _) = app.stocked("CLOCK", &[2]).await;
     let id = new_id();
-    assert_eq!(
-        app.reserve(&id, json!([{"product_id": product, "quantity": 2}]))
-            .await
-            .status(),
-        201
-    );
+    let all = json!([{"product_id": product, "quantity": 2}]);
+    assert_eq!(app.reserve(&id, all).await.status(), 201);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let r: Value = app
-            .get(&format!("/internal/v1/reservations/{id}"))
-            .bearer_auth(&app.orders)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let r = reservation(&app, &id).await;
         if r["status"] == "expired" {
             break;
         }
@@ -248,17 +149,8 @@ async fn expired_reservations_are_released_by_the_sweeper(app: TestApp) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(app.stock(&product).await[0]["reserved"], 0);
-    let page: Value = app
-        .as_admin(
-            reqwest::Method::GET,
-            &format!("/api/v1/stock/movements?product_id={product}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let movements = format!("/api/v1/stock/movements?product_id={product}");
+    let page = json_of(app.as_admin(reqwest::Method::GET, &movements)).await;
     let last = page["items"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["kind"], "expire");
     assert_eq!(last["actor"], "sweeper");
@@ -272,10 +164,10 @@ async fn expired_reservations_are_released_by_the_sweeper(app: TestApp) {
     );
     app.assert_journal_replays(&product).await;
 }
-both!(expired_reservations_are_released_by_the_sweeper, |s| {
-    s.reservations.ttl_secs = 1;
-    s.reservations.sweep_every_ms = 100;
-});
+both!(
+    expired_reservations_are_released_by_the_sweeper,
+    crate::fixtures::expiring(1, 100)
+);
 
 /// 100 buyers race for 10 units split over two warehouses.
 async fn race(apps: &[&TestApp], product: &str) -> usize {
@@ -315,10 +207,16 @@ async fn concurrent_reservations_never_oversell(app: TestApp) {
 }
 both!(concurrent_reservations_never_oversell);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_instances_on_one_postgres_never_oversell() {
+/// Two instances (replicas) of the service on one PostgreSQL database.
+async fn two_instances() -> (TestApp, TestApp) {
     let first = <TestApp as emporium_testkit::TestService>::spawn(Backend::Postgres, |_| {}).await;
     let second = first.replica().await;
+    (first, second)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_one_postgres_never_oversell() {
+    let (first, second) = two_instances().await;
     let (product, _) = first.stocked("SHARED", &[6, 4]).await;
     assert_eq!(race(&[&first, &second], &product).await, 10);
     assert_sold_out(&first, &product).await;
@@ -343,13 +241,7 @@ async fn basket_race(apps: &[&TestApp], a: &str, b: &str, buyers: usize) -> usiz
             {"product_id": second, "quantity": 1}
         ]});
         tasks.push(tokio::spawn(async move {
-            let r = client
-                .post(url.as_str())
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
+            let r = send(client.post(url.as_str()).bearer_auth(token).json(&body)).await;
             let status = r.status().as_u16();
             let answer: Value = r.json().await.unwrap_or(Value::Null);
             (status, answer)
@@ -415,15 +307,11 @@ both!(baskets_listed_in_opposite_orders_never_deadlock);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_one_postgres_take_opposite_baskets_without_deadlock() {
-    let first = <TestApp as emporium_testkit::TestService>::spawn(Backend::Postgres, |_| {}).await;
-    let second = first.replica().await;
+    let (first, second) = two_instances().await;
     let (a, _) = first.stocked("SHARED-A", &[30, 20]).await;
     let (b, _) = first.stocked("SHARED-B", &[25, 15]).await;
-    assert_eq!(
-        basket_race(&[&first, &second], &a, &b, 100).await,
-        40,
-        "B has 40 units"
-    );
+    let sold = basket_race(&[&first, &second], &a, &b, 100).await;
+    assert_eq!(sold, 40, "B has 40 units");
     assert_baskets_sold(&first, &a, &b, 40).await;
 }
 
@@ -434,31 +322,12 @@ async fn reservations_belong_to_the_client_that_made_them(app: TestApp) {
     assert_eq!(app.reserve(&id, items.clone()).await.status(), 201);
 
     // To another client it does not exist.
-    problem(
-        app.get(&format!("/internal/v1/reservations/{id}"))
-            .bearer_auth(&app.shipping)
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
+    let read = app.get(&format!("/internal/v1/reservations/{id}"));
+    refused(read.bearer_auth(&app.shipping), 404).await;
     for action in ["release", "commit"] {
-        problem(
-            app.post(&format!("/internal/v1/reservations/{id}/{action}"))
-                .bearer_auth(&app.shipping)
-                .send()
-                .await
-                .unwrap(),
-            404,
-        )
-        .await;
+        problem(settle(&app, &app.shipping, &id, action).await, 404).await;
     }
-    let s = &app.stock(&product).await[0];
-    assert_eq!(
-        (s["on_hand"].as_i64(), s["reserved"].as_i64()),
-        (Some(5), Some(2))
-    );
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (5, 2));
     // Its id is taken, even with the same items: no reading it back through a retry.
     let body = problem(app.reserve_as(&app.shipping, &id, items.clone()).await, 409).await;
     assert_eq!(body["type"], "/problems/reservation-id-taken");
@@ -466,57 +335,19 @@ async fn reservations_belong_to_the_client_that_made_them(app: TestApp) {
     assert_eq!(app.stock(&product).await[0]["reserved"], 2);
 
     // The owner still sees, retries and commits it.
-    let r: Value = app
-        .get(&format!("/internal/v1/reservations/{id}"))
-        .bearer_auth(&app.orders)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(r["status"], "active");
+    assert_eq!(reservation(&app, &id).await["status"], "active");
     assert_eq!(app.reserve(&id, items).await.status(), 200);
-    let r = app
-        .post(&format!("/internal/v1/reservations/{id}/commit"))
-        .bearer_auth(&app.orders)
-        .send()
-        .await
-        .unwrap();
+    let r = settle(&app, &app.orders, &id, "commit").await;
     assert_eq!(r.status(), 200);
-    let s = &app.stock(&product).await[0];
-    assert_eq!(
-        (s["on_hand"].as_i64(), s["reserved"].as_i64()),
-        (Some(3), Some(0))
-    );
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (3, 0));
 
     // The other client's own reservations work as ever.
     let theirs = new_id();
-    assert_eq!(
-        app.reserve_as(
-            &app.shipping,
-            &theirs,
-            json!([{"product_id": product, "quantity": 1}])
-        )
-        .await
-        .status(),
-        201
-    );
-    problem(
-        app.post(&format!("/internal/v1/reservations/{theirs}/release"))
-            .bearer_auth(&app.orders)
-            .send()
-            .await
-            .unwrap(),
-        404,
-    )
-    .await;
-    let r = app
-        .post(&format!("/internal/v1/reservations/{theirs}/release"))
-        .bearer_auth(&app.shipping)
-        .send()
-        .await
-        .unwrap();
+    let one = json!([{"product_id": product, "quantity": 1}]);
+    let r = app.reserve_as(&app.shipping, &theirs, one).await;
+    assert_eq!(r.status(), 201);
+    problem(settle(&app, &app.orders, &theirs, "release").await, 404).await;
+    let r = settle(&app, &app.shipping, &theirs, "release").await;
     assert_eq!(r.json::<Value>().await.unwrap()["status"], "released");
 }
 both!(reservations_belong_to_the_client_that_made_them);
@@ -536,31 +367,15 @@ async fn a_reservation_past_its_expiry_is_never_committed(app: TestApp) {
     // The sweeper ran once at start and sleeps for an hour: only the commit
     // sees the expiry, once the service's clock is moved past it.
     app.clock.advance(std::time::Duration::from_secs(61));
-    let commit = || {
-        app.post(&format!("/internal/v1/reservations/{id}/commit"))
-            .bearer_auth(&app.orders)
-            .send()
-    };
-    let body = problem(commit().await.unwrap(), 409).await;
-    assert_eq!(body["type"], "/problems/reservation-expired");
-    let s = &app.stock(&product).await[0];
+    let commit = || settle(&app, &app.orders, &id, "commit");
+    problem_of(commit().await, 409, "reservation-expired").await;
     assert_eq!(
-        (s["on_hand"].as_i64(), s["reserved"].as_i64()),
-        (Some(4), Some(0)),
+        on_hand_and_reserved(&app, &product).await,
+        (4, 0),
         "nothing shipped; the reserved stock is back on sale"
     );
-    let r: Value = app
-        .get(&format!("/internal/v1/reservations/{id}"))
-        .bearer_auth(&app.orders)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(r["status"], "expired");
-    let body = problem(commit().await.unwrap(), 409).await;
-    assert_eq!(body["type"], "/problems/reservation-settled");
+    assert_eq!(reservation(&app, &id).await["status"], "expired");
+    problem_of(commit().await, 409, "reservation-settled").await;
     assert_eq!(app.stock(&product).await[0]["on_hand"], 4);
     // The refused commit expired the reservation, as the sweeper would have:
     // one `expire` movement giving the 3 back, nothing shipped.
@@ -582,10 +397,10 @@ async fn a_reservation_past_its_expiry_is_never_committed(app: TestApp) {
     assert!(millis(m["at"].as_str().unwrap()) >= expires_at, "{m}");
     app.assert_journal_replays(&product).await;
 }
-both!(a_reservation_past_its_expiry_is_never_committed, |s| {
-    s.reservations.ttl_secs = 60;
-    s.reservations.sweep_every_ms = 3600000;
-});
+both!(
+    a_reservation_past_its_expiry_is_never_committed,
+    crate::fixtures::expiring(60, 3600000)
+);
 
 /// The status a reservation has now, as its owner (`orders`) reads it.
 async fn status_of(app: &TestApp, id: &str) -> String {
@@ -683,22 +498,13 @@ async fn the_journal_replays_after_reserves_commits_releases_and_expiries_race(a
         };
         let action = ["commit", "release", "none"][(i / 3) % 3];
         tasks.push(tokio::spawn(async move {
-            let r = client
-                .post(base.as_str())
-                .bearer_auth(&token)
-                .json(&json!({"id": id, "items": items}))
-                .send()
-                .await
-                .unwrap();
+            let body = json!({"id": id, "items": items});
+            let r = send(client.post(base.as_str()).bearer_auth(&token).json(&body)).await;
             let reserved = r.status().as_u16();
             let reservation: Value = r.json().await.unwrap();
             let settled = if reserved == 201 && action != "none" {
-                let r = client
-                    .post(format!("{base}/{id}/{action}"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await
-                    .unwrap();
+                let url = format!("{base}/{id}/{action}");
+                let r = send(client.post(url).bearer_auth(&token)).await;
                 let status = r.status().as_u16();
                 Some((status, r.json::<Value>().await.unwrap()))
             } else {
@@ -807,10 +613,7 @@ async fn the_journal_replays_after_reserves_commits_releases_and_expiries_race(a
 }
 both!(
     the_journal_replays_after_reserves_commits_releases_and_expiries_race,
-    |s| {
-        s.reservations.ttl_secs = 2;
-        s.reservations.sweep_every_ms = 50;
-    }
+    crate::fixtures::expiring(2, 50)
 );
 
 /// Commits sent around their reservation's expiry while the sweeper runs
@@ -842,12 +645,7 @@ async fn commits_racing_the_sweeper_settle_each_reservation_once(app: TestApp) {
             let at = expires + (i as i64) * 20 - 120;
             async move {
                 wait_until(at).await;
-                let r = app
-                    .post(&format!("/internal/v1/reservations/{id}/commit"))
-                    .bearer_auth(&app.orders)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = settle(app, &app.orders, id, "commit").await;
                 let status = r.status().as_u16();
                 (status, r.json::<Value>().await.unwrap())
             }
@@ -919,8 +717,5 @@ async fn commits_racing_the_sweeper_settle_each_reservation_once(app: TestApp) {
 }
 both!(
     commits_racing_the_sweeper_settle_each_reservation_once,
-    |s| {
-        s.reservations.ttl_secs = 1;
-        s.reservations.sweep_every_ms = 10;
-    }
+    crate::fixtures::expiring(1, 10)
 );

@@ -25,14 +25,17 @@ async fn publish(app: &TestApp, envelope: Envelope) {
         .unwrap();
 }
 
-async fn status_of(app: &TestApp, token: &str) -> u16 {
+/// `GET /api/v1/warehouses` (an admin route) with `token`.
+async fn warehouses(app: &TestApp, token: &str) -> reqwest::Response {
     app.get("/api/v1/warehouses")
         .bearer_auth(token)
         .send()
         .await
         .unwrap()
-        .status()
-        .as_u16()
+}
+
+async fn status_of(app: &TestApp, token: &str) -> u16 {
+    warehouses(app, token).await.status().as_u16()
 }
 
 /// Polls until the admin route answers `want`, for at most five seconds.
@@ -101,12 +104,7 @@ async fn a_disabled_users_token_gets_a_401_problem(app: TestApp) {
         answers_within(&app, &app.admin, 401).await,
         "the disabled user's token still works"
     );
-    let r = app
-        .get("/api/v1/warehouses")
-        .bearer_auth(&app.admin)
-        .send()
-        .await
-        .unwrap();
+    let r = warehouses(&app, &app.admin).await;
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     let body = problem(r, 401).await;
     assert_eq!(body["type"], "/problems/unauthorized");

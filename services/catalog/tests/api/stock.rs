@@ -2,100 +2,71 @@
 
 #![allow(clippy::unwrap_used)]
 
-use reqwest::Method;
+use reqwest::{Method, Response};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, fields, new_id, problem};
+use crate::fixtures::{available, json_of, on_hand_and_reserved, refused, settle};
+use crate::helpers::{TestApp, fields, new_id, problem, problem_of};
 use emporium_testkit::both;
+
+/// Adjusts `product`'s stock in `warehouse` by `delta` as an admin: the
+/// answer, whatever its status.
+async fn adjust_stock(
+    app: &TestApp,
+    warehouse: &str,
+    product: &str,
+    delta: i64,
+    reason: &str,
+) -> Response {
+    app.admin_json(
+        Method::POST,
+        &format!("/api/v1/warehouses/{warehouse}/stock/{product}/adjustments"),
+        json!({"delta": delta, "reason": reason}),
+    )
+    .await
+}
 
 async fn stock_is_set_and_adjusted_never_below_reserved(app: TestApp) {
     let (product, w) = app.stocked("MUG", &[10, 4]).await;
-    let p: Value = app
-        .get(&format!("/api/v1/products/{product}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(p["available"], 14);
+    assert_eq!(available(&app, &product).await, 14);
 
-    let adjustments = format!("/api/v1/warehouses/{}/stock/{product}/adjustments", w[0]);
-    let adjust = |delta: i64, reason: &str| {
-        app.admin_json(
-            Method::POST,
-            &adjustments,
-            json!({"delta": delta, "reason": reason}),
-        )
-    };
+    let adjust =
+        |delta: i64, reason: &'static str| adjust_stock(&app, &w[0], &product, delta, reason);
     let r = adjust(-3, "broken in transit").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["on_hand"], 7);
-    assert_eq!(
-        app.reserve(&new_id(), json!([{"product_id": product, "quantity": 6}]))
-            .await
-            .status(),
-        201
-    );
+    let six = json!([{"product_id": product, "quantity": 6}]);
+    assert_eq!(app.reserve(&new_id(), six).await.status(), 201);
     // 7 on hand, 6 reserved in warehouse 0 (it alone can serve 6).
-    let body = problem(adjust(-2, "shrinkage").await, 409).await;
-    assert_eq!(body["type"], "/problems/below-reserved");
-    let body = problem(app.set_stock(&w[0], &product, 5).await, 409).await;
-    assert_eq!(body["type"], "/problems/below-reserved");
-    assert_eq!(
-        app.stock(&product).await[0]["on_hand"],
-        7,
-        "nothing changed"
-    );
+    problem_of(adjust(-2, "shrinkage").await, 409, "below-reserved").await;
+    let r = app.set_stock(&w[0], &product, 5).await;
+    problem_of(r, 409, "below-reserved").await;
+    let (on_hand, _) = on_hand_and_reserved(&app, &product).await;
+    assert_eq!(on_hand, 7, "nothing changed");
     assert_eq!(app.set_stock(&w[0], &product, 6).await.status(), 200);
     problem(adjust(0, "nothing").await, 422).await;
     problem(adjust(1, "").await, 422).await;
     problem(app.set_stock(&w[0], &product, -1).await, 422).await;
-    problem(
-        app.set_stock(&w[0], "01900000-0000-7000-8000-000000000000", 1)
-            .await,
-        404,
-    )
-    .await;
+    let unknown = "01900000-0000-7000-8000-000000000000";
+    problem(app.set_stock(&w[0], unknown, 1).await, 404).await;
 
     let stock = app.stock(&product).await;
     let total: i64 = stock
         .iter()
         .map(|s| s["on_hand"].as_i64().unwrap() - s["reserved"].as_i64().unwrap())
         .sum();
-    let p: Value = app
-        .get(&format!("/api/v1/products/{product}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(p["available"], total);
+    assert_eq!(available(&app, &product).await, total);
     assert_eq!(total, 4, "6 - 6 in one warehouse, 4 in the other");
 
     // Admins only.
-    problem(
-        app.get(&format!("/api/v1/products/{product}/stock"))
-            .bearer_auth(&app.customer)
-            .send()
-            .await
-            .unwrap(),
-        403,
-    )
-    .await;
-    problem(app.get("/api/v1/warehouses").send().await.unwrap(), 401).await;
-    let body = problem(
-        app.admin_json(
-            Method::POST,
-            "/api/v1/warehouses",
-            json!({"code": "MUG-W0", "name": "Again"}),
-        )
-        .await,
-        409,
-    )
-    .await;
-    assert_eq!(body["type"], "/problems/code-taken");
+    let rows = app.get(&format!("/api/v1/products/{product}/stock"));
+    refused(rows.bearer_auth(&app.customer), 403).await;
+    refused(app.get("/api/v1/warehouses"), 401).await;
+    let again = json!({"code": "MUG-W0", "name": "Again"});
+    let r = app
+        .admin_json(Method::POST, "/api/v1/warehouses", again)
+        .await;
+    problem_of(r, 409, "code-taken").await;
 }
 both!(stock_is_set_and_adjusted_never_below_reserved);
 
@@ -107,34 +78,12 @@ async fn the_journal_replayed_from_zero_equals_current_stock(app: TestApp) {
         .await;
     app.reserve(&r2, json!([{"product_id": product, "quantity": 2}]))
         .await;
-    app.post(&format!("/internal/v1/reservations/{r1}/commit"))
-        .bearer_auth(&app.orders)
-        .send()
-        .await
-        .unwrap();
-    app.post(&format!("/internal/v1/reservations/{r2}/release"))
-        .bearer_auth(&app.orders)
-        .send()
-        .await
-        .unwrap();
-    app.admin_json(
-        Method::POST,
-        &format!("/api/v1/warehouses/{}/stock/{product}/adjustments", w[1]),
-        json!({"delta": 4, "reason": "return"}),
-    )
-    .await;
+    settle(&app, &app.orders, &r1, "commit").await;
+    settle(&app, &app.orders, &r2, "release").await;
+    adjust_stock(&app, &w[1], &product, 4, "return").await;
 
-    let page: Value = app
-        .as_admin(
-            Method::GET,
-            &format!("/api/v1/stock/movements?product_id={product}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let journal = format!("/api/v1/stock/movements?product_id={product}");
+    let page = json_of(app.as_admin(Method::GET, &journal)).await;
     let movements = page["items"].as_array().unwrap();
     let kinds: Vec<&str> = movements
         .iter()
@@ -148,54 +97,28 @@ async fn the_journal_replayed_from_zero_equals_current_stock(app: TestApp) {
     );
     let mut replayed: std::collections::BTreeMap<String, (i64, i64)> = Default::default();
     for m in movements {
-        let e = replayed
-            .entry(m["warehouse_id"].as_str().unwrap().to_owned())
-            .or_default();
-        e.0 += m["delta_on_hand"].as_i64().unwrap();
-        e.1 += m["delta_reserved"].as_i64().unwrap();
-        assert_eq!(
-            (e.0, e.1),
-            (
-                m["on_hand_after"].as_i64().unwrap(),
-                m["reserved_after"].as_i64().unwrap()
-            ),
-            "{m}"
-        );
+        let int = |key: &str| m[key].as_i64().unwrap();
+        let warehouse = m["warehouse_id"].as_str().unwrap().to_owned();
+        let (on_hand, reserved) = replayed.entry(warehouse).or_default();
+        *on_hand += int("delta_on_hand");
+        *reserved += int("delta_reserved");
+        let after = (int("on_hand_after"), int("reserved_after"));
+        assert_eq!((*on_hand, *reserved), after, "{m}");
         assert!(!m["actor"].as_str().unwrap().is_empty());
     }
     for s in app.stock(&product).await {
+        let int = |key: &str| s[key].as_i64().unwrap();
         let w = s["warehouse_id"].as_str().unwrap();
-        assert_eq!(
-            replayed[w],
-            (
-                s["on_hand"].as_i64().unwrap(),
-                s["reserved"].as_i64().unwrap()
-            )
-        );
+        assert_eq!(replayed[w], (int("on_hand"), int("reserved")));
     }
     // 10 - 7 shipped + 4 returned = 7 on hand, nothing reserved.
-    let p: Value = app
-        .get(&format!("/api/v1/products/{product}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(p["available"], 7);
+    assert_eq!(available(&app, &product).await, 7);
 }
 both!(the_journal_replayed_from_zero_equals_current_stock);
 
 async fn stock_changes_that_would_overflow_answer_422(app: TestApp) {
     let (product, w) = app.stocked("BOLT", &[10]).await;
-    let adjustments = format!("/api/v1/warehouses/{}/stock/{product}/adjustments", w[0]);
-    let adjust = |delta: i64| {
-        app.admin_json(
-            Method::POST,
-            &adjustments,
-            json!({"delta": delta, "reason": "count"}),
-        )
-    };
+    let adjust = |delta: i64| adjust_stock(&app, &w[0], &product, delta, "count");
     for delta in [
         i64::MIN,
         i64::MIN + 1,
@@ -225,30 +148,14 @@ both!(stock_changes_that_would_overflow_answer_422);
 async fn a_stock_count_reason_is_at_most_500_characters(app: TestApp) {
     let (product, w) = app.stocked("NUT", &[1]).await;
     let path = format!("/api/v1/warehouses/{}/stock/{product}", w[0]);
-    let body = problem(
-        app.admin_json(
-            Method::PUT,
-            &path,
-            json!({"on_hand": 5, "reason": "x".repeat(501)}),
-        )
-        .await,
-        422,
-    )
-    .await;
+    let count = |reason: String| {
+        app.admin_json(Method::PUT, &path, json!({"on_hand": 5, "reason": reason}))
+    };
+    let body = problem(count("x".repeat(501)).await, 422).await;
     assert_eq!(fields(&body), vec!["reason"]);
-    assert_eq!(
-        app.stock(&product).await[0]["on_hand"],
-        1,
-        "nothing changed"
-    );
-    let r = app
-        .admin_json(
-            Method::PUT,
-            &path,
-            json!({"on_hand": 5, "reason": "é".repeat(500)}),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
+    let (on_hand, _) = on_hand_and_reserved(&app, &product).await;
+    assert_eq!(on_hand, 1, "nothing changed");
+    assert_eq!(count("é".repeat(500)).await.status(), 200);
     assert_eq!(app.stock(&product).await[0]["on_hand"], 5);
 }
 both!(a_stock_count_reason_is_at_most_500_characters);
@@ -262,14 +169,8 @@ fn seqs(movements: &[Value]) -> Vec<i64> {
 
 /// One more unit of `product` in `warehouse`; the answer's status.
 async fn add_one(app: &TestApp, warehouse: &str, product: &str, reason: String) -> u16 {
-    app.admin_json(
-        Method::POST,
-        &format!("/api/v1/warehouses/{warehouse}/stock/{product}/adjustments"),
-        json!({"delta": 1, "reason": reason}),
-    )
-    .await
-    .status()
-    .as_u16()
+    let r = adjust_stock(app, warehouse, product, 1, &reason).await;
+    r.status().as_u16()
 }
 
 /// Paging the journal by `after` (= the last page's `next_after`) yields
@@ -320,34 +221,15 @@ async fn movement_pages_cover_the_journal_exactly_once(app: TestApp) {
     }
     // A full page points on; the page after the last movement is empty and ends.
     let last = *all_seqs.last().unwrap();
-    let page: Value = app
-        .as_admin(Method::GET, "/api/v1/stock/movements?limit=33")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let journal =
+        |query: &str| app.as_admin(Method::GET, &format!("/api/v1/stock/movements?{query}"));
+    let page = json_of(journal("limit=33")).await;
     assert_eq!(page["next_after"], last);
-    let page: Value = app
-        .as_admin(
-            Method::GET,
-            &format!("/api/v1/stock/movements?after={last}"),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page = json_of(journal(&format!("after={last}"))).await;
     assert_eq!(page, json!({"items": [], "next_after": null}));
     for bad in ["limit=0", "limit=1001"] {
-        let r = app
-            .as_admin(Method::GET, &format!("/api/v1/stock/movements?{bad}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(fields(&problem(r, 422).await), ["limit"], "{bad}");
+        let body = refused(journal(bad), 422).await;
+        assert_eq!(fields(&body), ["limit"], "{bad}");
     }
     let rows = app.assert_journal_replays(&lamp).await;
     assert_eq!(rows.values().copied().collect::<Vec<_>>(), [(24, 0)]);

@@ -66,6 +66,32 @@ struct Echo {
 /// Asks the echo to answer with hop-by-hop headers of its own.
 const WANT_HOP_HEADERS: &str = "x-test-want-hop-headers";
 
+/// The hop-by-hop headers the echo answers with when asked (besides a
+/// `Connection` naming `x-answer-hop`): none may reach the client.
+const ANSWER_HOP_HEADERS: [(&str, &str); 7] = [
+    ("x-answer-hop", "upstream-only"),
+    ("keep-alive", "timeout=5, max=100"),
+    ("proxy-authenticate", "Basic realm=\"upstream\""),
+    ("proxy-connection", "keep-alive"),
+    ("upgrade", "h2c"),
+    ("trailer", "x-checksum"),
+    ("te", "trailers"),
+];
+
+/// The hop-by-hop headers (`x-hop` named in its `Connection`) and forwarding
+/// claims a client sends that must not reach the upstream.
+const DROPPED_REQUEST_HEADERS: [(&str, &str); 9] = [
+    ("x-hop", "secret"),
+    ("keep-alive", "timeout=5"),
+    ("proxy-connection", "keep-alive"),
+    ("proxy-authorization", "Basic Z2F0ZXdheTpvbmx5"),
+    ("te", "trailers"),
+    ("trailer", "x-checksum"),
+    ("upgrade", "websocket"),
+    ("forwarded", "for=6.6.6.6"),
+    ("x-forwarded-host", "evil.example"),
+];
+
 async fn echo(
     axum::extract::State(upstream): axum::extract::State<Echo>,
     method: axum::http::Method,
@@ -101,19 +127,11 @@ async fn echo(
     }));
     let mut answer = HeaderMap::new();
     if headers.contains_key(WANT_HOP_HEADERS) {
-        for (name, value) in [
-            ("connection", "x-answer-hop"),
-            ("x-answer-hop", "upstream-only"),
-            ("keep-alive", "timeout=5, max=100"),
-            ("proxy-authenticate", "Basic realm=\"upstream\""),
-            ("proxy-connection", "keep-alive"),
-            ("upgrade", "h2c"),
-            ("trailer", "x-checksum"),
-            ("te", "trailers"),
-            ("x-end-to-end", "kept"),
-        ] {
+        answer.append("connection", HeaderValue::from_static("x-answer-hop"));
+        for (name, value) in ANSWER_HOP_HEADERS {
             answer.append(name, HeaderValue::from_static(value));
         }
+        answer.append("x-end-to-end", HeaderValue::from_static("kept"));
     }
     (answer, seen).into_response()
 }
@@ -188,29 +206,24 @@ async fn spawn_with(accounts: Upstream, catalog: Upstream, overrides: &[(&str, &
     );
     let catalog_url = start_upstream(catalog, "catalog", &certs, &hits, &mut triggers, &mut held);
 
-    let settings = Loader::new(emporium_gateway::config::DEFAULTS)
-        .unwrap()
-        .set("http.host", "127.0.0.1")
-        .unwrap()
-        .set("http.port", "0")
-        .unwrap()
-        .set("http.tls_cert", certs.cert("gateway").to_str().unwrap())
-        .unwrap()
-        .set("http.tls_key", certs.key("gateway").to_str().unwrap())
-        .unwrap()
-        .set("http.body_limit_bytes", "65536")
-        .unwrap()
-        .set("upstreams.accounts", &accounts_url)
-        .unwrap()
-        .set("upstreams.catalog", &catalog_url)
-        .unwrap()
-        .set("upstreams.ca_cert", certs.ca().to_str().unwrap())
-        .unwrap()
-        .set("ops.port", "0")
-        .unwrap();
-    let settings: GatewaySettings = overrides
+    let (cert, key, ca) = (certs.cert("gateway"), certs.key("gateway"), certs.ca());
+    let standard: [(&str, &str); 9] = [
+        ("http.host", "127.0.0.1"),
+        ("http.port", "0"),
+        ("http.tls_cert", cert.to_str().unwrap()),
+        ("http.tls_key", key.to_str().unwrap()),
+        ("http.body_limit_bytes", "65536"),
+        ("upstreams.accounts", &accounts_url),
+        ("upstreams.catalog", &catalog_url),
+        ("upstreams.ca_cert", ca.to_str().unwrap()),
+        ("ops.port", "0"),
+    ];
+    // The overrides come last, so they win.
+    let defaults = Loader::new(emporium_gateway::config::DEFAULTS).unwrap();
+    let settings: GatewaySettings = standard
         .iter()
-        .fold(settings, |l, (k, v)| l.set(k, v).unwrap())
+        .chain(overrides)
+        .fold(defaults, |l, (k, v)| l.set(k, v).unwrap())
         .build()
         .unwrap();
     let gateway = Application::build(settings).await.unwrap();
@@ -231,6 +244,44 @@ async fn spawn_with(accounts: Upstream, catalog: Upstream, overrides: &[(&str, &
         _held: held,
         _dir: TempDir(dir),
     }
+}
+
+impl Harness {
+    /// Sends a `method` request for `path` to the gateway.
+    async fn send(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        self.client
+            .request(method, format!("{}{path}", self.gateway))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.send(reqwest::Method::GET, path).await
+    }
+
+    /// GETs `path`, which `upstream`'s echo must answer; returns what it saw.
+    async fn echoed(&self, path: &str, upstream: &str) -> Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let seen: Value = r.json().await.unwrap();
+        assert_eq!(
+            seen["upstream"], upstream,
+            "{path} went to the wrong service"
+        );
+        seen
+    }
+
+    /// Requests the upstreams received.
+    fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Asserts `r` is a problem document with this status.
+fn assert_problem(r: &reqwest::Response, status: u16) {
+    assert_eq!(r.status(), status);
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
 }
 
 /// A client speaking HTTP/1.1 to the gateway, so the headers it sends and
@@ -311,15 +362,7 @@ async fn forwards_each_path_to_its_own_service_with_context() {
         ("/api/v1/warehouses/x", "catalog"),
         ("/api/v1/stock/movements", "catalog"),
     ] {
-        let r = h
-            .client
-            .get(format!("{}{path}", h.gateway))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        let seen: Value = r.json().await.unwrap();
-        assert_eq!(seen["upstream"], owner, "{path} went to the wrong service");
+        let seen = h.echoed(path, owner).await;
         assert_eq!(seen["uri"], path, "{path}");
     }
 }
@@ -327,22 +370,12 @@ async fn forwards_each_path_to_its_own_service_with_context() {
 #[tokio::test]
 async fn refuses_what_it_does_not_route_and_what_is_too_big() {
     let h = spawn().await;
-    let r = h
-        .client
-        .get(format!("{}/api/v1/unknown", h.gateway))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(h.get("/api/v1/unknown").await.status(), 404);
     // Services' internal routes are not public.
     let r = h
-        .client
-        .post(format!("{}/internal/v1/reservations", h.gateway))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
+        .send(reqwest::Method::POST, "/internal/v1/reservations")
+        .await;
+    assert_problem(&r, 404);
     let r = h
         .client
         .post(format!("{}/api/v1/auth/register", h.gateway))
@@ -350,13 +383,8 @@ async fn refuses_what_it_does_not_route_and_what_is_too_big() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 413);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    assert_eq!(
-        h.hits.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "nothing refused reached an upstream"
-    );
+    assert_problem(&r, 413);
+    assert_eq!(h.hits(), 0, "nothing refused reached an upstream");
 }
 
 /// An upstream whose port refuses connections: its paths answer 502 at once,
@@ -364,37 +392,11 @@ async fn refuses_what_it_does_not_route_and_what_is_too_big() {
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_502_and_not_ready() {
     let h = spawn_with(Upstream::Refusing, Upstream::Echo, &[]).await;
-    let r = h
-        .client
-        .get(format!("{}/api/v1/users/me", h.gateway))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
-    let r = h
-        .client
-        .get(format!("{}/api/v1/products", h.gateway))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "the catalog is still served");
-    let seen: Value = r.json().await.unwrap();
-    assert_eq!(seen["upstream"], "catalog");
-    let r = h
-        .client
-        .get(format!("{}/readyz", h.gateway))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
-    let r = h
-        .client
-        .get(format!("{}/healthz", h.gateway))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_problem(&h.get("/api/v1/users/me").await, 502);
+    // The catalog is still served.
+    h.echoed("/api/v1/products", "catalog").await;
+    assert_eq!(h.get("/readyz").await.status(), 503);
+    assert_eq!(h.get("/healthz").await.status(), 200);
 }
 
 /// An upstream that takes the request and never answers: the client gets a
@@ -411,31 +413,16 @@ async fn an_upstream_that_never_answers_is_a_504_after_the_upstream_timeout() {
     )
     .await;
     let started = Instant::now();
-    let r = tokio::time::timeout(
-        Duration::from_secs(10),
-        h.client
-            .get(format!("{}/api/v1/products", h.gateway))
-            .send(),
-    )
-    .await
-    .expect("the gateway answers long before the client gives up")
-    .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), h.get("/api/v1/products"))
+        .await
+        .expect("the gateway answers long before the client gives up");
     let took = started.elapsed();
-    assert_eq!(r.status(), 504);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_problem(&r, 504);
     assert!(
         took >= timeout && took < Duration::from_secs(8),
         "answered after {took:?}"
     );
-    let r = h
-        .client
-        .get(format!("{}/api/v1/users/me", h.gateway))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let seen: Value = r.json().await.unwrap();
-    assert_eq!(seen["upstream"], "accounts");
+    h.echoed("/api/v1/users/me", "accounts").await;
 }
 
 /// Every spelling of a path that leaves the public prefix is refused before
@@ -496,22 +483,10 @@ async fn other_spellings_of_a_path_never_reach_internal_routes() {
             assert_eq!(version == "2", http2, "{path}: {answer}");
         }
     }
-    assert_eq!(
-        h.hits.load(std::sync::atomic::Ordering::SeqCst),
-        0,
-        "no spelling reached an upstream"
-    );
+    assert_eq!(h.hits(), 0, "no spelling reached an upstream");
     // The canonical spelling still goes through.
-    let r = h
-        .client
-        .get(format!("{}/api/v1/products/abc", h.gateway))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let seen: Value = r.json().await.unwrap();
-    assert_eq!(seen["upstream"], "catalog");
-    assert_eq!(h.hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    h.echoed("/api/v1/products/abc", "catalog").await;
+    assert_eq!(h.hits(), 1);
 }
 
 /// `/metrics` is served on the operations port only; unknown methods share
@@ -519,12 +494,7 @@ async fn other_spellings_of_a_path_never_reach_internal_routes() {
 #[tokio::test]
 async fn metrics_stay_off_the_public_port_and_bounded() {
     let h = spawn().await;
-    let r = h
-        .client
-        .get(format!("{}/metrics", h.gateway))
-        .send()
-        .await
-        .unwrap();
+    let r = h.get("/metrics").await;
     assert_eq!(r.status(), 404);
     for header in [
         "strict-transport-security",
@@ -536,11 +506,7 @@ async fn metrics_stay_off_the_public_port_and_bounded() {
     assert_eq!(r.headers()["cache-control"], "no-store");
     for i in 0..20 {
         let method = reqwest::Method::from_bytes(format!("M{i}X").as_bytes()).unwrap();
-        h.client
-            .request(method, format!("{}/api/v1/products", h.gateway))
-            .send()
-            .await
-            .unwrap();
+        h.send(method, "/api/v1/products").await;
     }
     let text = h
         .client
@@ -565,18 +531,13 @@ async fn metrics_stay_off_the_public_port_and_bounded() {
 async fn hop_by_hop_headers_stay_on_their_hop_both_ways() {
     let h = spawn_with(Upstream::PlainEcho, Upstream::PlainEcho, &[]).await;
     let client = http1_client(&h.ca);
-    let r = client
+    let mut request = client
         .get(format!("{}/api/v1/products", h.gateway))
-        .header("connection", "x-hop, keep-alive")
-        .header("x-hop", "secret")
-        .header("keep-alive", "timeout=5")
-        .header("proxy-connection", "keep-alive")
-        .header("proxy-authorization", "Basic Z2F0ZXdheTpvbmx5")
-        .header("te", "trailers")
-        .header("trailer", "x-checksum")
-        .header("upgrade", "websocket")
-        .header("forwarded", "for=6.6.6.6")
-        .header("x-forwarded-host", "evil.example")
+        .header("connection", "x-hop, keep-alive");
+    for (name, value) in DROPPED_REQUEST_HEADERS {
+        request = request.header(name, value);
+    }
+    let r = request
         .header("x-forwarded-proto", "http")
         .header("x-end-to-end", "kept")
         .header(WANT_HOP_HEADERS, "1")
@@ -590,17 +551,7 @@ async fn hop_by_hop_headers_stay_on_their_hop_both_ways() {
     let got = seen["headers"].as_object().unwrap();
 
     // Towards the upstream.
-    for name in [
-        "x-hop",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "upgrade",
-        "forwarded",
-        "x-forwarded-host",
-    ] {
+    for (name, _) in DROPPED_REQUEST_HEADERS {
         assert!(
             !got.contains_key(name),
             "{name} was forwarded upstream: {got:?}"
@@ -622,15 +573,7 @@ async fn hop_by_hop_headers_stay_on_their_hop_both_ways() {
     assert_eq!(got["x-end-to-end"], "kept", "end-to-end headers pass");
 
     // Back towards the client.
-    for name in [
-        "x-answer-hop",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-connection",
-        "upgrade",
-        "trailer",
-        "te",
-    ] {
+    for (name, _) in ANSWER_HOP_HEADERS {
         assert!(
             !answer.contains_key(name),
             "{name} was relayed to the client: {answer:?}"
@@ -652,19 +595,8 @@ async fn hop_by_hop_headers_stay_on_their_hop_both_ways() {
 #[tokio::test]
 async fn head_lengths_and_the_response_cap() {
     let h = spawn().await;
-    let get = h
-        .client
-        .get(format!("{}/api/v1/products", h.gateway))
-        .send()
-        .await
-        .unwrap();
-    let length = get.bytes().await.unwrap().len();
-    let head = h
-        .client
-        .head(format!("{}/api/v1/products", h.gateway))
-        .send()
-        .await
-        .unwrap();
+    let length = h.get("/api/v1/products").await.bytes().await.unwrap().len();
+    let head = h.send(reqwest::Method::HEAD, "/api/v1/products").await;
     assert_eq!(head.status(), 200);
     // The echo's answer names the method: "HEAD" is one letter longer than "GET".
     assert_eq!(
@@ -678,12 +610,5 @@ async fn head_lengths_and_the_response_cap() {
         &[("upstreams.max_response_bytes", "64")],
     )
     .await;
-    let r = small
-        .client
-        .get(format!("{}/api/v1/products", small.gateway))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502);
-    assert_eq!(r.headers()["content-type"], "application/problem+json");
+    assert_problem(&small.get("/api/v1/products").await, 502);
 }
