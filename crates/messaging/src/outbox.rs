@@ -55,6 +55,13 @@ pub async fn enqueue_in(tx: &mut emporium_db::Tx, events: &[Envelope]) -> Result
     Ok(())
 }
 
+/// Writes `events` into the outbox inside `tx` and commits: the last step of
+/// a store change that other services hear about.
+pub async fn commit_with(mut tx: emporium_db::Tx, events: &[Envelope]) -> Result<(), sqlx::Error> {
+    enqueue_in(&mut tx, events).await?;
+    tx.commit().await
+}
+
 async fn insert<'e, DB, E>(conn: E, event: &Envelope) -> Result<(), sqlx::Error>
 where
     DB: sqlx::Database,

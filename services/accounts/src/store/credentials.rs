@@ -48,18 +48,19 @@ impl CredentialStore for SqlStore {
     }
 
     async fn replace_key_material(&self, keys: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let mut tx = emporium_db::begin_write(pool).await?;
-            for (kid, material) in keys {
+        let mut tx = self.db.begin_write().await?;
+        for (kid, material) in keys {
+            emporium_db::on_tx!(&mut tx, |conn| {
                 sqlx::query("UPDATE signing_keys SET private_der = $2 WHERE kid = $1")
                     .bind(kid)
                     .bind(material)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            })?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn upsert_client(&self, c: &ClientRecord, now: i64) -> Result<(), StoreError> {

@@ -4,7 +4,9 @@ use emporium_messaging::Envelope;
 use emporium_messaging::outbox;
 use uuid::Uuid;
 
-use super::sql::{SqlStore, row_lock};
+use emporium_db::{Tx, on_tx};
+
+use super::sql::SqlStore;
 use super::*;
 
 #[async_trait::async_trait]
@@ -67,29 +69,26 @@ impl SessionStore for SqlStore {
         expires_at: i64,
         now: i64,
     ) -> Result<(), StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let mut tx = emporium_db::begin_write(pool).await?;
+        let mut tx = self.db.begin_write().await?;
+        on_tx!(&mut tx, |conn| {
             sqlx::query(
                 "INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3)",
             )
             .bind(family_id)
             .bind(user_id)
             .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(token_hash)
-            .bind(family_id)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(())
-        })
+            .execute(conn)
+            .await
+            .map(drop)
+        })?;
+        let token = RefreshToken {
+            hash: token_hash,
+            family_id,
+            expires_at,
+        };
+        issue(&mut tx, &token, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn rotate_refresh(
@@ -100,66 +99,65 @@ impl SessionStore for SqlStore {
         now: i64,
         on_reuse: &(dyn Fn(Uuid, Uuid) -> Envelope + Send + Sync),
     ) -> Result<RefreshOutcome, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let mut tx = emporium_db::begin_write(pool).await?;
-            // The token's, family's and user's rows are locked: a logout,
-            // password change or disable committing meanwhile waits for this
-            // rotation, or this one sees it; none slips between.
-            let row: Option<(Uuid, Uuid, Option<i64>, i64, Option<i64>, bool, bool)> =
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "SELECT t.family_id, f.user_id, t.used_at, t.expires_at, f.revoked_at, \
-                     u.disabled, u.closed FROM refresh_tokens t \
-                     JOIN refresh_families f ON f.id = t.family_id \
-                     JOIN users u ON u.id = f.user_id WHERE t.token_hash = $1{}",
-                    row_lock(pool)
-                )))
+        let mut tx = self.db.begin_write().await?;
+        // The token's, family's and user's rows are locked: a logout, password
+        // change or disable committing meanwhile waits for this rotation, or
+        // this one sees it; none slips between.
+        let sql = tx.locking(
+            "SELECT t.family_id, f.user_id, t.used_at, t.expires_at, f.revoked_at, \
+             u.disabled, u.closed FROM refresh_tokens t \
+             JOIN refresh_families f ON f.id = t.family_id \
+             JOIN users u ON u.id = f.user_id WHERE t.token_hash = $1",
+        );
+        let row: Option<PresentedToken> = on_tx!(&mut tx, |conn| {
+            sqlx::query_as(sql)
                 .bind(presented_hash)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let Some((family_id, user_id, used_at, expires_at, revoked_at, disabled, closed)) = row
-            else {
-                return Ok(RefreshOutcome::Invalid);
-            };
-            if revoked_at.is_some() || expires_at <= now || disabled || closed {
-                return Ok(RefreshOutcome::Invalid);
-            }
-            // Conditional on `used_at IS NULL`, so of two racing uses exactly one wins;
-            // the loser, like any later reuse, revokes the family.
-            let won = used_at.is_none()
-                && sqlx::query(
-                    "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL",
+                .fetch_optional(conn)
+                .await
+        })?;
+        let Some((family_id, user_id, used_at, expires_at, revoked_at, disabled, closed)) = row
+        else {
+            return Ok(RefreshOutcome::Invalid);
+        };
+        if revoked_at.is_some() || expires_at <= now || disabled || closed {
+            return Ok(RefreshOutcome::Invalid);
+        }
+        // Conditional on `used_at IS NULL`, so of two racing uses exactly one
+        // wins; the loser, like any later reuse, revokes the family.
+        let won = used_at.is_none()
+            && on_tx!(&mut tx, |conn| {
+                sqlx::query(
+                    "UPDATE refresh_tokens SET used_at = $2 \
+                     WHERE token_hash = $1 AND used_at IS NULL",
                 )
                 .bind(presented_hash)
                 .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected()
-                    == 1;
-            if !won {
+                .execute(conn)
+                .await
+                .map(|done| done.rows_affected() == 1)
+            })?;
+        if !won {
+            on_tx!(&mut tx, |conn| {
                 sqlx::query("UPDATE refresh_families SET revoked_at = $2 WHERE id = $1")
                     .bind(family_id)
                     .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                // Access tokens of the session may be in a thief's hands:
-                // every service must refuse them now, not at expiry.
-                outbox::enqueue_all(&mut tx, &[on_reuse(user_id, family_id)]).await?;
-                tx.commit().await?;
-                return Ok(RefreshOutcome::Reused { family_id });
-            }
-            sqlx::query(
-                "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(new_hash)
-            .bind(family_id)
-            .bind(now)
-            .bind(new_expires_at)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(RefreshOutcome::Rotated { user_id, family_id })
-        })
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            })?;
+            // Access tokens of the session may be in a thief's hands: every
+            // service must refuse them now, not at expiry.
+            outbox::commit_with(tx, &[on_reuse(user_id, family_id)]).await?;
+            return Ok(RefreshOutcome::Reused { family_id });
+        }
+        let token = RefreshToken {
+            hash: new_hash,
+            family_id,
+            expires_at: new_expires_at,
+        };
+        issue(&mut tx, &token, now).await?;
+        tx.commit().await?;
+        Ok(RefreshOutcome::Rotated { user_id, family_id })
     }
 
     async fn revoke_family(
@@ -169,24 +167,48 @@ impl SessionStore for SqlStore {
         now: i64,
         events: &[Envelope],
     ) -> Result<(), StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let mut tx = emporium_db::begin_write(pool).await?;
-            let revoked = sqlx::query(
+        let mut tx = self.db.begin_write().await?;
+        let revoked = on_tx!(&mut tx, |conn| {
+            sqlx::query(
                 "UPDATE refresh_families SET revoked_at = $3 \
                  WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
             )
             .bind(family_id)
             .bind(user_id)
             .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            if revoked {
-                outbox::enqueue_all(&mut tx, events).await?;
-            }
-            tx.commit().await?;
-            Ok(())
-        })
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected() == 1)
+        })?;
+        outbox::commit_with(tx, if revoked { events } else { &[] }).await?;
+        Ok(())
     }
+}
+
+/// A presented refresh token's row: family, user, used, expiry, family
+/// revoked, user disabled, user closed.
+type PresentedToken = (Uuid, Uuid, Option<i64>, i64, Option<i64>, bool, bool);
+
+/// A refresh token to issue in a family.
+struct RefreshToken<'a> {
+    hash: &'a str,
+    family_id: Uuid,
+    expires_at: i64,
+}
+
+/// Stores a new refresh token of a family.
+async fn issue(tx: &mut Tx, token: &RefreshToken<'_>, now: i64) -> Result<(), sqlx::Error> {
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(token.hash)
+        .bind(token.family_id)
+        .bind(now)
+        .bind(token.expires_at)
+        .execute(conn)
+        .await
+        .map(drop)
+    })
 }

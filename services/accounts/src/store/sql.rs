@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use emporium_db::{Db, Dialect};
+use emporium_db::{Db, Tx, on_tx};
 use emporium_messaging::outbox::Outbox;
 use uuid::Uuid;
 
@@ -23,32 +23,6 @@ const MIGRATIONS: emporium_db::Migrations = emporium_db::Migrations {
 /// run on whichever pool the [`Db`] holds ([`emporium_db::on_db!`]).
 pub struct SqlStore {
     pub(super) db: Db,
-}
-
-/// The row-lock suffix of the engine `pool` is on.
-pub(super) fn row_lock<DB: Dialect>(_pool: &sqlx::Pool<DB>) -> &'static str {
-    DB::ROW_LOCK
-}
-
-/// What serialises registrations of one skeleton, so the look-alike check
-/// and the insert are one step (there is no row to lock before the insert).
-pub(super) trait SkeletonLock {
-    const SQL: &'static str;
-}
-
-impl SkeletonLock for sqlx::Postgres {
-    const SQL: &'static str = "SELECT pg_advisory_xact_lock(hashtext($1))";
-}
-
-/// SQLite's write lock (`BEGIN IMMEDIATE`) serialises registrations already.
-impl SkeletonLock for sqlx::Sqlite {
-    const SQL: &'static str = "";
-}
-
-pub(super) fn skeleton_lock<DB: SkeletonLock + sqlx::Database>(
-    _pool: &sqlx::Pool<DB>,
-) -> &'static str {
-    DB::SQL
 }
 
 /// Opens the store named by `url`, applying migrations first.
@@ -79,9 +53,9 @@ pub(super) const ENABLED_ADMIN: &str =
 impl AccountsStore for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         emporium_db::on_db!(&self.db, |pool| {
-            sqlx::query("SELECT 1").execute(pool).await?;
-            Ok(())
-        })
+            sqlx::query("SELECT 1").execute(pool).await.map(drop)
+        })?;
+        Ok(())
     }
 
     fn outbox(&self) -> Outbox {
@@ -89,65 +63,41 @@ impl AccountsStore for SqlStore {
     }
 }
 
-pub(super) async fn revoke_all_families<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
+/// Ends every login session of the user.
+pub(super) async fn revoke_all_families(
+    tx: &mut Tx,
     user_id: Uuid,
     now: i64,
-) -> Result<(), sqlx::Error>
-where
-    DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-{
-    sqlx::query::<DB>(
-        "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(user_id)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+) -> Result<(), sqlx::Error> {
+    on_tx!(tx, |conn| {
+        sqlx::query(
+            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(drop)
+    })
 }
 
-/// Every enabled admin's id, their rows locked (`for_update`) in id order, so
-/// changes that could leave the shop without an admin take turns.
-pub(super) async fn lock_enabled_admins<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
-    for_update: &str,
-) -> Result<Vec<Uuid>, StoreError>
-where
-    DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-    Uuid: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    (Uuid,): for<'r> sqlx::FromRow<'r, DB::Row>,
-{
-    let rows: Vec<(Uuid,)> = sqlx::query_as::<DB, (Uuid,)>(sqlx::AssertSqlSafe(format!(
-        "SELECT id FROM users WHERE {ENABLED_ADMIN} ORDER BY id{for_update}"
-    )))
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
+/// Every enabled admin's id, their rows locked in id order, so changes that
+/// could leave the shop without an admin take turns.
+pub(super) async fn lock_enabled_admins(tx: &mut Tx) -> Result<Vec<Uuid>, sqlx::Error> {
+    let sql = tx.locking(&format!(
+        "SELECT id FROM users WHERE {ENABLED_ADMIN} ORDER BY id"
+    ));
+    on_tx!(tx, |conn| sqlx::query_scalar(sql).fetch_all(conn).await)
 }
 
 /// Refuses the transaction's change if no enabled admin is left.
-pub(super) async fn ensure_an_admin_remains<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
-) -> Result<(), StoreError>
-where
-    DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
-{
-    let (left,): (i64,) = sqlx::query_as::<DB, (i64,)>(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM users WHERE {ENABLED_ADMIN}"
-    )))
-    .fetch_one(&mut **tx)
-    .await?;
+pub(super) async fn ensure_an_admin_remains(tx: &mut Tx) -> Result<(), StoreError> {
+    let sql = format!("SELECT COUNT(*) FROM users WHERE {ENABLED_ADMIN}");
+    let left: i64 = on_tx!(tx, |conn| {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_one(conn)
+            .await
+    })?;
     if left == 0 {
         return Err(StoreError::Refused(super::refused::LAST_ADMIN));
     }

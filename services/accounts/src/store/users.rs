@@ -4,9 +4,11 @@ use emporium_messaging::Envelope;
 use emporium_messaging::outbox;
 use uuid::Uuid;
 
+use emporium_db::{Tx, on_tx};
+
 use super::sql::{
     ENABLED_ADMIN, SqlStore, USER_COLUMNS, ensure_an_admin_remains, lock_enabled_admins,
-    revoke_all_families, row_lock, skeleton_lock,
+    revoke_all_families,
 };
 use super::*;
 
@@ -88,70 +90,74 @@ impl UserStore for SqlStore {
         u: &NewUser,
         events: &[Envelope],
     ) -> Result<UserRecord, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let mut tx = emporium_db::begin_write(pool).await?;
-            // Every registration takes the lock of its skeleton: an ASCII
-            // address and its look-alike racing are ordered too.
-            if !skeleton_lock(pool).is_empty() {
-                sqlx::query(skeleton_lock(pool))
-                    .bind(&u.email_skeleton)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            if u.must_look_unique {
-                let taken: Option<Uuid> = sqlx::query_scalar(
+        let mut tx = self.db.begin_write().await?;
+        // Every registration takes the lock of its skeleton: an ASCII address
+        // and its look-alike racing are ordered too. (SQLite's write
+        // transaction already orders every registration.)
+        if let Tx::Postgres(pg) = &mut tx {
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(&u.email_skeleton)
+                .execute(&mut **pg)
+                .await?;
+        }
+        if u.must_look_unique {
+            let taken: Option<Uuid> = on_tx!(&mut tx, |conn| {
+                sqlx::query_scalar(
                     "SELECT id FROM users WHERE email_skeleton = $1 AND closed = FALSE LIMIT 1",
                 )
                 .bind(&u.email_skeleton)
-                .fetch_optional(&mut *tx)
-                .await?;
-                if taken.is_some() {
-                    return Err(StoreError::Conflict {
-                        constraint: "users.email_skeleton (a look-alike address)".into(),
-                    });
-                }
+                .fetch_optional(conn)
+                .await
+            })?;
+            if taken.is_some() {
+                return Err(StoreError::Conflict {
+                    constraint: "users.email_skeleton (a look-alike address)".into(),
+                });
             }
-            let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
-                "INSERT INTO users (id, email, name, password_hash, roles, disabled, closed, \
-                 created_at, updated_at, email_skeleton) \
-                 VALUES ($1, $2, $3, $4, $5, FALSE, FALSE, $6, $6, $7) RETURNING {USER_COLUMNS}"
-            )))
-            .bind(u.id)
-            .bind(&u.email)
-            .bind(&u.name)
-            .bind(&u.password_hash)
-            .bind(&u.roles)
-            .bind(u.now)
-            .bind(&u.email_skeleton)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(StoreError::from)?;
-            outbox::enqueue_all(&mut tx, events).await?;
-            tx.commit().await?;
-            Ok(user)
-        })
+        }
+        let sql = format!(
+            "INSERT INTO users (id, email, name, password_hash, roles, disabled, closed, \
+             created_at, updated_at, email_skeleton) \
+             VALUES ($1, $2, $3, $4, $5, FALSE, FALSE, $6, $6, $7) RETURNING {USER_COLUMNS}"
+        );
+        let user = on_tx!(&mut tx, |conn| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(u.id)
+                .bind(&u.email)
+                .bind(&u.name)
+                .bind(&u.password_hash)
+                .bind(&u.roles)
+                .bind(u.now)
+                .bind(&u.email_skeleton)
+                .fetch_one(conn)
+                .await
+        })?;
+        outbox::commit_with(tx, events).await?;
+        Ok(user)
     }
 
     async fn fill_email_skeletons(
         &self,
         skeleton: &(dyn for<'e> Fn(&'e str) -> String + Send + Sync),
     ) -> Result<usize, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let rows: Vec<(Uuid, String)> =
-                sqlx::query_as("SELECT id, email FROM users WHERE email_skeleton IS NULL")
-                    .fetch_all(pool)
-                    .await?;
-            let mut tx = emporium_db::begin_write(pool).await?;
-            for (id, email) in &rows {
+        let rows: Vec<(Uuid, String)> = emporium_db::on_db!(&self.db, |pool| {
+            sqlx::query_as("SELECT id, email FROM users WHERE email_skeleton IS NULL")
+                .fetch_all(pool)
+                .await
+        })?;
+        let mut tx = self.db.begin_write().await?;
+        for (id, email) in &rows {
+            on_tx!(&mut tx, |conn| {
                 sqlx::query("UPDATE users SET email_skeleton = $2 WHERE id = $1")
                     .bind(id)
                     .bind(skeleton(email))
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(rows.len())
-        })
+                    .execute(conn)
+                    .await
+                    .map(drop)
+            })?;
+        }
+        tx.commit().await?;
+        Ok(rows.len())
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
@@ -211,23 +217,21 @@ impl UserStore for SqlStore {
         now: i64,
         events: &[Envelope],
     ) -> Result<Option<UserRecord>, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let mut tx = emporium_db::begin_write(pool).await?;
-            let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
-                "UPDATE users SET name = $2, updated_at = $3 WHERE id = $1 AND closed = FALSE \
-                 RETURNING {USER_COLUMNS}"
-            )))
-            .bind(id)
-            .bind(name)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if user.is_some() {
-                outbox::enqueue_all(&mut tx, events).await?;
-            }
-            tx.commit().await?;
-            Ok(user)
-        })
+        let mut tx = self.db.begin_write().await?;
+        let sql = format!(
+            "UPDATE users SET name = $2, updated_at = $3 WHERE id = $1 AND closed = FALSE \
+             RETURNING {USER_COLUMNS}"
+        );
+        let user: Option<UserRecord> = on_tx!(&mut tx, |conn| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .bind(name)
+                .bind(now)
+                .fetch_optional(conn)
+                .await
+        })?;
+        outbox::commit_with(tx, if user.is_some() { events } else { &[] }).await?;
+        Ok(user)
     }
 
     async fn update_password(
@@ -238,9 +242,9 @@ impl UserStore for SqlStore {
         now: i64,
         events: &[Envelope],
     ) -> Result<(), StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let mut tx = emporium_db::begin_write(pool).await?;
-            let changed = sqlx::query(
+        let mut tx = self.db.begin_write().await?;
+        let changed = on_tx!(&mut tx, |conn| {
+            sqlx::query(
                 "UPDATE users SET password_hash = $2, updated_at = $3, token_generation = $4 \
                  WHERE id = $1 AND token_generation = $4 - 1",
             )
@@ -248,19 +252,16 @@ impl UserStore for SqlStore {
             .bind(hash)
             .bind(now)
             .bind(token_generation)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if changed != 1 {
-                return Err(StoreError::Conflict {
-                    constraint: "users.token_generation (changed meanwhile)".into(),
-                });
-            }
-            revoke_all_families(&mut tx, id, now).await?;
-            outbox::enqueue_all(&mut tx, events).await?;
-            tx.commit().await?;
-            Ok(())
-        })
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected())
+        })?;
+        if changed != 1 {
+            return Err(generation_moved());
+        }
+        revoke_all_families(&mut tx, id, now).await?;
+        outbox::commit_with(tx, events).await?;
+        Ok(())
     }
 
     async fn change_user(
@@ -271,56 +272,45 @@ impl UserStore for SqlStore {
         now: i64,
         events: &[Envelope],
     ) -> Result<Option<UserRecord>, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let mut tx = emporium_db::begin_write(pool).await?;
-            // Every enabled admin's row, locked in id order: two admins
-            // demoting each other at once take turns, and the second sees
-            // the first's change.
-            let admins = lock_enabled_admins(&mut tx, row_lock(pool)).await?;
-            if !admins.contains(&actor) {
-                return Err(StoreError::Refused(super::refused::NOT_AN_ADMIN));
-            }
-            // The generation moves by one per change: if a concurrent change
-            // raised it already, this one's events would say too little.
-            let stored: Option<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT token_generation FROM users WHERE id = $1 AND closed = FALSE{}",
-                row_lock(pool)
-            )))
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            match (stored, change.token_generation) {
-                (None, _) => return Ok(None),
-                (Some(now), Some(next)) if now + 1 != next => {
-                    return Err(StoreError::Conflict {
-                        constraint: "users.token_generation (changed meanwhile)".into(),
-                    });
-                }
-                _ => {}
-            }
-            let user = sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
-                "UPDATE users SET roles = COALESCE($2, roles), disabled = COALESCE($3, disabled), \
-                 updated_at = $4, token_generation = COALESCE($5, token_generation) \
-                 WHERE id = $1 AND closed = FALSE RETURNING {USER_COLUMNS}"
-            )))
-            .bind(id)
-            .bind(change.roles.as_deref())
-            .bind(change.disabled)
-            .bind(now)
-            .bind(change.token_generation)
-            .fetch_optional(&mut *tx)
-            .await?;
-
-            ensure_an_admin_remains(&mut tx).await?;
-            if user.as_ref().is_some_and(|u| u.disabled) {
-                revoke_all_families(&mut tx, id, now).await?;
-            }
-            if user.is_some() {
-                outbox::enqueue_all(&mut tx, events).await?;
-            }
-            tx.commit().await?;
-            Ok(user)
-        })
+        let mut tx = self.db.begin_write().await?;
+        // Every enabled admin's row, locked in id order: two admins demoting
+        // each other at once take turns, and the second sees the first's change.
+        let admins = lock_enabled_admins(&mut tx).await?;
+        if !admins.contains(&actor) {
+            return Err(StoreError::Refused(super::refused::NOT_AN_ADMIN));
+        }
+        // The generation moves by one per change: if a concurrent change
+        // raised it already, this one's events would say too little.
+        let sql = tx.locking("SELECT token_generation FROM users WHERE id = $1 AND closed = FALSE");
+        let stored: Option<i64> = on_tx!(&mut tx, |conn| {
+            sqlx::query_scalar(sql).bind(id).fetch_optional(conn).await
+        })?;
+        match (stored, change.token_generation) {
+            (None, _) => return Ok(None),
+            (Some(now), Some(next)) if now + 1 != next => return Err(generation_moved()),
+            _ => {}
+        }
+        let sql = format!(
+            "UPDATE users SET roles = COALESCE($2, roles), disabled = COALESCE($3, disabled), \
+             updated_at = $4, token_generation = COALESCE($5, token_generation) \
+             WHERE id = $1 AND closed = FALSE RETURNING {USER_COLUMNS}"
+        );
+        let user: Option<UserRecord> = on_tx!(&mut tx, |conn| {
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(id)
+                .bind(change.roles.as_deref())
+                .bind(change.disabled)
+                .bind(now)
+                .bind(change.token_generation)
+                .fetch_optional(conn)
+                .await
+        })?;
+        ensure_an_admin_remains(&mut tx).await?;
+        if user.as_ref().is_some_and(|u| u.disabled) {
+            revoke_all_families(&mut tx, id, now).await?;
+        }
+        outbox::commit_with(tx, if user.is_some() { events } else { &[] }).await?;
+        Ok(user)
     }
 
     async fn close_user(
@@ -329,30 +319,32 @@ impl UserStore for SqlStore {
         now: i64,
         events: &[Envelope],
     ) -> Result<bool, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let mut tx = emporium_db::begin_write(pool).await?;
-            lock_enabled_admins(&mut tx, row_lock(pool)).await?;
-            // The address is freed for a new registration; the id stays for history.
-            let closed = sqlx::query(
+        let mut tx = self.db.begin_write().await?;
+        lock_enabled_admins(&mut tx).await?;
+        // The address is freed for a new registration; the id stays for history.
+        let closed = on_tx!(&mut tx, |conn| {
+            sqlx::query(
                 "UPDATE users SET closed = TRUE, email = $2, email_skeleton = $2, name = '', \
-                 password_hash = '', \
-                 updated_at = $3, token_generation = token_generation + 1 \
+                 password_hash = '', updated_at = $3, token_generation = token_generation + 1 \
                  WHERE id = $1 AND closed = FALSE",
             )
             .bind(id)
             .bind(format!("closed-{id}@closed.invalid"))
             .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-                == 1;
-            ensure_an_admin_remains(&mut tx).await?;
-            revoke_all_families(&mut tx, id, now).await?;
-            if closed {
-                outbox::enqueue_all(&mut tx, events).await?;
-            }
-            tx.commit().await?;
-            Ok(closed)
-        })
+            .execute(conn)
+            .await
+            .map(|done| done.rows_affected() == 1)
+        })?;
+        ensure_an_admin_remains(&mut tx).await?;
+        revoke_all_families(&mut tx, id, now).await?;
+        outbox::commit_with(tx, if closed { events } else { &[] }).await?;
+        Ok(closed)
+    }
+}
+
+/// A concurrent change raised the user's token generation first.
+fn generation_moved() -> StoreError {
+    StoreError::Conflict {
+        constraint: "users.token_generation (changed meanwhile)".into(),
     }
 }

@@ -196,10 +196,7 @@ impl ProductStore for SqlStore {
             .await
             .map(|done| done.rows_affected() == 1)
         })?;
-        if deleted {
-            outbox::enqueue_in(&mut tx, events).await?;
-        }
-        tx.commit().await?;
+        outbox::commit_with(tx, if deleted { events } else { &[] }).await?;
         Ok(deleted)
     }
 }
