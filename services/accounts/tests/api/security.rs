@@ -454,6 +454,11 @@ async fn keys_stored_in_the_clear_are_wrapped_on_start(app: TestApp) {
     let row = stored.iter().find(|k| k.kid == clear.kid).unwrap();
     assert!(emporium_accounts::kek::is_wrapped(&row.private_der));
     assert_ne!(row.private_der, clear.private_der);
+    // The very key that was stored in the clear, not a new one in its place.
+    let opened = crate::token_attacks::kek_ring(crate::helpers::KEK)
+        .unwrap_key(&row.kid, &row.private_der)
+        .unwrap();
+    assert_eq!(opened, clear.private_der);
     assert!(
         stored
             .iter()

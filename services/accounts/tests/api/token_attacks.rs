@@ -41,7 +41,7 @@ fn claims_for(user: &(String, String)) -> Claims {
 }
 
 /// The key-encryption keys of a service whose only KEK is `kek` (base64).
-fn kek_ring(kek: &str) -> KekRing {
+pub(crate) fn kek_ring(kek: &str) -> KekRing {
     KekRing {
         current: Kek::parse(kek).unwrap(),
         previous: vec![],

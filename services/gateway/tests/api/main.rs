@@ -531,6 +531,31 @@ async fn metrics_stay_off_the_public_port_and_bounded() {
 async fn hop_by_hop_headers_stay_on_their_hop_both_ways() {
     let h = spawn_with(Upstream::PlainEcho, Upstream::PlainEcho, &[]).await;
     let client = http1_client(&h.ca);
+
+    // The control: straight to the upstream, every one of these headers
+    // travels both ways, so only the gateway can be what removes them below.
+    let mut direct = client
+        .get(format!("{}/api/v1/products", h.catalog_upstream))
+        .header("connection", "x-hop, keep-alive");
+    for (name, value) in DROPPED_REQUEST_HEADERS {
+        direct = direct.header(name, value);
+    }
+    let r = direct.header(WANT_HOP_HEADERS, "1").send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    for (name, _) in ANSWER_HOP_HEADERS {
+        assert!(
+            r.headers().contains_key(name),
+            "control: the upstream sent no {name}"
+        );
+    }
+    let seen: Value = r.json().await.unwrap();
+    for (name, _) in DROPPED_REQUEST_HEADERS {
+        assert!(
+            seen["headers"].get(name).is_some(),
+            "control: {name} never left the client"
+        );
+    }
+
     let mut request = client
         .get(format!("{}/api/v1/products", h.gateway))
         .header("connection", "x-hop, keep-alive");
