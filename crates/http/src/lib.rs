@@ -29,6 +29,7 @@ pub mod limits;
 pub mod middleware;
 pub mod ops;
 pub mod paging;
+pub mod path;
 pub mod precondition;
 pub mod problem;
 pub mod server;

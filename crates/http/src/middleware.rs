@@ -44,7 +44,7 @@ pub fn standard_layers(router: Router, service: ServiceName, settings: &HttpSett
     // The recorder must exist before the first request records anything.
     emporium_telemetry::metrics_handle();
     router
-        .fallback(|| async { Problem::not_found("No such resource.") })
+        .fallback(|uri: axum::http::Uri| async move { crate::path::unrouted(uri.path()) })
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
         .layer(RequestBodyLimitLayer::new(settings.body_limit_bytes))
         .layer(TimeoutLayer::with_status_code(

@@ -97,32 +97,6 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Whether a request path is in the one spelling the gateway routes and
-/// forwards unchanged: no `.` or `..` segments, no empty segment inside it, no
-/// backslash, and no percent-encoded `.`, `/`, `\` or `%` (each of which some
-/// later parser would turn into a different path than the one routed).
-pub fn is_canonical_path(path: &str) -> bool {
-    let Some(rest) = path.strip_prefix('/') else {
-        return false;
-    };
-    if path.contains('\\') {
-        return false;
-    }
-    let lower = path.to_ascii_lowercase();
-    if ["%2e", "%2f", "%5c", "%25", "%00"]
-        .iter()
-        .any(|encoded| lower.contains(encoded))
-    {
-        return false;
-    }
-    let segments: Vec<&str> = rest.split('/').collect();
-    let last = segments.len() - 1;
-    segments
-        .iter()
-        .enumerate()
-        .all(|(i, s)| *s != "." && *s != ".." && (!s.is_empty() || i == last))
-}
-
 /// Headers named by the `Connection` header belong to this hop only (RFC 9110 §7.6.1).
 fn connection_named(headers: &HeaderMap) -> Vec<String> {
     headers
@@ -149,7 +123,7 @@ fn copy_end_to_end(from: &HeaderMap, capacity: usize) -> HeaderMap {
 async fn forward(State(route): State<Route>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path();
-    if !is_canonical_path(path) {
+    if !emporium_http::path::is_canonical(path) {
         metrics::counter!("gateway_paths_refused_total").increment(1);
         return Problem::bad_request("The path is not in canonical form.").into_response();
     }
