@@ -37,6 +37,72 @@ impl Db {
     }
 }
 
+/// A key bound as `$1` on either engine (a `Uuid`, a `&str`, an `i64`).
+pub trait Key<'q>:
+    sqlx::Encode<'q, sqlx::Postgres>
+    + sqlx::Type<sqlx::Postgres>
+    + sqlx::Encode<'q, sqlx::Sqlite>
+    + sqlx::Type<sqlx::Sqlite>
+    + Send
+    + 'q
+{
+}
+
+impl<'q, K> Key<'q> for K where
+    K: sqlx::Encode<'q, sqlx::Postgres>
+        + sqlx::Type<sqlx::Postgres>
+        + sqlx::Encode<'q, sqlx::Sqlite>
+        + sqlx::Type<sqlx::Sqlite>
+        + Send
+        + 'q
+{
+}
+
+/// A row decoded the same way from either engine (a [`record!`](crate::record) struct, a tuple).
+pub trait Row:
+    for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + Send
+    + Unpin
+{
+}
+
+impl<T> Row for T where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin
+{
+}
+
+impl Db {
+    /// The row `sql` selects with `$1` bound to `key`, if any: the one-line
+    /// read by id or by name.
+    pub async fn row_by<'q, T: Row, K: Key<'q>>(
+        &self,
+        sql: &'q str,
+        key: K,
+    ) -> Result<Option<T>, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql);
+        crate::on_db!(self, |pool| {
+            sqlx::query_as(sql).bind(key).fetch_optional(pool).await
+        })
+    }
+
+    /// Every row `sql` selects with `$1` bound to `key`.
+    pub async fn rows_by<'q, T: Row, K: Key<'q>>(
+        &self,
+        sql: &'q str,
+        key: K,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        let sql = sqlx::AssertSqlSafe(sql);
+        crate::on_db!(self, |pool| sqlx::query_as(sql)
+            .bind(key)
+            .fetch_all(pool)
+            .await)
+    }
+}
+
 impl Tx {
     /// `sql` with the engine's row-lock suffix ([`Dialect::ROW_LOCK`]).
     pub fn locking(&self, sql: &str) -> sqlx::AssertSqlSafe<String> {

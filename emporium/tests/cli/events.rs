@@ -202,28 +202,8 @@ impl RabbitCleanup {
 
 impl Drop for RabbitCleanup {
     fn drop(&mut self) {
-        let (settings, consumer, retry) =
-            (self.settings.clone(), self.consumer.clone(), self.retry);
-        // Drop runs outside async (and maybe while unwinding); a small runtime
-        // on its own thread does the I/O, and nothing here may panic.
-        let done = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let bus = RabbitBus::new(settings);
-                if let Err(e) = bus.delete_queues(&consumer, retry).await {
-                    eprintln!("cleanup: the queues of {consumer} were not deleted: {e}");
-                }
-                if let Err(e) = bus.delete_exchange().await {
-                    eprintln!("cleanup: the exchange was not deleted: {e}");
-                }
-            });
-        });
-        let _ = done.join();
+        let (settings, consumer) = (self.settings.clone(), self.consumer.clone());
+        RabbitBus::remove_blocking(settings, consumer, self.retry);
     }
 }
 

@@ -33,11 +33,10 @@ use emporium_auth::{Role, Verifier, VerifierSettings};
 use emporium_http::{HttpServer, ServiceName, Shutdown, ops, standard_layers};
 use emporium_messaging::Bus;
 use emporium_messaging::outbox::{Relay, RelayWaker};
-use uuid::Uuid;
 
 use crate::api::{Accounts, AppState};
 pub use crate::config::AccountsSettings;
-use crate::domain::{DisplayName, Email, PasswordPolicy, TrustedProxies, roles_to_text};
+use crate::domain::{DisplayName, Email, PasswordPolicy, TrustedProxies};
 use crate::kek::KekRing;
 use crate::passwords::Hasher;
 use crate::store::{AccountsStore, ClientRecord, NewUser, StoreError};
@@ -210,22 +209,12 @@ async fn bootstrap_admin(
         .check(raw)
         .map_err(|m| anyhow::anyhow!("admin password {m}"))?;
     let name = DisplayName::parse("Administrator").map_err(anyhow::Error::msg)?;
-    let id = Uuid::now_v7();
-    let event = events::registered(id, email.as_str(), name.as_str(), None);
+    let hash = s.hasher.hash(&password).await?;
+    let roles = [Role::Customer, Role::Admin];
+    let new = NewUser::new(&email, &name, hash, &roles, s.clock.now_ms());
+    let event = events::registered(new.id, email.as_str(), name.as_str(), None);
     s.store
-        .insert_user(
-            &NewUser {
-                id,
-                email: email.as_str().to_owned(),
-                email_skeleton: email.skeleton(),
-                must_look_unique: email.must_look_unique(),
-                name: name.as_str().to_owned(),
-                password_hash: s.hasher.hash(&password).await?,
-                roles: roles_to_text(&[Role::Customer, Role::Admin]),
-                now: s.clock.now_ms(),
-            },
-            &[event],
-        )
+        .insert_user(&new, &[event])
         .await
         .map_err(|e| match e {
             StoreError::Conflict { .. } => anyhow::anyhow!(

@@ -154,6 +154,33 @@ impl RabbitBus {
         Ok(())
     }
 
+    /// Deletes a consumer's queues and then the exchange of `settings` from
+    /// any context — a `Drop` while a failed test unwinds, no runtime at hand:
+    /// a small runtime on a thread of its own does the I/O. Failures are
+    /// reported on standard error; nothing here panics. (Tests, so a failing
+    /// one leaves nothing behind on the broker; never in a running shop.)
+    pub fn remove_blocking(settings: RabbitSettings, consumer: String, retry: RetryPolicy) {
+        let done = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                let exchange = settings.exchange.clone();
+                let bus = RabbitBus::new(settings);
+                if let Err(e) = bus.delete_queues(&consumer, retry).await {
+                    eprintln!("cleanup: the queues of {consumer} were not deleted: {e}");
+                }
+                if let Err(e) = bus.delete_exchange().await {
+                    eprintln!("cleanup: the exchange {exchange} was not deleted: {e}");
+                }
+            });
+        });
+        let _ = done.join();
+    }
+
     /// Deletes the exchange (tests; never in a running shop).
     pub async fn delete_exchange(&self) -> Result<(), BusError> {
         let connection = connect(&self.settings.url).await?;

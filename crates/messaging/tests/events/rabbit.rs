@@ -30,10 +30,14 @@ fn broker_addr() -> String {
 
 /// A bus on its own exchange, so tests never see each other's events.
 fn bus_at(url: &str, exchange: &str) -> RabbitBus {
+    RabbitBus::new(bus_settings(url, exchange))
+}
+
+fn bus_settings(url: &str, exchange: &str) -> RabbitSettings {
     let mut settings = RabbitSettings::new(url);
     settings.exchange = exchange.to_owned();
     settings.queue_prefix = "emporium-test.".into();
-    RabbitBus::new(settings)
+    settings
 }
 
 fn exchange() -> String {
@@ -61,28 +65,8 @@ impl Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let (exchange, consumer, retry) =
-            (self.exchange.clone(), self.consumer.clone(), self.retry);
-        // Drop runs outside async (and maybe while unwinding); a small runtime
-        // on its own thread does the I/O, and nothing here may panic.
-        let done = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
-                return;
-            };
-            rt.block_on(async {
-                let bus = bus_at(&broker(), &exchange);
-                if let Err(e) = bus.delete_queues(&consumer, retry).await {
-                    eprintln!("cleanup: the queues of {consumer} were not deleted: {e}");
-                }
-                if let Err(e) = bus.delete_exchange().await {
-                    eprintln!("cleanup: the exchange {exchange} was not deleted: {e}");
-                }
-            });
-        });
-        let _ = done.join();
+        let settings = bus_settings(&broker(), &self.exchange);
+        RabbitBus::remove_blocking(settings, self.consumer.clone(), self.retry);
     }
 }
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::views::{ServiceToken, TokenPair, UserView};
 use super::{ApiError, ApiResult, AppState};
-use crate::domain::{DisplayName, Email, roles_from_text, roles_to_text};
+use crate::domain::{DisplayName, Email, roles_from_text};
 use crate::events;
 use crate::store::{NewUser, RefreshOutcome, Slot, StoreError, UserRecord};
 use crate::tokens::{hashes_match, random_token, secret_hash};
@@ -69,24 +69,13 @@ pub async fn register(
         return Err(ApiError::EmailTaken);
     }
     let password_hash = s.hasher.hash(&password).await?;
-    let id = Uuid::now_v7();
+    let now = state.0.clock.now_ms();
+    let new = NewUser::new(&email, &name, password_hash, &[Role::Customer], now);
     let trace = events::trace_of(ctx.as_deref());
-    let event = events::registered(id, email.as_str(), name.as_str(), trace);
+    let event = events::registered(new.id, email.as_str(), name.as_str(), trace);
     let user = s
         .store
-        .insert_user(
-            &NewUser {
-                id,
-                email: email.as_str().to_owned(),
-                email_skeleton: email.skeleton(),
-                must_look_unique: email.must_look_unique(),
-                name: name.as_str().to_owned(),
-                password_hash,
-                roles: roles_to_text(&[Role::Customer]),
-                now: state.0.clock.now_ms(),
-            },
-            &[event],
-        )
+        .insert_user(&new, &[event])
         .await
         .map_err(|e| match e {
             StoreError::Conflict { .. } => ApiError::EmailTaken,

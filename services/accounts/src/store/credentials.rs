@@ -81,13 +81,8 @@ impl CredentialStore for SqlStore {
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            Ok(sqlx::query_as::<_, ClientRecord>(
-                "SELECT client_id, secret_hash, scopes FROM service_clients WHERE client_id = $1",
-            )
-            .bind(client_id)
-            .fetch_optional(pool)
-            .await?)
-        })
+        const SQL: &str =
+            "SELECT client_id, secret_hash, scopes FROM service_clients WHERE client_id = $1";
+        Ok(self.db.row_by(SQL, client_id).await?)
     }
 }

@@ -52,6 +52,29 @@ pub struct NewUser {
     pub now: i64,
 }
 
+impl NewUser {
+    /// A user with a new id registering `now` with these roles; the address
+    /// decides its skeleton and whether look-alikes are refused.
+    pub fn new(
+        email: &crate::domain::Email,
+        name: &crate::domain::DisplayName,
+        password_hash: String,
+        roles: &[emporium_auth::Role],
+        now: i64,
+    ) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            email: email.as_str().to_owned(),
+            email_skeleton: email.skeleton(),
+            must_look_unique: email.must_look_unique(),
+            name: name.as_str().to_owned(),
+            password_hash,
+            roles: crate::domain::roles_to_text(roles),
+            now,
+        }
+    }
+}
+
 /// A change an admin makes to a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct UserChange {

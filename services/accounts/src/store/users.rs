@@ -161,25 +161,13 @@ impl UserStore for SqlStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            Ok(sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE email = $1"
-            )))
-            .bind(email)
-            .fetch_optional(pool)
-            .await?)
-        })
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
+        Ok(self.db.row_by(&sql, email).await?)
     }
 
     async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            Ok(sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE id = $1"
-            )))
-            .bind(id)
-            .fetch_optional(pool)
-            .await?)
-        })
+        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
+        Ok(self.db.row_by(&sql, id).await?)
     }
 
     async fn list_users(

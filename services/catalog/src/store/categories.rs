@@ -48,12 +48,7 @@ impl CategoryStore for SqlStore {
 
     async fn category(&self, id: Uuid) -> Result<Option<CategoryRecord>, StoreError> {
         let sql = format!("SELECT {CATEGORY_COLUMNS} FROM categories WHERE id = $1");
-        Ok(on_db!(&self.db, |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-        })?)
+        Ok(self.db.row_by(&sql, id).await?)
     }
 
     async fn categories(&self) -> Result<Vec<CategoryRecord>, StoreError> {

@@ -115,12 +115,7 @@ impl ProductStore for SqlStore {
 
     async fn product(&self, id: Uuid) -> Result<Option<ProductRecord>, StoreError> {
         let sql = format!("{PRODUCT_SELECT} WHERE p.id = $1 AND p.deleted_at IS NULL");
-        Ok(on_db!(&self.db, |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .fetch_optional(pool)
-                .await
-        })?)
+        Ok(self.db.row_by(&sql, id).await?)
     }
 
     async fn search(&self, query: &ProductQuery) -> Result<Vec<ProductRecord>, StoreError> {

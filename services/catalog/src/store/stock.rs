@@ -158,12 +158,7 @@ impl StockStore for SqlStore {
         let sql = format!(
             "SELECT {STOCK_COLUMNS} FROM stock WHERE product_id = $1 ORDER BY warehouse_id"
         );
-        Ok(on_db!(&self.db, |pool| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(product)
-                .fetch_all(pool)
-                .await
-        })?)
+        Ok(self.db.rows_by(&sql, product).await?)
     }
 
     async fn change_stock(
