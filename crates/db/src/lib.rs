@@ -12,6 +12,8 @@
 //!   structs decoded from rows, without sqlx's proc macros.
 //! - [`open_service_db`]: a service's pool with its [`Migrations`] applied.
 //! - [`tx`]: [`Tx`], a write transaction on either engine, and [`on_tx!`].
+//! - [`query`]: a statement with a tuple of values, on a pool or in a
+//!   transaction: `db.sql().fetch_optional(sql, (id,))`, `tx.sql().execute(…)`.
 //! - [`dialect`]: what differs between the engines for SQL written once
 //!   (how a write begins, row locks).
 //! - [`error`]: [`StoreError`], what a refused write means, constraint named.
@@ -31,12 +33,14 @@ pub mod clock;
 pub mod dialect;
 pub mod embed;
 pub mod error;
+pub mod query;
 pub mod testing;
 pub mod tx;
 
 pub use clock::{Clock, ManualClock, SharedClock, ShiftedClock, SystemClock, system_clock};
 pub use dialect::{Dialect, begin_write};
 pub use error::StoreError;
+pub use query::{Args, Row, Sql, Value};
 /// The sqlx the stores are written against (for [`record!`]).
 pub use sqlx;
 pub use tx::Tx;

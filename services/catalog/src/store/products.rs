@@ -1,8 +1,9 @@
 //! Products as documents, and their search.
 
-use emporium_db::{Tx, on_db, on_tx};
+use emporium_db::{Tx, on_db};
 use emporium_messaging::Envelope;
 use emporium_messaging::outbox;
+use sqlx::AssertSqlSafe;
 
 use super::sql::SqlStore;
 use super::*;
@@ -46,32 +47,40 @@ pub(super) const PRODUCT_SELECT: &str = "SELECT p.id, p.sku, p.name, p.descripti
     p.version, p.created_at, p.updated_at, CAST(COALESCE((SELECT SUM(s.on_hand - s.reserved) \
     FROM stock s WHERE s.product_id = p.id), 0) AS BIGINT) AS available FROM products p";
 
-/// Binds a product's fields as `$1`–`$10` and `now` as `$11`, in the order
-/// both the insert and the update name them.
-fn bind_product<'q, DB>(
-    query: sqlx::query::Query<'q, DB, DB::Arguments>,
-    p: &'q ProductWrite,
-    now: i64,
-) -> sqlx::query::Query<'q, DB, DB::Arguments>
-where
-    DB: sqlx::Database,
-    Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    &'q String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Json<&'q Value>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    query
-        .bind(p.id)
-        .bind(&p.sku)
-        .bind(&p.name)
-        .bind(&p.description)
-        .bind(p.price_amount)
-        .bind(&p.price_currency)
-        .bind(p.category_id)
-        .bind(Json(&p.attributes))
-        .bind(Json(&p.images))
-        .bind(p.low_stock_below)
-        .bind(now)
+/// A product's fields as `$1`–`$10` and the time as `$11`, in the order both
+/// the insert and the update name them.
+type ProductValues<'a> = (
+    Uuid,
+    &'a str,
+    &'a str,
+    &'a str,
+    i64,
+    &'a str,
+    Uuid,
+    Json<&'a Value>,
+    Json<&'a Value>,
+    i64,
+    i64,
+);
+
+fn product_values(p: &ProductWrite, now: i64) -> ProductValues<'_> {
+    let (attributes, images) = (Json(&p.attributes), Json(&p.images));
+    let (id, category) = (p.id, p.category_id);
+    let texts = (p.sku.as_str(), p.name.as_str(), p.description.as_str());
+    let price = (p.price_amount, p.price_currency.as_str());
+    (
+        id,
+        texts.0,
+        texts.1,
+        texts.2,
+        price.0,
+        price.1,
+        category,
+        attributes,
+        images,
+        p.low_stock_below,
+        now,
+    )
 }
 
 /// Writes a product change's events, commits, and returns the product as stored.
@@ -80,15 +89,9 @@ async fn finish_product_write(
     id: Uuid,
     events: &[Envelope],
 ) -> Result<ProductRecord, StoreError> {
-    outbox::enqueue_in(&mut tx, events).await?;
-    let sql = format!("{PRODUCT_SELECT} WHERE p.id = $1");
-    let record = on_tx!(&mut tx, |conn| {
-        sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .fetch_one(conn)
-            .await
-    })?;
-    tx.commit().await?;
+    let sql = AssertSqlSafe(format!("{PRODUCT_SELECT} WHERE p.id = $1"));
+    let record = tx.sql().fetch_one(sql, (id,)).await?;
+    outbox::commit_with(tx, events).await?;
     Ok(record)
 }
 
@@ -104,18 +107,17 @@ impl ProductStore for SqlStore {
         const SQL: &str = "INSERT INTO products (id, sku, name, description, price_amount, \
             price_currency, category_id, attributes, images, low_stock_below, version, \
             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11)";
-        on_tx!(&mut tx, |conn| {
-            bind_product(sqlx::query(SQL), p, now)
-                .execute(conn)
-                .await
-                .map(drop)
-        })?;
+        tx.sql().execute(SQL, product_values(p, now)).await?;
         finish_product_write(tx, p.id, events).await
     }
 
     async fn product(&self, id: Uuid) -> Result<Option<ProductRecord>, StoreError> {
         let sql = format!("{PRODUCT_SELECT} WHERE p.id = $1 AND p.deleted_at IS NULL");
-        Ok(self.db.row_by(&sql, id).await?)
+        Ok(self
+            .db
+            .sql()
+            .fetch_optional(AssertSqlSafe(sql), (id,))
+            .await?)
     }
 
     async fn search(&self, query: &ProductQuery) -> Result<Vec<ProductRecord>, StoreError> {
@@ -147,13 +149,7 @@ impl ProductStore for SqlStore {
     ) -> Result<ProductUpdate, StoreError> {
         let mut tx = self.db.begin_write().await?;
         let sql = tx.locking("SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL");
-        let current: Option<i64> = on_tx!(&mut tx, |conn| {
-            sqlx::query_scalar(sql)
-                .bind(p.id)
-                .fetch_optional(conn)
-                .await
-        })?;
-        let Some(current) = current else {
+        let Some((current,)) = tx.sql().fetch_optional(sql, (p.id,)).await? else {
             return Ok(ProductUpdate::NotFound);
         };
         if expected.is_some_and(|v| v != current) {
@@ -163,12 +159,7 @@ impl ProductStore for SqlStore {
             price_amount = $5, price_currency = $6, category_id = $7, attributes = $8, \
             images = $9, low_stock_below = $10, version = version + 1, updated_at = $11 \
             WHERE id = $1";
-        on_tx!(&mut tx, |conn| {
-            bind_product(sqlx::query(SQL), p, now)
-                .execute(conn)
-                .await
-                .map(drop)
-        })?;
+        tx.sql().execute(SQL, product_values(p, now)).await?;
         let record = finish_product_write(tx, p.id, events).await?;
         Ok(ProductUpdate::Done(Box::new(record)))
     }
@@ -180,17 +171,9 @@ impl ProductStore for SqlStore {
         events: &[Envelope],
     ) -> Result<bool, StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let deleted = on_tx!(&mut tx, |conn| {
-            sqlx::query(
-                "UPDATE products SET deleted_at = $2, updated_at = $2, version = version + 1 \
-                 WHERE id = $1 AND deleted_at IS NULL",
-            )
-            .bind(id)
-            .bind(now)
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected() == 1)
-        })?;
+        const SQL: &str = "UPDATE products SET deleted_at = $2, updated_at = $2, \
+            version = version + 1 WHERE id = $1 AND deleted_at IS NULL";
+        let deleted = tx.sql().execute(SQL, (id, now)).await? == 1;
         outbox::commit_with(tx, if deleted { events } else { &[] }).await?;
         Ok(deleted)
     }

@@ -1,6 +1,6 @@
 //! Stock reservations for the services that sell.
 
-use emporium_db::{Tx, on_db, on_tx};
+use emporium_db::Tx;
 
 use super::sql::SqlStore;
 use super::stock::{Movement, announce, availability, move_stock};
@@ -65,21 +65,13 @@ async fn load_reservation(
     } else {
         sqlx::AssertSqlSafe(SQL.to_owned())
     };
-    let head: Option<ReservationHead> = on_tx!(&mut *tx, |conn| {
-        sqlx::query_as(sql).bind(id).fetch_optional(conn).await
-    })?;
+    let head: Option<ReservationHead> = tx.sql().fetch_optional(sql, (id,)).await?;
     let Some((status, Json(items), expires_at, client_id)) = head else {
         return Ok(None);
     };
-    let lines: Vec<(Uuid, Uuid, i64)> = on_tx!(tx, |conn| {
-        sqlx::query_as(
-            "SELECT warehouse_id, product_id, quantity FROM reservation_lines \
-             WHERE reservation_id = $1 ORDER BY product_id, warehouse_id",
-        )
-        .bind(id)
-        .fetch_all(conn)
-        .await
-    })?;
+    const LINES: &str = "SELECT warehouse_id, product_id, quantity FROM reservation_lines \
+        WHERE reservation_id = $1 ORDER BY product_id, warehouse_id";
+    let lines: Vec<(Uuid, Uuid, i64)> = tx.sql().fetch_all(LINES, (id,)).await?;
     let status = ReservationStatus::parse(&status).ok_or_else(|| {
         sqlx::Error::Decode(format!("reservation {id} has status {status:?}").into())
     })?;
@@ -111,12 +103,8 @@ async fn lock_free_stock(
     let mut free = BTreeMap::new();
     let mut unknown = Vec::new();
     for product in products {
-        let live: Option<i64> = on_tx!(&mut *tx, |conn| {
-            sqlx::query_scalar("SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL")
-                .bind(product)
-                .fetch_optional(conn)
-                .await
-        })?;
+        const LIVE: &str = "SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL";
+        let live: Option<(i64,)> = tx.sql().fetch_optional(LIVE, (product,)).await?;
         if live.is_none() {
             unknown.push(*product);
             continue;
@@ -125,9 +113,7 @@ async fn lock_free_stock(
             "SELECT warehouse_id, product_id, on_hand, reserved FROM stock \
              WHERE product_id = $1 ORDER BY warehouse_id",
         );
-        let rows: Vec<StockRecord> = on_tx!(&mut *tx, |conn| {
-            sqlx::query_as(sql).bind(product).fetch_all(conn).await
-        })?;
+        let rows: Vec<StockRecord> = tx.sql().fetch_all(sql, (product,)).await?;
         for r in rows {
             free.insert((r.warehouse_id, r.product_id), r.on_hand - r.reserved);
         }
@@ -186,14 +172,8 @@ impl SqlStore {
             // Lock in the same order as reservations do.
             let sql =
                 tx.locking("SELECT on_hand FROM stock WHERE product_id = $1 AND warehouse_id = $2");
-            on_tx!(&mut tx, |conn| {
-                sqlx::query(sql)
-                    .bind(line.product_id)
-                    .bind(line.warehouse_id)
-                    .execute(conn)
-                    .await
-                    .map(drop)
-            })?;
+            let row = (line.product_id, line.warehouse_id);
+            let _: Option<(i64,)> = tx.sql().fetch_optional(sql, row).await?;
             if !before.iter().any(|(p, _)| *p == line.product_id) {
                 let (available, _) = availability(&mut tx, line.product_id).await?;
                 before.push((line.product_id, available));
@@ -201,15 +181,8 @@ impl SqlStore {
             let deltas = (on_hand_factor * line.quantity, -line.quantity);
             move_stock(&mut tx, line, deltas, &movement).await?;
         }
-        on_tx!(&mut tx, |conn| {
-            sqlx::query("UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1")
-                .bind(id)
-                .bind(status.as_str())
-                .bind(now)
-                .execute(conn)
-                .await
-                .map(drop)
-        })?;
+        const STATUS: &str = "UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1";
+        tx.sql().execute(STATUS, (id, status.as_str(), now)).await?;
         for (product, available) in before {
             announce(&mut tx, product, available).await?;
         }
@@ -253,21 +226,13 @@ impl ReservationStore for SqlStore {
             return Ok(ReserveOutcome::OutOfStock(short));
         };
         let now = self.clock.now_ms();
-        let inserted = on_tx!(&mut tx, |conn| {
-            sqlx::query(
-                "INSERT INTO reservations (id, status, items, expires_at, created_at, updated_at, \
-                 client_id) VALUES ($1, 'active', $2, $3, $4, $4, $5)",
-            )
-            .bind(id)
-            .bind(Json(items))
-            .bind(expires_at)
-            .bind(now)
-            .bind(client)
-            .execute(conn)
+        const HEAD: &str = "INSERT INTO reservations (id, status, items, expires_at, created_at, \
+            updated_at, client_id) VALUES ($1, 'active', $2, $3, $4, $4, $5)";
+        let inserted = tx
+            .sql()
+            .execute(HEAD, (id, Json(items), expires_at, now, client))
             .await
-            .map(drop)
-        })
-        .map_err(StoreError::from);
+            .map_err(StoreError::from);
         if let Err(StoreError::Conflict { .. }) = inserted {
             // Another request with this id but other products won the race.
             drop(tx);
@@ -291,19 +256,10 @@ impl ReservationStore for SqlStore {
                 product_id: a.product_id,
                 quantity: a.quantity,
             };
-            on_tx!(&mut tx, |conn| {
-                sqlx::query(
-                    "INSERT INTO reservation_lines (reservation_id, warehouse_id, product_id, \
-                     quantity) VALUES ($1, $2, $3, $4)",
-                )
-                .bind(id)
-                .bind(line.warehouse_id)
-                .bind(line.product_id)
-                .bind(line.quantity)
-                .execute(conn)
-                .await
-                .map(drop)
-            })?;
+            const LINE: &str = "INSERT INTO reservation_lines (reservation_id, warehouse_id, \
+                product_id, quantity) VALUES ($1, $2, $3, $4)";
+            let values = (id, line.warehouse_id, line.product_id, line.quantity);
+            tx.sql().execute(LINE, values).await?;
             move_stock(&mut tx, &line, (0, line.quantity), &movement).await?;
             lines.push(line);
         }
@@ -346,15 +302,9 @@ impl ReservationStore for SqlStore {
     }
 
     async fn expired_reservations(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError> {
-        Ok(on_db!(&self.db, |pool| {
-            sqlx::query_scalar(
-                "SELECT id FROM reservations WHERE status = 'active' AND expires_at <= $1 \
-                 ORDER BY expires_at LIMIT $2",
-            )
-            .bind(now)
-            .bind(limit)
-            .fetch_all(pool)
-            .await
-        })?)
+        const SQL: &str = "SELECT id FROM reservations WHERE status = 'active' \
+            AND expires_at <= $1 ORDER BY expires_at LIMIT $2";
+        let ids: Vec<(Uuid,)> = self.db.sql().fetch_all(SQL, (now, limit)).await?;
+        Ok(ids.into_iter().map(|(id,)| id).collect())
     }
 }

@@ -1,0 +1,245 @@
+//! Statements with their values, on either engine: `db.fetch_optional(sql,
+//! (id,))`, `tx.execute(sql, (id, now))`. The values are a tuple bound as
+//! `$1`, `$2`, … (both engines take `$n`); the rows decode the same way from
+//! both ([`Row`]). This is how most of a store's statements are written; a
+//! statement that needs more (a query builder) uses [`on_db!`](crate::on_db)
+//! or [`on_tx!`](crate::on_tx).
+
+use sqlx::error::BoxDynError;
+use sqlx::postgres::PgArguments;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Arguments, Postgres, SqlSafeStr, Sqlite};
+
+use crate::{Db, Tx};
+
+/// A value either engine binds: `Uuid`, `i64`, `i32`, `bool`, `&str`,
+/// `String`, `Vec<u8>`, `Json<_>`, an `Option` of one, a reference to one.
+pub trait Value:
+    for<'q> sqlx::Encode<'q, Postgres>
+    + sqlx::Type<Postgres>
+    + for<'q> sqlx::Encode<'q, Sqlite>
+    + sqlx::Type<Sqlite>
+    + Send
+{
+}
+
+impl<T> Value for T where
+    T: for<'q> sqlx::Encode<'q, Postgres>
+        + sqlx::Type<Postgres>
+        + for<'q> sqlx::Encode<'q, Sqlite>
+        + sqlx::Type<Sqlite>
+        + Send
+{
+}
+
+/// A row decoded the same way from either engine: a [`record!`](crate::record)
+/// struct or a tuple (`(i64,)` for one column).
+pub trait Row:
+    for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+    + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+    + Send
+    + Unpin
+{
+}
+
+impl<T> Row for T where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin
+{
+}
+
+/// The values of a statement: a tuple of [`Value`]s, bound in order as
+/// `$1`, `$2`, … (`()` for none).
+pub trait Args: Send {
+    fn postgres(self) -> Result<PgArguments, BoxDynError>;
+    fn sqlite(self) -> Result<SqliteArguments, BoxDynError>;
+}
+
+macro_rules! tuple_args {
+    ($($value:ident),*) => {
+        impl<$($value: Value),*> Args for ($($value,)*) {
+            #[allow(non_snake_case, unused_mut)]
+            fn postgres(self) -> Result<PgArguments, BoxDynError> {
+                let ($($value,)*) = self;
+                let mut args = PgArguments::default();
+                $(args.add($value)?;)*
+                Ok(args)
+            }
+
+            #[allow(non_snake_case, unused_mut)]
+            fn sqlite(self) -> Result<SqliteArguments, BoxDynError> {
+                let ($($value,)*) = self;
+                let mut args = SqliteArguments::default();
+                $(args.add($value)?;)*
+                Ok(args)
+            }
+        }
+    };
+}
+
+tuple_args!();
+tuple_args!(A);
+tuple_args!(A, B);
+tuple_args!(A, B, C);
+tuple_args!(A, B, C, D);
+tuple_args!(A, B, C, D, E);
+tuple_args!(A, B, C, D, E, F);
+tuple_args!(A, B, C, D, E, F, G);
+tuple_args!(A, B, C, D, E, F, G, H);
+tuple_args!(A, B, C, D, E, F, G, H, I);
+tuple_args!(A, B, C, D, E, F, G, H, I, J);
+tuple_args!(A, B, C, D, E, F, G, H, I, J, K);
+
+/// Where a statement runs: a pool ([`Db::sql`]) or a transaction's
+/// connection ([`Tx::sql`]), on either engine.
+pub enum Sql<'a> {
+    PostgresPool(&'a sqlx::PgPool),
+    Postgres(&'a mut sqlx::PgConnection),
+    SqlitePool(&'a sqlx::SqlitePool),
+    Sqlite(&'a mut sqlx::SqliteConnection),
+}
+
+impl Db {
+    /// Runs statements on the pool.
+    pub fn sql(&self) -> Sql<'_> {
+        match self {
+            Self::Postgres(pool) => Sql::PostgresPool(pool),
+            Self::Sqlite(pool) => Sql::SqlitePool(pool),
+        }
+    }
+}
+
+impl Tx {
+    /// Runs statements in the transaction.
+    pub fn sql(&mut self) -> Sql<'_> {
+        match self {
+            Self::Postgres(tx) => Sql::Postgres(tx),
+            Self::Sqlite(tx) => Sql::Sqlite(tx),
+        }
+    }
+}
+
+/// One body, run with `$run(executor, engine's arguments)` in each of the
+/// four places a statement can run.
+macro_rules! on_sql {
+    ($sql:expr, $args:expr, |$e:ident, $a:ident| $body:expr) => {
+        match $sql {
+            Sql::PostgresPool($e) => {
+                let $a = $args.postgres().map_err(sqlx::Error::Encode)?;
+                $body
+            }
+            Sql::Postgres($e) => {
+                let $a = $args.postgres().map_err(sqlx::Error::Encode)?;
+                $body
+            }
+            Sql::SqlitePool($e) => {
+                let $a = $args.sqlite().map_err(sqlx::Error::Encode)?;
+                $body
+            }
+            Sql::Sqlite($e) => {
+                let $a = $args.sqlite().map_err(sqlx::Error::Encode)?;
+                $body
+            }
+        }
+    };
+}
+
+impl Sql<'_> {
+    /// Runs a statement; returns how many rows it changed.
+    pub async fn execute(self, sql: impl SqlSafeStr, args: impl Args) -> Result<u64, sqlx::Error> {
+        on_sql!(self, args, |e, a| sqlx::query_with(sql, a)
+            .execute(e)
+            .await
+            .map(|done| done.rows_affected()))
+    }
+
+    /// The first row, which must exist.
+    pub async fn fetch_one<T: Row>(
+        self,
+        sql: impl SqlSafeStr,
+        args: impl Args,
+    ) -> Result<T, sqlx::Error> {
+        on_sql!(self, args, |e, a| sqlx::query_as_with(sql, a)
+            .fetch_one(e)
+            .await)
+    }
+
+    /// The first row, if any.
+    pub async fn fetch_optional<T: Row>(
+        self,
+        sql: impl SqlSafeStr,
+        args: impl Args,
+    ) -> Result<Option<T>, sqlx::Error> {
+        on_sql!(self, args, |e, a| sqlx::query_as_with(sql, a)
+            .fetch_optional(e)
+            .await)
+    }
+
+    /// Every row.
+    pub async fn fetch_all<T: Row>(
+        self,
+        sql: impl SqlSafeStr,
+        args: impl Args,
+    ) -> Result<Vec<T>, sqlx::Error> {
+        on_sql!(self, args, |e, a| sqlx::query_as_with(sql, a)
+            .fetch_all(e)
+            .await)
+    }
+
+    /// The first column of the first row, which must exist.
+    pub async fn scalar<T>(self, sql: impl SqlSafeStr, args: impl Args) -> Result<T, sqlx::Error>
+    where
+        (T,): Row,
+    {
+        self.fetch_one(sql, args).await.map(|(value,)| value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use crate::testing::TestDatabase;
+
+    #[tokio::test]
+    async fn statements_bind_their_values_in_order() {
+        let file = TestDatabase::sqlite();
+        let db = crate::Db::connect(&file.url, 2).await.unwrap();
+        let sql = db.sql();
+        sql.execute("CREATE TABLE t (id INTEGER, name TEXT, note TEXT)", ())
+            .await
+            .unwrap();
+        let mut tx = db.begin_write().await.unwrap();
+        let note: Option<&str> = None;
+        let added = tx
+            .sql()
+            .execute(
+                "INSERT INTO t VALUES ($1, $2, $3), ($4, $5, $6)",
+                (1_i64, "one", note, 2_i64, "two", Some("x")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(added, 2);
+        tx.commit().await.unwrap();
+        let row: Option<(String, Option<String>)> = db
+            .sql()
+            .fetch_optional("SELECT name, note FROM t WHERE id = $1", (2_i64,))
+            .await
+            .unwrap();
+        assert_eq!(row, Some(("two".into(), Some("x".into()))));
+        let count: i64 = db
+            .sql()
+            .scalar("SELECT COUNT(*) FROM t WHERE note IS NULL", ())
+            .await
+            .unwrap();
+        assert_eq!(count, 1);
+        let all: Vec<(i64,)> = db
+            .sql()
+            .fetch_all("SELECT id FROM t ORDER BY id", ())
+            .await
+            .unwrap();
+        assert_eq!(all, vec![(1,), (2,)]);
+    }
+}
