@@ -14,19 +14,19 @@ use crate::{Db, Tx};
 
 /// A value either engine binds: `Uuid`, `i64`, `i32`, `bool`, `&str`,
 /// `String`, `Vec<u8>`, `Json<_>`, an `Option` of one, a reference to one.
-pub trait Value:
-    for<'q> sqlx::Encode<'q, Postgres>
+pub trait Value<'q>:
+    sqlx::Encode<'q, Postgres>
     + sqlx::Type<Postgres>
-    + for<'q> sqlx::Encode<'q, Sqlite>
+    + sqlx::Encode<'q, Sqlite>
     + sqlx::Type<Sqlite>
     + Send
 {
 }
 
-impl<T> Value for T where
-    T: for<'q> sqlx::Encode<'q, Postgres>
+impl<'q, T> Value<'q> for T where
+    T: sqlx::Encode<'q, Postgres>
         + sqlx::Type<Postgres>
-        + for<'q> sqlx::Encode<'q, Sqlite>
+        + sqlx::Encode<'q, Sqlite>
         + sqlx::Type<Sqlite>
         + Send
 {
@@ -52,14 +52,14 @@ impl<T> Row for T where
 
 /// The values of a statement: a tuple of [`Value`]s, bound in order as
 /// `$1`, `$2`, … (`()` for none).
-pub trait Args: Send {
+pub trait Args<'q>: Send {
     fn postgres(self) -> Result<PgArguments, BoxDynError>;
     fn sqlite(self) -> Result<SqliteArguments, BoxDynError>;
 }
 
 macro_rules! tuple_args {
     ($($value:ident),*) => {
-        impl<$($value: Value),*> Args for ($($value,)*) {
+        impl<'q, $($value: Value<'q>),*> Args<'q> for ($($value,)*) {
             #[allow(non_snake_case, unused_mut)]
             fn postgres(self) -> Result<PgArguments, BoxDynError> {
                 let ($($value,)*) = self;
@@ -148,7 +148,11 @@ macro_rules! on_sql {
 
 impl Sql<'_> {
     /// Runs a statement; returns how many rows it changed.
-    pub async fn execute(self, sql: impl SqlSafeStr, args: impl Args) -> Result<u64, sqlx::Error> {
+    pub async fn execute<'q>(
+        self,
+        sql: impl SqlSafeStr,
+        args: impl Args<'q>,
+    ) -> Result<u64, sqlx::Error> {
         on_sql!(self, args, |e, a| sqlx::query_with(sql, a)
             .execute(e)
             .await
@@ -156,10 +160,10 @@ impl Sql<'_> {
     }
 
     /// The first row, which must exist.
-    pub async fn fetch_one<T: Row>(
+    pub async fn fetch_one<'q, T: Row>(
         self,
         sql: impl SqlSafeStr,
-        args: impl Args,
+        args: impl Args<'q>,
     ) -> Result<T, sqlx::Error> {
         on_sql!(self, args, |e, a| sqlx::query_as_with(sql, a)
             .fetch_one(e)
@@ -167,10 +171,10 @@ impl Sql<'_> {
     }
 
     /// The first row, if any.
-    pub async fn fetch_optional<T: Row>(
+    pub async fn fetch_optional<'q, T: Row>(
         self,
         sql: impl SqlSafeStr,
-        args: impl Args,
+        args: impl Args<'q>,
     ) -> Result<Option<T>, sqlx::Error> {
         on_sql!(self, args, |e, a| sqlx::query_as_with(sql, a)
             .fetch_optional(e)
@@ -178,10 +182,10 @@ impl Sql<'_> {
     }
 
     /// Every row.
-    pub async fn fetch_all<T: Row>(
+    pub async fn fetch_all<'q, T: Row>(
         self,
         sql: impl SqlSafeStr,
-        args: impl Args,
+        args: impl Args<'q>,
     ) -> Result<Vec<T>, sqlx::Error> {
         on_sql!(self, args, |e, a| sqlx::query_as_with(sql, a)
             .fetch_all(e)
@@ -189,7 +193,11 @@ impl Sql<'_> {
     }
 
     /// The first column of the first row, which must exist.
-    pub async fn scalar<T>(self, sql: impl SqlSafeStr, args: impl Args) -> Result<T, sqlx::Error>
+    pub async fn scalar<'q, T>(
+        self,
+        sql: impl SqlSafeStr,
+        args: impl Args<'q>,
+    ) -> Result<T, sqlx::Error>
     where
         (T,): Row,
     {

@@ -52,6 +52,14 @@ impl Tx {
             Self::Sqlite(tx) => tx.commit().await,
         }
     }
+
+    /// Undoes the transaction now (dropping it does too, a little later).
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Self::Postgres(tx) => tx.rollback().await,
+            Self::Sqlite(tx) => tx.rollback().await,
+        }
+    }
 }
 
 /// Runs one statement in a [`Tx`]: `on_tx!(&mut tx, |conn|

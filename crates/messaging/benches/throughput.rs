@@ -124,22 +124,12 @@ async fn bare_lapin(n: usize) -> f64 {
 
 async fn fill(outbox: &Outbox, n: usize) {
     for chunk in (0..n as u64).collect::<Vec<_>>().chunks(500) {
-        macro_rules! write {
-            ($pool:expr) => {{
-                let mut tx = $pool.begin().await.expect("tx");
-                for i in chunk {
-                    let env = Envelope::new(&Tick { n: *i }, Some(format!("t{}", i % 64)), None);
-                    outbox::enqueue_all(&mut tx, std::slice::from_ref(&env))
-                        .await
-                        .expect("enqueue");
-                }
-                tx.commit().await.expect("commit");
-            }};
-        }
-        match &outbox.0 {
-            Db::Postgres(p) => write!(p),
-            Db::Sqlite(p) => write!(p),
-        }
+        let events: Vec<Envelope> = chunk
+            .iter()
+            .map(|i| Envelope::new(&Tick { n: *i }, Some(format!("t{}", i % 64)), None))
+            .collect();
+        let tx = outbox.0.begin_write().await.expect("tx");
+        outbox::commit_with(tx, &events).await.expect("enqueue");
     }
 }
 

@@ -10,7 +10,7 @@
 //!
 //! ## Layout
 //! - [`envelope`]: the CloudEvents 1.0 JSON envelope.
-//! - [`outbox`]: [`outbox::enqueue_all`] (or [`outbox::enqueue_in`] on a store's `Tx`) inside a transaction, [`outbox::Outbox`] and the [`outbox::Relay`].
+//! - [`outbox`]: [`outbox::enqueue_in`] inside a store's transaction (`Tx`), [`outbox::Outbox`] and the [`outbox::Relay`].
 //! - [`inbox`]: [`inbox::first_delivery`] inside a transaction.
 //! - [`bus`]: the [`bus::Bus`] trait (publish with confirms, subscribe, dead letters), retry policy.
 //! - [`rabbit`]: the RabbitMQ bus (lapin): topic exchange, quorum queues, delay queues, DLQ.

@@ -26,31 +26,20 @@ use uuid::Uuid;
 use crate::bus::{Bus, BusError, OutgoingEvent};
 use crate::envelope::Envelope;
 
-/// Writes every one of `events` into the outbox inside the caller's transaction.
-pub async fn enqueue_all<'c, DB>(
-    tx: &mut sqlx::Transaction<'c, DB>,
-    events: &[Envelope],
-) -> Result<(), sqlx::Error>
-where
-    DB: sqlx::Database,
-    for<'e> &'e mut DB::Connection: sqlx::Executor<'e, Database = DB>,
-    for<'q> Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-{
-    for event in events {
-        insert(&mut **tx, event).await?;
-    }
-    Ok(())
-}
-
-/// Writes every one of `events` into the outbox inside `tx` (a store's
-/// transaction on either engine).
+/// Writes every one of `events` into the outbox inside `tx`, the producer's
+/// own transaction.
 pub async fn enqueue_in(tx: &mut emporium_db::Tx, events: &[Envelope]) -> Result<(), sqlx::Error> {
-    for event in events {
-        emporium_db::on_tx!(&mut *tx, |conn| insert(conn, event).await)?;
+    const SQL: &str = "INSERT INTO outbox (event_id, event_type, subject, envelope, created_at) \
+        VALUES ($1, $2, $3, $4, $5)";
+    for e in events {
+        let values = (
+            e.id,
+            e.event_type.as_str(),
+            e.subject.as_deref(),
+            e.to_json(),
+            crate::now_ms(),
+        );
+        tx.sql().execute(SQL, values).await?;
     }
     Ok(())
 }
@@ -60,30 +49,6 @@ pub async fn enqueue_in(tx: &mut emporium_db::Tx, events: &[Envelope]) -> Result
 pub async fn commit_with(mut tx: emporium_db::Tx, events: &[Envelope]) -> Result<(), sqlx::Error> {
     enqueue_in(&mut tx, events).await?;
     tx.commit().await
-}
-
-async fn insert<'e, DB, E>(conn: E, event: &Envelope) -> Result<(), sqlx::Error>
-where
-    DB: sqlx::Database,
-    E: sqlx::Executor<'e, Database = DB>,
-    for<'q> Uuid: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Option<String>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> <DB as sqlx::Database>::Arguments: sqlx::IntoArguments<DB>,
-{
-    sqlx::query::<DB>(
-        "INSERT INTO outbox (event_id, event_type, subject, envelope, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(event.id)
-    .bind(event.event_type.clone())
-    .bind(event.subject.clone())
-    .bind(event.to_json())
-    .bind(crate::now_ms())
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// A service's outbox table, in its database.

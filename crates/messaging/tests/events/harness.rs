@@ -94,27 +94,16 @@ impl Producer {
     /// As `make`, with the event about `subject`.
     pub async fn make_about(&self, n: u64, subject: &str, commit: bool) -> Envelope {
         let env = Envelope::new(&ThingMade { n }, Some(subject.to_owned()), None);
-        macro_rules! write {
-            ($pool:expr) => {{
-                let mut tx = $pool.begin().await.unwrap();
-                sqlx::query("INSERT INTO things (n) VALUES ($1)")
-                    .bind(n as i64)
-                    .execute(&mut *tx)
-                    .await
-                    .unwrap();
-                outbox::enqueue_all(&mut tx, std::slice::from_ref(&env))
-                    .await
-                    .unwrap();
-                if commit {
-                    tx.commit().await.unwrap()
-                } else {
-                    tx.rollback().await.unwrap()
-                }
-            }};
-        }
-        match &self.outbox.0 {
-            Db::Postgres(pool) => write!(pool),
-            Db::Sqlite(pool) => write!(pool),
+        let mut tx = self.outbox.0.begin_write().await.unwrap();
+        let sql = "INSERT INTO things (n) VALUES ($1)";
+        tx.sql().execute(sql, (n as i64,)).await.unwrap();
+        outbox::enqueue_in(&mut tx, std::slice::from_ref(&env))
+            .await
+            .unwrap();
+        if commit {
+            tx.commit().await.unwrap()
+        } else {
+            tx.rollback().await.unwrap()
         }
         env
     }

@@ -20,69 +20,41 @@ pub trait CredentialStore: Send + Sync {
 #[async_trait::async_trait]
 impl CredentialStore for SqlStore {
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            Ok(sqlx::query_as::<_, SigningKeyRecord>(
-                "SELECT kid, private_der, public_x, created_at FROM signing_keys \
-                 ORDER BY created_at DESC, kid DESC",
-            )
-            .fetch_all(pool)
-            .await?)
-        })
+        const SQL: &str = "SELECT kid, private_der, public_x, created_at FROM signing_keys \
+            ORDER BY created_at DESC, kid DESC";
+        Ok(self.db.sql().fetch_all(SQL, ()).await?)
     }
 
     async fn insert_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            sqlx::query(
-                "INSERT INTO signing_keys (kid, private_der, public_x, created_at) \
-                 VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&key.kid)
-            .bind(&key.private_der)
-            .bind(&key.public_x)
-            .bind(key.created_at)
-            .execute(pool)
-            .await
-            .map_err(StoreError::from)?;
-            Ok(())
-        })
+        const SQL: &str = "INSERT INTO signing_keys (kid, private_der, public_x, created_at) \
+            VALUES ($1, $2, $3, $4)";
+        let values = (&key.kid, &key.private_der, &key.public_x, key.created_at);
+        self.db.sql().execute(SQL, values).await?;
+        Ok(())
     }
 
     async fn replace_key_material(&self, keys: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
         for (kid, material) in keys {
-            emporium_db::on_tx!(&mut tx, |conn| {
-                sqlx::query("UPDATE signing_keys SET private_der = $2 WHERE kid = $1")
-                    .bind(kid)
-                    .bind(material)
-                    .execute(conn)
-                    .await
-                    .map(drop)
-            })?;
+            const SQL: &str = "UPDATE signing_keys SET private_der = $2 WHERE kid = $1";
+            tx.sql().execute(SQL, (kid, material)).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
     async fn upsert_client(&self, c: &ClientRecord, now: i64) -> Result<(), StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            sqlx::query(
-                "INSERT INTO service_clients (client_id, secret_hash, scopes, created_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (client_id) DO UPDATE \
-                 SET secret_hash = EXCLUDED.secret_hash, scopes = EXCLUDED.scopes",
-            )
-            .bind(&c.client_id)
-            .bind(&c.secret_hash)
-            .bind(&c.scopes)
-            .bind(now)
-            .execute(pool)
-            .await?;
-            Ok(())
-        })
+        const SQL: &str = "INSERT INTO service_clients (client_id, secret_hash, scopes, \
+            created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (client_id) DO UPDATE \
+            SET secret_hash = EXCLUDED.secret_hash, scopes = EXCLUDED.scopes";
+        let values = (&c.client_id, &c.secret_hash, &c.scopes, now);
+        self.db.sql().execute(SQL, values).await?;
+        Ok(())
     }
 
     async fn client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
         const SQL: &str =
             "SELECT client_id, secret_hash, scopes FROM service_clients WHERE client_id = $1";
-        Ok(self.db.row_by(SQL, client_id).await?)
+        Ok(self.db.sql().fetch_optional(SQL, (client_id,)).await?)
     }
 }

@@ -4,7 +4,7 @@ use emporium_messaging::Envelope;
 use emporium_messaging::outbox;
 use uuid::Uuid;
 
-use emporium_db::{Tx, on_tx};
+use emporium_db::Tx;
 
 use super::sql::SqlStore;
 use super::*;
@@ -49,16 +49,13 @@ pub trait SessionStore: Send + Sync {
 #[async_trait::async_trait]
 impl SessionStore for SqlStore {
     async fn session_ended(&self, family_id: Uuid, user_id: Uuid) -> Result<bool, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let revoked: Option<Option<i64>> = sqlx::query_scalar(
-                "SELECT revoked_at FROM refresh_families WHERE id = $1 AND user_id = $2",
-            )
-            .bind(family_id)
-            .bind(user_id)
-            .fetch_optional(pool)
+        const SQL: &str = "SELECT revoked_at FROM refresh_families WHERE id = $1 AND user_id = $2";
+        let revoked: Option<(Option<i64>,)> = self
+            .db
+            .sql()
+            .fetch_optional(SQL, (family_id, user_id))
             .await?;
-            Ok(!matches!(revoked, Some(None)))
-        })
+        Ok(!matches!(revoked, Some((None,))))
     }
 
     async fn start_family(
@@ -70,17 +67,9 @@ impl SessionStore for SqlStore {
         now: i64,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
-        on_tx!(&mut tx, |conn| {
-            sqlx::query(
-                "INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3)",
-            )
-            .bind(family_id)
-            .bind(user_id)
-            .bind(now)
-            .execute(conn)
-            .await
-            .map(drop)
-        })?;
+        const SQL: &str =
+            "INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3)";
+        tx.sql().execute(SQL, (family_id, user_id, now)).await?;
         let token = RefreshToken {
             hash: token_hash,
             family_id,
@@ -109,12 +98,7 @@ impl SessionStore for SqlStore {
              JOIN refresh_families f ON f.id = t.family_id \
              JOIN users u ON u.id = f.user_id WHERE t.token_hash = $1",
         );
-        let row: Option<PresentedToken> = on_tx!(&mut tx, |conn| {
-            sqlx::query_as(sql)
-                .bind(presented_hash)
-                .fetch_optional(conn)
-                .await
-        })?;
+        let row: Option<PresentedToken> = tx.sql().fetch_optional(sql, (presented_hash,)).await?;
         let Some((family_id, user_id, used_at, expires_at, revoked_at, disabled, closed)) = row
         else {
             return Ok(RefreshOutcome::Invalid);
@@ -124,27 +108,12 @@ impl SessionStore for SqlStore {
         }
         // Conditional on `used_at IS NULL`, so of two racing uses exactly one
         // wins; the loser, like any later reuse, revokes the family.
-        let won = used_at.is_none()
-            && on_tx!(&mut tx, |conn| {
-                sqlx::query(
-                    "UPDATE refresh_tokens SET used_at = $2 \
-                     WHERE token_hash = $1 AND used_at IS NULL",
-                )
-                .bind(presented_hash)
-                .bind(now)
-                .execute(conn)
-                .await
-                .map(|done| done.rows_affected() == 1)
-            })?;
+        const USE: &str =
+            "UPDATE refresh_tokens SET used_at = $2 WHERE token_hash = $1 AND used_at IS NULL";
+        let won = used_at.is_none() && tx.sql().execute(USE, (presented_hash, now)).await? == 1;
         if !won {
-            on_tx!(&mut tx, |conn| {
-                sqlx::query("UPDATE refresh_families SET revoked_at = $2 WHERE id = $1")
-                    .bind(family_id)
-                    .bind(now)
-                    .execute(conn)
-                    .await
-                    .map(drop)
-            })?;
+            const REVOKE: &str = "UPDATE refresh_families SET revoked_at = $2 WHERE id = $1";
+            tx.sql().execute(REVOKE, (family_id, now)).await?;
             // Access tokens of the session may be in a thief's hands: every
             // service must refuse them now, not at expiry.
             outbox::commit_with(tx, &[on_reuse(user_id, family_id)]).await?;
@@ -168,18 +137,9 @@ impl SessionStore for SqlStore {
         events: &[Envelope],
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let revoked = on_tx!(&mut tx, |conn| {
-            sqlx::query(
-                "UPDATE refresh_families SET revoked_at = $3 \
-                 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(family_id)
-            .bind(user_id)
-            .bind(now)
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected() == 1)
-        })?;
+        const SQL: &str = "UPDATE refresh_families SET revoked_at = $3 \
+            WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
+        let revoked = tx.sql().execute(SQL, (family_id, user_id, now)).await? == 1;
         outbox::commit_with(tx, if revoked { events } else { &[] }).await?;
         Ok(())
     }
@@ -198,17 +158,9 @@ struct RefreshToken<'a> {
 
 /// Stores a new refresh token of a family.
 async fn issue(tx: &mut Tx, token: &RefreshToken<'_>, now: i64) -> Result<(), sqlx::Error> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4)",
-        )
-        .bind(token.hash)
-        .bind(token.family_id)
-        .bind(now)
-        .bind(token.expires_at)
-        .execute(conn)
-        .await
-        .map(drop)
-    })
+    const SQL: &str = "INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
+        expires_at) VALUES ($1, $2, $3, $4)";
+    let values = (token.hash, token.family_id, now, token.expires_at);
+    tx.sql().execute(SQL, values).await?;
+    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use emporium_db::{Db, Tx, on_tx};
+use emporium_db::{Db, Tx};
 use emporium_messaging::outbox::Outbox;
 use uuid::Uuid;
 
@@ -20,7 +20,7 @@ const MIGRATIONS: emporium_db::Migrations = emporium_db::Migrations {
 };
 
 /// The accounts store on either engine: each statement is written once and
-/// run on whichever pool the [`Db`] holds ([`emporium_db::on_db!`]).
+/// run on whichever pool or transaction the [`Db`] holds ([`Db::sql`]).
 pub struct SqlStore {
     pub(super) db: Db,
 }
@@ -52,9 +52,7 @@ pub(super) const ENABLED_ADMIN: &str =
 #[async_trait::async_trait]
 impl AccountsStore for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            sqlx::query("SELECT 1").execute(pool).await.map(drop)
-        })?;
+        self.db.sql().execute("SELECT 1", ()).await?;
         Ok(())
     }
 
@@ -69,16 +67,10 @@ pub(super) async fn revoke_all_families(
     user_id: Uuid,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    on_tx!(tx, |conn| {
-        sqlx::query(
-            "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(user_id)
-        .bind(now)
-        .execute(conn)
-        .await
-        .map(drop)
-    })
+    const SQL: &str =
+        "UPDATE refresh_families SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+    tx.sql().execute(SQL, (user_id, now)).await?;
+    Ok(())
 }
 
 /// Every enabled admin's id, their rows locked in id order, so changes that
@@ -87,17 +79,14 @@ pub(super) async fn lock_enabled_admins(tx: &mut Tx) -> Result<Vec<Uuid>, sqlx::
     let sql = tx.locking(&format!(
         "SELECT id FROM users WHERE {ENABLED_ADMIN} ORDER BY id"
     ));
-    on_tx!(tx, |conn| sqlx::query_scalar(sql).fetch_all(conn).await)
+    let ids: Vec<(Uuid,)> = tx.sql().fetch_all(sql, ()).await?;
+    Ok(ids.into_iter().map(|(id,)| id).collect())
 }
 
 /// Refuses the transaction's change if no enabled admin is left.
 pub(super) async fn ensure_an_admin_remains(tx: &mut Tx) -> Result<(), StoreError> {
     let sql = format!("SELECT COUNT(*) FROM users WHERE {ENABLED_ADMIN}");
-    let left: i64 = on_tx!(tx, |conn| {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-            .fetch_one(conn)
-            .await
-    })?;
+    let left: i64 = tx.sql().scalar(sqlx::AssertSqlSafe(sql), ()).await?;
     if left == 0 {
         return Err(StoreError::Refused(super::refused::LAST_ADMIN));
     }

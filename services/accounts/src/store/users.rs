@@ -4,7 +4,8 @@ use emporium_messaging::Envelope;
 use emporium_messaging::outbox;
 use uuid::Uuid;
 
-use emporium_db::{Tx, on_tx};
+use emporium_db::Tx;
+use sqlx::AssertSqlSafe;
 
 use super::sql::{
     ENABLED_ADMIN, SqlStore, USER_COLUMNS, ensure_an_admin_remains, lock_enabled_admins,
@@ -94,21 +95,17 @@ impl UserStore for SqlStore {
         // Every registration takes the lock of its skeleton: an ASCII address
         // and its look-alike racing are ordered too. (SQLite's write
         // transaction already orders every registration.)
-        if let Tx::Postgres(pg) = &mut tx {
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
-                .bind(&u.email_skeleton)
-                .execute(&mut **pg)
-                .await?;
+        if let Tx::Postgres(_) = tx {
+            const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext($1))";
+            tx.sql().execute(LOCK, (&u.email_skeleton,)).await?;
         }
         if u.must_look_unique {
-            let taken: Option<Uuid> = on_tx!(&mut tx, |conn| {
-                sqlx::query_scalar(
-                    "SELECT id FROM users WHERE email_skeleton = $1 AND closed = FALSE LIMIT 1",
-                )
-                .bind(&u.email_skeleton)
-                .fetch_optional(conn)
-                .await
-            })?;
+            const LOOK_ALIKE: &str =
+                "SELECT id FROM users WHERE email_skeleton = $1 AND closed = FALSE LIMIT 1";
+            let taken: Option<(Uuid,)> = tx
+                .sql()
+                .fetch_optional(LOOK_ALIKE, (&u.email_skeleton,))
+                .await?;
             if taken.is_some() {
                 return Err(StoreError::Conflict {
                     constraint: "users.email_skeleton (a look-alike address)".into(),
@@ -120,18 +117,17 @@ impl UserStore for SqlStore {
              created_at, updated_at, email_skeleton) \
              VALUES ($1, $2, $3, $4, $5, FALSE, FALSE, $6, $6, $7) RETURNING {USER_COLUMNS}"
         );
-        let user = on_tx!(&mut tx, |conn| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(u.id)
-                .bind(&u.email)
-                .bind(&u.name)
-                .bind(&u.password_hash)
-                .bind(&u.roles)
-                .bind(u.now)
-                .bind(&u.email_skeleton)
-                .fetch_one(conn)
-                .await
-        })?;
+        let texts = (&u.email, &u.name, &u.password_hash, &u.roles);
+        let values = (
+            u.id,
+            texts.0,
+            texts.1,
+            texts.2,
+            texts.3,
+            u.now,
+            &u.email_skeleton,
+        );
+        let user = tx.sql().fetch_one(AssertSqlSafe(sql), values).await?;
         outbox::commit_with(tx, events).await?;
         Ok(user)
     }
@@ -140,21 +136,12 @@ impl UserStore for SqlStore {
         &self,
         skeleton: &(dyn for<'e> Fn(&'e str) -> String + Send + Sync),
     ) -> Result<usize, StoreError> {
-        let rows: Vec<(Uuid, String)> = emporium_db::on_db!(&self.db, |pool| {
-            sqlx::query_as("SELECT id, email FROM users WHERE email_skeleton IS NULL")
-                .fetch_all(pool)
-                .await
-        })?;
+        const MISSING: &str = "SELECT id, email FROM users WHERE email_skeleton IS NULL";
+        let rows: Vec<(Uuid, String)> = self.db.sql().fetch_all(MISSING, ()).await?;
         let mut tx = self.db.begin_write().await?;
         for (id, email) in &rows {
-            on_tx!(&mut tx, |conn| {
-                sqlx::query("UPDATE users SET email_skeleton = $2 WHERE id = $1")
-                    .bind(id)
-                    .bind(skeleton(email))
-                    .execute(conn)
-                    .await
-                    .map(drop)
-            })?;
+            const SQL: &str = "UPDATE users SET email_skeleton = $2 WHERE id = $1";
+            tx.sql().execute(SQL, (id, skeleton(email))).await?;
         }
         tx.commit().await?;
         Ok(rows.len())
@@ -162,12 +149,20 @@ impl UserStore for SqlStore {
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
-        Ok(self.db.row_by(&sql, email).await?)
+        Ok(self
+            .db
+            .sql()
+            .fetch_optional(AssertSqlSafe(sql), (email,))
+            .await?)
     }
 
     async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        Ok(self.db.row_by(&sql, id).await?)
+        Ok(self
+            .db
+            .sql()
+            .fetch_optional(AssertSqlSafe(sql), (id,))
+            .await?)
     }
 
     async fn list_users(
@@ -175,27 +170,21 @@ impl UserStore for SqlStore {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<UserRecord>, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            Ok(sqlx::query_as::<_, UserRecord>(sqlx::AssertSqlSafe(format!(
-                "SELECT {USER_COLUMNS} FROM users WHERE closed = FALSE \
-                 AND ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
-            )))
-            .bind(after)
-            .bind(limit)
-            .fetch_all(pool)
+        let sql = format!(
+            "SELECT {USER_COLUMNS} FROM users WHERE closed = FALSE \
+             AND ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        );
+        Ok(self
+            .db
+            .sql()
+            .fetch_all(AssertSqlSafe(sql), (after, limit))
             .await?)
-        })
     }
 
     async fn any_admin(&self) -> Result<bool, StoreError> {
-        emporium_db::on_db!(&self.db, |pool| {
-            let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "SELECT COUNT(*) FROM users WHERE {ENABLED_ADMIN}"
-            )))
-            .fetch_one(pool)
-            .await?;
-            Ok(n > 0)
-        })
+        let sql = format!("SELECT COUNT(*) FROM users WHERE {ENABLED_ADMIN}");
+        let admins: i64 = self.db.sql().scalar(AssertSqlSafe(sql), ()).await?;
+        Ok(admins > 0)
     }
 
     async fn update_name(
@@ -210,14 +199,10 @@ impl UserStore for SqlStore {
             "UPDATE users SET name = $2, updated_at = $3 WHERE id = $1 AND closed = FALSE \
              RETURNING {USER_COLUMNS}"
         );
-        let user: Option<UserRecord> = on_tx!(&mut tx, |conn| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .bind(name)
-                .bind(now)
-                .fetch_optional(conn)
-                .await
-        })?;
+        let user: Option<UserRecord> = tx
+            .sql()
+            .fetch_optional(AssertSqlSafe(sql), (id, name, now))
+            .await?;
         outbox::commit_with(tx, if user.is_some() { events } else { &[] }).await?;
         Ok(user)
     }
@@ -231,19 +216,12 @@ impl UserStore for SqlStore {
         events: &[Envelope],
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
-        let changed = on_tx!(&mut tx, |conn| {
-            sqlx::query(
-                "UPDATE users SET password_hash = $2, updated_at = $3, token_generation = $4 \
-                 WHERE id = $1 AND token_generation = $4 - 1",
-            )
-            .bind(id)
-            .bind(hash)
-            .bind(now)
-            .bind(token_generation)
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected())
-        })?;
+        const SQL: &str = "UPDATE users SET password_hash = $2, updated_at = $3, \
+            token_generation = $4 WHERE id = $1 AND token_generation = $4 - 1";
+        let changed = tx
+            .sql()
+            .execute(SQL, (id, hash, now, token_generation))
+            .await?;
         if changed != 1 {
             return Err(generation_moved());
         }
@@ -270,12 +248,10 @@ impl UserStore for SqlStore {
         // The generation moves by one per change: if a concurrent change
         // raised it already, this one's events would say too little.
         let sql = tx.locking("SELECT token_generation FROM users WHERE id = $1 AND closed = FALSE");
-        let stored: Option<i64> = on_tx!(&mut tx, |conn| {
-            sqlx::query_scalar(sql).bind(id).fetch_optional(conn).await
-        })?;
+        let stored: Option<(i64,)> = tx.sql().fetch_optional(sql, (id,)).await?;
         match (stored, change.token_generation) {
             (None, _) => return Ok(None),
-            (Some(now), Some(next)) if now + 1 != next => return Err(generation_moved()),
+            (Some((now,)), Some(next)) if now + 1 != next => return Err(generation_moved()),
             _ => {}
         }
         let sql = format!(
@@ -283,16 +259,14 @@ impl UserStore for SqlStore {
              updated_at = $4, token_generation = COALESCE($5, token_generation) \
              WHERE id = $1 AND closed = FALSE RETURNING {USER_COLUMNS}"
         );
-        let user: Option<UserRecord> = on_tx!(&mut tx, |conn| {
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(id)
-                .bind(change.roles.as_deref())
-                .bind(change.disabled)
-                .bind(now)
-                .bind(change.token_generation)
-                .fetch_optional(conn)
-                .await
-        })?;
+        let values = (
+            id,
+            change.roles.as_deref(),
+            change.disabled,
+            now,
+            change.token_generation,
+        );
+        let user: Option<UserRecord> = tx.sql().fetch_optional(AssertSqlSafe(sql), values).await?;
         ensure_an_admin_remains(&mut tx).await?;
         if user.as_ref().is_some_and(|u| u.disabled) {
             revoke_all_families(&mut tx, id, now).await?;
@@ -310,19 +284,11 @@ impl UserStore for SqlStore {
         let mut tx = self.db.begin_write().await?;
         lock_enabled_admins(&mut tx).await?;
         // The address is freed for a new registration; the id stays for history.
-        let closed = on_tx!(&mut tx, |conn| {
-            sqlx::query(
-                "UPDATE users SET closed = TRUE, email = $2, email_skeleton = $2, name = '', \
-                 password_hash = '', updated_at = $3, token_generation = token_generation + 1 \
-                 WHERE id = $1 AND closed = FALSE",
-            )
-            .bind(id)
-            .bind(format!("closed-{id}@closed.invalid"))
-            .bind(now)
-            .execute(conn)
-            .await
-            .map(|done| done.rows_affected() == 1)
-        })?;
+        const SQL: &str = "UPDATE users SET closed = TRUE, email = $2, email_skeleton = $2, \
+            name = '', password_hash = '', updated_at = $3, \
+            token_generation = token_generation + 1 WHERE id = $1 AND closed = FALSE";
+        let freed = format!("closed-{id}@closed.invalid");
+        let closed = tx.sql().execute(SQL, (id, freed, now)).await? == 1;
         ensure_an_admin_remains(&mut tx).await?;
         revoke_all_families(&mut tx, id, now).await?;
         outbox::commit_with(tx, if closed { events } else { &[] }).await?;
