@@ -26,6 +26,14 @@ use uuid::Uuid;
 use crate::bus::{Bus, BusError, OutgoingEvent};
 use crate::envelope::Envelope;
 
+/// How a store change commits: at `now`, with `events` written to the outbox
+/// in its transaction (only if the change happened).
+#[derive(Debug, Clone, Copy)]
+pub struct Commit<'a> {
+    pub now: i64,
+    pub events: &'a [Envelope],
+}
+
 /// Writes every one of `events` into the outbox inside `tx`, the producer's
 /// own transaction.
 pub async fn enqueue_in(tx: &mut emporium_db::Tx, events: &[Envelope]) -> Result<(), sqlx::Error> {

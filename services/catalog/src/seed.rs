@@ -2,13 +2,15 @@
 //! sub-categories each) with attribute definitions, 500 products that satisfy
 //! them, 3 warehouses and stock. Deterministic: the same data every time.
 
+use emporium_messaging::outbox::Commit;
 use serde_json::{Value, json};
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use crate::domain::{AttributeDef, validate_attributes};
 use crate::store::{
-    Actor, CatalogStore, CategoryRecord, ProductWrite, StockChange, WarehouseRecord,
+    Actor, CatalogStore, CategoryRecord, ProductWrite, StockChange, StockLevel, StockRow,
+    WarehouseRecord,
 };
 
 /// What `seed` made.
@@ -447,7 +449,13 @@ pub async fn seed(store: &dyn CatalogStore) -> anyhow::Result<Seeded> {
                     low_stock_below: 5,
                 };
                 store
-                    .insert_product(&product, now, &[crate::events::created(&product, None)])
+                    .insert_product(
+                        &product,
+                        Commit {
+                            now,
+                            events: &[crate::events::created(&product, None)],
+                        },
+                    )
                     .await?;
                 seeded.products += 1;
                 // About one product in ten is sold out; the rest are spread over warehouses.
@@ -458,7 +466,14 @@ pub async fn seed(store: &dyn CatalogStore) -> anyhow::Result<Seeded> {
                     let on_hand = dice.below(40) as i64;
                     if on_hand > 0 {
                         let done = store
-                            .change_stock(*w, product.id, Some(on_hand), 0, &actor)
+                            .change_stock(
+                                StockRow {
+                                    warehouse: *w,
+                                    product: product.id,
+                                },
+                                StockLevel::Set(on_hand),
+                                &actor,
+                            )
                             .await?;
                         anyhow::ensure!(
                             matches!(done, StockChange::Done(_)),

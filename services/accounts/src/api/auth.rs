@@ -16,8 +16,9 @@ use super::views::{ServiceToken, TokenPair, UserView};
 use super::{ApiError, ApiResult, AppState};
 use crate::domain::{DisplayName, Email, roles_from_text};
 use crate::events;
-use crate::store::{NewUser, RefreshOutcome, Slot, StoreError, UserRecord};
+use crate::store::{IssuedToken, NewUser, RefreshOutcome, Slot, StoreError, UserRecord, Window};
 use crate::tokens::{hashes_match, random_token, secret_hash};
+use emporium_messaging::outbox::Commit;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
@@ -146,7 +147,14 @@ pub(super) async fn take_slot(
     match state
         .0
         .store
-        .take_slot(subject, limit, window_ms, state.0.clock.now_ms())
+        .take_slot(
+            subject,
+            Window {
+                limit,
+                length_ms: window_ms,
+            },
+            state.0.clock.now_ms(),
+        )
         .await?
     {
         Slot::Taken => Ok(()),
@@ -278,9 +286,13 @@ pub async fn login(
     let family = Uuid::now_v7();
     let refresh = random_token(32);
     let expires = now + s.tokens.refresh_ttl.as_millis() as i64;
-    s.store
-        .start_family(family, user.id, &secret_hash(&refresh), expires, now)
-        .await?;
+    let hash = secret_hash(&refresh);
+    let token = IssuedToken {
+        hash: &hash,
+        issued_at: now,
+        expires_at: expires,
+    };
+    s.store.start_family(family, user.id, &token).await?;
     metrics::counter!("accounts_logins_total").increment(1);
     let pair = issue_pair(&state, &user, family, refresh, issued_at).await?;
     Ok(AppJson(pair))
@@ -338,9 +350,11 @@ pub async fn refresh(
         .store
         .rotate_refresh(
             &secret_hash(&body.refresh_token),
-            &secret_hash(&next),
-            now + s.tokens.refresh_ttl.as_millis() as i64,
-            now,
+            &IssuedToken {
+                hash: &secret_hash(&next),
+                issued_at: now,
+                expires_at: now + s.tokens.refresh_ttl.as_millis() as i64,
+            },
             &|user, family| events::session_revoked(user, Some(family), None, None),
         )
         .await?;
@@ -384,7 +398,14 @@ pub async fn logout(
     state
         .0
         .store
-        .revoke_family(family, user.id, state.0.clock.now_ms(), &[event])
+        .revoke_family(
+            family,
+            user.id,
+            Commit {
+                now: state.0.clock.now_ms(),
+                events: &[event],
+            },
+        )
         .await?;
     state.0.relay.wake();
     Ok(StatusCode::NO_CONTENT)

@@ -14,7 +14,8 @@ use super::views::{Page, UserView};
 use super::{ApiError, ApiResult, AppState};
 use crate::domain::{DisplayName, roles_from_text, roles_to_text};
 use crate::events;
-use crate::store::{StoreError, UserChange, UserRecord};
+use crate::store::{NewPassword, StoreError, UserChange, UserRecord};
+use emporium_messaging::outbox::Commit;
 
 /// The user behind a token, as the account is now: a token outliving its
 /// account, its account's enabling or its session (logout, password change)
@@ -97,7 +98,14 @@ pub async fn update_me(
     let updated = state
         .0
         .store
-        .update_name(user.id, name.as_str(), state.0.clock.now_ms(), &[event])
+        .update_name(
+            user.id,
+            name.as_str(),
+            Commit {
+                now: state.0.clock.now_ms(),
+                events: &[event],
+            },
+        )
         .await?
         .ok_or(ApiError::Unauthenticated("The account no longer exists."))?;
     state.0.relay.wake();
@@ -159,7 +167,17 @@ pub async fn change_password(
         events::trace_of(ctx.as_deref()),
     );
     s.store
-        .update_password(user.id, &hash, generation, state.0.clock.now_ms(), &[event])
+        .update_password(
+            user.id,
+            &NewPassword {
+                hash: &hash,
+                token_generation: generation,
+            },
+            Commit {
+                now: state.0.clock.now_ms(),
+                events: &[event],
+            },
+        )
         .await
         .map_err(concurrent_change)?;
     s.relay.wake();
@@ -183,7 +201,13 @@ pub async fn close_me(
     state
         .0
         .store
-        .close_user(user.id, state.0.clock.now_ms(), &[event])
+        .close_user(
+            user.id,
+            Commit {
+                now: state.0.clock.now_ms(),
+                events: &[event],
+            },
+        )
         .await?;
     state.0.relay.wake();
     tracing::info!(user_id = %user.id, "Account closed.");
@@ -290,6 +314,7 @@ pub async fn admin_update(
         ));
     }
     let mut change = UserChange {
+        user: id,
         roles: roles.map(|r| roles_to_text(&r)),
         disabled: body.disabled,
         token_generation: None,
@@ -319,7 +344,14 @@ pub async fn admin_update(
     let user = state
         .0
         .store
-        .change_user(admin.id, id, &change, state.0.clock.now_ms(), &events)
+        .change_user(
+            admin.id,
+            &change,
+            Commit {
+                now: state.0.clock.now_ms(),
+                events: &events,
+            },
+        )
         .await
         .map_err(concurrent_change)?
         .ok_or(ApiError::NotFound)?;

@@ -75,9 +75,34 @@ impl NewUser {
     }
 }
 
+/// A refresh token to store: its hash (never the token), when it was issued
+/// and until when it may be used (Unix milliseconds).
+#[derive(Debug, Clone, Copy)]
+pub struct IssuedToken<'a> {
+    pub hash: &'a str,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
+/// A new password: its hash and the token generation it begins.
+#[derive(Debug, Clone, Copy)]
+pub struct NewPassword<'a> {
+    pub hash: &'a str,
+    pub token_generation: i64,
+}
+
+/// A throttle window: at most `limit` attempts in `length_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub limit: i64,
+    pub length_ms: i64,
+}
+
 /// A change an admin makes to a user; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default)]
 pub struct UserChange {
+    /// Whose account it is.
+    pub user: Uuid,
     pub roles: Option<String>,
     pub disabled: Option<bool>,
     /// The new token generation when the change ends the user's tokens; the

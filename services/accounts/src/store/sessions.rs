@@ -1,7 +1,7 @@
 //! Login sessions: refresh-token families, rotated on every use.
 
 use emporium_messaging::Envelope;
-use emporium_messaging::outbox;
+use emporium_messaging::outbox::{self, Commit};
 use uuid::Uuid;
 
 use emporium_db::Tx;
@@ -19,9 +19,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         family_id: Uuid,
         user_id: Uuid,
-        token_hash: &str,
-        expires_at: i64,
-        now: i64,
+        token: &IssuedToken<'_>,
     ) -> Result<(), StoreError>;
 
     /// Uses a refresh token once, in one transaction, issuing `new_hash` in its
@@ -30,9 +28,7 @@ pub trait SessionStore: Send + Sync {
     async fn rotate_refresh(
         &self,
         presented_hash: &str,
-        new_hash: &str,
-        new_expires_at: i64,
-        now: i64,
+        next: &IssuedToken<'_>,
         on_reuse: &(dyn Fn(Uuid, Uuid) -> Envelope + Send + Sync),
     ) -> Result<RefreshOutcome, StoreError>;
 
@@ -41,8 +37,7 @@ pub trait SessionStore: Send + Sync {
         &self,
         family_id: Uuid,
         user_id: Uuid,
-        now: i64,
-        events: &[Envelope],
+        c: Commit<'_>,
     ) -> Result<(), StoreError>;
 }
 
@@ -62,20 +57,15 @@ impl SessionStore for SqlStore {
         &self,
         family_id: Uuid,
         user_id: Uuid,
-        token_hash: &str,
-        expires_at: i64,
-        now: i64,
+        token: &IssuedToken<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
         const SQL: &str =
             "INSERT INTO refresh_families (id, user_id, created_at) VALUES ($1, $2, $3)";
-        tx.sql().execute(SQL, (family_id, user_id, now)).await?;
-        let token = RefreshToken {
-            hash: token_hash,
-            family_id,
-            expires_at,
-        };
-        issue(&mut tx, &token, now).await?;
+        tx.sql()
+            .execute(SQL, (family_id, user_id, token.issued_at))
+            .await?;
+        issue(&mut tx, family_id, token).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -83,11 +73,10 @@ impl SessionStore for SqlStore {
     async fn rotate_refresh(
         &self,
         presented_hash: &str,
-        new_hash: &str,
-        new_expires_at: i64,
-        now: i64,
+        next: &IssuedToken<'_>,
         on_reuse: &(dyn Fn(Uuid, Uuid) -> Envelope + Send + Sync),
     ) -> Result<RefreshOutcome, StoreError> {
+        let now = next.issued_at;
         let mut tx = self.db.begin_write().await?;
         // The token's, family's and user's rows are locked: a logout, password
         // change or disable committing meanwhile waits for this rotation, or
@@ -119,12 +108,7 @@ impl SessionStore for SqlStore {
             outbox::commit_with(tx, &[on_reuse(user_id, family_id)]).await?;
             return Ok(RefreshOutcome::Reused { family_id });
         }
-        let token = RefreshToken {
-            hash: new_hash,
-            family_id,
-            expires_at: new_expires_at,
-        };
-        issue(&mut tx, &token, now).await?;
+        issue(&mut tx, family_id, next).await?;
         tx.commit().await?;
         Ok(RefreshOutcome::Rotated { user_id, family_id })
     }
@@ -133,14 +117,13 @@ impl SessionStore for SqlStore {
         &self,
         family_id: Uuid,
         user_id: Uuid,
-        now: i64,
-        events: &[Envelope],
+        c: Commit<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
         const SQL: &str = "UPDATE refresh_families SET revoked_at = $3 \
             WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL";
-        let revoked = tx.sql().execute(SQL, (family_id, user_id, now)).await? == 1;
-        outbox::commit_with(tx, if revoked { events } else { &[] }).await?;
+        let revoked = tx.sql().execute(SQL, (family_id, user_id, c.now)).await? == 1;
+        outbox::commit_with(tx, if revoked { c.events } else { &[] }).await?;
         Ok(())
     }
 }
@@ -149,18 +132,11 @@ impl SessionStore for SqlStore {
 /// revoked, user disabled, user closed.
 type PresentedToken = (Uuid, Uuid, Option<i64>, i64, Option<i64>, bool, bool);
 
-/// A refresh token to issue in a family.
-struct RefreshToken<'a> {
-    hash: &'a str,
-    family_id: Uuid,
-    expires_at: i64,
-}
-
 /// Stores a new refresh token of a family.
-async fn issue(tx: &mut Tx, token: &RefreshToken<'_>, now: i64) -> Result<(), sqlx::Error> {
+async fn issue(tx: &mut Tx, family_id: Uuid, token: &IssuedToken<'_>) -> Result<(), sqlx::Error> {
     const SQL: &str = "INSERT INTO refresh_tokens (token_hash, family_id, created_at, \
         expires_at) VALUES ($1, $2, $3, $4)";
-    let values = (token.hash, token.family_id, now, token.expires_at);
+    let values = (token.hash, family_id, token.issued_at, token.expires_at);
     tx.sql().execute(SQL, values).await?;
     Ok(())
 }

@@ -7,13 +7,7 @@ use super::*;
 pub trait ThrottleStore: Send + Sync {
     /// Takes one of `limit` slots of `subject` in a fixed window, atomically
     /// (one upsert), so concurrent attempts can never take more than `limit`.
-    async fn take_slot(
-        &self,
-        subject: &str,
-        limit: i64,
-        window_ms: i64,
-        now: i64,
-    ) -> Result<Slot, StoreError>;
+    async fn take_slot(&self, subject: &str, window: Window, now: i64) -> Result<Slot, StoreError>;
 
     /// Gives a taken slot back (the attempt succeeded and does not count).
     async fn return_slot(&self, subject: &str, limit: i64) -> Result<(), StoreError>;
@@ -24,13 +18,7 @@ pub trait ThrottleStore: Send + Sync {
 
 #[async_trait::async_trait]
 impl ThrottleStore for SqlStore {
-    async fn take_slot(
-        &self,
-        subject: &str,
-        limit: i64,
-        window_ms: i64,
-        now: i64,
-    ) -> Result<Slot, StoreError> {
+    async fn take_slot(&self, subject: &str, window: Window, now: i64) -> Result<Slot, StoreError> {
         // One statement, so the row lock (PostgreSQL) or the write lock
         // (SQLite) orders concurrent attempts. A refused attempt leaves the
         // count at limit + 1, so "refused" is visible in the answer.
@@ -42,6 +30,7 @@ impl ThrottleStore for SqlStore {
             window_start = CASE WHEN throttle_slots.window_start <= $2 - $3 THEN $2 \
                          ELSE throttle_slots.window_start END \
             RETURNING taken, window_start";
+        let (limit, window_ms) = (window.limit, window.length_ms);
         let values = (subject, now, window_ms, limit);
         let (taken, window_start): (i64, i64) = self.db.sql().fetch_one(SQL, values).await?;
         Ok(if taken <= limit {

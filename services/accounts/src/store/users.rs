@@ -1,7 +1,7 @@
 //! Accounts: registration, profile, password, roles, disabling and closing.
 
 use emporium_messaging::Envelope;
-use emporium_messaging::outbox;
+use emporium_messaging::outbox::{self, Commit};
 use uuid::Uuid;
 
 use emporium_db::Tx;
@@ -47,8 +47,7 @@ pub trait UserStore: Send + Sync {
         &self,
         id: Uuid,
         name: &str,
-        now: i64,
-        events: &[Envelope],
+        c: Commit<'_>,
     ) -> Result<Option<UserRecord>, StoreError>;
 
     /// Sets a new password hash and token generation (the stored one must be
@@ -57,10 +56,8 @@ pub trait UserStore: Send + Sync {
     async fn update_password(
         &self,
         id: Uuid,
-        hash: &str,
-        token_generation: i64,
-        now: i64,
-        events: &[Envelope],
+        new: &NewPassword<'_>,
+        c: Commit<'_>,
     ) -> Result<(), StoreError>;
 
     /// Applies an admin's change; disabling revokes every refresh family.
@@ -70,18 +67,15 @@ pub trait UserStore: Send + Sync {
     /// an enabled admin must remain afterwards ([`StoreError::Refused`] `last-admin`).
     async fn change_user(
         &self,
-        actor: Uuid,
-        id: Uuid,
+        admin: Uuid,
         change: &UserChange,
-        now: i64,
-        events: &[Envelope],
+        c: Commit<'_>,
     ) -> Result<Option<UserRecord>, StoreError>;
 
     /// Closes the account: personal data scrubbed, sign-in impossible, families
     /// revoked, the token generation raised by one. The last enabled admin
     /// cannot ([`StoreError::Refused`] `last-admin`).
-    async fn close_user(&self, id: Uuid, now: i64, events: &[Envelope])
-    -> Result<bool, StoreError>;
+    async fn close_user(&self, id: Uuid, c: Commit<'_>) -> Result<bool, StoreError>;
 }
 
 #[async_trait::async_trait]
@@ -191,8 +185,7 @@ impl UserStore for SqlStore {
         &self,
         id: Uuid,
         name: &str,
-        now: i64,
-        events: &[Envelope],
+        c: Commit<'_>,
     ) -> Result<Option<UserRecord>, StoreError> {
         let mut tx = self.db.begin_write().await?;
         let sql = format!(
@@ -201,53 +194,48 @@ impl UserStore for SqlStore {
         );
         let user: Option<UserRecord> = tx
             .sql()
-            .fetch_optional(AssertSqlSafe(sql), (id, name, now))
+            .fetch_optional(AssertSqlSafe(sql), (id, name, c.now))
             .await?;
-        outbox::commit_with(tx, if user.is_some() { events } else { &[] }).await?;
+        outbox::commit_with(tx, if user.is_some() { c.events } else { &[] }).await?;
         Ok(user)
     }
 
     async fn update_password(
         &self,
         id: Uuid,
-        hash: &str,
-        token_generation: i64,
-        now: i64,
-        events: &[Envelope],
+        new: &NewPassword<'_>,
+        c: Commit<'_>,
     ) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().await?;
         const SQL: &str = "UPDATE users SET password_hash = $2, updated_at = $3, \
             token_generation = $4 WHERE id = $1 AND token_generation = $4 - 1";
-        let changed = tx
-            .sql()
-            .execute(SQL, (id, hash, now, token_generation))
-            .await?;
+        let values = (id, new.hash, c.now, new.token_generation);
+        let changed = tx.sql().execute(SQL, values).await?;
         if changed != 1 {
             return Err(generation_moved());
         }
-        revoke_all_families(&mut tx, id, now).await?;
-        outbox::commit_with(tx, events).await?;
+        revoke_all_families(&mut tx, id, c.now).await?;
+        outbox::commit_with(tx, c.events).await?;
         Ok(())
     }
 
     async fn change_user(
         &self,
-        actor: Uuid,
-        id: Uuid,
+        admin: Uuid,
         change: &UserChange,
-        now: i64,
-        events: &[Envelope],
+        c: Commit<'_>,
     ) -> Result<Option<UserRecord>, StoreError> {
         let mut tx = self.db.begin_write().await?;
         // Every enabled admin's row, locked in id order: two admins demoting
         // each other at once take turns, and the second sees the first's change.
         let admins = lock_enabled_admins(&mut tx).await?;
-        if !admins.contains(&actor) {
+        if !admins.contains(&admin) {
             return Err(StoreError::Refused(super::refused::NOT_AN_ADMIN));
         }
         // The generation moves by one per change: if a concurrent change
         // raised it already, this one's events would say too little.
         let sql = tx.locking("SELECT token_generation FROM users WHERE id = $1 AND closed = FALSE");
+        let id = change.user;
         let stored: Option<(i64,)> = tx.sql().fetch_optional(sql, (id,)).await?;
         match (stored, change.token_generation) {
             (None, _) => return Ok(None),
@@ -263,24 +251,19 @@ impl UserStore for SqlStore {
             id,
             change.roles.as_deref(),
             change.disabled,
-            now,
+            c.now,
             change.token_generation,
         );
         let user: Option<UserRecord> = tx.sql().fetch_optional(AssertSqlSafe(sql), values).await?;
         ensure_an_admin_remains(&mut tx).await?;
         if user.as_ref().is_some_and(|u| u.disabled) {
-            revoke_all_families(&mut tx, id, now).await?;
+            revoke_all_families(&mut tx, id, c.now).await?;
         }
-        outbox::commit_with(tx, if user.is_some() { events } else { &[] }).await?;
+        outbox::commit_with(tx, if user.is_some() { c.events } else { &[] }).await?;
         Ok(user)
     }
 
-    async fn close_user(
-        &self,
-        id: Uuid,
-        now: i64,
-        events: &[Envelope],
-    ) -> Result<bool, StoreError> {
+    async fn close_user(&self, id: Uuid, c: Commit<'_>) -> Result<bool, StoreError> {
         let mut tx = self.db.begin_write().await?;
         lock_enabled_admins(&mut tx).await?;
         // The address is freed for a new registration; the id stays for history.
@@ -288,10 +271,10 @@ impl UserStore for SqlStore {
             name = '', password_hash = '', updated_at = $3, \
             token_generation = token_generation + 1 WHERE id = $1 AND closed = FALSE";
         let freed = format!("closed-{id}@closed.invalid");
-        let closed = tx.sql().execute(SQL, (id, freed, now)).await? == 1;
+        let closed = tx.sql().execute(SQL, (id, freed, c.now)).await? == 1;
         ensure_an_admin_remains(&mut tx).await?;
-        revoke_all_families(&mut tx, id, now).await?;
-        outbox::commit_with(tx, if closed { events } else { &[] }).await?;
+        revoke_all_families(&mut tx, id, c.now).await?;
+        outbox::commit_with(tx, if closed { c.events } else { &[] }).await?;
         Ok(closed)
     }
 }

@@ -260,6 +260,7 @@ both!(an_enabled_admin_always_remains);
 /// admins demoting each other at once never leave the shop without one.
 async fn admins_demoting_each_other_leave_one(app: TestApp) {
     use emporium_accounts::store::{StoreError, UserChange};
+    use emporium_messaging::outbox::Commit;
     let root = app.admin_token().await;
     let root_id: uuid::Uuid = app.user_id(&root).await.parse().unwrap();
     let pair = app.customer("rival@example.com").await;
@@ -287,13 +288,28 @@ async fn admins_demoting_each_other_leave_one(app: TestApp) {
         } else {
             (rival_id, root_id)
         };
-        app.store
-            .change_user(actor, other, &admin, 0, &[])
-            .await
-            .unwrap();
+        let none = Commit {
+            now: 0,
+            events: &[],
+        };
+        let (promote, demote_rival, demote_root) = (
+            UserChange {
+                user: other,
+                ..admin.clone()
+            },
+            UserChange {
+                user: rival_id,
+                ..customer.clone()
+            },
+            UserChange {
+                user: root_id,
+                ..customer.clone()
+            },
+        );
+        app.store.change_user(actor, &promote, none).await.unwrap();
         let (a, b) = tokio::join!(
-            app.store.change_user(root_id, rival_id, &customer, 0, &[]),
-            app.store.change_user(rival_id, root_id, &customer, 0, &[]),
+            app.store.change_user(root_id, &demote_rival, none),
+            app.store.change_user(rival_id, &demote_root, none),
         );
         let won = [a.is_ok(), b.is_ok()];
         assert_eq!(

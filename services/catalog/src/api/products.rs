@@ -20,6 +20,7 @@ use crate::domain::{Money, validate_attributes};
 use crate::events;
 use crate::store::{ProductRecord, ProductUpdate, ProductWrite, StoreError};
 use emporium_http::precondition::IfMatch;
+use emporium_messaging::outbox::Commit;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProductView {
@@ -322,7 +323,13 @@ pub async fn create(
     let record = state
         .0
         .store
-        .insert_product(&write, state.0.clock.now_ms(), &[event])
+        .insert_product(
+            &write,
+            Commit {
+                now: state.0.clock.now_ms(),
+                events: &[event],
+            },
+        )
         .await
         .map_err(sku_taken)?;
     state.0.relay.wake();
@@ -438,8 +445,10 @@ pub async fn update(
         .update_product(
             &write,
             Some(expected.unwrap_or(current.version)),
-            state.0.clock.now_ms(),
-            &events,
+            Commit {
+                now: state.0.clock.now_ms(),
+                events: &events,
+            },
         )
         .await
         .map_err(sku_taken)?
@@ -473,7 +482,13 @@ pub async fn delete(
     if state
         .0
         .store
-        .delete_product(id, state.0.clock.now_ms(), &[event])
+        .delete_product(
+            id,
+            Commit {
+                now: state.0.clock.now_ms(),
+                events: &[event],
+            },
+        )
         .await?
     {
         state.0.relay.wake();

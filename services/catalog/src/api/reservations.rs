@@ -25,7 +25,9 @@ use emporium_http::{AppJson, AppPath, FieldError, Problem};
 use uuid::Uuid;
 
 use super::{ApiError, ApiResult, AppState, rfc3339};
-use crate::store::{Actor, MovementKind, Reservation, ReserveOutcome, SettleOutcome};
+use crate::store::{
+    Actor, MovementKind, Reservation, ReservationRequest, ReserveOutcome, SettleOutcome,
+};
 
 /// The scope a caller needs.
 pub struct StockReserve;
@@ -97,10 +99,12 @@ pub async fn reserve(
         .0
         .store
         .reserve(
-            body.id,
-            &caller.client_id,
-            &items,
-            expires_at,
+            &ReservationRequest {
+                id: body.id,
+                client: &caller.client_id,
+                items: &items,
+                expires_at,
+            },
             &actor(&caller, "reservation"),
         )
         .await?;

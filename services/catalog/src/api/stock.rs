@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::store::{
-    Actor, MAX_ON_HAND, MovementRecord, StockChange, StockRecord, StoreError, WarehouseRecord,
+    Actor, MAX_ON_HAND, MovementRecord, StockChange, StockLevel, StockRecord, StockRow, StoreError,
+    WarehouseRecord,
 };
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -229,7 +230,11 @@ pub async fn set(
         state
             .0
             .store
-            .change_stock(warehouse, product, Some(on_hand), 0, &actor)
+            .change_stock(
+                StockRow { warehouse, product },
+                StockLevel::Set(on_hand),
+                &actor,
+            )
             .await?,
     )
 }
@@ -269,7 +274,11 @@ pub async fn adjust(
         state
             .0
             .store
-            .change_stock(warehouse, product, None, body.delta.unwrap_or(0), &actor)
+            .change_stock(
+                StockRow { warehouse, product },
+                StockLevel::Adjust(body.delta.unwrap_or(0)),
+                &actor,
+            )
             .await?,
     )
 }

@@ -160,6 +160,32 @@ pub struct Reservation {
     pub expires_at: i64,
 }
 
+/// A reservation asked for: `client` (its token's `sub`) holds `items`
+/// (product → quantity) until `expires_at`, under the id it chose.
+#[derive(Debug, Clone)]
+pub struct ReservationRequest<'a> {
+    pub id: Uuid,
+    pub client: &'a str,
+    pub items: &'a BTreeMap<Uuid, i64>,
+    pub expires_at: i64,
+}
+
+/// Which stock row: a product in a warehouse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StockRow {
+    pub warehouse: Uuid,
+    pub product: Uuid,
+}
+
+/// What an admin does to a stock row's `on_hand`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StockLevel {
+    /// Counted: set it to this.
+    Set(i64),
+    /// Adjusted: add this (negative takes away).
+    Adjust(i64),
+}
+
 /// Who changed stock, and why (for the journal).
 #[derive(Debug, Clone)]
 pub struct Actor {

@@ -2,7 +2,7 @@
 
 use emporium_db::{Tx, on_db};
 use emporium_messaging::Envelope;
-use emporium_messaging::outbox;
+use emporium_messaging::outbox::{self, Commit};
 use sqlx::AssertSqlSafe;
 
 use super::sql::SqlStore;
@@ -13,8 +13,7 @@ pub trait ProductStore: Send + Sync {
     async fn insert_product(
         &self,
         p: &ProductWrite,
-        now: i64,
-        events: &[Envelope],
+        c: Commit<'_>,
     ) -> Result<ProductRecord, StoreError>;
 
     async fn product(&self, id: Uuid) -> Result<Option<ProductRecord>, StoreError>;
@@ -30,16 +29,10 @@ pub trait ProductStore: Send + Sync {
         &self,
         p: &ProductWrite,
         expected: Option<i64>,
-        now: i64,
-        events: &[Envelope],
+        c: Commit<'_>,
     ) -> Result<ProductUpdate, StoreError>;
 
-    async fn delete_product(
-        &self,
-        id: Uuid,
-        now: i64,
-        events: &[Envelope],
-    ) -> Result<bool, StoreError>;
+    async fn delete_product(&self, id: Uuid, c: Commit<'_>) -> Result<bool, StoreError>;
 }
 
 pub(super) const PRODUCT_SELECT: &str = "SELECT p.id, p.sku, p.name, p.description, \
@@ -100,15 +93,14 @@ impl ProductStore for SqlStore {
     async fn insert_product(
         &self,
         p: &ProductWrite,
-        now: i64,
-        events: &[Envelope],
+        c: Commit<'_>,
     ) -> Result<ProductRecord, StoreError> {
         let mut tx = self.db.begin_write().await?;
         const SQL: &str = "INSERT INTO products (id, sku, name, description, price_amount, \
             price_currency, category_id, attributes, images, low_stock_below, version, \
             created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 1, $11, $11)";
-        tx.sql().execute(SQL, product_values(p, now)).await?;
-        finish_product_write(tx, p.id, events).await
+        tx.sql().execute(SQL, product_values(p, c.now)).await?;
+        finish_product_write(tx, p.id, c.events).await
     }
 
     async fn product(&self, id: Uuid) -> Result<Option<ProductRecord>, StoreError> {
@@ -144,8 +136,7 @@ impl ProductStore for SqlStore {
         &self,
         p: &ProductWrite,
         expected: Option<i64>,
-        now: i64,
-        events: &[Envelope],
+        c: Commit<'_>,
     ) -> Result<ProductUpdate, StoreError> {
         let mut tx = self.db.begin_write().await?;
         let sql = tx.locking("SELECT version FROM products WHERE id = $1 AND deleted_at IS NULL");
@@ -159,22 +150,17 @@ impl ProductStore for SqlStore {
             price_amount = $5, price_currency = $6, category_id = $7, attributes = $8, \
             images = $9, low_stock_below = $10, version = version + 1, updated_at = $11 \
             WHERE id = $1";
-        tx.sql().execute(SQL, product_values(p, now)).await?;
-        let record = finish_product_write(tx, p.id, events).await?;
+        tx.sql().execute(SQL, product_values(p, c.now)).await?;
+        let record = finish_product_write(tx, p.id, c.events).await?;
         Ok(ProductUpdate::Done(Box::new(record)))
     }
 
-    async fn delete_product(
-        &self,
-        id: Uuid,
-        now: i64,
-        events: &[Envelope],
-    ) -> Result<bool, StoreError> {
+    async fn delete_product(&self, id: Uuid, c: Commit<'_>) -> Result<bool, StoreError> {
         let mut tx = self.db.begin_write().await?;
         const SQL: &str = "UPDATE products SET deleted_at = $2, updated_at = $2, \
             version = version + 1 WHERE id = $1 AND deleted_at IS NULL";
-        let deleted = tx.sql().execute(SQL, (id, now)).await? == 1;
-        outbox::commit_with(tx, if deleted { events } else { &[] }).await?;
+        let deleted = tx.sql().execute(SQL, (id, c.now)).await? == 1;
+        outbox::commit_with(tx, if deleted { c.events } else { &[] }).await?;
         Ok(deleted)
     }
 }

@@ -13,10 +13,7 @@ pub trait ReservationStore: Send + Sync {
     /// with the same items is the reservation made before.
     async fn reserve(
         &self,
-        id: Uuid,
-        client: &str,
-        items: &BTreeMap<Uuid, i64>,
-        expires_at: i64,
+        r: &ReservationRequest<'_>,
         actor: &Actor,
     ) -> Result<ReserveOutcome, StoreError>;
 
@@ -199,12 +196,10 @@ impl SqlStore {
 impl ReservationStore for SqlStore {
     async fn reserve(
         &self,
-        id: Uuid,
-        client: &str,
-        items: &BTreeMap<Uuid, i64>,
-        expires_at: i64,
+        r: &ReservationRequest<'_>,
         actor: &Actor,
     ) -> Result<ReserveOutcome, StoreError> {
+        let (id, client, items, expires_at) = (r.id, r.client, r.items, r.expires_at);
         let mut tx = self.db.begin_write().await?;
         let (free, unknown) = lock_free_stock(&mut tx, items.keys()).await?;
         // Checked after the locks: a concurrent request with the same id has

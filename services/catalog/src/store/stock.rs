@@ -19,10 +19,8 @@ pub trait StockStore: Send + Sync {
     /// reserved nor (adding) above [`MAX_ON_HAND`].
     async fn change_stock(
         &self,
-        warehouse: Uuid,
-        product: Uuid,
-        set_to: Option<i64>,
-        delta: i64,
+        row: StockRow,
+        level: StockLevel,
         actor: &Actor,
     ) -> Result<StockChange, StoreError>;
 
@@ -139,12 +137,11 @@ impl StockStore for SqlStore {
 
     async fn change_stock(
         &self,
-        warehouse: Uuid,
-        product: Uuid,
-        set_to: Option<i64>,
-        delta: i64,
+        at: StockRow,
+        level: StockLevel,
         actor: &Actor,
     ) -> Result<StockChange, StoreError> {
+        let (warehouse, product) = (at.warehouse, at.product);
         let mut tx = self.db.begin_write().await?;
         const KNOWN: &str = "SELECT (SELECT COUNT(*) FROM warehouses WHERE id = $1) \
             + (SELECT COUNT(*) FROM products WHERE id = $2 AND deleted_at IS NULL)";
@@ -160,9 +157,9 @@ impl StockStore for SqlStore {
         ));
         let row: StockRecord = tx.sql().fetch_one(sql, (product, warehouse)).await?;
         let (before, _) = availability(&mut tx, product).await?;
-        let target = match set_to {
-            Some(target) => target,
-            None => match row.on_hand.checked_add(delta) {
+        let target = match level {
+            StockLevel::Set(target) => target,
+            StockLevel::Adjust(delta) => match row.on_hand.checked_add(delta) {
                 Some(target) if target <= MAX_ON_HAND => target,
                 _ => return Ok(StockChange::OutOfRange),
             },
@@ -178,10 +175,9 @@ impl StockStore for SqlStore {
         );
         let values = (product, warehouse, target);
         let after: StockRecord = tx.sql().fetch_one(AssertSqlSafe(sql), values).await?;
-        let kind = if set_to.is_some() {
-            MovementKind::Set
-        } else {
-            MovementKind::Adjust
+        let kind = match level {
+            StockLevel::Set(_) => MovementKind::Set,
+            StockLevel::Adjust(_) => MovementKind::Adjust,
         };
         let (change, at) = (target - row.on_hand, self.clock.now_ms());
         journal(&mut tx, &after, kind, (change, 0), actor, None, at).await?;
