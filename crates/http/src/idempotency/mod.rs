@@ -45,6 +45,7 @@
 mod store;
 mod wire;
 
+use store::Claim;
 pub use wire::fingerprint;
 use wire::*;
 
@@ -291,37 +292,18 @@ impl IdempotencyLayer {
             let now = self.clock.now_ms();
             self.maybe_purge(now);
             claim.locked_until = now.saturating_add(ms(self.lease));
-            let (principal, key) = (claim.principal.as_str(), claim.key.as_str());
-            if store::insert(
-                &self.db,
-                principal,
-                key,
-                fingerprint,
-                now,
-                claim.locked_until,
-            )
-            .await?
-            {
+            if store::insert(&self.db, &claim, fingerprint, now).await? {
                 return Ok(Claimed::Run(claim));
             }
-            let Some(row) = store::get(&self.db, principal, key).await? else {
+            let Some(row) = store::get(&self.db, &claim).await? else {
                 continue;
             };
             let expired_before = now.saturating_sub(ms(self.ttl));
             let expired = row.created_at < expired_before;
             let abandoned = row.state == store::IN_FLIGHT && row.locked_until < now;
             if expired || abandoned {
-                if store::take_over(
-                    &self.db,
-                    principal,
-                    key,
-                    fingerprint,
-                    now,
-                    claim.locked_until,
-                    expired_before,
-                )
-                .await?
-                {
+                let times = (now, expired_before);
+                if store::take_over(&self.db, &claim, fingerprint, times).await? {
                     if abandoned && !expired {
                         tracing::warn!("An idempotency key whose lease ran out was taken over.");
                     }
@@ -382,16 +364,12 @@ impl IdempotencyLayer {
             }
         };
         let headers = stored_headers(&parts.headers);
-        let stored = store::finish(
-            &self.db,
-            &claim.principal,
-            &claim.key,
-            claim.locked_until,
-            i32::from(status.as_u16()),
-            &headers,
-            &bytes,
-        )
-        .await;
+        let answer = store::Answer {
+            status: i32::from(status.as_u16()),
+            headers: &headers,
+            body: &bytes,
+        };
+        let stored = store::finish(&self.db, &claim, &answer).await;
         match stored {
             Ok(true) => {}
             Ok(false) => tracing::warn!(
@@ -407,7 +385,7 @@ impl IdempotencyLayer {
 
     /// Forgets the key so that a retry executes again.
     async fn release(&self, claim: &Claim) {
-        match store::release(&self.db, &claim.principal, &claim.key, claim.locked_until).await {
+        match store::release(&self.db, claim).await {
             Ok(_) => {}
             Err(cause) => tracing::error!(
                 error = %logged_cause(&cause),
@@ -474,14 +452,6 @@ pub async fn idempotency(
     next: Next,
 ) -> Response {
     layer.handle(request, |request| next.run(request)).await
-}
-
-/// The key, its owner and the lease of the execution holding it.
-struct Claim {
-    principal: String,
-    key: String,
-    /// The lease's end; also the token that proves the row is still ours.
-    locked_until: i64,
 }
 
 enum Claimed {

@@ -32,80 +32,51 @@ pub const MIGRATIONS: emporium_db::Migrations = emporium_db::Migrations {
     sqlite: SQLITE,
 };
 
-/// A stored key as read back.
-#[derive(Debug)]
-pub(super) struct KeyRow {
-    pub fingerprint: String,
-    pub state: String,
-    pub locked_until: i64,
-    pub created_at: i64,
-    pub response_status: Option<i32>,
-    pub response_headers: Option<String>,
-    pub response_body: Option<Vec<u8>>,
+emporium_db::record! {
+    /// A stored key as read back.
+    #[derive(Debug)]
+    pub(super) struct KeyRow {
+        pub fingerprint: String,
+        pub state: String,
+        pub locked_until: i64,
+        pub created_at: i64,
+        pub response_status: Option<i32>,
+        pub response_headers: Option<String>,
+        pub response_body: Option<Vec<u8>>,
+    }
 }
 
-type KeyTuple = (
-    String,
-    String,
-    i64,
-    i64,
-    Option<i32>,
-    Option<String>,
-    Option<Vec<u8>>,
-);
-
-impl From<KeyTuple> for KeyRow {
-    fn from(t: KeyTuple) -> Self {
-        Self {
-            fingerprint: t.0,
-            state: t.1,
-            locked_until: t.2,
-            created_at: t.3,
-            response_status: t.4,
-            response_headers: t.5,
-            response_body: t.6,
-        }
-    }
+/// A key as one execution holds it.
+pub(super) struct Claim {
+    pub principal: String,
+    pub key: String,
+    /// The lease's end; also the token that proves the row is still ours.
+    pub locked_until: i64,
 }
 
 /// Claims a new key in one statement: true if this call inserted the row
 /// (in flight, leased until `locked_until`), false if the key already exists.
 pub(super) async fn insert(
     db: &Db,
-    principal: &str,
-    key: &str,
+    c: &Claim,
     fingerprint: &str,
     now: i64,
-    locked_until: i64,
 ) -> anyhow::Result<bool> {
     const SQL: &str = "INSERT INTO idempotency_keys \
         (principal, key, fingerprint, state, locked_until, created_at) \
         VALUES ($1, $2, $3, 'in_flight', $4, $5) \
         ON CONFLICT (principal, key) DO NOTHING";
-    let inserted = emporium_db::on_db!(db, |pool| sqlx::query(SQL)
-        .bind(principal)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(locked_until)
-        .bind(now)
-        .execute(pool)
-        .await
-        .context("cannot claim an idempotency key")?
-        .rows_affected());
-    Ok(inserted == 1)
+    let values = (&c.principal, &c.key, fingerprint, c.locked_until, now);
+    let inserted = db.sql().execute(SQL, values).await;
+    Ok(inserted.context("cannot claim an idempotency key")? == 1)
 }
 
-pub(super) async fn get(db: &Db, principal: &str, key: &str) -> anyhow::Result<Option<KeyRow>> {
+pub(super) async fn get(db: &Db, c: &Claim) -> anyhow::Result<Option<KeyRow>> {
     const SQL: &str = "SELECT fingerprint, state, locked_until, created_at, \
         response_status, response_headers, response_body \
         FROM idempotency_keys WHERE principal = $1 AND key = $2";
-    let row = emporium_db::on_db!(db, |pool| sqlx::query_as::<_, KeyTuple>(SQL)
-        .bind(principal)
-        .bind(key)
-        .fetch_optional(pool)
-        .await
-        .context("cannot read an idempotency key")?);
-    Ok(row.map(KeyRow::from))
+    let row = db.sql().fetch_optional(SQL, (&c.principal, &c.key)).await;
+    row.context("cannot read an idempotency key")
 }
 
 /// Takes over a key whose row expired (`created_at < expired_before`) or whose
@@ -113,80 +84,55 @@ pub(super) async fn get(db: &Db, principal: &str, key: &str) -> anyhow::Result<O
 /// True if this call took it (another caller may have been first).
 pub(super) async fn take_over(
     db: &Db,
-    principal: &str,
-    key: &str,
+    c: &Claim,
     fingerprint: &str,
-    now: i64,
-    locked_until: i64,
-    expired_before: i64,
+    (now, expired_before): (i64, i64),
 ) -> anyhow::Result<bool> {
     const SQL: &str = "UPDATE idempotency_keys SET fingerprint = $3, state = 'in_flight', \
         locked_until = $4, created_at = $5, \
         response_status = NULL, response_headers = NULL, response_body = NULL \
         WHERE principal = $1 AND key = $2 \
         AND (created_at < $6 OR (state = 'in_flight' AND locked_until < $5))";
-    let taken = emporium_db::on_db!(db, |pool| sqlx::query(SQL)
-        .bind(principal)
-        .bind(key)
-        .bind(fingerprint)
-        .bind(locked_until)
-        .bind(now)
-        .bind(expired_before)
-        .execute(pool)
-        .await
-        .context("cannot take over an idempotency key")?
-        .rows_affected());
-    Ok(taken == 1)
+    let values = (
+        &c.principal,
+        &c.key,
+        fingerprint,
+        c.locked_until,
+        now,
+        expired_before,
+    );
+    let taken = db.sql().execute(SQL, values).await;
+    Ok(taken.context("cannot take over an idempotency key")? == 1)
 }
 
-/// Stores the response of the execution holding the lease `locked_until`.
-/// False if that execution no longer owns the row (its lease ran out and
-/// another request took the key over).
-pub(super) async fn finish(
-    db: &Db,
-    principal: &str,
-    key: &str,
-    locked_until: i64,
-    status: i32,
-    headers: &str,
-    body: &[u8],
-) -> anyhow::Result<bool> {
+/// An answer as stored: status, headers (as JSON), body.
+pub(super) struct Answer<'a> {
+    pub status: i32,
+    pub headers: &'a str,
+    pub body: &'a [u8],
+}
+
+/// Stores the answer of the execution holding `c`'s lease. False if that
+/// execution no longer owns the row (its lease ran out and another request
+/// took the key over).
+pub(super) async fn finish(db: &Db, c: &Claim, answer: &Answer<'_>) -> anyhow::Result<bool> {
     const SQL: &str = "UPDATE idempotency_keys SET state = 'done', \
         response_status = $3, response_headers = $4, response_body = $5 \
         WHERE principal = $1 AND key = $2 AND state = 'in_flight' AND locked_until = $6";
-    let done = emporium_db::on_db!(db, |pool| sqlx::query(SQL)
-        .bind(principal)
-        .bind(key)
-        .bind(status)
-        .bind(headers)
-        .bind(body)
-        .bind(locked_until)
-        .execute(pool)
-        .await
-        .context("cannot store an idempotent response")?
-        .rows_affected());
-    Ok(done == 1)
+    let (status, headers, body) = (answer.status, answer.headers, answer.body);
+    let values = (&c.principal, &c.key, status, headers, body, c.locked_until);
+    let done = db.sql().execute(SQL, values).await;
+    Ok(done.context("cannot store an idempotent response")? == 1)
 }
 
-/// Forgets the key held by the execution with the lease `locked_until`, so
-/// that a retry executes again. False if that execution no longer owns it.
-pub(super) async fn release(
-    db: &Db,
-    principal: &str,
-    key: &str,
-    locked_until: i64,
-) -> anyhow::Result<bool> {
+/// Forgets the key held by the execution with `c`'s lease, so that a retry
+/// executes again. False if that execution no longer owns it.
+pub(super) async fn release(db: &Db, c: &Claim) -> anyhow::Result<bool> {
     const SQL: &str = "DELETE FROM idempotency_keys \
         WHERE principal = $1 AND key = $2 AND state = 'in_flight' AND locked_until = $3";
-    let deleted = emporium_db::on_db!(db, |pool| sqlx::query(SQL)
-        .bind(principal)
-        .bind(key)
-        .bind(locked_until)
-        .execute(pool)
-        .await
-        .context("cannot release an idempotency key")?
-        .rows_affected());
-    Ok(deleted == 1)
+    let values = (&c.principal, &c.key, c.locked_until);
+    let deleted = db.sql().execute(SQL, values).await;
+    Ok(deleted.context("cannot release an idempotency key")? == 1)
 }
 
 /// Deletes the rows created before `expired_before`, except an execution
@@ -194,14 +140,8 @@ pub(super) async fn release(
 pub(super) async fn purge(db: &Db, expired_before: i64, now: i64) -> anyhow::Result<u64> {
     const SQL: &str = "DELETE FROM idempotency_keys WHERE created_at < $1 \
         AND (state = 'done' OR locked_until < $2)";
-    let purged = emporium_db::on_db!(db, |pool| sqlx::query(SQL)
-        .bind(expired_before)
-        .bind(now)
-        .execute(pool)
-        .await
-        .context("cannot purge expired idempotency keys")?
-        .rows_affected());
-    Ok(purged)
+    let purged = db.sql().execute(SQL, (expired_before, now)).await;
+    purged.context("cannot purge expired idempotency keys")
 }
 
 emporium_db::migrations_are_listed!(POSTGRES => "migrations/postgres", SQLITE => "migrations/sqlite");

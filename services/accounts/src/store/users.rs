@@ -142,20 +142,15 @@ impl UserStore for SqlStore {
     }
 
     async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE email = $1");
-        Ok(self
-            .db
-            .sql()
-            .fetch_optional(AssertSqlSafe(sql), (email,))
-            .await?)
+        let by_email = users_where("email = $1");
+        Ok(self.db.sql().fetch_optional(by_email, (email,)).await?)
     }
 
     async fn user_by_id(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
         Ok(self
             .db
             .sql()
-            .fetch_optional(AssertSqlSafe(sql), (id,))
+            .fetch_optional(users_where("id = $1"), (id,))
             .await?)
     }
 
@@ -164,15 +159,8 @@ impl UserStore for SqlStore {
         after: Option<Uuid>,
         limit: i64,
     ) -> Result<Vec<UserRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {USER_COLUMNS} FROM users WHERE closed = FALSE \
-             AND ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
-        );
-        Ok(self
-            .db
-            .sql()
-            .fetch_all(AssertSqlSafe(sql), (after, limit))
-            .await?)
+        let page = users_where("closed = FALSE AND ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2");
+        Ok(self.db.sql().fetch_all(page, (after, limit)).await?)
     }
 
     async fn any_admin(&self) -> Result<bool, StoreError> {
@@ -277,6 +265,11 @@ impl UserStore for SqlStore {
         outbox::commit_with(tx, if closed { c.events } else { &[] }).await?;
         Ok(closed)
     }
+}
+
+/// `SELECT` of every user column `WHERE` `rest`.
+fn users_where(rest: &str) -> AssertSqlSafe<String> {
+    AssertSqlSafe(format!("SELECT {USER_COLUMNS} FROM users WHERE {rest}"))
 }
 
 /// A concurrent change raised the user's token generation first.
