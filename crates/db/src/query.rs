@@ -165,9 +165,8 @@ impl Sql<'_> {
         sql: impl SqlSafeStr,
         args: impl Args<'q>,
     ) -> Result<T, sqlx::Error> {
-        on_sql!(self, args, |e, a| sqlx::query_as_with(sql, a)
-            .fetch_one(e)
-            .await)
+        let row = self.fetch_optional(sql, args).await?;
+        row.ok_or(sqlx::Error::RowNotFound)
     }
 
     /// The first row, if any.

@@ -93,6 +93,28 @@ const KEPT_HEADERS: [HeaderName; 5] = [
 /// Who a request's key belongs to; `None` lets the request pass through.
 pub type PrincipalFn = Arc<dyn Fn(&Parts) -> Option<String> + Send + Sync>;
 
+/// How long an [`IdempotencyLayer`] keeps and leases keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a key is remembered after its request began (24 h).
+    pub ttl: Duration,
+    /// How long a running request holds its key before a retry may take it
+    /// over (60 s).
+    pub lease: Duration,
+    /// The least time between two background purges (60 s).
+    pub purge_interval: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(24 * 60 * 60),
+            lease: Duration::from_secs(60),
+            purge_interval: Duration::from_secs(60),
+        }
+    }
+}
+
 /// The idempotency layer: a [`tower::Layer`] for a route
 /// (`post(create).layer(idempotency)`), or the state of the [`idempotency`]
 /// middleware function.
@@ -102,9 +124,7 @@ pub struct IdempotencyLayer {
     clock: SharedClock,
     principal: PrincipalFn,
     required: bool,
-    ttl: Duration,
-    lease: Duration,
-    purge_interval: Duration,
+    timing: Timing,
     /// Clock time (ms) of the last background purge, shared by all clones.
     last_purge: Arc<AtomicI64>,
 }
@@ -114,9 +134,7 @@ impl std::fmt::Debug for IdempotencyLayer {
         f.debug_struct("IdempotencyLayer")
             .field("engine", &self.db.engine())
             .field("required", &self.required)
-            .field("ttl", &self.ttl)
-            .field("lease", &self.lease)
-            .field("purge_interval", &self.purge_interval)
+            .field("timing", &self.timing)
             .finish_non_exhaustive()
     }
 }
@@ -131,9 +149,7 @@ impl IdempotencyLayer {
             clock,
             principal: Arc::new(|_: &Parts| Some(String::new())),
             required: true,
-            ttl: Duration::from_secs(24 * 60 * 60),
-            lease: Duration::from_secs(60),
-            purge_interval: Duration::from_secs(60),
+            timing: Timing::default(),
             last_purge: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }
@@ -152,21 +168,9 @@ impl IdempotencyLayer {
         self
     }
 
-    /// How long a key is remembered after its request began.
-    pub fn ttl(mut self, ttl: Duration) -> Self {
-        self.ttl = ttl;
-        self
-    }
-
-    /// How long a running request holds its key before a retry may take it over.
-    pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease;
-        self
-    }
-
-    /// The least time between two background purges.
-    pub fn purge_interval(mut self, interval: Duration) -> Self {
-        self.purge_interval = interval;
+    /// How long keys are kept and leased, and how often they are purged.
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
         self
     }
 
@@ -178,13 +182,13 @@ impl IdempotencyLayer {
     /// Deletes the keys that had expired at `now` (the time the purge was
     /// decided on, not when its task got to run).
     async fn purge_as_of(&self, now: i64) -> anyhow::Result<u64> {
-        store::purge(&self.db, now.saturating_sub(ms(self.ttl)), now).await
+        store::purge(&self.db, now.saturating_sub(ms(self.timing.ttl)), now).await
     }
 
     /// Runs a purge in the background if none ran within the purge interval.
     fn maybe_purge(&self, now: i64) {
         let last = self.last_purge.load(Ordering::Acquire);
-        if last != i64::MIN && now.saturating_sub(last) < ms(self.purge_interval) {
+        if last != i64::MIN && now.saturating_sub(last) < ms(self.timing.purge_interval) {
             return;
         }
         if self
@@ -291,14 +295,14 @@ impl IdempotencyLayer {
         for _ in 0..3 {
             let now = self.clock.now_ms();
             self.maybe_purge(now);
-            claim.locked_until = now.saturating_add(ms(self.lease));
+            claim.locked_until = now.saturating_add(ms(self.timing.lease));
             if store::insert(&self.db, &claim, fingerprint, now).await? {
                 return Ok(Claimed::Run(claim));
             }
             let Some(row) = store::get(&self.db, &claim).await? else {
                 continue;
             };
-            let expired_before = now.saturating_sub(ms(self.ttl));
+            let expired_before = now.saturating_sub(ms(self.timing.ttl));
             let expired = row.created_at < expired_before;
             let abandoned = row.state == store::IN_FLIGHT && row.locked_until < now;
             if expired || abandoned {

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use emporium_db::testing::TestDatabase;
 use emporium_db::{Clock, Db, Engine, ManualClock, SharedClock};
-use emporium_http::idempotency::{self, IdempotencyLayer};
+use emporium_http::idempotency::{self, IdempotencyLayer, Timing};
 use emporium_http::{
     HttpServer, HttpSettings, Problem, ServiceName, Shutdown, ShutdownTrigger, standard_layers,
 };
@@ -431,7 +431,10 @@ async fn keys_are_required_and_checked(engine: Engine) {
 async fn keys_expire_after_the_ttl_and_are_purged(engine: Engine) {
     // No background purge within the test: the explicit one is counted.
     let app = App::spawn_with(engine, |layer| {
-        layer.purge_interval(Duration::from_secs(48 * 60 * 60))
+        layer.timing(Timing {
+            purge_interval: Duration::from_secs(48 * 60 * 60),
+            ..Timing::default()
+        })
     })
     .await;
     let body = json!({"name": "lamp"});
