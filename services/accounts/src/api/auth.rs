@@ -18,7 +18,6 @@ use crate::domain::{DisplayName, Email, roles_from_text};
 use crate::events;
 use crate::store::{IssuedToken, NewUser, RefreshOutcome, Slot, StoreError, UserRecord, Window};
 use crate::tokens::{hashes_match, random_token, secret_hash};
-use emporium_messaging::outbox::Commit;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RegisterRequest {
@@ -398,14 +397,7 @@ pub async fn logout(
     state
         .0
         .store
-        .revoke_family(
-            family,
-            user.id,
-            Commit {
-                now: state.0.clock.now_ms(),
-                events: &[event],
-            },
-        )
+        .revoke_family(family, user.id, state.commit(&[event]))
         .await?;
     state.0.relay.wake();
     Ok(StatusCode::NO_CONTENT)

@@ -15,7 +15,6 @@ use super::{ApiError, ApiResult, AppState};
 use crate::domain::{DisplayName, roles_from_text, roles_to_text};
 use crate::events;
 use crate::store::{NewPassword, StoreError, UserChange, UserRecord};
-use emporium_messaging::outbox::Commit;
 
 /// The user behind a token, as the account is now: a token outliving its
 /// account, its account's enabling or its session (logout, password change)
@@ -98,14 +97,7 @@ pub async fn update_me(
     let updated = state
         .0
         .store
-        .update_name(
-            user.id,
-            name.as_str(),
-            Commit {
-                now: state.0.clock.now_ms(),
-                events: &[event],
-            },
-        )
+        .update_name(user.id, name.as_str(), state.commit(&[event]))
         .await?
         .ok_or(ApiError::Unauthenticated("The account no longer exists."))?;
     state.0.relay.wake();
@@ -173,10 +165,7 @@ pub async fn change_password(
                 hash: &hash,
                 token_generation: generation,
             },
-            Commit {
-                now: state.0.clock.now_ms(),
-                events: &[event],
-            },
+            state.commit(&[event]),
         )
         .await
         .map_err(concurrent_change)?;
@@ -201,13 +190,7 @@ pub async fn close_me(
     state
         .0
         .store
-        .close_user(
-            user.id,
-            Commit {
-                now: state.0.clock.now_ms(),
-                events: &[event],
-            },
-        )
+        .close_user(user.id, state.commit(&[event]))
         .await?;
     state.0.relay.wake();
     tracing::info!(user_id = %user.id, "Account closed.");
@@ -344,14 +327,7 @@ pub async fn admin_update(
     let user = state
         .0
         .store
-        .change_user(
-            admin.id,
-            &change,
-            Commit {
-                now: state.0.clock.now_ms(),
-                events: &events,
-            },
-        )
+        .change_user(admin.id, &change, state.commit(&events))
         .await
         .map_err(concurrent_change)?
         .ok_or(ApiError::NotFound)?;

@@ -196,12 +196,7 @@ pub async fn create(
         .store
         .insert_category(&record)
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => {
-                ApiError::Conflict("slug-taken", "A category with this slug exists.".into())
-            }
-            other => other.into(),
-        })?;
+        .map_err(slug_taken)?;
     Ok((StatusCode::CREATED, AppJson(node(&record, &HashMap::new()))))
 }
 
@@ -266,12 +261,7 @@ pub async fn update(
         .store
         .update_category(&c)
         .await
-        .map_err(|e| match e {
-            StoreError::Conflict { .. } => {
-                ApiError::Conflict("slug-taken", "A category with this slug exists.".into())
-            }
-            other => other.into(),
-        })?;
+        .map_err(slug_taken)?;
     if !found {
         return Err(ApiError::NotFound("category"));
     }
@@ -297,6 +287,16 @@ pub async fn delete(
             "category-has-children",
             "The category still has sub-categories; delete them first.".into(),
         )),
+    }
+}
+
+/// A unique slug refused: another category has it.
+fn slug_taken(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict { .. } => {
+            ApiError::Conflict("slug-taken", "A category with this slug exists.".into())
+        }
+        other => other.into(),
     }
 }
 

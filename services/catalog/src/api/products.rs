@@ -20,7 +20,6 @@ use crate::domain::{Money, validate_attributes};
 use crate::events;
 use crate::store::{ProductRecord, ProductUpdate, ProductWrite, StoreError};
 use emporium_http::precondition::IfMatch;
-use emporium_messaging::outbox::Commit;
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct ProductView {
@@ -323,13 +322,7 @@ pub async fn create(
     let record = state
         .0
         .store
-        .insert_product(
-            &write,
-            Commit {
-                now: state.0.clock.now_ms(),
-                events: &[event],
-            },
-        )
+        .insert_product(&write, state.commit(&[event]))
         .await
         .map_err(sku_taken)?;
     state.0.relay.wake();
@@ -445,10 +438,7 @@ pub async fn update(
         .update_product(
             &write,
             Some(expected.unwrap_or(current.version)),
-            Commit {
-                now: state.0.clock.now_ms(),
-                events: &events,
-            },
+            state.commit(&events),
         )
         .await
         .map_err(sku_taken)?
@@ -482,13 +472,7 @@ pub async fn delete(
     if state
         .0
         .store
-        .delete_product(
-            id,
-            Commit {
-                now: state.0.clock.now_ms(),
-                events: &[event],
-            },
-        )
+        .delete_product(id, state.commit(&[event]))
         .await?
     {
         state.0.relay.wake();
