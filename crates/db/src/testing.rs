@@ -129,3 +129,23 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// Runs each `async fn name(engine: Engine)` twice, as the tests
+/// `name::sqlite` and `name::postgres` (PostgreSQL must be reachable: the test
+/// fails otherwise, it never skips). For store-level tests; a service's HTTP
+/// tests use `emporium_testkit::both!`.
+#[macro_export]
+macro_rules! on_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::Engine::Sqlite).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::Engine::Postgres).await;
+            }
+        }
+    )*};
+}

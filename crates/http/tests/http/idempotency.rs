@@ -22,24 +22,7 @@ use emporium_http::{
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-/// Runs each test once on SQLite and once on PostgreSQL (which must be
-/// reachable: the test fails otherwise).
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::Engine::Sqlite).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                super::$name(super::Engine::Postgres).await;
-            }
-        }
-    )*};
-}
-
-on_both!(
+emporium_db::on_engines!(
     a_retry_replays_the_first_answer,
     concurrent_requests_with_one_key_execute_once,
     a_key_reused_with_another_body_is_refused,

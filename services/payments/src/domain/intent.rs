@@ -1,0 +1,168 @@
+//! A payment intent's states and the moves between them. One intent per
+//! order: `requires_authorization` → `authorized` → `captured` →
+//! `partially_refunded` / `refunded`; or `voided` after an authorization; or
+//! `failed` with a reason from any state before capture (and from `captured`
+//! when a capture fails later at the network).
+
+/// Where an intent stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntentStatus {
+    RequiresAuthorization,
+    Authorized,
+    Captured,
+    PartiallyRefunded,
+    Refunded,
+    Voided,
+    Failed,
+}
+
+/// Why an intent failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    CardDeclined,
+    InsufficientFunds,
+    /// The provider could not be reached or kept failing; nothing is held.
+    ProviderError,
+    /// The network refused a capture after accepting it (a late failure).
+    CaptureFailed,
+}
+
+/// What happens to an intent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Authorize,
+    /// Capture `amount` of what is authorized (a partial capture releases the rest).
+    Capture,
+    Void,
+    /// Refund part of what was captured; `rest` is what stays captured after it.
+    Refund {
+        rest: i64,
+    },
+    Fail(FailureReason),
+}
+
+/// A move the intent's state does not allow (answered 409).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a payment that is {from:?} cannot take {step:?}")]
+pub struct IllegalStep {
+    pub from: IntentStatus,
+    pub step: Step,
+}
+
+impl IntentStatus {
+    /// Every state, in the order a payment goes through them.
+    pub const ALL: [Self; 7] = [
+        Self::RequiresAuthorization,
+        Self::Authorized,
+        Self::Captured,
+        Self::PartiallyRefunded,
+        Self::Refunded,
+        Self::Voided,
+        Self::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequiresAuthorization => "requires_authorization",
+            Self::Authorized => "authorized",
+            Self::Captured => "captured",
+            Self::PartiallyRefunded => "partially_refunded",
+            Self::Refunded => "refunded",
+            Self::Voided => "voided",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// The state after `step`, or why it is not allowed.
+    pub fn after(self, step: Step) -> Result<Self, IllegalStep> {
+        use IntentStatus::*;
+        let next = match (self, step) {
+            (RequiresAuthorization, Step::Authorize) => Authorized,
+            (Authorized, Step::Capture) => Captured,
+            (Authorized, Step::Void) => Voided,
+            (Captured | PartiallyRefunded, Step::Refund { rest: 0 }) => Refunded,
+            (Captured | PartiallyRefunded, Step::Refund { rest }) if rest > 0 => PartiallyRefunded,
+            (RequiresAuthorization | Authorized, Step::Fail(_)) => Failed,
+            (Captured, Step::Fail(FailureReason::CaptureFailed)) => Failed,
+            (from, step) => return Err(IllegalStep { from, step }),
+        };
+        Ok(next)
+    }
+
+    /// No step leaves these states.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Refunded | Self::Voided | Self::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::IntentStatus::*;
+    use super::*;
+
+    #[test]
+    fn the_happy_paths() {
+        let authorized = RequiresAuthorization.after(Step::Authorize);
+        assert_eq!(authorized, Ok(Authorized));
+        assert_eq!(Authorized.after(Step::Capture), Ok(Captured));
+        assert_eq!(Authorized.after(Step::Void), Ok(Voided));
+        assert_eq!(
+            Captured.after(Step::Refund { rest: 400 }),
+            Ok(PartiallyRefunded)
+        );
+        assert_eq!(
+            PartiallyRefunded.after(Step::Refund { rest: 100 }),
+            Ok(PartiallyRefunded)
+        );
+        assert_eq!(
+            PartiallyRefunded.after(Step::Refund { rest: 0 }),
+            Ok(Refunded)
+        );
+        assert_eq!(Captured.after(Step::Refund { rest: 0 }), Ok(Refunded));
+        let declined = Step::Fail(FailureReason::CardDeclined);
+        assert_eq!(RequiresAuthorization.after(declined), Ok(Failed));
+        let late = Step::Fail(FailureReason::CaptureFailed);
+        assert_eq!(Captured.after(late), Ok(Failed));
+    }
+
+    #[test]
+    fn everything_else_is_refused() {
+        let steps = [
+            Step::Authorize,
+            Step::Capture,
+            Step::Void,
+            Step::Refund { rest: 0 },
+            Step::Refund { rest: 1 },
+            Step::Refund { rest: -1 },
+            Step::Fail(FailureReason::ProviderError),
+            Step::Fail(FailureReason::CaptureFailed),
+        ];
+        let mut allowed = 0;
+        for from in IntentStatus::ALL {
+            for step in steps {
+                match from.after(step) {
+                    Ok(_) => {
+                        allowed += 1;
+                        assert!(!from.is_final(), "{from:?} is final but took {step:?}");
+                    }
+                    Err(e) => assert_eq!(e, IllegalStep { from, step }),
+                }
+            }
+        }
+        // authorize 1, capture 1, void 1, refunds 2 × 2, provider error 2,
+        // capture failure 3 (before capture, and from captured).
+        assert_eq!(allowed, 12);
+        assert!(
+            Authorized.after(Step::Authorize).is_err(),
+            "authorized twice"
+        );
+        assert!(
+            Voided.after(Step::Capture).is_err(),
+            "captured after a void"
+        );
+        assert!(Refunded.after(Step::Refund { rest: 0 }).is_err());
+        assert!(Captured.after(Step::Void).is_err(), "voided after capture");
+    }
+}

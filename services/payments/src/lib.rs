@@ -1,0 +1,20 @@
+//! The payments service's core: what a card must be to be accepted, the
+//! states of a payment intent, and the ledger every money movement is
+//! recorded in (double-entry, hash-chained, append-only).
+//!
+//! ## Layout
+//! - [`domain`]: [`domain::Card`] (Luhn, brand, expiry, CVC; the number is
+//!   never printed), [`domain::IntentStatus`] and its legal steps.
+//! - [`ledger`]: transfers as pairs of entries that sum to zero, the hash
+//!   chain over them, and [`ledger::verify`].
+//! - [`store`]: the ledger's table on PostgreSQL or SQLite ([`store::Ledger`]),
+//!   its migrations (on PostgreSQL a trigger refuses UPDATE, DELETE and
+//!   TRUNCATE; on SQLite triggers refuse UPDATE and DELETE).
+//!
+//! Not built yet (see the payments issue): the HTTP API, the provider and its
+//! sandbox, webhooks, intents' storage and events. Nothing runs this crate
+//! as a service yet.
+
+pub mod domain;
+pub mod ledger;
+pub mod store;
