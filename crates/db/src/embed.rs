@@ -23,6 +23,19 @@ macro_rules! migration_files {
     };
 }
 
+/// `migrations!("0001_init.sql", "0002_more.sql")`: a crate's own
+/// [`Migrations`](crate::Migrations), the same file names embedded from its
+/// `migrations/postgres` and `migrations/sqlite` directories.
+#[macro_export]
+macro_rules! migrations {
+    ($($file:literal),+ $(,)?) => {
+        $crate::Migrations {
+            postgres: $crate::migration_files!("migrations/postgres": $($file),+),
+            sqlite: $crate::migration_files!("migrations/sqlite": $($file),+),
+        }
+    };
+}
+
 /// A migrator over embedded files, equal to what `sqlx::migrate!` builds from
 /// the same directory: the same versions, descriptions and checksums, so
 /// databases migrated before keep validating.
@@ -70,9 +83,16 @@ pub fn check_listed(manifest_dir: &str, lists: &[(&[MigrationFile], &str)]) -> R
 }
 
 /// A test that every migration list names exactly the `.sql` files of its
-/// directory: `emporium_db::migrations_are_listed!(POSTGRES => "migrations/postgres", …);`
+/// directory: `emporium_db::migrations_are_listed!(MIGRATIONS);` for a crate's
+/// [`migrations!`], or `(POSTGRES => "migrations/postgres", …)` per list.
 #[macro_export]
 macro_rules! migrations_are_listed {
+    ($migrations:ident) => {
+        $crate::migrations_are_listed!(
+            $migrations.postgres => "migrations/postgres",
+            $migrations.sqlite => "migrations/sqlite"
+        );
+    };
     ($($list:expr => $dir:literal),+ $(,)?) => {
         #[cfg(test)]
         #[test]

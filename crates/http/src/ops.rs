@@ -10,10 +10,50 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::problem::Problem;
+use crate::server::{HttpServer, HttpSettings};
+use crate::shutdown::Shutdown;
+use crate::{ServiceName, standard_layers};
 
 /// A readiness probe: `Ok` when every dependency answers, `Err(what failed)` otherwise.
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
+
+/// A service's listener and all it serves: its own routes and the
+/// operations routes ([`routes`]), in the [`standard_layers`].
+pub struct Listener {
+    server: HttpServer,
+    router: Router,
+}
+
+impl Listener {
+    /// Binds `settings`' address for `api`, answering `/readyz` with `ready`
+    /// and `/openapi.json` with `openapi_json`.
+    pub fn bind(
+        api: Router,
+        (ready, openapi_json): (ReadyCheck, String),
+        service: ServiceName,
+        settings: &HttpSettings,
+    ) -> anyhow::Result<Self> {
+        let router = standard_layers(api.merge(routes(ready, openapi_json)), service, settings);
+        Ok(Self {
+            server: HttpServer::bind(settings)?,
+            router,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// Serves until `shutdown`, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        self.server.run_until_stopped(self.router, shutdown).await
+    }
+}
 
 /// `/healthz` (alive), `/readyz` (dependencies reachable), `/metrics`, `/openapi.json`:
 /// what a service serves on its own (internal) port.

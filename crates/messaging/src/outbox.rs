@@ -34,6 +34,16 @@ pub struct Commit<'a> {
     pub events: &'a [Envelope],
 }
 
+impl<'a> Commit<'a> {
+    /// A change made now by `clock`'s time, with `events`.
+    pub fn now(clock: &emporium_db::SharedClock, events: &'a [Envelope]) -> Self {
+        Self {
+            now: clock.now_ms(),
+            events,
+        }
+    }
+}
+
 /// Writes every one of `events` into the outbox inside `tx`, the producer's
 /// own transaction.
 pub async fn enqueue_in(tx: &mut emporium_db::Tx, events: &[Envelope]) -> Result<(), sqlx::Error> {

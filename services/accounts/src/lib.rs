@@ -28,9 +28,8 @@ pub mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use emporium_auth::{Role, Verifier, VerifierSettings};
-use emporium_http::{HttpServer, ServiceName, Shutdown, ops, standard_layers};
+use emporium_http::{ServiceName, Shutdown, ops};
 use emporium_messaging::Bus;
 use emporium_messaging::outbox::{Relay, RelayWaker};
 
@@ -47,8 +46,7 @@ pub const SERVICE: &str = "accounts";
 
 /// A built accounts service: bound to its port, not yet serving.
 pub struct Application {
-    server: HttpServer,
-    router: Router,
+    listener: ops::Listener,
     state: AppState,
     relay: Relay,
 }
@@ -136,25 +134,25 @@ impl Application {
             let store = ready_store.clone();
             Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
         });
-        let router = standard_layers(
-            api::router(state.clone()).merge(ops::routes(ready, api::openapi::json())),
+        let listener = ops::Listener::bind(
+            api::router(state.clone()),
+            (ready, api::openapi::json()),
             ServiceName(SERVICE),
             &settings.http,
-        );
+        )?;
         Ok(Self {
-            server: HttpServer::bind(&settings.http)?,
-            router,
+            listener,
             state,
             relay,
         })
     }
 
     pub fn port(&self) -> u16 {
-        self.server.port()
+        self.listener.port()
     }
 
     pub fn base_url(&self) -> String {
-        self.server.base_url()
+        self.listener.base_url()
     }
 
     pub fn store(&self) -> Arc<dyn AccountsStore> {
@@ -165,7 +163,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
         tracing::info!(url = %self.base_url(), "Accounts listening.");
         let relay = tokio::spawn(self.relay.run(shutdown.clone().wait()));
-        let served = self.server.run_until_stopped(self.router, shutdown).await;
+        let served = self.listener.run_until_stopped(shutdown).await;
         let _ = relay.await;
         served
     }

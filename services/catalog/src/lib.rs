@@ -23,10 +23,9 @@ pub mod sweeper;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use emporium_auth::{HttpJwks, JwksSource, Verifier, VerifierSettings};
 use emporium_db::SharedClock;
-use emporium_http::{HttpServer, ServiceName, Shutdown, ShutdownTrigger, ops, standard_layers};
+use emporium_http::{ServiceName, Shutdown, ShutdownTrigger, ops};
 use emporium_messaging::Bus;
 use emporium_messaging::outbox::{Relay, RelayWaker};
 use emporium_messaging::revocations::RevocationFeed;
@@ -38,8 +37,7 @@ use crate::store::CatalogStore;
 pub const SERVICE: &str = "catalog";
 
 pub struct Application {
-    server: HttpServer,
-    router: Router,
+    listener: ops::Listener,
     store: Arc<dyn CatalogStore>,
     relay: Relay,
     sweep_every: Duration,
@@ -128,14 +126,14 @@ impl Application {
             let store = ready_store.clone();
             Box::pin(async move { store.ping().await.map_err(|e| e.to_string()) })
         });
-        let router = standard_layers(
-            api::router(state).merge(ops::routes(ready, api::openapi::json())),
+        let listener = ops::Listener::bind(
+            api::router(state),
+            (ready, api::openapi::json()),
             ServiceName(SERVICE),
             &settings.http,
-        );
+        )?;
         Ok(Self {
-            server: HttpServer::bind(&settings.http)?,
-            router,
+            listener,
             store,
             relay,
             sweep_every: Duration::from_millis(settings.reservations.sweep_every_ms.max(10)),
@@ -146,11 +144,11 @@ impl Application {
     }
 
     pub fn port(&self) -> u16 {
-        self.server.port()
+        self.listener.port()
     }
 
     pub fn base_url(&self) -> String {
-        self.server.base_url()
+        self.listener.base_url()
     }
 
     pub fn store(&self) -> Arc<dyn CatalogStore> {
@@ -167,7 +165,7 @@ impl Application {
             self.sweep_every,
             shutdown.clone().wait(),
         ));
-        let served = self.server.run_until_stopped(self.router, shutdown).await;
+        let served = self.listener.run_until_stopped(shutdown).await;
         self.revocations_stop.fire();
         let _ = self.revocations_task.await;
         let _ = relay.await;

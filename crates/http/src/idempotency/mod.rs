@@ -69,7 +69,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tower::{Layer, Service, ServiceExt};
 
 use crate::problem::{Problem, logged_cause};
-pub use store::migrate;
+pub use store::{MIGRATIONS, migrate};
 
 /// The request header carrying the key.
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");

@@ -9,12 +9,6 @@ use emporium_db::Db;
 pub(super) const IN_FLIGHT: &str = "in_flight";
 pub(super) const DONE: &str = "done";
 
-/// The idempotency-key table, per engine.
-pub(crate) const POSTGRES: &[emporium_db::embed::MigrationFile] =
-    emporium_db::migration_files!("migrations/postgres": "2000001_idempotency_keys.sql");
-pub(crate) const SQLITE: &[emporium_db::embed::MigrationFile] =
-    emporium_db::migration_files!("migrations/sqlite": "2000001_idempotency_keys.sql");
-
 /// Creates the `idempotency_keys` table. Services run this beside their own
 /// migrations; the versions here (2000001…) never collide with theirs or with
 /// emporium-messaging's (1000001…), and each migrator ignores the others' rows.
@@ -27,10 +21,8 @@ pub async fn migrate(db: &Db) -> anyhow::Result<()> {
 
 /// The `idempotency_keys` table on both engines, for
 /// [`emporium_db::open_service_db`] beside a service's own migrations.
-pub const MIGRATIONS: emporium_db::Migrations = emporium_db::Migrations {
-    postgres: POSTGRES,
-    sqlite: SQLITE,
-};
+pub const MIGRATIONS: emporium_db::Migrations =
+    emporium_db::migrations!("2000001_idempotency_keys.sql");
 
 emporium_db::record! {
     /// A stored key as read back.
@@ -144,4 +136,4 @@ pub(super) async fn purge(db: &Db, expired_before: i64, now: i64) -> anyhow::Res
     purged.context("cannot purge expired idempotency keys")
 }
 
-emporium_db::migrations_are_listed!(POSTGRES => "migrations/postgres", SQLITE => "migrations/sqlite");
+emporium_db::migrations_are_listed!(MIGRATIONS);

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::{Extension, Form};
 use emporium_auth::{AuthUser, Role};
 use emporium_http::{AppJson, FieldError, RequestContext};
+use emporium_messaging::outbox::Commit;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -397,7 +398,7 @@ pub async fn logout(
     state
         .0
         .store
-        .revoke_family(family, user.id, state.commit(&[event]))
+        .revoke_family(family, user.id, Commit::now(&state.0.clock, &[event]))
         .await?;
     state.0.relay.wake();
     Ok(StatusCode::NO_CONTENT)

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use emporium_messaging::outbox::Commit;
-
 use axum::Router;
 use axum::extract::FromRef;
 use axum::http::StatusCode;
@@ -31,16 +29,6 @@ pub use views::{TokenPair, UserView};
 /// Everything a handler needs; cloned per request (one `Arc`).
 #[derive(Clone)]
 pub struct AppState(pub Arc<Accounts>);
-
-impl AppState {
-    /// How a change made now commits, with `events` in its transaction.
-    pub fn commit<'a>(&self, events: &'a [emporium_messaging::Envelope]) -> Commit<'a> {
-        Commit {
-            now: self.0.clock.now_ms(),
-            events,
-        }
-    }
-}
 
 pub struct Accounts {
     pub store: Arc<dyn AccountsStore>,

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use emporium_auth::{Admin, AuthUser, Role};
 use emporium_http::paging;
 use emporium_http::{AppJson, AppPath, AppQuery, FieldError, RequestContext};
+use emporium_messaging::outbox::Commit;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -97,7 +98,11 @@ pub async fn update_me(
     let updated = state
         .0
         .store
-        .update_name(user.id, name.as_str(), state.commit(&[event]))
+        .update_name(
+            user.id,
+            name.as_str(),
+            Commit::now(&state.0.clock, &[event]),
+        )
         .await?
         .ok_or(ApiError::Unauthenticated("The account no longer exists."))?;
     state.0.relay.wake();
@@ -165,7 +170,7 @@ pub async fn change_password(
                 hash: &hash,
                 token_generation: generation,
             },
-            state.commit(&[event]),
+            Commit::now(&state.0.clock, &[event]),
         )
         .await
         .map_err(concurrent_change)?;
@@ -190,7 +195,7 @@ pub async fn close_me(
     state
         .0
         .store
-        .close_user(user.id, state.commit(&[event]))
+        .close_user(user.id, Commit::now(&state.0.clock, &[event]))
         .await?;
     state.0.relay.wake();
     tracing::info!(user_id = %user.id, "Account closed.");
@@ -327,7 +332,7 @@ pub async fn admin_update(
     let user = state
         .0
         .store
-        .change_user(admin.id, &change, state.commit(&events))
+        .change_user(admin.id, &change, Commit::now(&state.0.clock, &events))
         .await
         .map_err(concurrent_change)?
         .ok_or(ApiError::NotFound)?;

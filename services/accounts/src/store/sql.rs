@@ -8,16 +8,14 @@ use uuid::Uuid;
 
 use super::{AccountsStore, StoreError};
 
-/// The service's own migration files, per engine.
-pub const POSTGRES: &[emporium_db::embed::MigrationFile] = emporium_db::migration_files!("migrations/postgres": "0001_accounts.sql", "0002_throttle.sql", "0003_token_generation.sql", "0004_email_skeleton.sql");
-pub const SQLITE: &[emporium_db::embed::MigrationFile] = emporium_db::migration_files!("migrations/sqlite": "0001_accounts.sql", "0002_throttle.sql", "0003_token_generation.sql", "0004_email_skeleton.sql");
-
 /// The service's own migrations (the outbox and inbox tables come from
 /// emporium-messaging).
-const MIGRATIONS: emporium_db::Migrations = emporium_db::Migrations {
-    postgres: POSTGRES,
-    sqlite: SQLITE,
-};
+const MIGRATIONS: emporium_db::Migrations = emporium_db::migrations!(
+    "0001_accounts.sql",
+    "0002_throttle.sql",
+    "0003_token_generation.sql",
+    "0004_email_skeleton.sql"
+);
 
 /// The accounts store on either engine: each statement is written once and
 /// run on whichever pool or transaction the [`Db`] holds ([`Db::sql`]).
@@ -93,4 +91,4 @@ pub(super) async fn ensure_an_admin_remains(tx: &mut Tx) -> Result<(), StoreErro
     Ok(())
 }
 
-emporium_db::migrations_are_listed!(POSTGRES => "migrations/postgres", SQLITE => "migrations/sqlite");
+emporium_db::migrations_are_listed!(MIGRATIONS);

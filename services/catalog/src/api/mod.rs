@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use emporium_messaging::outbox::Commit;
 use std::time::Duration;
 
 use axum::Router;
@@ -28,16 +27,6 @@ mod stock;
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<Catalog>);
-
-impl AppState {
-    /// How a change made now commits, with `events` in its transaction.
-    pub fn commit<'a>(&self, events: &'a [emporium_messaging::Envelope]) -> Commit<'a> {
-        Commit {
-            now: self.0.clock.now_ms(),
-            events,
-        }
-    }
-}
 
 pub struct Catalog {
     pub store: Arc<dyn CatalogStore>,

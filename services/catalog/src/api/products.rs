@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use emporium_auth::Admin;
 use emporium_http::text;
 use emporium_http::{AppJson, AppPath, FieldError, RequestContext};
+use emporium_messaging::outbox::Commit;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -322,7 +323,7 @@ pub async fn create(
     let record = state
         .0
         .store
-        .insert_product(&write, state.commit(&[event]))
+        .insert_product(&write, Commit::now(&state.0.clock, &[event]))
         .await
         .map_err(sku_taken)?;
     state.0.relay.wake();
@@ -438,7 +439,7 @@ pub async fn update(
         .update_product(
             &write,
             Some(expected.unwrap_or(current.version)),
-            state.commit(&events),
+            Commit::now(&state.0.clock, &events),
         )
         .await
         .map_err(sku_taken)?
@@ -472,7 +473,7 @@ pub async fn delete(
     if state
         .0
         .store
-        .delete_product(id, state.commit(&[event]))
+        .delete_product(id, Commit::now(&state.0.clock, &[event]))
         .await?
     {
         state.0.relay.wake();

@@ -18,15 +18,12 @@ pub struct SqlStore {
     pub(super) clock: SharedClock,
 }
 
-/// The service's own migration files, per engine.
-pub const POSTGRES: &[emporium_db::embed::MigrationFile] = emporium_db::migration_files!("migrations/postgres": "0001_catalog.sql", "0002_search.sql", "0003_reservation_owner.sql");
-pub const SQLITE: &[emporium_db::embed::MigrationFile] = emporium_db::migration_files!("migrations/sqlite": "0001_catalog.sql", "0002_search.sql", "0003_reservation_owner.sql");
-
 /// The service's own migrations (the outbox's come from emporium-messaging).
-const MIGRATIONS: Migrations = Migrations {
-    postgres: POSTGRES,
-    sqlite: SQLITE,
-};
+const MIGRATIONS: Migrations = emporium_db::migrations!(
+    "0001_catalog.sql",
+    "0002_search.sql",
+    "0003_reservation_owner.sql"
+);
 
 /// Opens the store named by `url`, applying migrations (its own, then the outbox's),
 /// on the system clock.
@@ -64,4 +61,4 @@ impl CatalogStore for SqlStore {
     }
 }
 
-emporium_db::migrations_are_listed!(POSTGRES => "migrations/postgres", SQLITE => "migrations/sqlite");
+emporium_db::migrations_are_listed!(MIGRATIONS);
