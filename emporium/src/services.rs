@@ -122,8 +122,8 @@ pub trait ServiceEntry: Send + Sync {
 }
 
 /// Every service, in the order `up` builds them (a service after those it calls).
-pub fn all() -> [&'static dyn ServiceEntry; 3] {
-    [&Accounts, &Catalog, &Gateway]
+pub fn all() -> [&'static dyn ServiceEntry; 4] {
+    [&SandboxProvider, &Accounts, &Catalog, &Gateway]
 }
 
 pub fn names() -> Vec<&'static str> {
@@ -334,6 +334,55 @@ impl ServiceEntry for Gateway {
         Ok(start(
             gateway,
             emporium_gateway::Application::run_until_stopped,
+        ))
+    }
+}
+
+/// The sandbox card provider: an outside party, so never a gateway upstream.
+pub struct SandboxProvider;
+
+impl SandboxProvider {
+    pub fn settings(args: SettingsArgs<'_>) -> anyhow::Result<emporium_sandbox::SandboxSettings> {
+        let loader = emporium_sandbox::SandboxSettings::loader(args.config)?;
+        Ok(args.apply(loader)?.build()?)
+    }
+}
+
+#[async_trait]
+impl ServiceEntry for SandboxProvider {
+    fn name(&self) -> &'static str {
+        emporium_sandbox::SERVICE
+    }
+
+    async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()> {
+        emporium_sandbox::Application::build(Self::settings(args)?)
+            .await?
+            .run_until_stopped(shutdown)
+            .await
+    }
+
+    async fn migrate(&self, args: SettingsArgs<'_>) -> anyhow::Result<String> {
+        let settings = Self::settings(args)?;
+        let url = settings.database.url.expose();
+        emporium_sandbox::store::Store::open(url, 1).await?;
+        Ok(format!("{}: migrations applied", self.name()))
+    }
+
+    async fn up(&self, ctx: &mut UpContext<'_>) -> anyhow::Result<Start> {
+        let key = up::sandbox_api_key(ctx.data_dir)?;
+        let loader = Loader::new(emporium_sandbox::config::DEFAULTS)?
+            .set("database.url", &ctx.database_url(self.name()))?
+            .set("sandbox.api_key", &key)?;
+        let settings = ctx.http(loader, self.name(), 0)?.build()?;
+        let sandbox = emporium_sandbox::Application::build(settings).await?;
+        ctx.banner.push(format!(
+            "  cards:     {}  (sandbox provider; its API key is in {})",
+            sandbox.base_url(),
+            ctx.data_dir.join(up::SANDBOX_KEY_FILE).display()
+        ));
+        Ok(start(
+            sandbox,
+            emporium_sandbox::Application::run_until_stopped,
         ))
     }
 }

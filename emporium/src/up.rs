@@ -212,10 +212,33 @@ pub async fn write_service_clients(
             scopes.join(" ")
         ));
     }
+    write_private(path, &text)
+}
+
+/// Creates `path` readable by its owner only (0600) and writes `text`.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path)?.write_all(text.as_bytes())?;
-    Ok(())
+    options
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Where `up` keeps the sandbox provider's API key.
+pub const SANDBOX_KEY_FILE: &str = "sandbox-provider.key";
+
+/// The sandbox provider's API key in an `up` data directory: made on the
+/// first start (0600), read on every later one.
+pub fn sandbox_api_key(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join(SANDBOX_KEY_FILE);
+    if !path.exists() {
+        let key = format!("sk_sandbox_{}", emporium_accounts::tokens::random_token(24));
+        write_private(&path, &format!("{key}\n"))?;
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(text.trim().to_owned())
 }

@@ -14,7 +14,9 @@
 //! - [`stock`]: stock-level events, published by the catalog service.
 //! - [`scopes`]: every scope a service client can hold.
 //! - [`reservations`]: catalog's internal reservation API, as callers see it.
+//! - [`provider`]: the card provider's API as payments calls it (the sandbox serves it).
 
+pub mod provider;
 pub mod reservations;
 pub mod scopes;
 

@@ -81,8 +81,14 @@ macro_rules! both {
 }
 
 /// Every name a test certificate is made for.
-const SERVICES: [&str; 6] = [
-    "accounts", "catalog", "gateway", "payments", "orders", "svc",
+const SERVICES: [&str; 7] = [
+    "accounts",
+    "catalog",
+    "gateway",
+    "payments",
+    "orders",
+    "sandbox-provider",
+    "svc",
 ];
 
 /// One development CA and a certificate per service for the whole test
@@ -104,7 +110,8 @@ pub fn certs() -> &'static CertDir {
 
 /// The settings of a test instance of `service`: its `defaults`, then what
 /// every test service shares (the database at `db_url`, HTTPS on a free port
-/// of 127.0.0.1 with the service's certificate, a relay polling every 20 ms),
+/// of 127.0.0.1 with the service's certificate, a relay polling every 20 ms
+/// where the service has one),
 /// then `more`.
 pub fn service_settings<T: DeserializeOwned>(
     service: &str,
@@ -120,10 +127,12 @@ pub fn service_settings<T: DeserializeOwned>(
         ("http.port", "0"),
         ("http.tls_cert", cert.to_str().unwrap()),
         ("http.tls_key", key.to_str().unwrap()),
-        ("events.relay_poll_ms", "20"),
     ];
+    // A service that publishes events relays its outbox quickly in tests.
+    let publishes = defaults.contains("[events]");
+    let relay = publishes.then_some(("events.relay_poll_ms", "20"));
     let mut loader = Loader::new(defaults).unwrap();
-    for (name, value) in shared.iter().chain(more) {
+    for (name, value) in shared.iter().chain(&relay).chain(more) {
         loader = loader.set(name, value).unwrap();
     }
     loader.build().unwrap()

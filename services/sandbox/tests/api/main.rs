@@ -1,0 +1,6 @@
+//! The sandbox provider over HTTPS, on SQLite and on PostgreSQL.
+
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+mod provider;

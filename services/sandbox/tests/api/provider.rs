@@ -1,0 +1,261 @@
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, problem, problem_of};
+use emporium_testkit::both;
+
+/// Each test card answers as docs/api.md says; a token keeps what may be
+/// shown of the card, never the number.
+async fn the_test_cards_answer_as_documented(app: TestApp) {
+    let r = app
+        .call(app.post("/v1/tokens"))
+        .json(
+            &json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let token: Value = r.json().await.unwrap();
+    assert_eq!(
+        (token["brand"].as_str(), token["last4"].as_str()),
+        (Some("visa"), Some("4242"))
+    );
+    assert!(!token.to_string().contains("424242424242"), "{token}");
+    let id = app.authorized("4242424242424242", 1500).await;
+    assert_eq!(app.record(&id).await["status"], "authorized");
+    for (number, status, kind) in [
+        ("4000000000000002", 402, "card-declined"),
+        ("4000000000009995", 402, "insufficient-funds"),
+        ("4000000000000119", 503, "provider-unavailable"),
+    ] {
+        let r = app.authorize(number, 100).await;
+        problem_of(r, status, kind).await;
+    }
+}
+both!(the_test_cards_answer_as_documented);
+
+/// Capture part, refund part of that, and nothing more than there is.
+async fn money_moves_once_and_never_beyond_what_is_there(app: TestApp) {
+    let id = app.authorized("4242424242424242", 1000).await;
+    let path = |what: &str| format!("/v1/authorizations/{id}/{what}");
+    let r = app
+        .keyed(&path("capture"), "cap-1", &json!({"amount": 800}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let captured: Value = r.json().await.unwrap();
+    assert_eq!(
+        (captured["status"].as_str(), captured["captured"].as_i64()),
+        (Some("captured"), Some(800))
+    );
+    let again = app
+        .keyed(&path("capture"), "cap-2", &json!({"amount": 1}))
+        .await;
+    problem_of(again, 409, "wrong-state").await;
+    problem_of(
+        app.keyed(&path("void"), "void-1", &json!({})).await,
+        409,
+        "wrong-state",
+    )
+    .await;
+    assert_eq!(
+        app.keyed(&path("refunds"), "ref-1", &json!({"amount": 500}))
+            .await
+            .status(),
+        201
+    );
+    let over = app
+        .keyed(&path("refunds"), "ref-2", &json!({"amount": 301}))
+        .await;
+    problem_of(over, 409, "amount-too-large").await;
+    for amount in [0, -1, i64::MAX, i64::MIN] {
+        let bad = app
+            .keyed(
+                &path("refunds"),
+                &format!("bad-{amount}"),
+                &json!({"amount": amount}),
+            )
+            .await;
+        problem(bad, 422).await;
+    }
+    let record = app.record(&id).await;
+    let kinds: Vec<(&str, i64)> = record["operations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["kind"].as_str().unwrap(), o["amount"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("authorize", 1000), ("capture", 800), ("refund", 500)]
+    );
+    assert_eq!(record["refunded"], 500);
+}
+both!(money_moves_once_and_never_beyond_what_is_there);
+
+/// The same key again, also ten at once, moves money once: the provider's
+/// own record shows one operation, and every answer names the same result.
+async fn a_retried_key_moves_money_once(app: TestApp) {
+    let token = app.token("4242424242424242").await;
+    let body = json!({"token": token, "amount": 700, "currency": "EUR"});
+    let answers =
+        join_all((0..10).map(|_| app.keyed("/v1/authorizations", "auth-key", &body))).await;
+    let mut ids = Vec::new();
+    for r in answers {
+        match r.status().as_u16() {
+            201 => ids.push(
+                r.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            ),
+            // Another request holds the key right now: retry later.
+            409 => assert_eq!(r.headers()["retry-after"], "1"),
+            other => panic!("an authorize answered {other}"),
+        }
+    }
+    let retried = app.keyed("/v1/authorizations", "auth-key", &body).await;
+    assert_eq!(retried.status(), 201);
+    let id = retried.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(ids.iter().all(|i| *i == id), "{ids:?} vs {id}");
+    let (capture, amount) = (
+        format!("/v1/authorizations/{id}/capture"),
+        json!({"amount": 700}),
+    );
+    let captures = join_all((0..10).map(|_| app.keyed(&capture, "cap-key", &amount))).await;
+    assert!(captures.iter().any(|r| r.status() == 200));
+    assert_eq!(app.authorizations_with(&token).await, 1);
+    let record = app.record(&id).await;
+    assert_eq!(
+        record["operations"].as_array().unwrap().len(),
+        2,
+        "{record}"
+    );
+    let other_body = json!({"token": token, "amount": 701, "currency": "EUR"});
+    problem(
+        app.keyed("/v1/authorizations", "auth-key", &other_body)
+            .await,
+        422,
+    )
+    .await;
+}
+both!(a_retried_key_moves_money_once);
+
+/// With half of all calls failing transiently (refused, hanging, or the
+/// answer lost after the work), retrying with the same key until an answer
+/// comes authorizes exactly once.
+async fn transient_failures_never_move_money_twice(app: TestApp) {
+    let token = app.token("4242424242424242").await;
+    let body = json!({"token": token, "amount": 300, "currency": "EUR"});
+    let mut failures = 0;
+    let id = loop {
+        let request = app
+            .call(app.post("/v1/authorizations"))
+            .header("idempotency-key", "flaky");
+        let r = request
+            .json(&body)
+            .timeout(std::time::Duration::from_millis(500))
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status() == 201 => {
+                break r.json::<Value>().await.unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+            }
+            Ok(r) => assert!(matches!(r.status().as_u16(), 503 | 409), "{}", r.status()),
+            Err(e) => assert!(e.is_timeout(), "{e}"),
+        }
+        failures += 1;
+        assert!(failures < 200, "no call got through");
+    };
+    assert_eq!(app.authorizations_with(&token).await, 1);
+    let record = app.record(&id).await;
+    assert_eq!(
+        record["operations"].as_array().unwrap().len(),
+        1,
+        "{record}"
+    );
+}
+both!(transient_failures_never_move_money_twice, |s| {
+    s.sandbox.failure_rate = 0.5;
+    s.sandbox.hang_ms = 2_000;
+});
+
+/// Every answer lost after the work was done: ten retries with one key all
+/// see 503, and the sandbox still authorized exactly once.
+async fn a_lost_answer_retried_moves_money_once(app: TestApp) {
+    let token = app.token_without_faults().await;
+    let body = json!({"token": token, "amount": 250, "currency": "EUR"});
+    for _ in 0..10 {
+        let r = app.keyed("/v1/authorizations", "lost-key", &body).await;
+        problem_of(r, 503, "provider-unavailable").await;
+    }
+    assert_eq!(app.authorizations_with(&token).await, 1);
+}
+both!(a_lost_answer_retried_moves_money_once, |s| {
+    s.sandbox.failure_rate = 1.0;
+    s.sandbox.refuse_share = 0.0;
+    s.sandbox.hang_share = 0.0;
+});
+
+/// Without the API key nothing is answered; bad cards are named field by
+/// field; an unknown token or authorization is 404.
+async fn hostile_and_mistaken_calls_are_refused(app: TestApp) {
+    let card =
+        json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+    let anonymous = app.post("/v1/tokens").json(&card).send().await.unwrap();
+    problem(anonymous, 401).await;
+    let wrong = app
+        .post("/v1/tokens")
+        .bearer_auth("sk_test_0123456789abcdeX")
+        .json(&card)
+        .send()
+        .await
+        .unwrap();
+    problem(wrong, 401).await;
+    let bad = json!({"number": "4242424242424241", "exp_month": 13, "exp_year": 31, "cvc": "12a"});
+    let body = problem(app.send_json("/v1/tokens", &bad).await, 422).await;
+    let fields = emporium_testkit::problem_fields(&body);
+    assert_eq!(fields, ["number", "exp_month", "exp_year", "cvc"]);
+    let unknown = json!({"token": "tok_nope", "amount": 100, "currency": "EUR"});
+    problem(
+        app.keyed("/v1/authorizations", "k-unknown", &unknown).await,
+        404,
+    )
+    .await;
+    let lower = json!({"token": "tok_nope", "amount": 100, "currency": "eur"});
+    problem(
+        app.keyed("/v1/authorizations", "k-lower", &lower).await,
+        422,
+    )
+    .await;
+    let missing_key = app.send_json("/v1/authorizations", &unknown).await;
+    problem(missing_key, 400).await;
+    let nobody = app
+        .call(app.get(&format!("/v1/authorizations/{}", uuid::Uuid::new_v4())))
+        .send()
+        .await
+        .unwrap();
+    problem(nobody, 404).await;
+}
+both!(hostile_and_mistaken_calls_are_refused);
+
+/// Both engines' migrations make the same tables and columns.
+#[tokio::test]
+async fn both_engines_have_the_same_schema() {
+    emporium_testkit::schema::assert_schema_parity(
+        |url| async move {
+            emporium_sandbox::store::Store::open(&url, 1)
+                .await
+                .map(drop)
+        },
+        &[],
+        &[],
+    )
+    .await;
+}
