@@ -249,4 +249,17 @@ mod tests {
             .unwrap();
         assert_eq!(all, vec![(1,), (2,)]);
     }
+
+    /// `$n` is the n-th value on both engines, in any order and repeated.
+    #[tokio::test]
+    async fn placeholders_name_values_by_position_on_both_engines() {
+        let sqlite = TestDatabase::sqlite();
+        let postgres = TestDatabase::postgres().await.unwrap();
+        for url in [&sqlite.url, &postgres.url] {
+            let db = crate::Db::connect(url, 1).await.unwrap();
+            let sql = "SELECT CAST($2 AS TEXT) || CAST($1 AS TEXT) || CAST($2 AS TEXT)";
+            let joined: String = db.sql().scalar(sql, ("a", "b")).await.unwrap();
+            assert_eq!(joined, "bab", "{url}");
+        }
+    }
 }

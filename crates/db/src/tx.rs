@@ -27,11 +27,13 @@ impl Db {
         })
     }
 
-    /// Begins a transaction for reads only: several statements see one
-    /// snapshot, and on SQLite no write lock is taken.
+    /// Begins a transaction for reads only: its statements all see one
+    /// snapshot (PostgreSQL: `REPEATABLE READ`; SQLite in WAL mode: the
+    /// snapshot of its first read), and on SQLite no write lock is taken.
     pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
+        const SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
         Ok(match self {
-            Self::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Self::Postgres(pool) => Tx::Postgres(pool.begin_with(SNAPSHOT).await?),
             Self::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
         })
     }
@@ -91,7 +93,8 @@ mod tests {
     #[tokio::test]
     async fn a_transaction_commits_or_rolls_back_as_a_whole() {
         let file = TestDatabase::sqlite();
-        let db = crate::Db::connect(&file.url, 2).await.unwrap();
+        // One connection: the count after the drop runs where the insert did.
+        let db = crate::Db::connect(&file.url, 1).await.unwrap();
         crate::on_db!(&db, |pool| sqlx::query("CREATE TABLE t (x INTEGER)")
             .execute(pool)
             .await
@@ -124,5 +127,28 @@ mod tests {
             .unwrap());
         tx.commit().await.unwrap();
         assert_eq!(count().await, 1);
+    }
+
+    /// A read transaction on PostgreSQL keeps its snapshot while others commit.
+    #[tokio::test]
+    async fn a_read_transaction_sees_one_snapshot() {
+        let database = TestDatabase::postgres().await.unwrap();
+        let db = crate::Db::connect(&database.url, 2).await.unwrap();
+        let sql = db.sql();
+        sql.execute("CREATE TABLE t (x BIGINT)", ()).await.unwrap();
+        let mut read = db.begin_read().await.unwrap();
+        let count = "SELECT COUNT(*) FROM t";
+        let before: i64 = read.sql().scalar(count, ()).await.unwrap();
+        db.sql()
+            .execute("INSERT INTO t VALUES (1)", ())
+            .await
+            .unwrap();
+        let after: i64 = read.sql().scalar(count, ()).await.unwrap();
+        assert_eq!((before, after), (0, 0), "the snapshot moved");
+        let refused = read.sql().execute("INSERT INTO t VALUES (2)", ()).await;
+        assert!(refused.is_err(), "a read transaction wrote");
+        read.rollback().await.unwrap();
+        let now: i64 = db.sql().scalar(count, ()).await.unwrap();
+        assert_eq!(now, 1);
     }
 }

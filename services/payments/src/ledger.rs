@@ -504,10 +504,29 @@ mod tests {
                  ffffffff-ffff-ffff-ffff-ffffffffffff|refund|merchant|-250|EUR|1700000000000|{GENESIS}"
             )
         );
-        // SHA-256 of the empty string, to pin the hex encoding.
-        let empty = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"");
-        assert_eq!(empty.as_ref()[0], 0xe3);
-        assert_eq!(e.compute_hash().len(), 64);
-        assert_eq!(e.compute_hash(), e.clone().compute_hash());
+        // Lower-case hex of SHA-256 over exactly that text (as `sha256sum` gives it).
+        assert_eq!(
+            e.compute_hash(),
+            "0570f1daa5d3c9bcf74d5f90668f202506982f66cc9ffac2d462971e4964ab69"
+        );
+    }
+
+    /// A chain whose every link holds but that draws on a balance another
+    /// intent holds is still refused, at the entry that goes below zero.
+    #[test]
+    fn a_balance_below_zero_is_found() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut entries = chain(&[transfer(a, Movement::Authorize, 1000)]);
+        // `post` trusts the entries it is given: hand it intent A's as B's.
+        let head = (entries[1].seq, entries[1].hash.clone());
+        let stolen = post(
+            &transfer(b, Movement::Capture, 1000),
+            &entries,
+            (head.0, &head.1),
+            9,
+        );
+        entries.extend(stolen.unwrap());
+        let v = verify(&entries);
+        assert_eq!(v.first_bad_entry, Some((3, "takes a balance below zero")));
     }
 }

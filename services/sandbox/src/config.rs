@@ -60,3 +60,50 @@ impl SandboxSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn with(changes: &[(&str, &str)]) -> anyhow::Result<()> {
+        let mut loader = Loader::new(DEFAULTS).unwrap();
+        for (key, value) in changes {
+            loader = loader.set(key, value).unwrap();
+        }
+        let settings: SandboxSettings = loader.build().unwrap();
+        settings.check()
+    }
+
+    #[test]
+    fn it_refuses_to_run_without_a_key_or_with_shares_out_of_range() {
+        let key = ("sandbox.api_key", "0123456789abcdef");
+        assert!(with(&[key]).is_ok());
+        let refused = with(&[]).unwrap_err().to_string();
+        assert!(refused.contains("sandbox.api_key"), "{refused}");
+        let short = with(&[("sandbox.api_key", "0123456789abcde")]).unwrap_err();
+        let text = short.to_string();
+        assert!(
+            text.contains("sandbox.api_key") && !text.contains("0123456789abcde"),
+            "{text}"
+        );
+        for bad in [
+            [
+                ("sandbox.failure_rate", "1.5"),
+                ("sandbox.hang_share", "0.1"),
+            ],
+            [
+                ("sandbox.refuse_share", "0.6"),
+                ("sandbox.hang_share", "0.6"),
+            ],
+            [
+                ("sandbox.failure_rate", "NaN"),
+                ("sandbox.hang_share", "0.1"),
+            ],
+        ] {
+            let mut changes = vec![key];
+            changes.extend(bad);
+            assert!(with(&changes).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -286,8 +286,37 @@ mod tests {
     }
 
     #[test]
+    fn problems_in_several_fields_are_all_named() {
+        use CardError::*;
+        let errors = parse("4242424242424241", 0, 2030, "12").unwrap_err();
+        assert_eq!(errors, [Checksum, Month, Cvc]);
+        let spaced = parse("4000 0000 0000 0002", 12, 2030, "123").unwrap();
+        assert_eq!(spaced.number(), "4000000000000002");
+        for (number, brand) in [
+            ("4222222222222", Brand::Visa),
+            ("6500000000000002", Brand::Discover),
+            ("6445644564456445", Brand::Discover),
+            ("2221000000000009", Brand::Mastercard),
+            ("2720992720992729", Brand::Mastercard),
+        ] {
+            assert_eq!(
+                parse(number, 12, 2030, "123").map(|c| c.brand()).ok(),
+                Some(brand),
+                "{number}"
+            );
+        }
+        assert_eq!(
+            parse("2220990000000002", 12, 2030, "123").unwrap_err(),
+            [UnknownBrand]
+        );
+    }
+
+    #[test]
     fn a_card_is_good_through_its_expiry_month() {
         assert!(parse("4242424242424242", 11, 2026, "123").is_ok());
+        assert!(parse("4242424242424242", 1, 2027, "123").is_ok());
+        let last_year = parse("4242424242424242", 12, 2025, "123");
+        assert_eq!(last_year.unwrap_err(), [CardError::Expired]);
         assert_eq!(
             parse("4242424242424242", 10, 2026, "123").unwrap_err(),
             [CardError::Expired]
@@ -296,11 +325,11 @@ mod tests {
 
     #[test]
     fn debug_shows_the_last_four_only() {
-        let card = parse("4242424242424242", 12, 2030, "987").unwrap();
+        let card = parse("4012888888881881", 12, 2030, "987").unwrap();
         let shown = format!("{card:?}");
-        assert!(shown.contains("4242") && shown.contains("Visa"), "{shown}");
+        assert!(shown.contains("1881") && shown.contains("Visa"), "{shown}");
         assert!(
-            !shown.contains("424242424242") && !shown.contains("987"),
+            !shown.contains("4012") && !shown.contains("8888") && !shown.contains("987"),
             "{shown}"
         );
     }

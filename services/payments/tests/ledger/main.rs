@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use emporium_db::testing::TestDatabase;
 use emporium_db::{Db, Engine};
-use emporium_payments::ledger::{Movement, Transfer, TransferError};
+use emporium_payments::ledger::{GENESIS, Movement, Transfer, TransferError};
 use emporium_payments::store::{Ledger, MIGRATIONS, RecordError};
 use futures_util::future::join_all;
 use uuid::Uuid;
@@ -30,6 +30,9 @@ emporium_db::on_engines!(
     concurrent_refunds_never_exceed_what_was_captured,
     entries_cannot_be_changed_or_removed,
     a_change_behind_the_triggers_is_found,
+    a_lost_tail_is_found_by_the_head,
+    intents_keep_their_own_balances_and_currency,
+    a_transfer_rolled_back_leaves_no_trace,
 );
 
 fn transfer(intent: Uuid, movement: Movement, amount: i64) -> Transfer {
@@ -190,6 +193,74 @@ async fn a_change_behind_the_triggers_is_found(engine: Engine) {
         v.first_bad_entry,
         Some((4, "its content does not match its hash"))
     );
+}
+
+/// The last whole transaction removed leaves a chain whose every link holds;
+/// the head, which names the last entry, tells.
+async fn a_lost_tail_is_found_by_the_head(engine: Engine) {
+    let (ledger, db, _file) = ledger(engine).await;
+    captured(&ledger, Uuid::now_v7(), 900).await;
+    let lift = match engine {
+        Engine::Postgres => "ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_no_change",
+        Engine::Sqlite => "DROP TRIGGER ledger_entries_no_delete",
+    };
+    db.sql().execute(lift, ()).await.unwrap();
+    let removed = db
+        .sql()
+        .execute("DELETE FROM ledger_entries WHERE seq > 2", ())
+        .await;
+    assert_eq!(removed.unwrap(), 2);
+    let v = ledger.verify().await.unwrap();
+    let why = "the chain's head does not name the last entry";
+    assert_eq!(
+        (v.entries, v.valid, v.first_bad_entry),
+        (2, false, Some((2, why)))
+    );
+}
+
+/// Balances and currencies are per intent: another intent's captured money
+/// cannot be refunded, and an intent stays in its first currency.
+async fn intents_keep_their_own_balances_and_currency(engine: Engine) {
+    let (ledger, _db, _file) = ledger(engine).await;
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    captured(&ledger, a, 100).await;
+    let usd = |intent, movement, amount| Transfer::new(intent, movement, amount, "USD");
+    ledger
+        .record_now(&usd(b, Movement::Authorize, 50), 3)
+        .await
+        .unwrap();
+    let refund_b = ledger.record_now(&usd(b, Movement::Refund, 10), 4).await;
+    assert!(matches!(
+        refund_b,
+        Err(RecordError::Refused(TransferError::Insufficient {
+            account: "merchant",
+            balance: 0,
+            ..
+        }))
+    ));
+    let usd_on_a = ledger.record_now(&usd(a, Movement::Refund, 10), 5).await;
+    assert!(matches!(
+        usd_on_a,
+        Err(RecordError::Refused(TransferError::CurrencyMismatch(c))) if c == "EUR"
+    ));
+    let of_a = ledger.entries_of(a).await.unwrap();
+    assert_eq!(of_a.len(), 4);
+    assert!(of_a.iter().all(|e| e.intent_id == a && e.currency == "EUR"));
+    assert_eq!(ledger.verify().await.unwrap().entries, 6);
+}
+
+/// A transfer recorded in a transaction that rolls back leaves nothing: no
+/// entry, and the head where it was.
+async fn a_transfer_rolled_back_leaves_no_trace(engine: Engine) {
+    let (ledger, db, _file) = ledger(engine).await;
+    let mut tx = db.begin_write().await.unwrap();
+    let t = transfer(Uuid::now_v7(), Movement::Authorize, 100);
+    ledger.record(&mut tx, &t, 1).await.unwrap();
+    tx.rollback().await.unwrap();
+    let v = ledger.verify().await.unwrap();
+    assert_eq!((v.entries, v.valid), (0, true));
+    let next = ledger.record_now(&t, 2).await.unwrap();
+    assert_eq!((next[0].seq, next[0].prev_hash.as_str()), (1, GENESIS));
 }
 
 /// Both engines' migrations make the same tables and columns.
