@@ -57,6 +57,9 @@ async fn require_key(State(key): State<Arc<String>>, request: Request, next: Nex
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
+        // HTTP/1.1 trims a header value's ends and HTTP/2 does not: the key
+        // has no spaces, so trimming makes both read the same.
+        .map(str::trim)
         .unwrap_or_default();
     let ok =
         aws_lc_rs::constant_time::verify_slices_are_equal(presented.as_bytes(), key.as_bytes())
@@ -136,6 +139,8 @@ async fn tokenize(
     }
     if !(2000..=2099).contains(&card.exp_year) {
         errors.push(FieldError::new("exp_year", "must be a four-digit year"));
+    } else if (1..=12).contains(&card.exp_month) && expired(&card, state.0.clock.now_ms()) {
+        errors.push(FieldError::new("exp_year", "the card has expired"));
     }
     let cvc_ok = (3..=4).contains(&card.cvc.len()) && card.cvc.bytes().all(|b| b.is_ascii_digit());
     if !cvc_ok {
@@ -158,6 +163,13 @@ async fn tokenize(
         .insert_token(&token, behaviour, state.0.clock.now_ms())
         .await?;
     Ok((StatusCode::CREATED, AppJson(token)))
+}
+
+/// A card is good through the last day of its expiry month.
+fn expired(card: &TokenRequest, now_ms: i64) -> bool {
+    use chrono::Datelike;
+    let today = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+    (card.exp_year, card.exp_month) < (i64::from(today.year()), i64::from(today.month()))
 }
 
 async fn authorize(

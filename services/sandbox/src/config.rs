@@ -41,9 +41,10 @@ impl SandboxSettings {
 
     /// Refuses settings it cannot run with, naming the key (never a value).
     pub fn check(&self) -> anyhow::Result<()> {
+        let key = self.sandbox.api_key.expose();
         anyhow::ensure!(
-            self.sandbox.api_key.expose().len() >= 16,
-            "sandbox.api_key must be set (16 characters or more)"
+            key.len() >= 16 && key.bytes().all(|b| b.is_ascii_graphic()),
+            "sandbox.api_key must be set: 16 or more visible ASCII characters, no spaces"
         );
         let s = &self.sandbox;
         let shares = [
@@ -81,6 +82,9 @@ mod tests {
         assert!(with(&[key]).is_ok());
         let refused = with(&[]).unwrap_err().to_string();
         assert!(refused.contains("sandbox.api_key"), "{refused}");
+        for odd in ["                ", " 0123456789abcdef ", "ééééééééé"] {
+            assert!(with(&[("sandbox.api_key", odd)]).is_err(), "{odd:?}");
+        }
         let short = with(&[("sandbox.api_key", "0123456789abcde")]).unwrap_err();
         let text = short.to_string();
         assert!(

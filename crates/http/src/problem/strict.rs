@@ -66,7 +66,62 @@ pub(super) fn neutral(message: &str) -> String {
         out.push(primitive(words[i]));
         i += 1;
     }
-    shorten(&uuid_failure(&out.join(" ")))
+    shorten(&without_values(&uuid_failure(&out.join(" "))))
+}
+
+/// The message without the values serde quotes from the input (`integer
+/// `4242…``, `string "…"`): a card number or a password sent with the wrong
+/// type must not come back in an error, nor reach a log through one. The
+/// kind of value stays (`invalid type: integer, expected a string`).
+pub(super) fn without_values(message: &str) -> String {
+    const KINDS: [&str; 5] = [
+        "integer ",
+        "floating point ",
+        "boolean ",
+        "character ",
+        "string ",
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some((at, kind)) = KINDS
+        .iter()
+        .filter_map(|k| rest.find(k).map(|at| (at, *k)))
+        .min_by_key(|(at, _)| *at)
+    {
+        let after = &rest[at + kind.len()..];
+        let quoted = match after.chars().next() {
+            Some('`') => after[1..].find('`').map(|end| end + 2),
+            Some('"') => closing_quote(after).map(|end| end + 1),
+            _ => None,
+        };
+        out.push_str(&rest[..at + kind.len() - 1]);
+        rest = match quoted {
+            Some(len) => &after[len..],
+            None => &rest[at + kind.len() - 1..],
+        };
+        if quoted.is_none() {
+            // Not a quoted value: keep the space and go on after it.
+            out.push(' ');
+            rest = &rest[1..];
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The byte index of the `"` closing a Rust-escaped string that `text`
+/// opens with one.
+fn closing_quote(text: &str) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in text.char_indices().skip(1) {
+        match (escaped, c) {
+            (true, _) => escaped = false,
+            (false, '\\') => escaped = true,
+            (false, '"') => return Some(i),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// A Rust primitive type name (`i64`, `u32,`) as the JSON it asks for.

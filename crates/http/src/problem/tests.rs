@@ -129,11 +129,11 @@ fn serde_messages_lose_rust_type_names() {
         ),
         (
             "address: invalid type: string \"x\", expected struct Address at line 1 column 15",
-            "address: invalid type: string \"x\", expected an object at line 1 column 15",
+            "address: invalid type: string, expected an object at line 1 column 15",
         ),
         (
             "role: invalid type: integer `5`, expected enum Role at line 1 column 9",
-            "role: invalid type: integer `5`, expected an allowed value at line 1 column 9",
+            "role: invalid type: integer, expected an allowed value at line 1 column 9",
         ),
         (
             "data did not match any variant of untagged enum Shape",
@@ -141,11 +141,11 @@ fn serde_messages_lose_rust_type_names() {
         ),
         (
             "delta: invalid type: floating point `-9.2e18`, expected i64 at line 1 column 29",
-            "delta: invalid type: floating point `-9.2e18`, expected an integer in range at line 1 column 29",
+            "delta: invalid type: floating point, expected an integer in range at line 1 column 29",
         ),
         (
             "position: invalid value: integer `70000`, expected i16 at line 1 column 5",
-            "position: invalid value: integer `70000`, expected an integer in range at line 1 column 5",
+            "position: invalid value: integer, expected an integer in range at line 1 column 5",
         ),
         (
             "category_id: UUID parsing failed: invalid character: found `n` at 0 at line 1 column 80",
@@ -157,7 +157,7 @@ fn serde_messages_lose_rust_type_names() {
         ),
         (
             "invalid type: string \"a\", expected struct variant Shape::Circle",
-            "invalid type: string \"a\", expected an object",
+            "invalid type: string, expected an object",
         ),
         (
             "invalid type: null, expected unit struct Marker,",
@@ -170,7 +170,7 @@ fn serde_messages_lose_rust_type_names() {
         ),
         (
             "items[0].qty: invalid type: string \"1\", expected u32 at line 1 column 20",
-            "items[0].qty: invalid type: string \"1\", expected an integer in range at line 1 column 20",
+            "items[0].qty: invalid type: string, expected an integer in range at line 1 column 20",
         ),
         (
             "unknown variant `x`, expected `customer` or `admin`",
@@ -396,5 +396,40 @@ mod extractors {
         assert_eq!(content_type, PROBLEM_JSON);
         assert!(!text.contains("Path<"), "{text}");
         assert!(text.contains("/problems/internal"), "{text}");
+    }
+}
+
+/// What a client sent with the wrong type is not repeated: a card number or a
+/// password must not come back in an error (or reach a log through one).
+#[test]
+fn values_the_input_held_are_not_repeated() {
+    for (raw, want) in [
+        (
+            "number: invalid type: integer `4242424242424242`, expected a string at line 1 column 26",
+            "number: invalid type: integer, expected a string at line 1 column 26",
+        ),
+        (
+            "exp_month: invalid type: string \"4242 \\\" 4242\", expected i64 at line 1 column 40",
+            "exp_month: invalid type: string, expected an integer in range at line 1 column 40",
+        ),
+        (
+            "amount: invalid value: integer `-300`, expected u8",
+            "amount: invalid value: integer, expected an integer in range",
+        ),
+        (
+            "x: invalid type: floating point `1.5`, expected i64",
+            "x: invalid type: floating point, expected an integer in range",
+        ),
+        (
+            "x: invalid type: boolean `true`, expected a string",
+            "x: invalid type: boolean, expected a string",
+        ),
+        ("a string with no value", "a string with no value"),
+        (
+            "unknown field `pin`, expected one of `a`, `b`",
+            "unknown field `pin`, expected one of `a`, `b`",
+        ),
+    ] {
+        assert_eq!(neutral(raw), want, "{raw:?}");
     }
 }

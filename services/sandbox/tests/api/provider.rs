@@ -318,6 +318,14 @@ async fn hostile_and_mistaken_calls_are_refused(app: TestApp) {
     )
     .await;
     assert_eq!(emporium_testkit::problem_fields(&body), ["currency"]);
+    let last_year =
+        json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2020, "cvc": "123"});
+    let body = problem(app.send_json("/v1/tokens", &last_year).await, 422).await;
+    assert_eq!(emporium_testkit::problem_fields(&body), ["exp_year"]);
+    let typed =
+        json!({"number": 4242424242424242_i64, "exp_month": 12, "exp_year": 2031, "cvc": 987});
+    let body = problem(app.send_json("/v1/tokens", &typed).await, 422).await;
+    assert!(!body.to_string().contains("4242424242424242"), "{body}");
     let missing_key = app.send_json("/v1/authorizations", &unknown).await;
     problem_of(missing_key, 400, "idempotency-key-missing").await;
     let nobody = app
