@@ -141,3 +141,11 @@ impl TestApp {
         card.token
     }
 }
+
+/// The (kind, amount) of every operation in a provider's record.
+pub fn operations(record: &Value) -> Vec<(&str, i64)> {
+    let all = record["operations"].as_array().unwrap();
+    all.iter()
+        .map(|o| (o["kind"].as_str().unwrap(), o["amount"].as_i64().unwrap()))
+        .collect()
+}

@@ -1,7 +1,7 @@
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, problem, problem_of};
+use crate::helpers::{TestApp, operations, problem, problem_of};
 use emporium_testkit::both;
 
 /// Each test card answers as docs/api.md says; a token keeps what may be
@@ -83,12 +83,7 @@ async fn money_moves_once_and_never_beyond_what_is_there(app: TestApp) {
         assert_eq!(emporium_testkit::problem_fields(&body), ["amount"]);
     }
     let record = app.record(&id).await;
-    let kinds: Vec<(&str, i64)> = record["operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| (o["kind"].as_str().unwrap(), o["amount"].as_i64().unwrap()))
-        .collect();
+    let kinds = operations(&record);
     assert_eq!(
         kinds,
         [("authorize", 1000), ("capture", 800), ("refund", 500)]
@@ -152,13 +147,12 @@ async fn a_retried_key_moves_money_once(app: TestApp) {
     assert_eq!(replay.headers()["idempotent-replayed"], "true");
     assert_eq!(app.authorizations_with(&token).await, 1);
     let record = app.record(&id).await;
-    let kinds: Vec<&str> = record["operations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["kind"].as_str().unwrap())
-        .collect();
-    assert_eq!(kinds, ["authorize", "capture", "refund"], "{record}");
+    let kinds: Vec<(&str, i64)> = operations(&record);
+    assert_eq!(
+        kinds,
+        [("authorize", 700), ("capture", 700), ("refund", 100)],
+        "{record}"
+    );
     assert_eq!(record["refunded"], 100);
     let other_body = json!({"token": token, "amount": 701, "currency": "EUR"});
     let reused = app
