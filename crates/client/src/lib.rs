@@ -19,10 +19,12 @@
 //! - [`token`]: [`TokenSource`], [`ClientCredentials`] (OAuth 2.0 against
 //!   accounts) and [`StaticToken`].
 //! - [`catalog`]: the typed client of catalog's reservation API.
+//! - [`provider`]: the typed client of the card provider's API.
 
 pub mod call;
 pub mod catalog;
 pub mod error;
+pub mod provider;
 pub mod token;
 
 pub use call::{Call, ClientSettings, Reply, ServiceClient};
