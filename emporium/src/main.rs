@@ -13,6 +13,7 @@ use services::SettingsArgs;
 
 mod events;
 mod loadgen;
+mod payments;
 mod services;
 mod up;
 
@@ -65,6 +66,8 @@ enum Command {
     Loadgen(loadgen::LoadgenArgs),
     /// Event bus operations: dead letters.
     Events(events::EventsArgs),
+    /// Payments administration: the ledger.
+    Payments(payments::PaymentsArgs),
     /// Accounts administration.
     Accounts {
         #[command(subcommand)]
@@ -126,6 +129,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Events(args) => events::run(args).await,
+        Command::Payments(args) => payments::run(args).await,
         Command::Loadgen(args) => loadgen::run(args).await,
         Command::Serve {
             service,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod events;
+mod payments;
 mod process;
 
 use std::time::{Duration, Instant};

@@ -7,6 +7,7 @@
 //!   never printed), [`domain::IntentStatus`] and its legal steps.
 //! - [`ledger`]: transfers as pairs of entries that sum to zero, the hash
 //!   chain over them, and [`ledger::verify`].
+//! - [`export`]: the ledger as Elasticsearch `_bulk` NDJSON (ECS field names).
 //! - [`store`]: the ledger's table on PostgreSQL or SQLite ([`store::Ledger`]),
 //!   its migrations (on PostgreSQL a trigger refuses UPDATE, DELETE and
 //!   TRUNCATE; on SQLite triggers refuse UPDATE and DELETE).
@@ -16,5 +17,6 @@
 //! as a service yet.
 
 pub mod domain;
+pub mod export;
 pub mod ledger;
 pub mod store;

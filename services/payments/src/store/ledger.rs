@@ -133,6 +133,13 @@ impl Ledger {
         Ok(posted)
     }
 
+    /// Every entry, in order.
+    pub async fn entries(&self) -> Result<Vec<Entry>, StoreError> {
+        let sql = sqlx::AssertSqlSafe(format!("{ENTRY} ORDER BY seq"));
+        let rows: Vec<EntryRow> = self.db.sql().fetch_all(sql, ()).await?;
+        Ok(entries(rows)?)
+    }
+
     /// An intent's entries, in order.
     pub async fn entries_of(&self, intent: Uuid) -> Result<Vec<Entry>, StoreError> {
         let sql = sqlx::AssertSqlSafe(format!("{ENTRY} WHERE intent_id = $1 ORDER BY seq"));
