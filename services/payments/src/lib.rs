@@ -12,9 +12,9 @@
 //!   its migrations (on PostgreSQL a trigger refuses UPDATE, DELETE and
 //!   TRUNCATE; on SQLite triggers refuse UPDATE and DELETE).
 //!
-//! Not built yet (see the payments issue): the HTTP API, the provider and its
-//! sandbox, webhooks, intents' storage and events. Nothing runs this crate
-//! as a service yet.
+//! Not built yet (see the payments issue): the HTTP API, webhooks, intents'
+//! storage and events. No service runs this crate yet; `emporium payments
+//! ledger verify|export` reads its ledger.
 
 pub mod domain;
 pub mod export;
