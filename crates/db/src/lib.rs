@@ -11,7 +11,7 @@
 //! - [`embed`]: embedded migrations ([`migration_files!`]) and [`record!`]
 //!   structs decoded from rows, without sqlx's proc macros.
 //! - [`open_service_db`]: a service's pool with its [`Migrations`] applied.
-//! - [`tx`]: [`Tx`], a write transaction on either engine, and [`on_tx!`].
+//! - [`tx`]: [`Tx`], a transaction on either engine.
 //! - [`query`]: a statement with a tuple of values, on a pool or in a
 //!   transaction: `db.sql().fetch_optional(sql, (id,))`, `tx.sql().execute(…)`.
 //! - [`dialect`]: what differs between the engines for SQL written once

@@ -2,8 +2,7 @@
 //! (id,))`, `tx.execute(sql, (id, now))`. The values are a tuple bound as
 //! `$1`, `$2`, … (both engines take `$n`); the rows decode the same way from
 //! both ([`Row`]). This is how most of a store's statements are written; a
-//! statement that needs more (a query builder) uses [`on_db!`](crate::on_db)
-//! or [`on_tx!`](crate::on_tx).
+//! statement that needs more (a query builder) uses [`on_db!`](crate::on_db).
 
 use sqlx::error::BoxDynError;
 use sqlx::postgres::PgArguments;

@@ -1,10 +1,9 @@
-//! A write transaction on either engine ([`Tx`]), and [`on_tx!`] to run one
-//! statement in it: the store-side twin of [`Db`] and [`on_db!`](crate::on_db).
+//! A transaction on either engine ([`Tx`]): the store-side twin of [`Db`].
 //!
 //! A store method that needs several statements in one transaction begins a
-//! [`Tx`] with [`Db::begin_write`], runs each statement through [`on_tx!`]
-//! (written once, type-checked per engine), passes `&mut Tx` to its helpers,
-//! and commits. The engine's row-lock suffix comes from [`Tx::locking`].
+//! [`Tx`] with [`Db::begin_write`], runs each statement with [`Tx::sql`],
+//! passes `&mut Tx` to its helpers, and commits. The engine's row-lock suffix
+//! comes from [`Tx::locking`].
 
 use crate::{Db, Dialect};
 
@@ -64,26 +63,6 @@ impl Tx {
     }
 }
 
-/// Runs one statement in a [`Tx`]: `on_tx!(&mut tx, |conn|
-/// sqlx::query(SQL).bind(x).execute(conn).await)`. `conn` is the engine's
-/// connection (`&mut PgConnection` or `&mut SqliteConnection`); reborrow it
-/// (`&mut *conn`) to run more than one statement in the body.
-#[macro_export]
-macro_rules! on_tx {
-    ($tx:expr, |$conn:ident| $body:expr) => {
-        match $tx {
-            $crate::Tx::Postgres(tx) => {
-                let $conn: &mut $crate::sqlx::PgConnection = &mut **tx;
-                $body
-            }
-            $crate::Tx::Sqlite(tx) => {
-                let $conn: &mut $crate::sqlx::SqliteConnection = &mut **tx;
-                $body
-            }
-        }
-    };
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -95,36 +74,27 @@ mod tests {
         let file = TestDatabase::sqlite();
         // One connection: the count after the drop runs where the insert did.
         let db = crate::Db::connect(&file.url, 1).await.unwrap();
-        crate::on_db!(&db, |pool| sqlx::query("CREATE TABLE t (x INTEGER)")
-            .execute(pool)
-            .await
-            .map(drop)
-            .unwrap());
+        let table = "CREATE TABLE t (x INTEGER)";
+        db.sql().execute(table, ()).await.unwrap();
         let count = || async {
-            crate::on_db!(&db, |pool| sqlx::query_scalar::<_, i64>(
-                "SELECT COUNT(*) FROM t"
-            )
-            .fetch_one(pool)
-            .await
-            .unwrap())
+            let n: i64 = db.sql().scalar("SELECT COUNT(*) FROM t", ()).await.unwrap();
+            n
         };
 
         let mut tx = db.begin_write().await.unwrap();
         assert_eq!(tx.locking("SELECT x FROM t").0, "SELECT x FROM t");
-        crate::on_tx!(&mut tx, |conn| sqlx::query("INSERT INTO t VALUES (1)")
-            .execute(conn)
+        tx.sql()
+            .execute("INSERT INTO t VALUES (1)", ())
             .await
-            .map(drop)
-            .unwrap());
+            .unwrap();
         drop(tx);
         assert_eq!(count().await, 0, "dropped without commit: rolled back");
 
         let mut tx = db.begin_write().await.unwrap();
-        crate::on_tx!(&mut tx, |conn| sqlx::query("INSERT INTO t VALUES (2)")
-            .execute(conn)
+        tx.sql()
+            .execute("INSERT INTO t VALUES (2)", ())
             .await
-            .map(drop)
-            .unwrap());
+            .unwrap();
         tx.commit().await.unwrap();
         assert_eq!(count().await, 1);
     }

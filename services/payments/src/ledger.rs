@@ -194,6 +194,13 @@ pub struct Balances {
 }
 
 impl Balances {
+    fn plus(self, other: Self) -> Self {
+        Self {
+            holds: self.holds + other.holds,
+            merchant: self.merchant + other.merchant,
+        }
+    }
+
     /// The balances `entries` (of one intent) add up to.
     pub fn of<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Self {
         entries.into_iter().fold(Self::default(), |mut b, e| {
@@ -321,15 +328,6 @@ pub fn verify<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Verification 
         entries: count,
         valid: bad.is_none(),
         first_bad_entry: bad,
-    }
-}
-
-impl Balances {
-    fn plus(self, other: Self) -> Self {
-        Self {
-            holds: self.holds + other.holds,
-            merchant: self.merchant + other.merchant,
-        }
     }
 }
 

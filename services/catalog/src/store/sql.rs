@@ -1,13 +1,13 @@
 //! The store on either engine: [`SqlStore`] holds one [`Db`]; each statement
-//! is written once and run on whichever pool or transaction it holds
-//! ([`emporium_db::on_db!`], [`emporium_db::on_tx!`]). The engines differ in
+//! is written once and run on its pool or in a transaction ([`Db::sql`],
+//! [`emporium_db::Tx::sql`]). The engines differ in
 //! how a write transaction begins and in the row-lock suffix (`FOR UPDATE`
 //! on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serialises writers),
 //! both behind [`Tx`]; search differs more (see `search.rs`).
 
 use std::sync::Arc;
 
-use emporium_db::{Db, Migrations, SharedClock, on_db};
+use emporium_db::{Db, Migrations, SharedClock};
 use emporium_messaging::outbox::Outbox;
 
 use super::*;
@@ -49,10 +49,7 @@ pub async fn connect_at(
 #[async_trait::async_trait]
 impl CatalogStore for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        on_db!(&self.db, |pool| sqlx::query("SELECT 1")
-            .execute(pool)
-            .await
-            .map(drop))?;
+        self.db.sql().execute("SELECT 1", ()).await?;
         Ok(())
     }
 
