@@ -10,7 +10,8 @@
 //!   unknown `kid` no more often than a floor allows.
 //! - [`revocations`]: the deny list of subjects and sessions revoked before
 //!   their tokens expire, which [`Verifier`] consults.
-//! - [`extract`]: axum extractors [`AuthUser`], [`Admin`], [`ServiceCaller`].
+//! - [`extract`]: axum extractors [`AuthUser`], [`MaybeUser`], [`Admin`], [`ServiceCaller`].
+//! - [`webhook`]: signing and checking webhook bodies (HMAC-SHA256 over timestamp and body).
 //! - `testing` (feature `testing`): real keys held in memory, for tests and benchmarks.
 
 pub mod claims;
@@ -19,8 +20,9 @@ pub mod revocations;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod verifier;
+pub mod webhook;
 
 pub use claims::{Claims, Role, TokenType};
-pub use extract::{Admin, AuthUser, ServiceCaller};
+pub use extract::{Admin, AuthUser, MaybeUser, ServiceCaller};
 pub use revocations::Revocations;
 pub use verifier::{HttpJwks, JwksSource, Verifier, VerifierSettings, VerifyError};

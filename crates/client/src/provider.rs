@@ -9,7 +9,8 @@
 //! the provider being unavailable (`provider_error`).
 
 use emporium_contracts::provider::{
-    AmountRequest, Authorization, AuthorizationRecord, AuthorizeRequest, CardToken, TokenRequest,
+    AmountRequest, Authorization, AuthorizationRecord, AuthorizeRequest, CancelRequest,
+    Cancellation, CardToken, TokenRequest,
 };
 use uuid::Uuid;
 
@@ -46,7 +47,9 @@ impl From<CallError> for ProviderError {
         match (problem.status, problem.kind()) {
             (402, "insufficient-funds") => Self::Declined(decline::INSUFFICIENT_FUNDS),
             (402, _) => Self::Declined(decline::CARD_DECLINED),
-            (409, "wrong-state" | "amount-too-large") => Self::Refused(problem.to_string()),
+            (409, "wrong-state" | "amount-too-large" | "reference-cancelled") => {
+                Self::Refused(problem.to_string())
+            }
             (404, _) => Self::NotFound,
             (400 | 422, _) => Self::Invalid(problem.to_string()),
             _ => Self::Call(error),
@@ -94,6 +97,16 @@ impl CardProvider {
     /// Pays back `amount` of what is captured.
     pub async fn refund(&self, key: &str, id: Uuid, amount: i64) -> Moved {
         self.moved(key, id, "refunds", Some(amount)).await
+    }
+
+    /// A technical cancel: voids whatever was authorized under `reference`
+    /// and refuses any later authorize with it. Safe to repeat.
+    pub async fn cancel(&self, reference: Uuid) -> Result<Cancellation, ProviderError> {
+        let call = self.client.post("/v1/cancellations");
+        let call = call.json(&CancelRequest { reference })?;
+        // A cancel is the same request every time: keyed, so it is retried.
+        let call = call.idempotency_key(&format!("cancel:{reference}"))?;
+        Ok(call.send::<Cancellation>().await?.body)
     }
 
     /// The provider's own record of an authorization.

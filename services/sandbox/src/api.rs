@@ -1,6 +1,7 @@
-//! The provider's routes: `/v1/tokens`, `/v1/authorizations` and the moves
-//! on an authorization. Every call needs the API key; every money-moving call
-//! needs an `Idempotency-Key`.
+//! The provider's routes: `/v1/tokens`, `/v1/authorizations`, the moves on
+//! an authorization, and `/v1/cancellations`. Every call needs the API key;
+//! every money-moving call needs an `Idempotency-Key`, except a cancellation,
+//! which is idempotent by nature.
 
 use std::sync::Arc;
 
@@ -10,15 +11,18 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use emporium_contracts::provider::{AmountRequest, AuthorizeRequest, CardToken, TokenRequest};
+use emporium_config::Secret;
+use emporium_contracts::provider::{
+    AmountRequest, AuthorizeRequest, CancelRequest, Cancellation, CardToken, TokenRequest,
+};
 use emporium_db::{SharedClock, StoreError};
 use emporium_http::idempotency::IdempotencyLayer;
 use emporium_http::{AppJson, AppPath, FieldError, Problem};
 use uuid::Uuid;
 
 use crate::cards::{self, Behaviour};
-use crate::config::ProviderSettings;
-use crate::store::{Move, Moved, Store};
+use crate::faults::FaultSwitch;
+use crate::store::{Authorized, Move, Moved, Store};
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<Sandbox>);
@@ -26,13 +30,18 @@ pub struct AppState(pub Arc<Sandbox>);
 pub struct Sandbox {
     pub store: Store,
     pub clock: SharedClock,
+    /// How long after a capture its notification is due; `None` when no
+    /// webhook is set, and no notification is queued.
+    pub notify_after_ms: Option<i64>,
 }
 
 /// The largest amount one call moves (minor units): far from overflow, far
 /// above any real basket.
 const MAX_AMOUNT: i64 = 100_000_000_000;
 
-pub fn router(state: AppState, settings: ProviderSettings) -> Router {
+/// The routes behind the API key and then the faults `faults` holds (read
+/// on every call, so a change applies to the next call).
+pub fn router(state: AppState, api_key: &Secret, faults: FaultSwitch) -> Router {
     let keys = IdempotencyLayer::new(state.0.store.db().clone(), state.0.clock.clone());
     let money = Router::new()
         .route("/v1/authorizations", post(authorize))
@@ -40,12 +49,15 @@ pub fn router(state: AppState, settings: ProviderSettings) -> Router {
         .route("/v1/authorizations/{id}/void", post(void))
         .route("/v1/authorizations/{id}/refunds", post(refund))
         .layer(keys);
-    let api_key = Arc::new(settings.api_key.expose().to_owned());
+    let api_key = Arc::new(api_key.expose().to_owned());
     Router::new()
         .route("/v1/tokens", post(tokenize))
         .route("/v1/authorizations/{id}", get(record))
+        // Outside the idempotency keys: cancelling again answers the same,
+        // so a retry needs no key (one sent is ignored).
+        .route("/v1/cancellations", post(cancel))
         .merge(money)
-        .layer(from_fn_with_state(settings, crate::faults::faults))
+        .layer(from_fn_with_state(faults, crate::faults::faults))
         .layer(from_fn_with_state(api_key, require_key))
         .with_state(state)
 }
@@ -113,6 +125,15 @@ impl IntoResponse for ApiError {
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+/// A reference is the merchant's own id for the payment; the nil UUID is
+/// what authorizations made before references existed carry, so no caller
+/// may name it.
+fn reference_errors(reference: Uuid, errors: &mut Vec<FieldError>) {
+    if reference.is_nil() {
+        errors.push(FieldError::new("reference", "must not be the nil UUID"));
+    }
+}
 
 fn amount_errors(amount: i64, errors: &mut Vec<FieldError>) {
     if !(1..=MAX_AMOUNT).contains(&amount) {
@@ -183,6 +204,7 @@ async fn authorize(
     if !currency_ok {
         errors.push(FieldError::new("currency", "must be three capital letters"));
     }
+    reference_errors(body.reference, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
@@ -191,19 +213,62 @@ async fn authorize(
         None => Err(ApiError::NotFound("token")),
         Some(Behaviour::Decline(code)) => Err(ApiError::Declined(code)),
         Some(Behaviour::GatewayError) => Err(ApiError::Unavailable),
-        Some(Behaviour::Approve) => {
+        // The late failure comes after the capture, as a notification.
+        Some(Behaviour::Approve | Behaviour::LateCaptureFailure) => {
             let now = s.clock.now_ms();
-            let a = s
+            let authorized = s
                 .store
-                .authorize(&body.token, body.amount, &body.currency, now)
+                .authorize(
+                    &body.token,
+                    body.amount,
+                    &body.currency,
+                    body.reference,
+                    now,
+                )
                 .await?;
-            Ok((StatusCode::CREATED, AppJson(a)).into_response())
+            match authorized {
+                Authorized::Done(a) => Ok((StatusCode::CREATED, AppJson(a)).into_response()),
+                Authorized::ReferenceCancelled => Err(ApiError::Conflict(
+                    "reference-cancelled",
+                    "The reference was cancelled; nothing more is authorized under it.".into(),
+                )),
+            }
         }
     }
 }
 
+/// A technical cancel by the merchant's reference (Adyen's "cancel by
+/// merchant reference"): what a merchant sends when it cannot tell whether
+/// an authorize went through (its answer was lost). Voids what is
+/// authorized under the reference and refuses any authorize under it from
+/// now on, one on its way included. Idempotent by nature: cancelling again
+/// answers the same.
+async fn cancel(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<CancelRequest>,
+) -> ApiResult<AppJson<Cancellation>> {
+    let mut errors = Vec::new();
+    reference_errors(body.reference, &mut errors);
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    let s = &state.0;
+    let voided = s.store.cancel(body.reference, s.clock.now_ms()).await?;
+    Ok(AppJson(Cancellation {
+        reference: body.reference,
+        voided,
+    }))
+}
+
 async fn apply(state: &AppState, id: Uuid, m: Move) -> ApiResult<Response> {
-    match state.0.store.apply(id, m, state.0.clock.now_ms()).await? {
+    let s = &state.0;
+    let now = s.clock.now_ms();
+    // A network settles a capture a while after it: its notification is due then.
+    let notify_at = match m {
+        Move::Capture(_) => s.notify_after_ms.map(|after| now.saturating_add(after)),
+        Move::Void | Move::Refund(_) => None,
+    };
+    match s.store.apply(id, m, now, notify_at).await? {
         Moved::Done(a) => Ok(AppJson(a).into_response()),
         Moved::NotFound => Err(ApiError::NotFound("authorization")),
         Moved::WrongState(status) => Err(ApiError::Conflict(

@@ -2,10 +2,14 @@
 //! the card), never the number: a real provider's token stands for the card
 //! in the same way.
 
-/// How a card answers an authorization.
+/// How a card answers an authorization (and, for one card, its capture).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Behaviour {
     Approve,
+    /// Approves the authorization and the capture as [`Behaviour::Approve`]
+    /// does; the network refuses the capture later, which only a
+    /// `capture_failed` notification reports (so only with webhooks on).
+    LateCaptureFailure,
     /// A definite refusal, with the network's code.
     Decline(&'static str),
     /// The network fails every time (503, retryable).
@@ -14,12 +18,20 @@ pub enum Behaviour {
 
 impl Behaviour {
     /// The test cards of docs/api.md; any other valid number is approved.
+    ///
+    /// - `4242424242424242` approves (as every number not listed here);
+    /// - `4000000000000002` declines (`card_declined`);
+    /// - `4000000000009995` declines (`insufficient_funds`);
+    /// - `4000000000000119` fails with a gateway error every time;
+    /// - `4000000000000259` approves and captures, then the capture fails
+    ///   late: its notification is `capture_failed`, not `capture_settled`.
     pub fn of(number: &str) -> Self {
         use emporium_contracts::provider::decline;
         match number {
             "4000000000000002" => Self::Decline(decline::CARD_DECLINED),
             "4000000000009995" => Self::Decline(decline::INSUFFICIENT_FUNDS),
             "4000000000000119" => Self::GatewayError,
+            "4000000000000259" => Self::LateCaptureFailure,
             _ => Self::Approve,
         }
     }
@@ -27,6 +39,7 @@ impl Behaviour {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Approve => "approve",
+            Self::LateCaptureFailure => "late_capture_failure",
             Self::Decline(code) => code,
             Self::GatewayError => "gateway_error",
         }
@@ -36,6 +49,7 @@ impl Behaviour {
         use emporium_contracts::provider::decline;
         match text {
             "approve" => Some(Self::Approve),
+            "late_capture_failure" => Some(Self::LateCaptureFailure),
             "gateway_error" => Some(Self::GatewayError),
             decline::CARD_DECLINED => Some(Self::Decline(decline::CARD_DECLINED)),
             decline::INSUFFICIENT_FUNDS => Some(Self::Decline(decline::INSUFFICIENT_FUNDS)),
@@ -92,8 +106,13 @@ mod tests {
             Behaviour::Decline("insufficient_funds")
         );
         assert_eq!(Behaviour::of("4000000000000119"), Behaviour::GatewayError);
+        assert_eq!(
+            Behaviour::of("4000000000000259"),
+            Behaviour::LateCaptureFailure
+        );
         for b in [
             Behaviour::Approve,
+            Behaviour::LateCaptureFailure,
             Behaviour::GatewayError,
             Behaviour::Decline("card_declined"),
             Behaviour::Decline("insufficient_funds"),

@@ -31,6 +31,23 @@ pub struct ProviderSettings {
     pub hang_share: f64,
     /// How long a hanging call hangs before it answers 503.
     pub hang_ms: u64,
+    /// Where notifications are posted (`http://` or `https://`); empty: the
+    /// sandbox sends none, and queues none.
+    pub webhook_url: String,
+    /// The key notifications are signed with (HMAC-SHA256, the scheme of
+    /// `emporium_auth::webhook`); required with a `webhook_url`.
+    pub webhook_secret: Secret,
+    /// The PEM file of the CA the webhook endpoint's certificate must chain
+    /// to; empty: the system's roots.
+    pub ca_cert: String,
+    /// How long after a capture its notification is due (a network settles
+    /// a while after the capture).
+    pub notify_after_ms: u64,
+    /// The wait before the first redelivery of a notification the endpoint
+    /// did not take; it doubles with each further attempt (at most an hour).
+    pub retry_base_ms: u64,
+    /// Attempts at one notification before the sandbox gives up on it.
+    pub max_attempts: u32,
 }
 
 impl SandboxSettings {
@@ -46,17 +63,30 @@ impl SandboxSettings {
             key.len() >= 16 && key.bytes().all(|b| b.is_ascii_graphic()),
             "sandbox.api_key must be set: 16 or more visible ASCII characters, no spaces"
         );
+        crate::faults::Faults::of(&self.sandbox).check()?;
+        self.check_webhooks()
+    }
+
+    fn check_webhooks(&self) -> anyhow::Result<()> {
         let s = &self.sandbox;
-        let shares = [
-            s.failure_rate,
-            s.refuse_share,
-            s.hang_share,
-            s.refuse_share + s.hang_share,
-        ];
+        if s.webhook_url.is_empty() {
+            return Ok(());
+        }
+        // The URL is not shown either: it may carry credentials.
+        let scheme = reqwest::Url::parse(&s.webhook_url).map(|url| url.scheme().to_owned());
         anyhow::ensure!(
-            shares.iter().all(|x| (0.0..=1.0).contains(x)),
-            "sandbox.failure_rate, refuse_share and hang_share must be between 0 and 1 \
-             (the two shares together too)"
+            matches!(scheme.as_deref(), Ok("http" | "https")),
+            "sandbox.webhook_url must be an http:// or https:// URL (or empty: no webhooks)"
+        );
+        let secret = s.webhook_secret.expose();
+        anyhow::ensure!(
+            secret.len() >= 32 && secret.bytes().all(|b| b.is_ascii_graphic()),
+            "sandbox.webhook_secret must be set when sandbox.webhook_url is: \
+             32 or more visible ASCII characters, no spaces"
+        );
+        anyhow::ensure!(
+            s.max_attempts >= 1,
+            "sandbox.max_attempts must be 1 or more"
         );
         Ok(())
     }
@@ -109,5 +139,49 @@ mod tests {
             changes.extend(bad);
             assert!(with(&changes).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn webhooks_need_a_url_and_a_long_secret_which_is_never_shown() {
+        let key = ("sandbox.api_key", "0123456789abcdef");
+        let url = ("sandbox.webhook_url", "https://merchant.example/webhooks");
+        let secret = "whsec_0123456789abcdef0123456789";
+        assert!(with(&[key, url, ("sandbox.webhook_secret", secret)]).is_ok());
+        assert!(
+            with(&[key, ("sandbox.webhook_secret", "short")]).is_ok(),
+            "without a URL the secret is not used"
+        );
+        let missing = with(&[key, url]).unwrap_err().to_string();
+        assert!(missing.contains("sandbox.webhook_secret"), "{missing}");
+        for odd in [&secret[1..], "whsec_0123456789abcdef 0123456789ab"] {
+            let refused = with(&[key, url, ("sandbox.webhook_secret", odd)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                refused.contains("sandbox.webhook_secret") && !refused.contains(odd),
+                "{refused}"
+            );
+        }
+        for bad in [
+            "merchant.example/webhooks",
+            "ftp://merchant.example/",
+            "https://",
+        ] {
+            let refused = with(&[
+                key,
+                ("sandbox.webhook_url", bad),
+                ("sandbox.webhook_secret", secret),
+            ])
+            .unwrap_err()
+            .to_string();
+            assert!(refused.contains("sandbox.webhook_url"), "{bad}: {refused}");
+        }
+        let never = with(&[
+            key,
+            url,
+            ("sandbox.webhook_secret", secret),
+            ("sandbox.max_attempts", "0"),
+        ]);
+        assert!(never.is_err());
     }
 }

@@ -1,15 +1,17 @@
 //! The sandbox's tables and every statement on them, on either engine.
 
 use emporium_contracts::provider::{
-    Authorization, AuthorizationRecord, AuthorizationStatus, CardToken, Operation,
+    Authorization, AuthorizationRecord, AuthorizationStatus, CardToken, Notification,
+    NotificationKind, Operation,
 };
-use emporium_db::{Db, StoreError};
+use emporium_db::{Db, StoreError, Tx};
 use uuid::Uuid;
 
 use crate::cards::Behaviour;
 
 /// The sandbox's own migrations.
-pub const MIGRATIONS: emporium_db::Migrations = emporium_db::migrations!("0001_sandbox.sql");
+pub const MIGRATIONS: emporium_db::Migrations =
+    emporium_db::migrations!("0001_sandbox.sql", "0002_cancels_and_webhooks.sql");
 
 /// A money movement asked of an authorization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,65 @@ pub enum Moved {
     },
 }
 
+/// What became of an authorize.
+#[derive(Debug)]
+pub enum Authorized {
+    Done(Authorization),
+    /// The reference was cancelled: nothing was authorized.
+    ReferenceCancelled,
+}
+
+/// A notification claimed for delivery, and how often it was tried before.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub notification: Notification,
+    pub attempts: i64,
+}
+
+emporium_db::record! {
+    /// A row of `notifications`, as delivery reads it.
+    struct NotificationRow {
+        id: Uuid,
+        kind: String,
+        authorization_id: Uuid,
+        reference: Uuid,
+        amount: i64,
+        currency: String,
+        created_at: i64,
+        attempts: i64,
+    }
+}
+
+fn claimed(row: NotificationRow) -> Result<Claimed, sqlx::Error> {
+    let kind = match row.kind.as_str() {
+        "capture_settled" => NotificationKind::CaptureSettled,
+        "capture_failed" => NotificationKind::CaptureFailed,
+        other => {
+            let what = format!("notification {} has kind {other:?}", row.id);
+            return Err(sqlx::Error::Decode(what.into()));
+        }
+    };
+    Ok(Claimed {
+        notification: Notification {
+            id: row.id,
+            kind,
+            authorization_id: row.authorization_id,
+            reference: row.reference,
+            amount: row.amount,
+            currency: row.currency,
+            created_at: row.created_at,
+        },
+        attempts: row.attempts,
+    })
+}
+
+fn kind_str(kind: NotificationKind) -> &'static str {
+    match kind {
+        NotificationKind::CaptureSettled => "capture_settled",
+        NotificationKind::CaptureFailed => "capture_failed",
+    }
+}
+
 /// An authorization's row: id, status, amount, currency, captured, refunded.
 type AuthorizationRow = (Uuid, String, i64, String, i64, i64);
 
@@ -44,6 +105,7 @@ fn authorization(
         "authorized" => AuthorizationStatus::Authorized,
         "captured" => AuthorizationStatus::Captured,
         "voided" => AuthorizationStatus::Voided,
+        "capture_failed" => AuthorizationStatus::CaptureFailed,
         other => {
             let what = format!("authorization {id} has status {other:?}");
             return Err(sqlx::Error::Decode(what.into()));
@@ -64,12 +126,40 @@ fn status_str(status: AuthorizationStatus) -> &'static str {
         AuthorizationStatus::Authorized => "authorized",
         AuthorizationStatus::Captured => "captured",
         AuthorizationStatus::Voided => "voided",
+        AuthorizationStatus::CaptureFailed => "capture_failed",
     }
 }
 
 const AUTHORIZATION: &str = "SELECT id, status, amount, currency, captured, refunded FROM sandbox_authorizations WHERE id = $1";
 const OPERATION: &str =
     "INSERT INTO sandbox_operations (authorization_id, kind, amount, at) VALUES ($1, $2, $3, $4)";
+const SET_STATUS: &str = "UPDATE sandbox_authorizations SET status = $2 WHERE id = $1";
+
+/// Orders the authorizes and the cancels of one reference, so that a cancel
+/// sees every authorization under its reference, or the authorize sees the
+/// cancel's tombstone, whichever commits first; never neither.
+///
+/// Without it, on PostgreSQL (READ COMMITTED) an authorize could check for a
+/// tombstone before a racing cancel commits one, while the cancel looks for
+/// authorizations before the authorize commits its own: both would commit,
+/// leaving an authorization holding money under a cancelled reference. A
+/// row lock cannot order them, as neither row need exist yet; so both take a
+/// transaction-scoped advisory lock on the reference first, and do their
+/// reads after it (each statement then sees what the other committed). A
+/// hash collision between two references only makes them wait on each
+/// other. Captures, voids and refunds do not take it: they lock the
+/// authorization's row, which the cancel locks too, after this lock, so the
+/// locks are always taken in one order.
+///
+/// SQLite needs nothing: its write transaction (`BEGIN IMMEDIATE`) holds the
+/// whole database from its start, so the two run one after the other.
+async fn lock_reference(tx: &mut Tx, reference: Uuid) -> Result<(), sqlx::Error> {
+    if matches!(*tx, Tx::Postgres(_)) {
+        const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('sandbox-reference:' || $1))";
+        tx.sql().execute(LOCK, (reference.to_string(),)).await?;
+    }
+    Ok(())
+}
 
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -117,38 +207,96 @@ impl Store {
         Ok(row.and_then(|(b,)| Behaviour::parse(&b)))
     }
 
-    /// Records an approved authorization and its operation.
+    /// Records an approved authorization under `reference` and its
+    /// operation, unless the reference was cancelled (checked in the same
+    /// transaction, after `lock_reference`, so a racing cancel cannot miss it).
     pub async fn authorize(
         &self,
         token: &str,
         amount: i64,
         currency: &str,
+        reference: Uuid,
         now: i64,
-    ) -> Result<Authorization, StoreError> {
+    ) -> Result<Authorized, StoreError> {
         let id = Uuid::now_v7();
         let mut tx = self.db.begin_write().await?;
+        lock_reference(&mut tx, reference).await?;
+        const CANCELLED: &str = "SELECT reference FROM cancelled_references WHERE reference = $1";
+        let cancelled: Option<(Uuid,)> = tx.sql().fetch_optional(CANCELLED, (reference,)).await?;
+        if cancelled.is_some() {
+            // At once rather than on drop: the reference's lock goes with it.
+            tx.rollback().await?;
+            return Ok(Authorized::ReferenceCancelled);
+        }
         const SQL: &str = "INSERT INTO sandbox_authorizations (id, token, status, amount, \
-            currency, captured, refunded, created_at) VALUES ($1, $2, 'authorized', $3, $4, 0, 0, $5)";
+            currency, captured, refunded, created_at, reference) \
+            VALUES ($1, $2, 'authorized', $3, $4, 0, 0, $5, $6)";
         tx.sql()
-            .execute(SQL, (id, token, amount, currency, now))
+            .execute(SQL, (id, token, amount, currency, now, reference))
             .await?;
         tx.sql()
             .execute(OPERATION, (id, "authorize", amount, now))
             .await?;
         tx.commit().await?;
-        Ok(Authorization {
+        Ok(Authorized::Done(Authorization {
             id,
             status: AuthorizationStatus::Authorized,
             amount,
             currency: currency.to_owned(),
             captured: 0,
             refunded: 0,
-        })
+        }))
+    }
+
+    /// A technical cancel of `reference`, in one transaction: leaves its
+    /// tombstone (once), voids every authorization under it that is still
+    /// only authorized (each with a `void` operation, as a void does), and
+    /// gives the ids of all those under it that are voided, by this cancel
+    /// or before. Captured ones are left as they are: undoing a capture is a
+    /// refund, the merchant's to ask for.
+    pub async fn cancel(&self, reference: Uuid, now: i64) -> Result<Vec<Uuid>, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        lock_reference(&mut tx, reference).await?;
+        const TOMBSTONE: &str = "INSERT INTO cancelled_references (reference, cancelled_at) \
+            VALUES ($1, $2) ON CONFLICT (reference) DO NOTHING";
+        tx.sql().execute(TOMBSTONE, (reference, now)).await?;
+        const UNDER: &str = "SELECT id, status, amount, currency, captured, refunded \
+            FROM sandbox_authorizations WHERE reference = $1 ORDER BY id";
+        let sql = tx.locking(UNDER);
+        let rows: Vec<AuthorizationRow> = tx.sql().fetch_all(sql, (reference,)).await?;
+        let mut voided = Vec::new();
+        for row in rows {
+            let a = authorization(row)?;
+            match a.status {
+                AuthorizationStatus::Authorized => {
+                    let status = status_str(AuthorizationStatus::Voided);
+                    tx.sql().execute(SET_STATUS, (a.id, status)).await?;
+                    tx.sql()
+                        .execute(OPERATION, (a.id, "void", a.amount, now))
+                        .await?;
+                    voided.push(a.id);
+                }
+                AuthorizationStatus::Voided => voided.push(a.id),
+                AuthorizationStatus::Captured | AuthorizationStatus::CaptureFailed => {}
+            }
+        }
+        tx.commit().await?;
+        Ok(voided)
     }
 
     /// Applies a capture, void or refund under the authorization's row lock,
     /// so concurrent moves on one authorization take turns.
-    pub async fn apply(&self, id: Uuid, m: Move, now: i64) -> Result<Moved, StoreError> {
+    ///
+    /// A capture with `notify_at` also queues its notification, due then, in
+    /// the same transaction: a capture is never without its notification,
+    /// nor a notification without its capture.
+    pub async fn apply(
+        &self,
+        id: Uuid,
+        m: Move,
+        now: i64,
+        notify_at: Option<i64>,
+    ) -> Result<Moved, StoreError> {
         let mut tx = self.db.begin_write().await?;
         let sql = tx.locking(AUTHORIZATION);
         let row: Option<AuthorizationRow> = tx.sql().fetch_optional(sql, (id,)).await?;
@@ -185,8 +333,98 @@ impl Store {
         let values = (id, status_str(a.status), a.captured, a.refunded);
         tx.sql().execute(UPDATE, values).await?;
         tx.sql().execute(OPERATION, (id, kind, amount, now)).await?;
+        if let (Move::Capture(captured), Some(due_at)) = (m, notify_at) {
+            queue_capture_notification(&mut tx, &a, captured, now, due_at).await?;
+        }
         tx.commit().await?;
         Ok(Moved::Done(a))
+    }
+
+    /// Makes a late capture failure true: a `captured` authorization becomes
+    /// `capture_failed`, with a `capture_failed` operation of `amount`.
+    /// Once: an authorization no longer `captured` (failed already) is left
+    /// as it is. Gives whether it changed.
+    pub async fn fail_capture(&self, id: Uuid, amount: i64, now: i64) -> Result<bool, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        const FAIL: &str = "UPDATE sandbox_authorizations SET status = $2 \
+            WHERE id = $1 AND status = $3";
+        let statuses = (
+            status_str(AuthorizationStatus::CaptureFailed),
+            status_str(AuthorizationStatus::Captured),
+        );
+        let changed = tx.sql().execute(FAIL, (id, statuses.0, statuses.1)).await? == 1;
+        if changed {
+            tx.sql()
+                .execute(OPERATION, (id, "capture_failed", amount, now))
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(changed)
+    }
+
+    /// Claims up to `limit` notifications due at `now` that are neither
+    /// delivered nor given up, by moving their due time to `lease_until`: a
+    /// claimer that dies leaves them to be sent again then. The claim is one
+    /// short write transaction (the rows locked on PostgreSQL, where a
+    /// second claimer waits and then finds them no longer due), so two
+    /// replicas never claim one notification at once.
+    pub async fn claim_notifications(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: i64,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        const DUE: &str = "SELECT id, kind, authorization_id, reference, amount, currency, \
+            created_at, attempts FROM notifications \
+            WHERE delivered_at IS NULL AND gave_up_at IS NULL AND due_at <= $1 \
+            ORDER BY due_at LIMIT $2";
+        // A look without the write lock first: nearly every poll finds
+        // nothing, and on SQLite a write transaction would hold up the API's.
+        let any: Option<NotificationRow> = self.db.sql().fetch_optional(DUE, (now, 1_i64)).await?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut tx = self.db.begin_write().await?;
+        let sql = tx.locking(DUE);
+        let rows: Vec<NotificationRow> = tx.sql().fetch_all(sql, (now, limit)).await?;
+        const LEASE: &str = "UPDATE notifications SET due_at = $2 WHERE id = $1";
+        for row in &rows {
+            tx.sql().execute(LEASE, (row.id, lease_until)).await?;
+        }
+        tx.commit().await?;
+        let decoded: Result<Vec<Claimed>, sqlx::Error> = rows.into_iter().map(claimed).collect();
+        Ok(decoded?)
+    }
+
+    /// The endpoint took the notification.
+    pub async fn notification_delivered(&self, id: Uuid, now: i64) -> Result<(), StoreError> {
+        const SQL: &str =
+            "UPDATE notifications SET delivered_at = $2 WHERE id = $1 AND delivered_at IS NULL";
+        self.db.sql().execute(SQL, (id, now)).await?;
+        Ok(())
+    }
+
+    /// The endpoint did not take the notification, now tried `attempts`
+    /// times: it is due again at `retry_at`, or given up without one.
+    pub async fn notification_failed(
+        &self,
+        id: Uuid,
+        attempts: i64,
+        retry_at: Option<i64>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let (sql, at) = match retry_at {
+            Some(at) => (
+                "UPDATE notifications SET attempts = $2, due_at = $3 WHERE id = $1",
+                at,
+            ),
+            None => (
+                "UPDATE notifications SET attempts = $2, gave_up_at = $3 WHERE id = $1",
+                now,
+            ),
+        };
+        self.db.sql().execute(sql, (id, attempts, at)).await?;
+        Ok(())
     }
 
     /// An authorization and every operation on it.
@@ -208,6 +446,39 @@ impl Store {
                 .collect(),
         }))
     }
+}
+
+/// Queues the notification of a capture of `amount` on `a`: `capture_failed`
+/// for the card that fails late, `capture_settled` for every other.
+async fn queue_capture_notification(
+    tx: &mut Tx,
+    a: &Authorization,
+    amount: i64,
+    now: i64,
+    due_at: i64,
+) -> Result<(), sqlx::Error> {
+    const OF: &str = "SELECT a.reference, t.behaviour FROM sandbox_authorizations a \
+        JOIN sandbox_tokens t ON t.token = a.token WHERE a.id = $1";
+    let (reference, behaviour): (Uuid, String) = tx.sql().fetch_one(OF, (a.id,)).await?;
+    let kind = if Behaviour::parse(&behaviour) == Some(Behaviour::LateCaptureFailure) {
+        NotificationKind::CaptureFailed
+    } else {
+        NotificationKind::CaptureSettled
+    };
+    const NOTIFY: &str = "INSERT INTO notifications (id, kind, authorization_id, reference, \
+        amount, currency, created_at, due_at, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0)";
+    let values = (
+        Uuid::now_v7(),
+        kind_str(kind),
+        a.id,
+        reference,
+        amount,
+        &a.currency,
+        now,
+        due_at,
+    );
+    tx.sql().execute(NOTIFY, values).await?;
+    Ok(())
 }
 
 emporium_db::migrations_are_listed!(MIGRATIONS);

@@ -36,11 +36,13 @@ fn card(number: &str) -> TokenRequest {
     }
 }
 
+/// An authorization of `amount` EUR on `token` under a new reference.
 fn eur(token: &str, amount: i64) -> AuthorizeRequest {
     AuthorizeRequest {
         token: token.into(),
         amount,
         currency: "EUR".into(),
+        reference: uuid::Uuid::new_v4(),
     }
 }
 
@@ -52,15 +54,11 @@ async fn outcomes_arrive_typed(app: TestApp) {
         (token.brand.as_str(), token.last4.as_str()),
         ("visa", "4242")
     );
-    let a = p
-        .authorize("order-1:authorize", &eur(&token.token, 900))
-        .await
-        .unwrap();
+    // One request, sent twice: a retry is the same request under the same key.
+    let order = eur(&token.token, 900);
+    let a = p.authorize("order-1:authorize", &order).await.unwrap();
     assert_eq!(a.status, AuthorizationStatus::Authorized);
-    let again = p
-        .authorize("order-1:authorize", &eur(&token.token, 900))
-        .await
-        .unwrap();
+    let again = p.authorize("order-1:authorize", &order).await.unwrap();
     assert_eq!(
         again.id, a.id,
         "a retried key answers the same authorization"

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod cancel;
 mod client;
 mod helpers;
 mod provider;
+mod webhooks;

@@ -1,5 +1,6 @@
 use futures_util::future::join_all;
 use serde_json::{Value, json};
+use uuid::Uuid;
 
 use crate::helpers::{TestApp, operations, problem, problem_of};
 use emporium_testkit::both;
@@ -30,7 +31,8 @@ async fn the_test_cards_answer_as_documented(app: TestApp) {
         ("4000000000000119", 503, "provider-unavailable"),
     ] {
         let token = app.token(number).await;
-        let body = json!({"token": token, "amount": 100, "currency": "EUR"});
+        let body =
+            json!({"token": token, "amount": 100, "currency": "EUR", "reference": Uuid::new_v4()});
         let r = app.keyed("/v1/authorizations", number, &body).await;
         problem_of(r, status, kind).await;
         assert_eq!(app.authorizations_with(&token).await, 0, "{number}");
@@ -96,7 +98,8 @@ both!(money_moves_once_and_never_beyond_what_is_there);
 /// own record shows one operation, and every answer names the same result.
 async fn a_retried_key_moves_money_once(app: TestApp) {
     let token = app.token("4242424242424242").await;
-    let body = json!({"token": token, "amount": 700, "currency": "EUR"});
+    let reference = Uuid::new_v4();
+    let body = json!({"token": token, "amount": 700, "currency": "EUR", "reference": reference});
     let answers =
         join_all((0..10).map(|_| app.keyed("/v1/authorizations", "auth-key", &body))).await;
     let mut ids = Vec::new();
@@ -154,7 +157,8 @@ async fn a_retried_key_moves_money_once(app: TestApp) {
         "{record}"
     );
     assert_eq!(record["refunded"], 100);
-    let other_body = json!({"token": token, "amount": 701, "currency": "EUR"});
+    let other_body =
+        json!({"token": token, "amount": 701, "currency": "EUR", "reference": reference});
     let reused = app
         .keyed("/v1/authorizations", "auth-key", &other_body)
         .await;
@@ -171,7 +175,8 @@ async fn transient_failures_never_move_money_twice(app: TestApp) {
     // in five; twenty keys make a run that never does very rare.
     for n in 0..20 {
         let token = app.token("4242424242424242").await;
-        let body = json!({"token": token, "amount": 300, "currency": "EUR"});
+        let body =
+            json!({"token": token, "amount": 300, "currency": "EUR", "reference": Uuid::new_v4()});
         let key = format!("flaky-{n}");
         loop {
             let make = || {
@@ -198,7 +203,8 @@ both!(transient_failures_never_move_money_twice, |s| {
 /// see 503, and the sandbox still authorized exactly once.
 async fn a_lost_answer_retried_moves_money_once(app: TestApp) {
     let token = app.token_without_faults().await;
-    let body = json!({"token": token, "amount": 250, "currency": "EUR"});
+    let body =
+        json!({"token": token, "amount": 250, "currency": "EUR", "reference": Uuid::new_v4()});
     for _ in 0..10 {
         let r = app.keyed("/v1/authorizations", "lost-key", &body).await;
         problem_of(r, 503, "provider-unavailable").await;
@@ -261,7 +267,8 @@ both!(every_move_keeps_to_its_rules);
 /// hang_ms and authorizes nothing.
 async fn a_hanging_provider_answers_late_and_does_nothing(app: TestApp) {
     let token = app.token_without_faults().await;
-    let body = json!({"token": token, "amount": 100, "currency": "EUR"});
+    let body =
+        json!({"token": token, "amount": 100, "currency": "EUR", "reference": Uuid::new_v4()});
     let started = std::time::Instant::now();
     let r = app.keyed("/v1/authorizations", "hang", &body).await;
     let took = started.elapsed();
@@ -299,13 +306,15 @@ async fn hostile_and_mistaken_calls_are_refused(app: TestApp) {
     let body = problem(app.send_json("/v1/tokens", &bad).await, 422).await;
     let fields = emporium_testkit::problem_fields(&body);
     assert_eq!(fields, ["number", "exp_month", "exp_year", "cvc"]);
-    let unknown = json!({"token": "tok_nope", "amount": 100, "currency": "EUR"});
+    let unknown =
+        json!({"token": "tok_nope", "amount": 100, "currency": "EUR", "reference": Uuid::new_v4()});
     problem(
         app.keyed("/v1/authorizations", "k-unknown", &unknown).await,
         404,
     )
     .await;
-    let lower = json!({"token": "tok_nope", "amount": 100, "currency": "eur"});
+    let lower =
+        json!({"token": "tok_nope", "amount": 100, "currency": "eur", "reference": Uuid::new_v4()});
     let body = problem(
         app.keyed("/v1/authorizations", "k-lower", &lower).await,
         422,
@@ -322,8 +331,12 @@ async fn hostile_and_mistaken_calls_are_refused(app: TestApp) {
     assert!(!body.to_string().contains("4242424242424242"), "{body}");
     let missing_key = app.send_json("/v1/authorizations", &unknown).await;
     problem_of(missing_key, 400, "idempotency-key-missing").await;
+    let nil =
+        json!({"token": "tok_nope", "amount": 100, "currency": "EUR", "reference": Uuid::nil()});
+    let body = problem(app.keyed("/v1/authorizations", "k-nil", &nil).await, 422).await;
+    assert_eq!(emporium_testkit::problem_fields(&body), ["reference"]);
     let nobody = app
-        .call(app.get(&format!("/v1/authorizations/{}", uuid::Uuid::new_v4())))
+        .call(app.get(&format!("/v1/authorizations/{}", Uuid::new_v4())))
         .send()
         .await
         .unwrap();
@@ -345,3 +358,54 @@ async fn both_engines_have_the_same_schema() {
     )
     .await;
 }
+
+/// The fault switch changes a running sandbox's faults: every call refused
+/// (503, nothing done), then every call served again. A change with a share
+/// out of range is refused and changes nothing.
+async fn the_fault_switch_turns_failures_on_and_off(app: TestApp) {
+    let token = app.token("4242424242424242").await;
+    let body =
+        json!({"token": token, "amount": 100, "currency": "EUR", "reference": Uuid::new_v4()});
+    app.faults
+        .update(|f| {
+            f.failure_rate = 1.0;
+            f.refuse_share = 1.0;
+            f.hang_share = 0.0;
+        })
+        .unwrap();
+    for n in 0..5 {
+        let r = app
+            .keyed("/v1/authorizations", &format!("refused-{n}"), &body)
+            .await;
+        problem_of(r, 503, "provider-unavailable").await;
+    }
+    problem_of(
+        app.cancel(Uuid::new_v4()).await,
+        503,
+        "provider-unavailable",
+    )
+    .await;
+    assert_eq!(
+        app.authorizations_with(&token).await,
+        0,
+        "refused before any work"
+    );
+
+    app.faults.update(|f| f.failure_rate = 0.0).unwrap();
+    let r = app.keyed("/v1/authorizations", "served", &body).await;
+    assert_eq!(r.status(), 201);
+    assert!(app.faults.update(|f| f.failure_rate = 1.5).is_err());
+    assert!(
+        app.faults
+            .update(|f| {
+                f.failure_rate = 1.0;
+                f.hang_share = 0.5;
+            })
+            .is_err(),
+        "the shares would sum to 1.5"
+    );
+    let r = app.keyed("/v1/authorizations", "served-again", &body).await;
+    assert_eq!(r.status(), 201, "the refused changes changed nothing");
+    assert_eq!(app.authorizations_with(&token).await, 2);
+}
+both!(the_fault_switch_turns_failures_on_and_off);
