@@ -29,6 +29,12 @@ impl AuthUser {
     }
 }
 
+/// A caller who may be signed in: `None` without an `Authorization` header.
+/// A header that is there must hold a valid token (401 otherwise), so a
+/// broken token is never taken for an anonymous caller.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Option<AuthUser>);
+
 /// A signed-in admin.
 #[derive(Debug, Clone)]
 pub struct Admin(pub AuthUser);
@@ -93,6 +99,23 @@ where
         let id = Uuid::parse_str(&claims.sub)
             .map_err(|_| Problem::unauthorized("The token names no user."))?;
         Ok(Self { id, claims })
+    }
+}
+
+impl<S> FromRequestParts<S> for MaybeUser
+where
+    Arc<Verifier>: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(AUTHORIZATION) {
+            return Ok(Self(None));
+        }
+        Ok(Self(Some(
+            AuthUser::from_request_parts(parts, state).await?,
+        )))
     }
 }
 

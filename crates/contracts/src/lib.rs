@@ -14,6 +14,7 @@
 //! - [`stock`]: stock-level events, published by the catalog service.
 //! - [`scopes`]: every scope a service client can hold.
 //! - [`reservations`]: catalog's internal reservation API, as callers see it.
+//! - [`payments`]: payments' internal API, its payment view and its events.
 //! - [`provider`]: the card provider's API as payments calls it (the sandbox serves it).
 
 pub mod provider;
@@ -32,6 +33,9 @@ macro_rules! events {
         })*
     };
 }
+
+// After the macro, which it uses.
+pub mod payments;
 
 /// A payload that travels as the `data` of an event envelope.
 pub trait Event: Serialize + DeserializeOwned + Send + Sync {

@@ -9,6 +9,7 @@
 //! | capture   | holds −a, merchant +a (the shop has it)    |
 //! | void      | holds −a, customer +a (the hold released)  |
 //! | refund    | merchant −a, customer +a (paid back)       |
+//! | reversal  | merchant −a, customer +a (a capture the network refused later) |
 //!
 //! An intent's balances are sums over its entries, never a stored number:
 //! `holds` is what is authorized and not yet captured or released,
@@ -45,6 +46,8 @@ pub enum Movement {
     Capture,
     Void,
     Refund,
+    /// A capture the network accepted and then refused: nothing was paid.
+    Reversal,
 }
 
 impl Account {
@@ -70,13 +73,20 @@ impl Movement {
             Self::Capture => "capture",
             Self::Void => "void",
             Self::Refund => "refund",
+            Self::Reversal => "reversal",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::Authorize, Self::Capture, Self::Void, Self::Refund]
-            .into_iter()
-            .find(|m| m.as_str() == text)
+        [
+            Self::Authorize,
+            Self::Capture,
+            Self::Void,
+            Self::Refund,
+            Self::Reversal,
+        ]
+        .into_iter()
+        .find(|m| m.as_str() == text)
     }
 
     /// The account `amount` leaves and the one it reaches.
@@ -85,7 +95,7 @@ impl Movement {
             Self::Authorize => (Account::Customer, Account::Holds),
             Self::Capture => (Account::Holds, Account::Merchant),
             Self::Void => (Account::Holds, Account::Customer),
-            Self::Refund => (Account::Merchant, Account::Customer),
+            Self::Refund | Self::Reversal => (Account::Merchant, Account::Customer),
         }
     }
 }

@@ -46,8 +46,8 @@ mod store;
 mod wire;
 
 use store::Claim;
-pub use wire::fingerprint;
 use wire::*;
+pub use wire::{InvalidKey, fingerprint, key_of};
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
@@ -239,7 +239,7 @@ impl IdempotencyLayer {
                 .with_detail("Send a unique key (a UUID) per operation in Idempotency-Key.")
                 .into_response();
             }
-            Err(()) => {
+            Err(InvalidKey) => {
                 count("invalid");
                 return Problem::new(
                     StatusCode::BAD_REQUEST,

@@ -13,12 +13,12 @@ fn keys_are_one_to_255_visible_ascii_characters() {
     assert_eq!(check(&[b'k'; 255][..]), Ok(Some("k".repeat(255))));
     let bad: [&[u8]; 5] = [b"", &[b'k'; 256], b"a b", b"a\tb", b"caf\xc3\xa9"];
     for bad in bad {
-        assert_eq!(check(bad), Err(()), "{bad:?}");
+        assert_eq!(check(bad), Err(InvalidKey), "{bad:?}");
     }
     let mut twice = HeaderMap::new();
     twice.append(IDEMPOTENCY_KEY, HeaderValue::from_static("a"));
     twice.append(IDEMPOTENCY_KEY, HeaderValue::from_static("a"));
-    assert_eq!(key_of(&twice), Err(()));
+    assert_eq!(key_of(&twice), Err(InvalidKey));
 }
 
 #[test]

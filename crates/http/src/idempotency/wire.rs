@@ -51,20 +51,24 @@ pub fn fingerprint(method: &Method, path_and_query: &str, body: &[u8]) -> String
     hex
 }
 
+/// An `Idempotency-Key` that is empty, too long, not visible ASCII, or sent twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidKey;
+
 /// The key, if one was sent; `Err` if it is malformed or sent twice.
-pub(super) fn key_of(headers: &HeaderMap) -> Result<Option<String>, ()> {
+pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, InvalidKey> {
     let mut values = headers.get_all(&IDEMPOTENCY_KEY).iter();
     let Some(value) = values.next() else {
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(());
+        return Err(InvalidKey);
     }
     let bytes = value.as_bytes();
     if bytes.is_empty() || bytes.len() > MAX_KEY_LEN || !bytes.iter().all(u8::is_ascii_graphic) {
-        return Err(());
+        return Err(InvalidKey);
     }
-    value.to_str().map(|k| Some(k.to_owned())).map_err(|_| ())
+    value.to_str().map(|k| Some(k.to_owned())).map_err(|_| InvalidKey)
 }
 
 pub(super) fn is_safe(method: &Method) -> bool {

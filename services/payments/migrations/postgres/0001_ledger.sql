@@ -3,7 +3,7 @@ CREATE TABLE ledger_entries (
     seq            BIGINT PRIMARY KEY CHECK (seq > 0),
     transaction_id UUID   NOT NULL,
     intent_id      UUID   NOT NULL,
-    movement       TEXT   NOT NULL CHECK (movement IN ('authorize', 'capture', 'void', 'refund')),
+    movement       TEXT   NOT NULL CHECK (movement IN ('authorize', 'capture', 'void', 'refund', 'reversal')),
     account        TEXT   NOT NULL CHECK (account IN ('customer', 'holds', 'merchant')),
     amount         BIGINT NOT NULL CHECK (amount <> 0),
     currency       TEXT   NOT NULL CHECK (currency ~ '^[A-Z]{3}$'),

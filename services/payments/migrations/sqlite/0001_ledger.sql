@@ -3,7 +3,7 @@ CREATE TABLE ledger_entries (
     seq            INTEGER PRIMARY KEY CHECK (seq > 0),
     transaction_id BLOB    NOT NULL,
     intent_id      BLOB    NOT NULL,
-    movement       TEXT    NOT NULL CHECK (movement IN ('authorize', 'capture', 'void', 'refund')),
+    movement       TEXT    NOT NULL CHECK (movement IN ('authorize', 'capture', 'void', 'refund', 'reversal')),
     account        TEXT    NOT NULL CHECK (account IN ('customer', 'holds', 'merchant')),
     amount         INTEGER NOT NULL CHECK (amount <> 0),
     currency       TEXT    NOT NULL CHECK (length(currency) = 3 AND currency = upper(currency)),

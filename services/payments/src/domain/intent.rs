@@ -4,30 +4,7 @@
 //! `failed` with a reason from any state before capture (and from `captured`
 //! when a capture fails later at the network).
 
-/// Where an intent stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum IntentStatus {
-    RequiresAuthorization,
-    Authorized,
-    Captured,
-    PartiallyRefunded,
-    Refunded,
-    Voided,
-    Failed,
-}
-
-/// Why an intent failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureReason {
-    CardDeclined,
-    InsufficientFunds,
-    /// The provider could not be reached or kept failing; nothing is held.
-    ProviderError,
-    /// The network refused a capture after accepting it (a late failure).
-    CaptureFailed,
-}
+pub use emporium_contracts::payments::{FailureReason, PaymentStatus as IntentStatus};
 
 /// What happens to an intent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,32 +28,16 @@ pub struct IllegalStep {
     pub step: Step,
 }
 
-impl IntentStatus {
-    /// Every state, in the order a payment goes through them.
-    pub const ALL: [Self; 7] = [
-        Self::RequiresAuthorization,
-        Self::Authorized,
-        Self::Captured,
-        Self::PartiallyRefunded,
-        Self::Refunded,
-        Self::Voided,
-        Self::Failed,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RequiresAuthorization => "requires_authorization",
-            Self::Authorized => "authorized",
-            Self::Captured => "captured",
-            Self::PartiallyRefunded => "partially_refunded",
-            Self::Refunded => "refunded",
-            Self::Voided => "voided",
-            Self::Failed => "failed",
-        }
-    }
-
+/// The moves a payment's state allows.
+pub trait Transitions: Sized {
     /// The state after `step`, or why it is not allowed.
-    pub fn after(self, step: Step) -> Result<Self, IllegalStep> {
+    fn after(self, step: Step) -> Result<Self, IllegalStep>;
+    /// No step leaves these states.
+    fn is_final(&self) -> bool;
+}
+
+impl Transitions for IntentStatus {
+    fn after(self, step: Step) -> Result<Self, IllegalStep> {
         use IntentStatus::*;
         let next = match (self, step) {
             (RequiresAuthorization, Step::Authorize) => Authorized,
@@ -91,8 +52,7 @@ impl IntentStatus {
         Ok(next)
     }
 
-    /// No step leaves these states.
-    pub fn is_final(self) -> bool {
+    fn is_final(&self) -> bool {
         matches!(self, Self::Refunded | Self::Voided | Self::Failed)
     }
 }

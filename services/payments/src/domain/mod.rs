@@ -4,4 +4,4 @@ pub mod card;
 pub mod intent;
 
 pub use card::{Brand, Card, CardError, YearMonth};
-pub use intent::{FailureReason, IllegalStep, IntentStatus, Step};
+pub use intent::{FailureReason, IllegalStep, IntentStatus, Step, Transitions};

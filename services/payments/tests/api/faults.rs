@@ -1,0 +1,213 @@
+//! The provider failing: 5xx and timeouts are retried with the same key and
+//! never charge twice; an authorize that never gets an answer fails the
+//! payment with `provider_error` and leaves nothing authorized.
+
+#![allow(clippy::unwrap_used)]
+
+use emporium_sandbox::Faults;
+use emporium_testkit::both;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::{TestApp, cards};
+
+/// The sandbox's authorizations made under the payment's id, with their status.
+async fn held_under(app: &TestApp, payment: &Value) -> Vec<String> {
+    let reference: Uuid = payment["id"].as_str().unwrap().parse().unwrap();
+    let sql = "SELECT status FROM sandbox_authorizations WHERE reference = $1";
+    let rows: Vec<(String,)> = app
+        .sandbox_store
+        .db()
+        .sql()
+        .fetch_all(sql, (reference,))
+        .await
+        .unwrap();
+    rows.into_iter().map(|(s,)| s).collect()
+}
+
+/// Sends the request `make` builds until it is answered with anything but
+/// 503, as a caller retrying the same call would (at most 40 times).
+async fn until_answered(make: impl AsyncFn() -> reqwest::Response) -> reqwest::Response {
+    for _ in 0..40 {
+        let r = make().await;
+        if r.status() != 503 {
+            return r;
+        }
+    }
+    panic!("still 503 after 40 attempts");
+}
+
+both!(flaky_provider_calls_are_retried_and_charge_once);
+async fn flaky_provider_calls_are_retried_and_charge_once(app: TestApp) {
+    let token = app.token(cards::APPROVES).await;
+    // Half the calls fail: refused, or done with the answer lost.
+    app.faults
+        .set(Faults {
+            failure_rate: 0.5,
+            refuse_share: 0.5,
+            hang_share: 0.0,
+            ..Faults::NONE
+        })
+        .unwrap();
+    let mut authorized = 0;
+    for _ in 0..6 {
+        let order = Uuid::now_v7();
+        let body = app.authorization(order, &token, 1000);
+        let r = until_answered(|| app.authorize(&body)).await;
+        let p: Value = r.json().await.unwrap();
+        if p["status"] != "authorized" {
+            // Every attempt of the client failed: the payment failed cleanly.
+            assert_eq!(p["failure_reason"], "provider_error", "{p}");
+            continue;
+        }
+        authorized += 1;
+        let r = until_answered(|| app.step(order, "capture", json!({}), None)).await;
+        assert_eq!(r.status(), 200);
+        let r =
+            until_answered(|| app.step(order, "refunds", json!({"amount": 400}), Some("r1"))).await;
+        assert_eq!(r.status(), 200);
+        let p = app.payment(order).await;
+        assert_eq!(
+            (&p["captured"], &p["refunded"]),
+            (&json!(600), &json!(400)),
+            "{p}"
+        );
+        app.faults.set(Faults::NONE).unwrap();
+        let record = app.provider_record(&p).await;
+        let kinds: Vec<&str> = record.operations.iter().map(|o| o.kind.as_str()).collect();
+        assert_eq!(
+            kinds,
+            ["authorize", "capture", "refund"],
+            "one of each at the provider"
+        );
+        for movement in ["authorize", "capture", "refund"] {
+            assert_eq!(app.transactions(&p, movement).await, 1, "{movement}");
+        }
+        app.faults
+            .set(Faults {
+                failure_rate: 0.5,
+                refuse_share: 0.5,
+                hang_share: 0.0,
+                ..Faults::NONE
+            })
+            .unwrap();
+    }
+    assert!(
+        authorized > 0,
+        "with half the calls failing and 4 attempts, some pass"
+    );
+}
+
+both!(an_authorize_whose_answers_are_all_lost_fails_and_holds_nothing);
+async fn an_authorize_whose_answers_are_all_lost_fails_and_holds_nothing(app: TestApp) {
+    let token = app.token(cards::APPROVES).await;
+    // Every call is done at the sandbox and its answer lost.
+    app.faults
+        .set(Faults {
+            failure_rate: 1.0,
+            refuse_share: 0.0,
+            hang_share: 0.0,
+            ..Faults::NONE
+        })
+        .unwrap();
+    let order = Uuid::now_v7();
+    let r = app.authorize(&app.authorization(order, &token, 700)).await;
+    assert_eq!(r.status(), 201);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&p["status"], &p["failure_reason"]),
+        (&json!("failed"), &json!("provider_error"))
+    );
+    // The sandbox authorized it once, and the technical cancel voided it
+    // (that answer was lost too, so payments does not know yet).
+    assert_eq!(held_under(&app, &p).await, ["voided"]);
+    assert!(
+        app.entries_of(&p).await.is_empty(),
+        "no money moved in the ledger"
+    );
+    let kinds = |p: &Value| -> Vec<String> {
+        p["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(kinds(&p), ["created", "failed"]);
+    // Once the provider answers again, the recovery loop learns of it.
+    app.faults.set(Faults::NONE).unwrap();
+    let p = app
+        .wait_for(order, "the release", |p| {
+            p["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "released")
+        })
+        .await;
+    assert_eq!(held_under(&app, &p).await, ["voided"]);
+    assert_eq!(p["status"], "failed");
+    // A retry of the order's authorize gets the same answer; nothing new is held.
+    let r = app.authorize(&app.authorization(order, &token, 700)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(held_under(&app, &p).await, ["voided"]);
+}
+
+both!(
+    an_authorize_that_times_out_fails_and_a_late_authorization_is_refused,
+    |s| {
+        s.sandbox.sandbox.hang_ms = 1500;
+    }
+);
+async fn an_authorize_that_times_out_fails_and_a_late_authorization_is_refused(app: TestApp) {
+    let token = app.token(cards::APPROVES).await;
+    // Every call hangs past payments' timeout (1 s), and then answers 503.
+    app.faults
+        .set(Faults {
+            failure_rate: 1.0,
+            refuse_share: 0.0,
+            hang_share: 1.0,
+            hang_ms: 1500,
+            ..Faults::NONE
+        })
+        .unwrap();
+    let order = Uuid::now_v7();
+    let started = std::time::Instant::now();
+    let r = app.authorize(&app.authorization(order, &token, 300)).await;
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&p["status"], &p["failure_reason"]),
+        (&json!("failed"), &json!("provider_error"))
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "four attempts of 1 s"
+    );
+    app.faults.set(Faults::NONE).unwrap();
+    let p = app
+        .wait_for(order, "the release", |p| {
+            p["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["kind"] == "released")
+        })
+        .await;
+    // The reference is cancelled: an authorize arriving now is refused.
+    let reference: Uuid = p["id"].as_str().unwrap().parse().unwrap();
+    let late = emporium_contracts::provider::AuthorizeRequest {
+        token: token.clone(),
+        amount: 300,
+        currency: "EUR".into(),
+        reference,
+    };
+    let refused = app.provider.authorize("late-arrival", &late).await;
+    assert!(
+        matches!(
+            refused,
+            Err(emporium_client::provider::ProviderError::Refused(_))
+        ),
+        "{refused:?}"
+    );
+    assert!(held_under(&app, &p).await.iter().all(|s| s != "authorized"));
+}
