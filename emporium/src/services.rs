@@ -51,8 +51,10 @@ pub struct UpContext<'a> {
     pub insecure_http: bool,
     /// The public port (the gateway's).
     pub public_port: u16,
-    /// Base URLs of the services built so far.
+    /// Base URLs of the services built so far that the gateway routes to.
     pub urls: BTreeMap<&'static str, String>,
+    /// Base URLs of those it does not (the card provider, an outside party).
+    pub outside: BTreeMap<&'static str, String>,
     /// Lines for the banner `up` prints once everything is built.
     pub banner: Vec<String>,
 }
@@ -87,6 +89,7 @@ impl UpContext<'_> {
     pub fn url(&self, service: &str) -> anyhow::Result<&str> {
         self.urls
             .get(service)
+            .or_else(|| self.outside.get(service))
             .map(String::as_str)
             .ok_or_else(|| anyhow::anyhow!("{service} must be built before it is needed"))
     }
@@ -122,8 +125,8 @@ pub trait ServiceEntry: Send + Sync {
 }
 
 /// Every service, in the order `up` builds them (a service after those it calls).
-pub fn all() -> [&'static dyn ServiceEntry; 4] {
-    [&SandboxProvider, &Accounts, &Catalog, &Gateway]
+pub fn all() -> [&'static dyn ServiceEntry; 5] {
+    [&SandboxProvider, &Accounts, &Catalog, &Payments, &Gateway]
 }
 
 pub fn names() -> Vec<&'static str> {
@@ -370,9 +373,21 @@ impl ServiceEntry for SandboxProvider {
 
     async fn up(&self, ctx: &mut UpContext<'_>) -> anyhow::Result<Start> {
         let key = up::sandbox_api_key(ctx.data_dir)?;
-        let loader = Loader::new(emporium_sandbox::config::DEFAULTS)?
+        let mut loader = Loader::new(emporium_sandbox::config::DEFAULTS)?
             .set("database.url", &ctx.database_url(self.name()))?
             .set("sandbox.api_key", &key)?;
+        // Webhooks go to the shop's public origin, as a real provider's would.
+        if ctx.public_port != 0 {
+            let scheme = if ctx.insecure_http { "http" } else { "https" };
+            let hook = format!(
+                "{scheme}://127.0.0.1:{}/api/v1/payments/webhooks",
+                ctx.public_port
+            );
+            loader = loader
+                .set("sandbox.webhook_url", &hook)?
+                .set("sandbox.webhook_secret", &up::webhook_secret(ctx.data_dir)?)?
+                .set("sandbox.ca_cert", &ctx.certs.ca().display().to_string())?;
+        }
         let settings = ctx.http(loader, self.name(), 0)?.build()?;
         let sandbox = emporium_sandbox::Application::build(settings).await?;
         ctx.banner.push(format!(
@@ -380,9 +395,64 @@ impl ServiceEntry for SandboxProvider {
             sandbox.base_url(),
             ctx.data_dir.join(up::SANDBOX_KEY_FILE).display()
         ));
+        ctx.outside.insert(self.name(), sandbox.base_url());
         Ok(start(
             sandbox,
             emporium_sandbox::Application::run_until_stopped,
+        ))
+    }
+}
+
+pub struct Payments;
+
+impl Payments {
+    pub fn settings(args: SettingsArgs<'_>) -> anyhow::Result<emporium_payments::PaymentsSettings> {
+        let loader = emporium_payments::PaymentsSettings::loader(args.config)?;
+        Ok(args.apply(loader)?.build()?)
+    }
+}
+
+#[async_trait]
+impl ServiceEntry for Payments {
+    fn name(&self) -> &'static str {
+        emporium_payments::SERVICE
+    }
+
+    async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()> {
+        emporium_payments::Application::build(Self::settings(args)?)
+            .await?
+            .run_until_stopped(shutdown)
+            .await
+    }
+
+    async fn migrate(&self, args: SettingsArgs<'_>) -> anyhow::Result<String> {
+        emporium_payments::migrate(&Self::settings(args)?).await?;
+        Ok(format!("{}: migrations applied", self.name()))
+    }
+
+    async fn up(&self, ctx: &mut UpContext<'_>) -> anyhow::Result<Start> {
+        // Verifies tokens against the accounts JWKS, calls the sandbox
+        // provider with its key, and checks the sandbox's webhooks.
+        let ca = ctx.certs.ca().display().to_string();
+        let jwks = format!(
+            "{}/.well-known/jwks.json",
+            ctx.url(emporium_accounts::SERVICE)?
+        );
+        let loader = Loader::new(emporium_payments::config::DEFAULTS)?
+            .set("database.url", &ctx.database_url(self.name()))?
+            .set("auth.jwks_url", &jwks)?
+            .set("auth.ca_cert", &ca)?
+            .set("provider.url", ctx.url(emporium_sandbox::SERVICE)?)?
+            .set("provider.api_key", &up::sandbox_api_key(ctx.data_dir)?)?
+            .set("provider.ca_cert", &ca)?
+            .set("webhooks.secret", &up::webhook_secret(ctx.data_dir)?)?;
+        let settings = ctx.http(loader, self.name(), 0)?.build()?;
+        let payments =
+            emporium_payments::Application::build_with_bus(settings, ctx.bus.clone()).await?;
+        ctx.urls.insert(self.name(), payments.base_url());
+        Ok(start(
+            payments,
+            emporium_payments::Application::run_until_stopped,
         ))
     }
 }

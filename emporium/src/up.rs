@@ -153,6 +153,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         insecure_http: args.insecure_http,
         public_port: args.port,
         urls: Default::default(),
+        outside: Default::default(),
         banner: Vec::new(),
     };
     let mut starts = Vec::new();
@@ -230,13 +231,27 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 /// Where `up` keeps the sandbox provider's API key.
 pub const SANDBOX_KEY_FILE: &str = "sandbox-provider.key";
 
+/// Where `up` keeps the secret the sandbox signs its webhooks with.
+pub const WEBHOOK_SECRET_FILE: &str = "provider-webhook.secret";
+
 /// The sandbox provider's API key in an `up` data directory: made on the
 /// first start (0600), read on every later one.
 pub fn sandbox_api_key(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join(SANDBOX_KEY_FILE);
+    kept_secret(data_dir, SANDBOX_KEY_FILE, "sk_sandbox_")
+}
+
+/// The provider's webhook signing secret, shared by the sandbox and payments.
+pub fn webhook_secret(data_dir: &Path) -> anyhow::Result<String> {
+    kept_secret(data_dir, WEBHOOK_SECRET_FILE, "whsec_")
+}
+
+/// A random secret in `file` of the data directory: made on the first start
+/// (0600), read on every later one.
+fn kept_secret(data_dir: &Path, file: &str, prefix: &str) -> anyhow::Result<String> {
+    let path = data_dir.join(file);
     if !path.exists() {
-        let key = format!("sk_sandbox_{}", emporium_accounts::tokens::random_token(24));
-        write_private(&path, &format!("{key}\n"))?;
+        let secret = format!("{prefix}{}", emporium_accounts::tokens::random_token(32));
+        write_private(&path, &format!("{secret}\n"))?;
     }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;

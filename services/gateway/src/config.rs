@@ -28,6 +28,7 @@ pub struct OpsSettings {
 pub struct UpstreamSettings {
     pub accounts: String,
     pub catalog: String,
+    pub payments: String,
     pub ca_cert: String,
     pub timeout_ms: u64,
     /// Largest upstream answer relayed to a client; larger ones answer 502.

@@ -17,6 +17,7 @@ pub struct Upstreams {
     pub client: reqwest::Client,
     pub accounts: String,
     pub catalog: String,
+    pub payments: String,
     pub body_limit: usize,
     /// Largest upstream answer relayed; a larger one is a 502, not memory spent.
     pub response_limit: usize,
@@ -25,7 +26,12 @@ pub struct Upstreams {
 impl Upstreams {
     /// Ready when every upstream answers its `/healthz`.
     pub async fn check(&self) -> Result<(), String> {
-        for (name, base) in [("accounts", &self.accounts), ("catalog", &self.catalog)] {
+        let all = [
+            ("accounts", &self.accounts),
+            ("catalog", &self.catalog),
+            ("payments", &self.payments),
+        ];
+        for (name, base) in all {
             match self.client.get(format!("{base}/healthz")).send().await {
                 Ok(r) if r.status().is_success() => {}
                 Ok(r) => return Err(format!("{name} answered {}", r.status())),
@@ -69,7 +75,13 @@ pub fn router(upstreams: Arc<Upstreams>) -> Router {
         .route("/api/v1/warehouses/{*rest}", any(forward))
         .route("/api/v1/stock/{*rest}", any(forward))
         .with_state(to(&upstreams.catalog));
-    accounts.merge(catalog)
+    // Tokens, a payment by its order, refunds, the ledger's check, and the
+    // card provider's webhook (it calls the shop's public origin).
+    let payments = Router::new()
+        .route("/api/v1/payments", any(forward))
+        .route("/api/v1/payments/{*rest}", any(forward))
+        .with_state(to(&upstreams.payments));
+    accounts.merge(catalog).merge(payments)
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
@@ -226,7 +238,7 @@ pub fn openapi_json() -> String {
             "description": "The public origin. /api/v1/auth/{register,login,refresh,logout}, /api/v1/users* and \
                 /.well-known/jwks.json are served by the accounts service; /api/v1/categories*, \
                 /api/v1/products*, /api/v1/warehouses* and /api/v1/stock/* by the catalog \
-                service; see their documents. /metrics is served only on the operations port."
+                service; /api/v1/payments* by the payments service; see their documents. /metrics is served only on the operations port."
         },
         "paths": {
             "/healthz": {"get": {"responses": {"200": {"description": "alive"}}}},

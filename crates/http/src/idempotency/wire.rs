@@ -68,7 +68,10 @@ pub fn key_of(headers: &HeaderMap) -> Result<Option<String>, InvalidKey> {
     if bytes.is_empty() || bytes.len() > MAX_KEY_LEN || !bytes.iter().all(u8::is_ascii_graphic) {
         return Err(InvalidKey);
     }
-    value.to_str().map(|k| Some(k.to_owned())).map_err(|_| InvalidKey)
+    value
+        .to_str()
+        .map(|k| Some(k.to_owned()))
+        .map_err(|_| InvalidKey)
 }
 
 pub(super) fn is_safe(method: &Method) -> bool {

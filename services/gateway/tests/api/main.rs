@@ -191,7 +191,7 @@ async fn spawn_with(accounts: Upstream, catalog: Upstream, overrides: &[(&str, &
     let dir = std::env::temp_dir().join(format!("emporium-gateway-test-{}", uuid_like()));
     let certs = CertDir(dir.clone());
     certs
-        .ensure(&["accounts", "catalog", "gateway"], &[])
+        .ensure(&["accounts", "catalog", "payments", "gateway"], &[])
         .unwrap();
     let mut triggers = Vec::new();
     let mut held = Vec::new();
@@ -205,9 +205,18 @@ async fn spawn_with(accounts: Upstream, catalog: Upstream, overrides: &[(&str, &
         &mut held,
     );
     let catalog_url = start_upstream(catalog, "catalog", &certs, &hits, &mut triggers, &mut held);
+    let payments = Upstream::Echo;
+    let payments_url = start_upstream(
+        payments,
+        "payments",
+        &certs,
+        &hits,
+        &mut triggers,
+        &mut held,
+    );
 
     let (cert, key, ca) = (certs.cert("gateway"), certs.key("gateway"), certs.ca());
-    let standard: [(&str, &str); 9] = [
+    let standard: [(&str, &str); 10] = [
         ("http.host", "127.0.0.1"),
         ("http.port", "0"),
         ("http.tls_cert", cert.to_str().unwrap()),
@@ -215,6 +224,7 @@ async fn spawn_with(accounts: Upstream, catalog: Upstream, overrides: &[(&str, &
         ("http.body_limit_bytes", "65536"),
         ("upstreams.accounts", &accounts_url),
         ("upstreams.catalog", &catalog_url),
+        ("upstreams.payments", &payments_url),
         ("upstreams.ca_cert", ca.to_str().unwrap()),
         ("ops.port", "0"),
     ];
@@ -361,6 +371,11 @@ async fn forwards_each_path_to_its_own_service_with_context() {
         ("/api/v1/warehouses", "catalog"),
         ("/api/v1/warehouses/x", "catalog"),
         ("/api/v1/stock/movements", "catalog"),
+        ("/api/v1/payments", "payments"),
+        ("/api/v1/payments?order_id=x", "payments"),
+        ("/api/v1/payments/tokens", "payments"),
+        ("/api/v1/payments/ledger/verify", "payments"),
+        ("/api/v1/payments/webhooks", "payments"),
     ] {
         let seen = h.echoed(path, owner).await;
         assert_eq!(seen["uri"], path, "{path}");
@@ -372,10 +387,10 @@ async fn refuses_what_it_does_not_route_and_what_is_too_big() {
     let h = spawn().await;
     assert_eq!(h.get("/api/v1/unknown").await.status(), 404);
     // Services' internal routes are not public.
-    let r = h
-        .send(reqwest::Method::POST, "/internal/v1/reservations")
-        .await;
-    assert_problem(&r, 404);
+    for internal in ["/internal/v1/reservations", "/internal/v1/payments"] {
+        let r = h.send(reqwest::Method::POST, internal).await;
+        assert_problem(&r, 404);
+    }
     let r = h
         .client
         .post(format!("{}/api/v1/auth/register", h.gateway))
