@@ -19,11 +19,13 @@
 //! - [`token`]: [`TokenSource`], [`ClientCredentials`] (OAuth 2.0 against
 //!   accounts) and [`StaticToken`].
 //! - [`catalog`]: the typed client of catalog's reservation API.
+//! - [`payments`]: the typed client of payments' internal API.
 //! - [`provider`]: the typed client of the card provider's API.
 
 pub mod call;
 pub mod catalog;
 pub mod error;
+pub mod payments;
 pub mod provider;
 pub mod token;
 

@@ -3,6 +3,7 @@
 
 mod access;
 mod cards;
+mod client;
 mod faults;
 mod helpers;
 mod ledger;
