@@ -566,6 +566,41 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
         ],
     );
 
+    // The card provider and payments, which calls it with its key.
+    let sandbox_db = emporium_db::testing::TestDatabase::postgres()
+        .await
+        .unwrap();
+    let api_key = "sk_test_serve_0123456789";
+    let (mut sandbox, sandbox_url) = serve(
+        "sandbox-provider",
+        &certs,
+        None,
+        &[
+            ("EMPORIUM_DATABASE_URL", &sandbox_db.url),
+            ("EMPORIUM_SANDBOX_API_KEY", api_key),
+        ],
+    );
+    let payments_db = emporium_db::testing::TestDatabase::postgres()
+        .await
+        .unwrap();
+    let (mut payments, payments_url) = serve(
+        "payments",
+        &certs,
+        Some(exchange.as_str()),
+        &[
+            ("EMPORIUM_DATABASE_URL", &payments_db.url),
+            ("EMPORIUM_AUTH_JWKS_URL", &jwks_url),
+            ("EMPORIUM_AUTH_CA_CERT", &pem("ca.pem")),
+            ("EMPORIUM_PROVIDER_URL", &sandbox_url),
+            ("EMPORIUM_PROVIDER_API_KEY", api_key),
+            ("EMPORIUM_PROVIDER_CA_CERT", &pem("ca.pem")),
+            (
+                "EMPORIUM_WEBHOOKS_SECRET",
+                "whsec_serve_0123456789abcdef0123456789",
+            ),
+        ],
+    );
+
     let (mut gateway, base) = serve(
         "gateway",
         &certs,
@@ -574,6 +609,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
             ("EMPORIUM_OPS_PORT", "0"),
             ("EMPORIUM_UPSTREAMS_ACCOUNTS", &accounts_url),
             ("EMPORIUM_UPSTREAMS_CATALOG", &catalog_url),
+            ("EMPORIUM_UPSTREAMS_PAYMENTS", &payments_url),
             ("EMPORIUM_UPSTREAMS_CA_CERT", &pem("ca.pem")),
         ],
     );
@@ -602,6 +638,23 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     )
     .await;
     assert_eq!(r.status(), 201);
+    // A card tokenized through the gateway, by payments, at the sandbox:
+    // three processes, HTTPS on every hop.
+    let card =
+        json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "123"});
+    let r = post(
+        &client,
+        &format!("{base}/api/v1/payments/tokens"),
+        None,
+        Some(&card),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let token: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (&token["brand"], &token["last4"]),
+        (&json!("visa"), &json!("4242"))
+    );
 
     // A signing-key rotation by another process (the command line, on the
     // same database) reaches the running accounts service, which publishes
@@ -697,6 +750,8 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     assert_eq!(registered.source, "/emporium/accounts");
 
     assert!(gateway.terminate(Duration::from_secs(30)));
+    assert!(payments.terminate(Duration::from_secs(30)));
+    assert!(sandbox.terminate(Duration::from_secs(30)));
     assert!(catalog.terminate(Duration::from_secs(30)));
     assert!(accounts.terminate(Duration::from_secs(30)));
 }
@@ -728,8 +783,8 @@ fn serve(
     }
     all.extend_from_slice(env);
     let mut process = Proc::spawn(&["serve", service, "--port", "0"], &all);
-    // Each logs "<Service> listening.", its name capitalised.
-    let mut name = service.to_owned();
+    // Each logs "<Service> listening.", its name capitalised (a dash a space).
+    let mut name = service.replace('-', " ");
     name[..1].make_ascii_uppercase();
     let url = process.listening_url(&name);
     (process, url)
