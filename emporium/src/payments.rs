@@ -56,7 +56,7 @@ pub async fn run(args: PaymentsArgs) -> anyhow::Result<()> {
             let v = ledger.verify().await?;
             let bad = v
                 .first_bad_entry
-                .map(|(seq, why)| serde_json::json!({"seq": seq, "why": why}));
+                .map(|(seq, reason)| serde_json::json!({"seq": seq, "reason": reason}));
             let report =
                 serde_json::json!({"entries": v.entries, "valid": v.valid, "first_bad_entry": bad});
             println!("{report}");

@@ -14,9 +14,11 @@
 //! - [`stock`]: stock-level events, published by the catalog service.
 //! - [`scopes`]: every scope a service client can hold.
 //! - [`reservations`]: catalog's internal reservation API, as callers see it.
+//! - [`currency`]: the active ISO 4217 codes every service accepts.
 //! - [`payments`]: payments' internal API, its payment view and its events.
 //! - [`provider`]: the card provider's API as payments calls it (the sandbox serves it).
 
+pub mod currency;
 pub mod provider;
 pub mod reservations;
 pub mod scopes;

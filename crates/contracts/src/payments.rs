@@ -127,8 +127,10 @@ pub struct RefundPayment {
 /// One thing that happened to a payment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentEvent {
-    /// `authorized`, `captured`, `released`, `voided`, `refunded`, `failed`,
-    /// `settled`, `capture_failed`.
+    /// `created`, `authorized`, `captured`, `released` (a hold given back:
+    /// the rest after a partial capture, or anything held after an authorize
+    /// without answer), `voided`, `refunded`, `failed`, `settled`,
+    /// `capture_failed`, `step_refused` (the provider refused a step).
     pub kind: String,
     /// Minor units moved, where money moved.
     #[serde(default, skip_serializing_if = "Option::is_none")]

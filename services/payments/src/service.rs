@@ -121,10 +121,11 @@ impl Payments {
     ) -> Result<(bool, Intent), PayError> {
         let mut errors = Vec::new();
         amount_errors(request.amount, &mut errors);
-        let currency_ok =
-            request.currency.len() == 3 && request.currency.bytes().all(|b| b.is_ascii_uppercase());
-        if !currency_ok {
-            errors.push(FieldError::new("currency", "must be three capital letters"));
+        if !emporium_contracts::currency::is_active_currency(&request.currency) {
+            errors.push(FieldError::new(
+                "currency",
+                "must be an active ISO 4217 currency code such as EUR",
+            ));
         }
         let token = self.store.token(&request.token).await?;
         // A token tokenized by a signed-in customer serves only them; which
@@ -160,7 +161,10 @@ impl Payments {
         if op.state != crate::store::OpState::Pending {
             return Ok((created, intent));
         }
-        let after = self.run(&intent, &op, true).await?;
+        // Only the request that recorded the authorize may give up on it
+        // (and the recovery loop, later): a repeated request that gets no
+        // answer while the first is still at the provider answers 503.
+        let after = self.run(&intent, &op, created).await?;
         Ok((created, after))
     }
 
@@ -216,7 +220,7 @@ impl Payments {
             .start(intent.id, step, self.clock.now_ms())
             .await?
         {
-            Started::Call(intent, op) => self.run(&intent, &op, false).await,
+            Started::Call(intent, op) => self.run(&intent, &op, true).await,
             Started::Settled(intent, op) if op.state == crate::store::OpState::Refused => {
                 Err(PayError::Conflict(
                     emporium_contracts::payments::problems::ILLEGAL_TRANSITION,
@@ -233,54 +237,35 @@ impl Payments {
     }
 
     /// Makes the provider call of `op` and settles it. An authorize that
-    /// gets no definite answer fails the payment (`provider_error`) and
-    /// releases whatever the provider may hold (a technical cancel); any
-    /// other call stays pending, to be made again with the same key.
+    /// gets no definite answer fails the payment (`provider_error`) if
+    /// `may_give_up`, and the recovery loop then releases whatever the
+    /// provider may hold (a technical cancel); any other call stays pending,
+    /// to be made again with the same key.
     async fn run(
         &self,
         intent: &Intent,
         op: &Operation,
-        in_request: bool,
+        may_give_up: bool,
     ) -> Result<Intent, PayError> {
         let outcome = match self.call(intent, op).await {
             Ok(outcome) => outcome,
-            Err(()) if op.kind == OpKind::Authorize => Outcome::GaveUp,
+            Err(()) if op.kind == OpKind::Authorize && may_give_up => Outcome::GaveUp,
             Err(()) => {
-                let retry_at = self.clock.now_ms() + self.backoff(op.attempts);
-                self.store.retry_later(op, retry_at).await?;
+                if may_give_up {
+                    let retry_at = self.clock.now_ms() + self.backoff(op.attempts);
+                    self.store.retry_later(op, retry_at).await?;
+                }
                 return Err(PayError::Unavailable);
             }
         };
         let after = self.store.settle(op, &outcome, self.clock.now_ms()).await?;
         self.relay.wake();
         record_outcome(op.kind, &outcome);
-        if matches!(outcome, Outcome::GaveUp) && in_request {
-            // Released now if the provider answers; otherwise the recovery
-            // loop keeps trying.
-            let cancel = Operation {
-                intent_id: intent.id,
-                key: "cancel".into(),
-                kind: OpKind::Cancel,
-                amount: 0,
-                state: crate::store::OpState::Pending,
-                attempts: 0,
-            };
-            match self.call(intent, &cancel).await {
-                Ok(outcome) => {
-                    self.store
-                        .settle(&cancel, &outcome, self.clock.now_ms())
-                        .await?;
-                }
-                Err(()) => {
-                    let retry_at = self.clock.now_ms() + self.backoff(0);
-                    self.store.retry_later(&cancel, retry_at).await?;
-                }
-            }
-        }
         match outcome {
-            Outcome::Refused(why) => Err(PayError::Conflict(
+            // The provider's own words are logged (settle did), not shown.
+            Outcome::Refused(_) => Err(PayError::Conflict(
                 emporium_contracts::payments::problems::ILLEGAL_TRANSITION,
-                format!("The card provider refused this {}: {why}", op.kind.as_str()),
+                format!("The card provider refused this {}.", op.kind.as_str()),
             )),
             _ => Ok(after),
         }
@@ -330,6 +315,12 @@ impl Payments {
             Err(ProviderError::NotFound) => {
                 Ok(Outcome::Refused("not found at the provider".into()))
             }
+            // A definite answer too (a refused API key, a request it cannot
+            // take): making it again would not help.
+            Err(ProviderError::Call(e)) if !e.is_retryable() => {
+                tracing::error!(payment = %intent.id, op = %op.key, error = %e, "The card provider refused a call.");
+                Ok(Outcome::Refused(e.to_string()))
+            }
             Err(ProviderError::Call(e)) => {
                 tracing::warn!(payment = %intent.id, op = %op.key, error = %e, "The card provider gave no answer.");
                 Err(())
@@ -350,7 +341,7 @@ impl Payments {
         let lease = i64::try_from(self.recovery.retry_after_ms).unwrap_or(i64::MAX);
         let mut settled = 0;
         for (intent, op) in self.store.due(now, lease, 50).await? {
-            match self.run(&intent, &op, false).await {
+            match self.run(&intent, &op, true).await {
                 Ok(_) | Err(PayError::Conflict(..)) => settled += 1,
                 Err(PayError::Unavailable) => {}
                 Err(PayError::Store(e)) => return Err(e),

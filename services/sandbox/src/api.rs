@@ -199,10 +199,11 @@ async fn authorize(
 ) -> ApiResult<Response> {
     let mut errors = Vec::new();
     amount_errors(body.amount, &mut errors);
-    let currency_ok =
-        body.currency.len() == 3 && body.currency.bytes().all(|b| b.is_ascii_uppercase());
-    if !currency_ok {
-        errors.push(FieldError::new("currency", "must be three capital letters"));
+    if !emporium_contracts::currency::is_active_currency(&body.currency) {
+        errors.push(FieldError::new(
+            "currency",
+            "must be an active ISO 4217 currency code such as EUR",
+        ));
     }
     reference_errors(body.reference, &mut errors);
     if !errors.is_empty() {

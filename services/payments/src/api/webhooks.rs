@@ -1,6 +1,7 @@
 //! `POST /api/v1/payments/webhooks`: the card provider's notifications,
 //! signed with the shared secret (HMAC-SHA256 over timestamp and body). A bad
-//! signature answers 401 and a stale timestamp 400, before the body is read
+//! signature answers 401 `webhook-signature-invalid` and a stale timestamp
+//! 400 `webhook-stale`, before the body is read
 //! as JSON; a notification already processed answers 200 and changes nothing.
 
 use axum::body::Bytes;
@@ -18,7 +19,8 @@ use crate::store::Noticed;
 
 #[derive(Serialize)]
 struct Received {
-    /// `applied`, `duplicate` (processed before) or `unknown` (no such payment).
+    /// `applied`, `duplicate` (processed before), `unknown` (no such
+    /// payment) or `ignored` (it does not fit the payment).
     outcome: &'static str,
 }
 
@@ -45,9 +47,11 @@ pub async fn receive(
                 "webhook-stale",
                 "The notification's timestamp is outside the accepted window",
             ),
-            _ => {
-                Problem::unauthorized("The notification's signature is missing or does not match.")
-            }
+            _ => Problem::new(
+                StatusCode::UNAUTHORIZED,
+                "webhook-signature-invalid",
+                "The notification's signature is missing or does not match",
+            ),
         }
         .into());
     }
@@ -61,6 +65,7 @@ pub async fn receive(
         Noticed::Applied => "applied",
         Noticed::Duplicate => "duplicate",
         Noticed::Unknown => "unknown",
+        Noticed::Ignored => "ignored",
     };
     metrics::counter!("payment_webhooks_total", "outcome" => outcome).increment(1);
     Ok(axum::Json(Received { outcome }).into_response())

@@ -1,8 +1,8 @@
 //! A payment intent's states and the moves between them. One intent per
 //! order: `requires_authorization` → `authorized` → `captured` →
 //! `partially_refunded` / `refunded`; or `voided` after an authorization; or
-//! `failed` with a reason from any state before capture (and from `captured`
-//! when a capture fails later at the network).
+//! `failed` with a reason from any state before capture (and after it, when
+//! the network refuses a capture later, refunds made meanwhile or not).
 
 pub use emporium_contracts::payments::{FailureReason, PaymentStatus as IntentStatus};
 
@@ -46,7 +46,11 @@ impl Transitions for IntentStatus {
             (Captured | PartiallyRefunded, Step::Refund { rest: 0 }) => Refunded,
             (Captured | PartiallyRefunded, Step::Refund { rest }) if rest > 0 => PartiallyRefunded,
             (RequiresAuthorization | Authorized, Step::Fail(_)) => Failed,
-            (Captured, Step::Fail(FailureReason::CaptureFailed)) => Failed,
+            // The network refused a capture it had accepted, whatever was
+            // refunded of it meanwhile.
+            (Captured | PartiallyRefunded | Refunded, Step::Fail(FailureReason::CaptureFailed)) => {
+                Failed
+            }
             (from, step) => return Err(IllegalStep { from, step }),
         };
         Ok(next)
@@ -111,6 +115,8 @@ mod tests {
             (Captured, Step::Refund { rest: 0 }, Refunded),
             (Captured, Step::Refund { rest: 1 }, PartiallyRefunded),
             (Captured, Step::Fail(CaptureFailed), Failed),
+            (PartiallyRefunded, Step::Fail(CaptureFailed), Failed),
+            (Refunded, Step::Fail(CaptureFailed), Failed),
             (PartiallyRefunded, Step::Refund { rest: 0 }, Refunded),
             (
                 PartiallyRefunded,

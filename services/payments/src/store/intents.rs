@@ -184,7 +184,19 @@ impl Operation {
     /// The key the provider sees: unique per intent and call, the same on
     /// every retry of this call.
     pub fn provider_key(&self) -> String {
-        format!("{}:{}", self.intent_id, self.key)
+        match self.kind {
+            // A refund's own key is hashed in: providers limit a key's length.
+            OpKind::Refund => {
+                let digest =
+                    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, self.key.as_bytes());
+                let hex: String = digest.as_ref()[..16]
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("{}:refund:{hex}", self.intent_id)
+            }
+            _ => format!("{}:{}", self.intent_id, self.key),
+        }
     }
 }
 
@@ -315,6 +327,9 @@ pub enum Noticed {
     Duplicate,
     /// It names no payment of ours.
     Unknown,
+    /// It names one, but does not fit it (no capture to speak of, another
+    /// currency, an amount that is not positive): nothing changed.
+    Ignored,
 }
 
 /// Problem types of [`Started::Refused`].
@@ -509,10 +524,17 @@ impl Store {
         if let Some(op) = op_in(&mut tx, id, &step.key).await? {
             if step.amount.is_some_and(|a| a != op.amount) {
                 tx.rollback().await?;
-                return Ok(Started::Refused(
-                    KEY_REUSED,
-                    "This key was used for a refund of another amount.".into(),
-                ));
+                return Ok(if op.kind == OpKind::Refund {
+                    Started::Refused(
+                        KEY_REUSED,
+                        "This key was used for a refund of another amount.".into(),
+                    )
+                } else {
+                    Started::Refused(
+                        ILLEGAL_TRANSITION,
+                        format!("A {} of {} was asked before.", op.kind.as_str(), op.amount),
+                    )
+                });
             }
             tx.commit().await?;
             return Ok(match op.state {
@@ -670,9 +692,10 @@ impl Store {
                 self.fail(tx, intent, FailureReason::ProviderError, now, events)
                     .await?;
                 // Whatever the provider may have authorized under this
-                // intent's reference is released by a technical cancel.
-                let due = now.saturating_add(self.grace_ms);
-                insert_op(tx, intent.id, (OpKind::Cancel, "cancel"), 0, (now, due)).await?;
+                // intent's reference is released by a technical cancel, which
+                // the recovery loop makes at once (not the request, which has
+                // spent its time on the attempts already).
+                insert_op(tx, intent.id, (OpKind::Cancel, "cancel"), 0, (now, now)).await?;
                 Ok(OpState::Refused)
             }
             (_, Outcome::Refused(why)) => {
@@ -850,6 +873,17 @@ impl Store {
                 return Ok(Noticed::Unknown);
             }
         };
+        // A notification about a capture fits only a payment that was
+        // captured, in its currency, for a positive amount.
+        let captured = matches!(
+            intent.status,
+            PaymentStatus::Captured | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded
+        );
+        if !captured || n.amount <= 0 || n.currency != intent.currency {
+            tracing::warn!(payment = %intent.id, notification = %n.id, "A provider notification does not fit the payment; ignored.");
+            tx.commit().await?;
+            return Ok(Noticed::Ignored);
+        }
         let mut events = Vec::new();
         match n.kind {
             NotificationKind::CaptureSettled => {
@@ -865,8 +899,10 @@ impl Store {
                 .await?;
                 let rows: Vec<(String, String, i64)> =
                     tx.sql().fetch_all(SUMS, (intent.id,)).await?;
+                // What is still counted as the shop's is reversed: the network
+                // paid nothing. Refunds made before stay recorded.
                 let merchant = sums(&rows).merchant;
-                if intent.status == PaymentStatus::Captured && merchant > 0 {
+                if merchant > 0 {
                     self.post(&mut tx, &intent, (Movement::Reversal, merchant), now)
                         .await?;
                 }

@@ -346,17 +346,35 @@ impl TestApp {
         store.ledger().entries_of(id).await.unwrap()
     }
 
-    /// How many ledger transactions of `movement` a payment has.
+    /// How many ledger transactions of `movement` a payment has (each of
+    /// exactly two entries).
     pub async fn transactions(&self, payment: &Value, movement: &str) -> usize {
-        let mut ids: Vec<Uuid> = self
-            .entries_of(payment)
-            .await
-            .into_iter()
-            .filter(|e| e.movement.as_str() == movement)
-            .map(|e| e.transaction_id)
-            .collect();
-        ids.dedup();
-        ids.len()
+        let mut entries: std::collections::BTreeMap<Uuid, usize> = Default::default();
+        for e in self.entries_of(payment).await {
+            if e.movement.as_str() == movement {
+                *entries.entry(e.transaction_id).or_default() += 1;
+            }
+        }
+        assert!(entries.values().all(|n| *n == 2), "{movement}: {entries:?}");
+        entries.len()
+    }
+
+    /// The statuses of the sandbox's authorizations made under the payment's id.
+    pub async fn held_under(&self, payment: &Value) -> Vec<String> {
+        let reference: Uuid = payment["id"].as_str().unwrap().parse().unwrap();
+        let sql = "SELECT status FROM sandbox_authorizations WHERE reference = $1";
+        let db = self.sandbox_store.db();
+        let rows: Vec<(String,)> = db.sql().fetch_all(sql, (reference,)).await.unwrap();
+        rows.into_iter().map(|(s,)| s).collect()
+    }
+
+    /// The kinds of the payment's events, in order.
+    pub fn kinds(payment: &Value) -> Vec<String> {
+        let events = payment["events"].as_array().unwrap();
+        events
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// The sandbox's own record of the payment's authorization.

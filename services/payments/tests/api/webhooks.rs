@@ -64,7 +64,14 @@ async fn a_notification_is_applied_once_and_only_when_signed_and_fresh(app: Test
     let secret = WEBHOOK_SECRET.as_bytes();
     let now = now_secs(&app);
 
-    problem(deliver(&app, &bytes, None).await, 401).await;
+    problem_of(
+        deliver(&app, &bytes, None).await,
+        401,
+        "webhook-signature-invalid",
+    )
+    .await;
+    // Unsigned junk is refused for its signature before it is read.
+    problem(deliver(&app, b"not json", None).await, 401).await;
     let wrong_secret = sign(b"whsec_another_secret_0123456789abcdef", now, &bytes);
     problem(deliver(&app, &bytes, Some(wrong_secret)).await, 401).await;
     let mut tampered = body.clone();
@@ -109,6 +116,16 @@ async fn a_notification_is_applied_once_and_only_when_signed_and_fresh(app: Test
     let junk = b"{\"id\": 1}";
     let r = deliver(&app, junk, Some(sign(secret, now, junk))).await;
     problem(r, 422).await;
+    // Our payment's id with another authorization: not ours either.
+    let mut other_authorization = body.clone();
+    other_authorization["id"] = json!(Uuid::new_v4());
+    other_authorization["authorization_id"] = json!(Uuid::new_v4());
+    let bytes = serde_json::to_vec(&other_authorization).unwrap();
+    let r = deliver(&app, &bytes, Some(sign(secret, now, &bytes))).await;
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"outcome": "unknown"})
+    );
     let mut stranger = body.clone();
     stranger["id"] = json!(Uuid::new_v4());
     stranger["reference"] = json!(Uuid::new_v4());
@@ -118,4 +135,87 @@ async fn a_notification_is_applied_once_and_only_when_signed_and_fresh(app: Test
         r.json::<Value>().await.unwrap(),
         json!({"outcome": "unknown"})
     );
+}
+
+both!(
+    a_late_failure_after_a_refund_fails_the_rest_and_unfitting_notices_are_ignored,
+    |s| {
+        s.sandbox.sandbox.webhook_url = "https://127.0.0.1:9/nowhere".into();
+    }
+);
+async fn a_late_failure_after_a_refund_fails_the_rest_and_unfitting_notices_are_ignored(
+    app: TestApp,
+) {
+    let secret = WEBHOOK_SECRET.as_bytes();
+    let send = async |body: &Value| {
+        let bytes = serde_json::to_vec(body).unwrap();
+        let r = deliver(&app, &bytes, Some(sign(secret, now_secs(&app), &bytes))).await;
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()["outcome"].clone()
+    };
+    // Captured 600, 200 refunded, then the network refuses the capture.
+    let (order, body) = capture_failed(&app).await;
+    let r = app
+        .step(order, "refunds", json!({"amount": 200}), Some("early"))
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(send(&body).await, "applied");
+    let p = app.payment(order).await;
+    assert_eq!(
+        (
+            &p["status"],
+            &p["failure_reason"],
+            &p["captured"],
+            &p["refunded"]
+        ),
+        (
+            &json!("failed"),
+            &json!("capture_failed"),
+            &json!(0),
+            &json!(200)
+        )
+    );
+    let reversed: i64 = app
+        .entries_of(&p)
+        .await
+        .iter()
+        .filter(|e| e.movement.as_str() == "reversal" && e.amount > 0)
+        .map(|e| e.amount)
+        .sum();
+    assert_eq!(reversed, 400, "what was still the shop's is reversed");
+
+    // About a payment never captured, in another currency, or for nothing:
+    // remembered, and nothing changes.
+    let (authorized, p) = app.paid(cards::APPROVES, 500).await;
+    let intent_id: Uuid = p["id"].as_str().unwrap().parse().unwrap();
+    let intent = app
+        .state
+        .0
+        .payments
+        .store
+        .by_id(intent_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut early = body.clone();
+    early["id"] = json!(Uuid::new_v4());
+    early["reference"] = json!(intent_id);
+    early["authorization_id"] = json!(intent.provider_id.unwrap());
+    assert_eq!(send(&early).await, "ignored");
+    let (captured, mut odd) = capture_failed(&app).await;
+    for (field, value) in [
+        ("currency", json!("USD")),
+        ("amount", json!(-5)),
+        ("amount", json!(0)),
+    ] {
+        odd["id"] = json!(Uuid::new_v4());
+        odd["currency"] = json!("EUR");
+        odd["amount"] = json!(600);
+        odd[field] = value;
+        assert_eq!(send(&odd).await, "ignored", "{field}");
+    }
+    assert_eq!(app.payment(authorized).await["status"], "authorized");
+    assert_eq!(app.payment(captured).await["status"], "captured");
+    let verified = app.state.0.payments.store.ledger().verify().await.unwrap();
+    assert!(verified.valid, "{verified:?}");
 }
