@@ -22,6 +22,7 @@
 //! - [`precondition`]: the `If-Match` extractor for versioned resources.
 //! - [`time`]: RFC 3339 timestamps as every response shows them.
 //! - [`store_error`]: how a `StoreError` is answered (409/422/503/500), once.
+//! - [`rate`]: a rate limit per key (GCRA), checked and recorded at once.
 //! - [`shutdown`]: a cloneable shutdown signal fed by SIGINT/SIGTERM or a trigger.
 
 pub mod idempotency;
@@ -32,6 +33,7 @@ pub mod paging;
 pub mod path;
 pub mod precondition;
 pub mod problem;
+pub mod rate;
 pub mod server;
 pub mod shutdown;
 pub mod store_error;

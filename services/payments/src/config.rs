@@ -15,6 +15,7 @@ pub struct PaymentsSettings {
     pub database: DatabaseSettings,
     pub auth: AuthConfig,
     pub provider: ProviderConfig,
+    pub tokens: TokensConfig,
     pub webhooks: WebhookConfig,
     pub recovery: RecoveryConfig,
     pub events: emporium_messaging::settings::EventsSettings,
@@ -38,6 +39,13 @@ pub struct ProviderConfig {
     pub max_attempts: u32,
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
+}
+
+/// How often one client may tokenize a card.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TokensConfig {
+    pub per_minute: u32,
+    pub burst: u32,
 }
 
 /// The provider's signed notifications.
@@ -76,6 +84,10 @@ impl PaymentsSettings {
         anyhow::ensure!(
             (1..=86_400).contains(&self.webhooks.tolerance_secs),
             "webhooks.tolerance_secs must be 1 to 86400"
+        );
+        anyhow::ensure!(
+            self.tokens.per_minute >= 1 && self.tokens.burst >= 1,
+            "tokens.per_minute and tokens.burst must be at least 1"
         );
         anyhow::ensure!(
             self.provider.max_attempts >= 1,

@@ -136,6 +136,10 @@ impl Application {
             verifier,
             webhook_secret: settings.webhooks.secret.clone(),
             webhook_tolerance_secs: settings.webhooks.tolerance_secs,
+            tokenizations: emporium_http::rate::KeyedLimiter::per_minute(
+                settings.tokens.per_minute,
+                settings.tokens.burst,
+            ),
         }));
         let relay = Relay {
             outbox: Outbox(db.clone()),

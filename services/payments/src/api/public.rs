@@ -6,12 +6,12 @@ use axum::http::{HeaderMap, StatusCode};
 use emporium_auth::{Admin, AuthUser, MaybeUser};
 use emporium_contracts::payments::{Payment, RefundPayment};
 use emporium_contracts::provider::{CardToken, TokenRequest};
-use emporium_http::{AppJson, AppPath, AppQuery};
+use emporium_http::{AppJson, AppPath, AppQuery, Problem};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{ApiResult, AppState, missing, refund_key};
+use super::{ApiResult, AppState, ClientAddress, missing, refund_key};
 use crate::service::PayError;
 
 /// `{number, exp_month, exp_year, cvc}`.
@@ -27,12 +27,24 @@ pub struct CardRequest {
 /// provider; payments keeps the token, brand, last four and expiry. The
 /// number and CVC go no further than this call.
 #[utoipa::path(post, path = "/api/v1/payments/tokens", request_body = CardRequest,
-    responses((status = 201, description = "the token, brand, last4 and expiry"), (status = 422)))]
+    responses((status = 201, description = "the token, brand, last4 and expiry"), (status = 422),
+              (status = 429, description = "too many cards from this customer or address; see Retry-After")))]
 pub async fn tokenize(
     State(state): State<AppState>,
     MaybeUser(user): MaybeUser,
+    client: ClientAddress,
     AppJson(card): AppJson<CardRequest>,
 ) -> ApiResult<(StatusCode, AppJson<CardToken>)> {
+    // Card testing (trying stolen numbers one after another) meets a limit
+    // per customer, or per address for anonymous callers.
+    let key = match &user {
+        Some(u) => format!("user:{}", u.id),
+        None => format!("addr:{}", client.0),
+    };
+    if let Err(wait) = state.0.tokenizations.check(&key) {
+        metrics::counter!("payment_tokens_throttled_total").increment(1);
+        return Err(Problem::too_many_requests(wait.as_secs() + 1).into());
+    }
     let request = TokenRequest {
         number: card.number,
         exp_month: card.exp_month,

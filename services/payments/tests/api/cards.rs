@@ -234,3 +234,62 @@ async fn a_late_capture_failure_fails_the_payment_and_is_published(app: TestApp)
         .await;
     assert_eq!(p["status"], "captured");
 }
+
+both!(tokenizing_is_limited_per_customer_and_per_address, |s| {
+    s.payments.tokens.per_minute = 1;
+    s.payments.tokens.burst = 3;
+});
+async fn tokenizing_is_limited_per_customer_and_per_address(app: TestApp) {
+    let card = json!({"number": cards::APPROVES, "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+    let from = |address: &str| {
+        app.post("/api/v1/payments/tokens")
+            .header("x-forwarded-for", address)
+            .json(&card)
+            .send()
+    };
+    // Ten at once from one address: the burst of three passes, no more.
+    let statuses = emporium_testkit::statuses_at_once(
+        (0..10).map(|_| async { from("203.0.113.7").await.unwrap() }),
+    )
+    .await;
+    assert_eq!(
+        emporium_testkit::count_of(&statuses, 201),
+        3,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        emporium_testkit::count_of(&statuses, 429),
+        7,
+        "{statuses:?}"
+    );
+    let r = from("203.0.113.7").await.unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    problem(r, 429).await;
+    // Another address, and a signed-in customer, have their own allowance;
+    // an IPv6 client's whole /64 is one address.
+    assert_eq!(from("203.0.113.8").await.unwrap().status(), 201);
+    for n in 1..=3 {
+        let r = from(&format!("2001:db8:1:2::{n}")).await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    problem(from("2001:db8:1:2:ffff::9").await.unwrap(), 429).await;
+    for _ in 0..3 {
+        assert_eq!(
+            app.tokenize_as(cards::APPROVES, Some(&app.customer))
+                .await
+                .status(),
+            201
+        );
+    }
+    problem(
+        app.tokenize_as(cards::APPROVES, Some(&app.customer)).await,
+        429,
+    )
+    .await;
+    assert_eq!(
+        app.tokenize_as(cards::APPROVES, Some(&app.other))
+            .await
+            .status(),
+        201
+    );
+}

@@ -182,6 +182,9 @@ impl TestService for TestApp {
                 ("provider.backoff_base_ms", "10"),
                 ("provider.backoff_max_ms", "50"),
                 ("webhooks.secret", WEBHOOK_SECRET),
+                // Tests tokenize many cards; the limit has its own test.
+                ("tokens.per_minute", "100000"),
+                ("tokens.burst", "1000"),
                 ("recovery.scan_every_ms", "50"),
                 ("recovery.retry_after_ms", "100"),
                 ("recovery.retry_max_ms", "400"),
