@@ -25,4 +25,4 @@ pub mod webhook;
 pub use claims::{Claims, Role, TokenType};
 pub use extract::{Admin, AuthUser, MaybeUser, ServiceCaller};
 pub use revocations::Revocations;
-pub use verifier::{HttpJwks, JwksSource, Verifier, VerifierSettings, VerifyError};
+pub use verifier::{AuthSettings, HttpJwks, JwksSource, Verifier, VerifierSettings, VerifyError};

@@ -369,3 +369,34 @@ mod tests {
         );
     }
 }
+
+/// How a service checks tokens (`[auth]` in its settings): where accounts
+/// publishes its keys, the CA that signs accounts' certificate (empty: the
+/// system's roots), and the issuer and audience tokens must name.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct AuthSettings {
+    pub jwks_url: String,
+    pub ca_cert: String,
+    pub issuer: String,
+    pub audience: String,
+}
+
+impl AuthSettings {
+    /// The accounts JWKS over pooled HTTPS.
+    pub fn jwks(&self) -> anyhow::Result<Arc<HttpJwks>> {
+        let ca = (!self.ca_cert.is_empty()).then(|| std::path::PathBuf::from(&self.ca_cert));
+        let client = emporium_http::tls::client(ca.as_deref(), Duration::from_secs(10))?;
+        Ok(Arc::new(HttpJwks {
+            client,
+            url: self.jwks_url.clone(),
+        }))
+    }
+
+    /// A verifier of this issuer's and audience's tokens against `jwks`.
+    pub fn verifier(&self, jwks: Arc<dyn JwksSource>) -> Arc<Verifier> {
+        Arc::new(Verifier::new(
+            VerifierSettings::new(&self.issuer, &self.audience),
+            jwks,
+        ))
+    }
+}

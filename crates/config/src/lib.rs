@@ -136,6 +136,13 @@ impl Loader {
         Ok(self)
     }
 
+    /// Sets every `(key, value)` of `changes` in turn (tests, tools).
+    pub fn set_all(self, changes: &[(&str, &str)]) -> Result<Self, ConfigError> {
+        changes
+            .iter()
+            .try_fold(self, |l, (key, value)| l.set(key, value))
+    }
+
     /// Deserialises the merged document into the settings type.
     pub fn build<T: DeserializeOwned>(self) -> Result<T, ConfigError> {
         T::deserialize(Value::Table(self.merged)).map_err(ConfigError::Invalid)

@@ -18,6 +18,20 @@ use crate::{ServiceName, standard_layers};
 pub type ReadyCheck =
     Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync>;
 
+/// Ready when `db` answers a query.
+pub fn db_ready(db: emporium_db::Db) -> ReadyCheck {
+    Arc::new(move || {
+        let db = db.clone();
+        Box::pin(async move {
+            db.sql()
+                .execute("SELECT 1", ())
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        })
+    })
+}
+
 /// A service's listener and all it serves: its own routes and the
 /// operations routes ([`routes`]), in the [`standard_layers`].
 pub struct Listener {

@@ -18,13 +18,8 @@ pub struct CatalogSettings {
     pub events: emporium_messaging::settings::EventsSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct AuthConfig {
-    pub jwks_url: String,
-    pub ca_cert: String,
-    pub issuer: String,
-    pub audience: String,
-}
+/// How tokens are checked.
+pub type AuthConfig = emporium_auth::AuthSettings;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReservationConfig {

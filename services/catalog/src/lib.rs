@@ -23,7 +23,7 @@ pub mod sweeper;
 use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_auth::{HttpJwks, JwksSource, Verifier, VerifierSettings};
+use emporium_auth::JwksSource;
 use emporium_db::SharedClock;
 use emporium_http::{ServiceName, Shutdown, ShutdownTrigger, ops};
 use emporium_messaging::Bus;
@@ -60,13 +60,7 @@ impl Application {
         settings: CatalogSettings,
         bus: Arc<dyn Bus>,
     ) -> anyhow::Result<Self> {
-        let ca = (!settings.auth.ca_cert.is_empty())
-            .then(|| std::path::PathBuf::from(&settings.auth.ca_cert));
-        let client = emporium_http::tls::client(ca.as_deref(), Duration::from_secs(10))?;
-        let jwks = Arc::new(HttpJwks {
-            client,
-            url: settings.auth.jwks_url.clone(),
-        });
+        let jwks = settings.auth.jwks()?;
         Self::build_with(settings, bus, jwks).await
     }
 
@@ -93,10 +87,7 @@ impl Application {
             clock.clone(),
         )
         .await?;
-        let verifier = Arc::new(Verifier::new(
-            VerifierSettings::new(&settings.auth.issuer, &settings.auth.audience),
-            jwks,
-        ));
+        let verifier = settings.auth.verifier(jwks);
         // Tokens of users and sessions revoked since they were issued are
         // refused as soon as accounts' event arrives.
         let (revocations_stop, stop) = Shutdown::new();

@@ -21,13 +21,8 @@ pub struct PaymentsSettings {
     pub events: emporium_messaging::settings::EventsSettings,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct AuthConfig {
-    pub jwks_url: String,
-    pub ca_cert: String,
-    pub issuer: String,
-    pub audience: String,
-}
+/// How tokens are checked.
+pub type AuthConfig = emporium_auth::AuthSettings;
 
 /// The card provider and how it is called.
 #[derive(Debug, Clone, Deserialize)]
@@ -105,12 +100,8 @@ mod tests {
     use super::*;
 
     fn with(changes: &[(&str, &str)]) -> anyhow::Result<()> {
-        let mut loader = Loader::new(DEFAULTS).unwrap();
-        for (key, value) in changes {
-            loader = loader.set(key, value).unwrap();
-        }
-        let settings: PaymentsSettings = loader.build().unwrap();
-        settings.check()
+        let loader = Loader::new(DEFAULTS).unwrap().set_all(changes).unwrap();
+        loader.build::<PaymentsSettings>().unwrap().check()
     }
 
     #[test]

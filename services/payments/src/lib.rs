@@ -32,7 +32,7 @@ pub mod store;
 use std::sync::Arc;
 use std::time::Duration;
 
-use emporium_auth::{HttpJwks, JwksSource, Verifier, VerifierSettings};
+use emporium_auth::JwksSource;
 use emporium_client::provider::CardProvider;
 use emporium_client::{ClientSettings, ServiceClient, StaticToken};
 use emporium_db::SharedClock;
@@ -75,13 +75,7 @@ impl Application {
         settings: PaymentsSettings,
         bus: Arc<dyn Bus>,
     ) -> anyhow::Result<Self> {
-        let ca = (!settings.auth.ca_cert.is_empty())
-            .then(|| std::path::PathBuf::from(&settings.auth.ca_cert));
-        let client = emporium_http::tls::client(ca.as_deref(), Duration::from_secs(10))?;
-        let jwks = Arc::new(HttpJwks {
-            client,
-            url: settings.auth.jwks_url.clone(),
-        });
+        let jwks = settings.auth.jwks()?;
         Self::build_at(settings, bus, jwks, emporium_db::system_clock()).await
     }
 
@@ -113,10 +107,7 @@ impl Application {
             &ALL_MIGRATIONS,
         )
         .await?;
-        let verifier = Arc::new(Verifier::new(
-            VerifierSettings::new(&settings.auth.issuer, &settings.auth.audience),
-            jwks,
-        ));
+        let verifier = settings.auth.verifier(jwks);
         let (revocations_stop, stop) = Shutdown::new();
         let revocations_task = bus
             .subscribe(
@@ -148,16 +139,7 @@ impl Application {
             waker,
             service: SERVICE,
         };
-        let ready: ops::ReadyCheck = Arc::new(move || {
-            let db = db.clone();
-            Box::pin(async move {
-                db.sql()
-                    .execute("SELECT 1", ())
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            })
-        });
+        let ready = ops::db_ready(db);
         let listener = ops::Listener::bind(
             api::router(state.clone()),
             (ready, api::openapi::json()),

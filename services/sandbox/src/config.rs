@@ -21,16 +21,9 @@ pub struct SandboxSettings {
 pub struct ProviderSettings {
     /// What callers present as `Authorization: Bearer …`.
     pub api_key: Secret,
-    pub latency_ms: u64,
-    pub latency_jitter_ms: u64,
-    /// The share of calls (0 to 1) that fail transiently.
-    pub failure_rate: f64,
-    /// Of the failing calls, the share refused at once and the share that
-    /// hang; the rest lose their answer after the work is done.
-    pub refuse_share: f64,
-    pub hang_share: f64,
-    /// How long a hanging call hangs before it answers 503.
-    pub hang_ms: u64,
+    /// Latency and transient failures (`latency_ms`, `failure_rate`, …).
+    #[serde(flatten)]
+    pub faults: crate::faults::Faults,
     /// Where notifications are posted (`http://` or `https://`); empty: the
     /// sandbox sends none, and queues none.
     pub webhook_url: String,
@@ -63,7 +56,7 @@ impl SandboxSettings {
             key.len() >= 16 && key.bytes().all(|b| b.is_ascii_graphic()),
             "sandbox.api_key must be set: 16 or more visible ASCII characters, no spaces"
         );
-        crate::faults::Faults::of(&self.sandbox).check()?;
+        self.sandbox.faults.check()?;
         self.check_webhooks()
     }
 
@@ -98,12 +91,8 @@ mod tests {
     use super::*;
 
     fn with(changes: &[(&str, &str)]) -> anyhow::Result<()> {
-        let mut loader = Loader::new(DEFAULTS).unwrap();
-        for (key, value) in changes {
-            loader = loader.set(key, value).unwrap();
-        }
-        let settings: SandboxSettings = loader.build().unwrap();
-        settings.check()
+        let loader = Loader::new(DEFAULTS).unwrap().set_all(changes).unwrap();
+        loader.build::<SandboxSettings>().unwrap().check()
     }
 
     #[test]

@@ -17,10 +17,8 @@ use axum::response::{IntoResponse, Response};
 use emporium_http::Problem;
 use uuid::Uuid;
 
-use crate::config::ProviderSettings;
-
 /// What calls suffer: the fault keys of `[sandbox]` (see `defaults.toml`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
 pub struct Faults {
     /// Every call waits this long, plus up to `latency_jitter_ms` more.
     pub latency_ms: u64,
@@ -45,18 +43,6 @@ impl Faults {
         hang_share: 0.0,
         hang_ms: 0,
     };
-
-    /// The faults `settings` start with.
-    pub fn of(settings: &ProviderSettings) -> Self {
-        Self {
-            latency_ms: settings.latency_ms,
-            latency_jitter_ms: settings.latency_jitter_ms,
-            failure_rate: settings.failure_rate,
-            refuse_share: settings.refuse_share,
-            hang_share: settings.hang_share,
-            hang_ms: settings.hang_ms,
-        }
-    }
 
     /// Refuses shares outside 0 to 1 (NaN included), naming the keys.
     pub fn check(&self) -> anyhow::Result<()> {

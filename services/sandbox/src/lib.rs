@@ -78,18 +78,8 @@ impl Application {
             clock,
             notify_after_ms,
         }));
-        let faults = FaultSwitch::new(Faults::of(&settings.sandbox));
-        let ready_db = store.db().clone();
-        let ready: ops::ReadyCheck = Arc::new(move || {
-            let db = ready_db.clone();
-            Box::pin(async move {
-                db.sql()
-                    .execute("SELECT 1", ())
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-            })
-        });
+        let faults = FaultSwitch::new(settings.sandbox.faults);
+        let ready = ops::db_ready(store.db().clone());
         let listener = ops::Listener::bind(
             api::router(state, &settings.sandbox.api_key, faults.clone()),
             (ready, openapi()),

@@ -223,15 +223,7 @@ async fn a_late_capture_failure_fails_the_payment_and_is_published(app: TestApp)
     // An ordinary card's capture settles instead.
     let (order, _) = app.paid(cards::APPROVES, 300).await;
     app.step(order, "capture", json!({}), None).await;
-    let p = app
-        .wait_for(order, "the settlement", |p| {
-            p["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e["kind"] == "settled")
-        })
-        .await;
+    let p = app.wait_for_event(order, "settled").await;
     assert_eq!(p["status"], "captured");
 }
 

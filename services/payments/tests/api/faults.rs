@@ -4,7 +4,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use emporium_sandbox::Faults;
 use emporium_testkit::both;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -27,14 +26,7 @@ both!(flaky_provider_calls_are_retried_and_charge_once);
 async fn flaky_provider_calls_are_retried_and_charge_once(app: TestApp) {
     let token = app.token(cards::APPROVES).await;
     // Half the calls fail: refused, or done with the answer lost.
-    app.faults
-        .set(Faults {
-            failure_rate: 0.5,
-            refuse_share: 0.5,
-            hang_share: 0.0,
-            ..Faults::NONE
-        })
-        .unwrap();
+    app.fail(0.5, 0.5, 0.0);
     let mut authorized = 0;
     for _ in 0..6 {
         let order = Uuid::now_v7();
@@ -64,7 +56,7 @@ async fn flaky_provider_calls_are_retried_and_charge_once(app: TestApp) {
             (&json!(600), &json!(400)),
             "{p}"
         );
-        app.faults.set(Faults::NONE).unwrap();
+        app.fail(0.0, 0.0, 0.0);
         let record = app.provider_record(&p).await;
         let kinds: Vec<&str> = record.operations.iter().map(|o| o.kind.as_str()).collect();
         assert_eq!(
@@ -75,14 +67,7 @@ async fn flaky_provider_calls_are_retried_and_charge_once(app: TestApp) {
         for movement in ["authorize", "capture", "refund"] {
             assert_eq!(app.transactions(&p, movement).await, 1, "{movement}");
         }
-        app.faults
-            .set(Faults {
-                failure_rate: 0.5,
-                refuse_share: 0.5,
-                hang_share: 0.0,
-                ..Faults::NONE
-            })
-            .unwrap();
+        app.fail(0.5, 0.5, 0.0);
     }
     assert!(
         authorized > 0,
@@ -94,14 +79,7 @@ both!(an_authorize_whose_answers_are_all_lost_fails_and_holds_nothing);
 async fn an_authorize_whose_answers_are_all_lost_fails_and_holds_nothing(app: TestApp) {
     let token = app.token(cards::APPROVES).await;
     // Every call is done at the sandbox and its answer lost.
-    app.faults
-        .set(Faults {
-            failure_rate: 1.0,
-            refuse_share: 0.0,
-            hang_share: 0.0,
-            ..Faults::NONE
-        })
-        .unwrap();
+    app.fail(1.0, 0.0, 0.0);
     let order = Uuid::now_v7();
     let r = app.authorize(&app.authorization(order, &token, 700)).await;
     assert_eq!(r.status(), 201);
@@ -131,16 +109,8 @@ async fn an_authorize_whose_answers_are_all_lost_fails_and_holds_nothing(app: Te
         ["created", "failed"]
     );
     // Once the provider answers again, the recovery loop learns of it.
-    app.faults.set(Faults::NONE).unwrap();
-    let p = app
-        .wait_for(order, "the release", |p| {
-            p["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e["kind"] == "released")
-        })
-        .await;
+    app.fail(0.0, 0.0, 0.0);
+    let p = app.wait_for_event(order, "released").await;
     assert_eq!(app.held_under(&p).await, ["voided"]);
     assert_eq!(p["status"], "failed");
     // A retry of the order's authorize gets the same answer; nothing new is held.
@@ -149,24 +119,11 @@ async fn an_authorize_whose_answers_are_all_lost_fails_and_holds_nothing(app: Te
     assert_eq!(app.held_under(&p).await, ["voided"]);
 }
 
-both!(
-    an_authorize_that_times_out_fails_and_a_late_authorization_is_refused,
-    |s| {
-        s.sandbox.sandbox.hang_ms = 1500;
-    }
-);
+both!(an_authorize_that_times_out_fails_and_a_late_authorization_is_refused);
 async fn an_authorize_that_times_out_fails_and_a_late_authorization_is_refused(app: TestApp) {
     let token = app.token(cards::APPROVES).await;
-    // Every call hangs past payments' timeout (1 s), and then answers 503.
-    app.faults
-        .set(Faults {
-            failure_rate: 1.0,
-            refuse_share: 0.0,
-            hang_share: 1.0,
-            hang_ms: 1500,
-            ..Faults::NONE
-        })
-        .unwrap();
+    // Every call hangs (1.5 s) past payments' timeout (1 s), then answers 503.
+    app.fail(1.0, 0.0, 1.0);
     let order = Uuid::now_v7();
     let started = std::time::Instant::now();
     let r = app.authorize(&app.authorization(order, &token, 300)).await;
@@ -184,16 +141,8 @@ async fn an_authorize_that_times_out_fails_and_a_late_authorization_is_refused(a
         took < std::time::Duration::from_secs(6),
         "and nothing more: {took:?}"
     );
-    app.faults.set(Faults::NONE).unwrap();
-    let p = app
-        .wait_for(order, "the release", |p| {
-            p["events"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e["kind"] == "released")
-        })
-        .await;
+    app.fail(0.0, 0.0, 0.0);
+    let p = app.wait_for_event(order, "released").await;
     // The reference is cancelled: an authorize arriving now is refused.
     let reference: Uuid = p["id"].as_str().unwrap().parse().unwrap();
     let late = emporium_contracts::provider::AuthorizeRequest {
@@ -220,19 +169,12 @@ both!(a_capture_whose_answer_was_lost_is_finished_by_the_recovery_loop);
 async fn a_capture_whose_answer_was_lost_is_finished_by_the_recovery_loop(app: TestApp) {
     let (order, _) = app.paid(cards::APPROVES, 1000).await;
     // The sandbox captures, and every answer is lost: the caller gets 503.
-    app.faults
-        .set(Faults {
-            failure_rate: 1.0,
-            refuse_share: 0.0,
-            hang_share: 0.0,
-            ..Faults::NONE
-        })
-        .unwrap();
+    app.fail(1.0, 0.0, 0.0);
     let r = app.step(order, "capture", json!({}), None).await;
     crate::helpers::problem_of(r, 503, "provider-unavailable").await;
     assert_eq!(app.payment(order).await["status"], "authorized");
     // Nobody asks again; the recovery loop makes the call with the same key.
-    app.faults.set(Faults::NONE).unwrap();
+    app.fail(0.0, 0.0, 0.0);
     let p = app
         .wait_for(order, "the capture", |p| p["status"] == "captured")
         .await;

@@ -389,6 +389,43 @@ impl TestApp {
         self.provider.authorization(id).await.unwrap()
     }
 
+    /// Makes `share` of the sandbox's calls fail: of those, `refused` are
+    /// refused at once, `hang` hang, the rest lose their answer after the
+    /// work is done. `fail(0.0, …)` ends the failures.
+    pub fn fail(&self, share: f64, refused: f64, hang: f64) {
+        let faults = emporium_sandbox::Faults {
+            failure_rate: share,
+            refuse_share: refused,
+            hang_share: hang,
+            hang_ms: 1500,
+            ..emporium_sandbox::Faults::NONE
+        };
+        self.faults.set(faults).unwrap();
+    }
+
+    /// Makes every sandbox call take `ms` longer (and none fail).
+    pub fn slow(&self, ms: u64) {
+        let faults = emporium_sandbox::Faults {
+            latency_ms: ms,
+            ..emporium_sandbox::Faults::NONE
+        };
+        self.faults.set(faults).unwrap();
+    }
+
+    /// The stored intent behind a payment view.
+    pub async fn intent_of(&self, payment: &Value) -> emporium_payments::store::Intent {
+        let id: Uuid = payment["id"].as_str().unwrap().parse().unwrap();
+        let store = &self.state.0.payments.store;
+        store.by_id(id).await.unwrap().unwrap()
+    }
+
+    /// Waits (up to 10 s) until the order's payment has an event of `kind`.
+    pub async fn wait_for_event(&self, order: Uuid, kind: &str) -> Value {
+        let what = format!("an event {kind}");
+        self.wait_for(order, &what, |p| Self::kinds(p).iter().any(|k| k == kind))
+            .await
+    }
+
     /// Waits (up to 10 s) until the order's payment satisfies `enough`.
     pub async fn wait_for(
         &self,
@@ -409,8 +446,7 @@ impl TestApp {
 }
 
 async fn payment_provider_id(app: &TestApp, payment: &Value) -> Uuid {
-    let id: Uuid = payment["id"].as_str().unwrap().parse().unwrap();
-    let intent = app.state.0.payments.store.by_id(id).await.unwrap().unwrap();
+    let intent = app.intent_of(payment).await;
     intent
         .provider_id
         .expect("the payment was authorized at the provider")

@@ -25,12 +25,7 @@ async fn ten_concurrent_authorizations_of_one_order_make_one_payment(app: TestAp
     let token = app.token(cards::APPROVES).await;
     let body = app.authorization(order, &token, 4200);
     // Each call takes a while at the sandbox, so the ten overlap there.
-    app.faults
-        .set(emporium_sandbox::Faults {
-            latency_ms: 50,
-            ..emporium_sandbox::Faults::NONE
-        })
-        .unwrap();
+    app.slow(50);
     let answers = futures_util::future::join_all((0..10).map(|_| app.authorize(&body))).await;
     let mut ids = Vec::new();
     let mut statuses = Vec::new();
@@ -206,12 +201,7 @@ async fn twenty_concurrent_partial_refunds_never_exceed_the_capture(app: TestApp
     app.step(order, "capture", json!({"amount": 900}), None)
         .await;
     // Each refund takes a while at the sandbox, so the twenty overlap there.
-    app.faults
-        .set(emporium_sandbox::Faults {
-            latency_ms: 50,
-            ..emporium_sandbox::Faults::NONE
-        })
-        .unwrap();
+    app.slow(50);
     let keys: Vec<String> = (0..20).map(|i| format!("part-{i}")).collect();
     let statuses = statuses_at_once(
         keys.iter()

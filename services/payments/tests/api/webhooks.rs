@@ -14,16 +14,8 @@ use crate::helpers::{TestApp, WEBHOOK_SECRET, cards, problem, problem_of};
 async fn capture_failed(app: &TestApp) -> (Uuid, Value) {
     let (order, p) = app.paid(cards::APPROVES, 600).await;
     app.step(order, "capture", json!({}), None).await;
-    let intent_id: Uuid = p["id"].as_str().unwrap().parse().unwrap();
-    let intent = app
-        .state
-        .0
-        .payments
-        .store
-        .by_id(intent_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let intent = app.intent_of(&p).await;
+    let intent_id = intent.id;
     let body = json!({
         "id": Uuid::new_v4(),
         "kind": "capture_failed",
@@ -187,16 +179,8 @@ async fn a_late_failure_after_a_refund_fails_the_rest_and_unfitting_notices_are_
     // About a payment never captured, in another currency, or for nothing:
     // remembered, and nothing changes.
     let (authorized, p) = app.paid(cards::APPROVES, 500).await;
-    let intent_id: Uuid = p["id"].as_str().unwrap().parse().unwrap();
-    let intent = app
-        .state
-        .0
-        .payments
-        .store
-        .by_id(intent_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let intent = app.intent_of(&p).await;
+    let intent_id = intent.id;
     let mut early = body.clone();
     early["id"] = json!(Uuid::new_v4());
     early["reference"] = json!(intent_id);

@@ -139,6 +139,6 @@ async fn the_client_rides_out_transient_failures(app: TestApp) {
     }
 }
 both!(the_client_rides_out_transient_failures, |s| {
-    s.sandbox.failure_rate = 0.5;
-    s.sandbox.hang_ms = 1_000;
+    s.sandbox.faults.failure_rate = 0.5;
+    s.sandbox.faults.hang_ms = 1_000;
 });

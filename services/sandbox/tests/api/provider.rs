@@ -195,8 +195,8 @@ async fn transient_failures_never_move_money_twice(app: TestApp) {
     }
 }
 both!(transient_failures_never_move_money_twice, |s| {
-    s.sandbox.failure_rate = 0.5;
-    s.sandbox.hang_ms = 2_000;
+    s.sandbox.faults.failure_rate = 0.5;
+    s.sandbox.faults.hang_ms = 2_000;
 });
 
 /// Every answer lost after the work was done: ten retries with one key all
@@ -212,9 +212,9 @@ async fn a_lost_answer_retried_moves_money_once(app: TestApp) {
     assert_eq!(app.authorizations_with(&token).await, 1);
 }
 both!(a_lost_answer_retried_moves_money_once, |s| {
-    s.sandbox.failure_rate = 1.0;
-    s.sandbox.refuse_share = 0.0;
-    s.sandbox.hang_share = 0.0;
+    s.sandbox.faults.failure_rate = 1.0;
+    s.sandbox.faults.refuse_share = 0.0;
+    s.sandbox.faults.hang_share = 0.0;
 });
 
 /// Voids, over-captures, exact refunds and refunds before capture; and ten
@@ -280,11 +280,11 @@ async fn a_hanging_provider_answers_late_and_does_nothing(app: TestApp) {
     assert_eq!(app.authorizations_with(&token).await, 0);
 }
 both!(a_hanging_provider_answers_late_and_does_nothing, |s| {
-    s.sandbox.latency_ms = 100;
-    s.sandbox.failure_rate = 1.0;
-    s.sandbox.refuse_share = 0.0;
-    s.sandbox.hang_share = 1.0;
-    s.sandbox.hang_ms = 300;
+    s.sandbox.faults.latency_ms = 100;
+    s.sandbox.faults.failure_rate = 1.0;
+    s.sandbox.faults.refuse_share = 0.0;
+    s.sandbox.faults.hang_share = 1.0;
+    s.sandbox.faults.hang_ms = 300;
 });
 
 /// Without the API key nothing is answered; bad cards are named field by
