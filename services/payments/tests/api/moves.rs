@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use emporium_db::Clock;
 use emporium_testkit::{both, count_of, statuses_at_once};
 use serde_json::{Value, json};
 
@@ -228,4 +229,41 @@ async fn twenty_concurrent_partial_refunds_never_exceed_the_capture(app: TestApp
         .step(order, "refunds", json!({"amount": 1}), Some("one-more"))
         .await;
     problem(r, 409).await;
+}
+
+both!(one_answer_settled_ten_times_at_once_is_applied_once);
+async fn one_answer_settled_ten_times_at_once_is_applied_once(app: TestApp) {
+    use emporium_payments::store::{OpKind, Outcome, Started, StepRequest};
+    let (order, p) = app.paid(cards::APPROVES, 1000).await;
+    let store = app.state.0.payments.store.clone();
+    let step = StepRequest {
+        kind: OpKind::Capture,
+        key: "capture".into(),
+        amount: None,
+    };
+    let now = app.clock.now_ms();
+    let Started::Call(_, op) = store
+        .start(app.intent_of(&p).await.id, &step, now)
+        .await
+        .unwrap()
+    else {
+        panic!("a capture of an authorized payment is started");
+    };
+    // Ten settles of the same answer race (the request and the recovery
+    // loop, say): the row lock lets one apply it.
+    let settles = (0..10).map(|_| {
+        let (store, op) = (store.clone(), op.clone());
+        tokio::spawn(async move { store.settle(&op, &Outcome::Done, now).await.unwrap() })
+    });
+    for settled in futures_util::future::join_all(settles).await {
+        assert_eq!(settled.unwrap().status.as_str(), "captured");
+    }
+    let p = app.payment(order).await;
+    assert_eq!(app.transactions(&p, "capture").await, 1);
+    let captured = TestApp::kinds(&p)
+        .iter()
+        .filter(|k| *k == "captured")
+        .count();
+    assert_eq!(captured, 1);
+    assert_eq!(p["captured"], 1000);
 }

@@ -139,3 +139,54 @@ async fn an_authorize_racing_a_cancel_never_slips_through(app: TestApp) {
     }
 }
 both!(an_authorize_racing_a_cancel_never_slips_through);
+
+/// On PostgreSQL, an authorize and a cancel of one reference take its lock
+/// first: while another transaction holds it, both wait; the cancel that
+/// gets it first leaves the authorize refused. (SQLite's write transaction
+/// orders them whole; the race above covers both engines.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_lock_orders_an_authorize_after_a_cancel() {
+    use emporium_sandbox::store::Authorized;
+    use std::time::Duration;
+    let app = <TestApp as emporium_testkit::TestService>::spawn(
+        emporium_testkit::Backend::Postgres,
+        |_| {},
+    )
+    .await;
+    let token = app.token("4242424242424242").await;
+    let reference = Uuid::new_v4();
+    let db = app.store.db().clone();
+    let mut holder = db.begin_write().await.unwrap();
+    const LOCK: &str = "SELECT pg_advisory_xact_lock(hashtext('sandbox-reference:' || $1))";
+    holder
+        .sql()
+        .execute(LOCK, (reference.to_string(),))
+        .await
+        .unwrap();
+    let store = app.store.clone();
+    let cancel = tokio::spawn(async move { store.cancel(reference, 1).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let store = app.store.clone();
+    let (t, r) = (token.clone(), reference);
+    let authorize =
+        tokio::spawn(async move { store.authorize(&t, 100, "EUR", r, 2).await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !cancel.is_finished() && !authorize.is_finished(),
+        "both wait for the lock"
+    );
+    holder.commit().await.unwrap();
+    let voided = tokio::time::timeout(Duration::from_secs(5), cancel)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(voided.is_empty());
+    let authorized = tokio::time::timeout(Duration::from_secs(5), authorize)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(authorized, Authorized::ReferenceCancelled),
+        "{authorized:?}"
+    );
+}
