@@ -178,3 +178,68 @@ async fn service_clients_act_only_on_their_payments_with_their_scopes(app: TestA
     let p = app.payment(order).await;
     assert_eq!(p["status"], "authorized");
 }
+
+both!(every_money_movement_is_published_once_through_the_outbox);
+async fn every_money_movement_is_published_once_through_the_outbox(app: TestApp) {
+    use emporium_testkit::events::{listen, types};
+    let all = [
+        "emporium.payments.payment.authorized.v1",
+        "emporium.payments.payment.captured.v1",
+        "emporium.payments.payment.voided.v1",
+        "emporium.payments.payment.refunded.v1",
+        "emporium.payments.payment.failed.v1",
+    ];
+    let (recorder, _stop) = listen(&*app.bus, &all).await;
+    let (order, p) = app.paid(cards::APPROVES, 1000).await;
+    app.step(order, "capture", json!({"amount": 800}), None)
+        .await;
+    app.step(order, "refunds", json!({"amount": 300}), Some("r"))
+        .await;
+    app.step(order, "refunds", json!({"amount": 300}), Some("r"))
+        .await;
+    let (voided, _) = app.paid(cards::APPROVES, 200).await;
+    app.step(voided, "void", json!({}), None).await;
+    let events = recorder
+        .wait_until(std::time::Duration::from_secs(10), "five events", |e| {
+            e.len() >= 5
+        })
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let events = {
+        let later = recorder.events();
+        assert_eq!(
+            later.len(),
+            events.len(),
+            "nothing more: {:?}",
+            types(&later)
+        );
+        later
+    };
+    assert_eq!(
+        types(&events),
+        [all[0], all[1], all[3], all[0], all[2]],
+        "in order, once each"
+    );
+    let moved: Vec<(&Value, &Value)> = events
+        .iter()
+        .map(|e| (&e.data["order_id"], &e.data["amount"]))
+        .collect();
+    let (first, second) = (json!(order), json!(voided));
+    assert_eq!(
+        moved,
+        [
+            (&first, &json!(1000)),
+            (&first, &json!(800)),
+            (&first, &json!(300)),
+            (&second, &json!(200)),
+            (&second, &json!(200)),
+        ]
+    );
+    assert_eq!(events[0].data["payment_id"], p["id"]);
+    assert_eq!(events[0].data["customer_id"], json!(app.customer_id));
+    assert_eq!(events[0].data["currency"], "EUR");
+    assert_eq!(
+        events[0].subject.as_deref(),
+        Some(order.to_string().as_str())
+    );
+}
