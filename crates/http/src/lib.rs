@@ -23,8 +23,10 @@
 //! - [`time`]: RFC 3339 timestamps as every response shows them.
 //! - [`store_error`]: how a `StoreError` is answered (409/422/503/500), once.
 //! - [`rate`]: a rate limit per key (GCRA), checked and recorded at once.
+//! - [`client`]: who the client is by address (trusted proxies, IPv6 by /64).
 //! - [`shutdown`]: a cloneable shutdown signal fed by SIGINT/SIGTERM or a trigger.
 
+pub mod client;
 pub mod idempotency;
 pub mod limits;
 pub mod middleware;

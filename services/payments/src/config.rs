@@ -41,6 +41,8 @@ pub struct ProviderConfig {
 pub struct TokensConfig {
     pub per_minute: u32,
     pub burst: u32,
+    /// Address ranges of the proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: String,
 }
 
 /// The provider's signed notifications.

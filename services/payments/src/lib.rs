@@ -127,6 +127,10 @@ impl Application {
             verifier,
             webhook_secret: settings.webhooks.secret.clone(),
             webhook_tolerance_secs: settings.webhooks.tolerance_secs,
+            trusted_proxies: emporium_http::client::TrustedProxies::parse(
+                &settings.tokens.trusted_proxies,
+            )
+            .map_err(|e| anyhow::anyhow!("tokens.trusted_proxies: {e}"))?,
             tokenizations: emporium_http::rate::KeyedLimiter::per_minute(
                 settings.tokens.per_minute,
                 settings.tokens.burst,

@@ -1,6 +1,6 @@
 //! Registration, login, refresh, logout, the client-credentials grant, JWKS.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -101,39 +101,10 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// The address attempts are counted against: the last `X-Forwarded-For` entry
-/// when the peer is a trusted proxy (the gateway writes it), else the peer. An
-/// IPv6 client counts as its /64, which one subscriber usually holds whole.
+/// The address attempts are counted against (`emporium_http::client`).
 fn client_address(state: &AppState, headers: &HeaderMap, peer: Option<SocketAddr>) -> String {
-    let peer_ip = peer.map(|p| p.ip());
-    let forwarded = peer_ip
-        .filter(|ip| state.0.trusted_proxies.contains(*ip))
-        .and_then(|_| {
-            headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .map(str::trim)
-                .and_then(|v| v.parse::<IpAddr>().ok())
-        });
-    match forwarded.or(peer_ip) {
-        Some(ip) => throttle_key(ip),
-        None => "unknown".to_owned(),
-    }
-}
-
-/// An address as throttles count it: IPv4 as is, IPv6 by its /64.
-fn throttle_key(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => v4.to_string(),
-            None => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-        v4 => v4.to_string(),
-    }
+    let peer = peer.map(|p| p.ip());
+    emporium_http::client::client_key(&state.0.trusted_proxies, headers, peer)
 }
 
 /// Takes a throttle slot or answers 429.
@@ -478,19 +449,4 @@ pub async fn jwks(State(state): State<AppState>) -> ApiResult<impl IntoResponse>
         [(header::CACHE_CONTROL, "public, max-age=60")],
         AppJson(set),
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_clients_count_by_their_64() {
-        let key = |s: &str| throttle_key(s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0])));
-        assert_eq!(key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
-        assert_eq!(key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64");
-        assert_ne!(key("2001:db8:1:3::1"), key("2001:db8:1:2::1"));
-        assert_eq!(key("::ffff:192.0.2.7"), "192.0.2.7");
-        assert_eq!(key("192.0.2.7"), "192.0.2.7");
-    }
 }

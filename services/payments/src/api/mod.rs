@@ -33,6 +33,8 @@ pub struct Api {
     pub webhook_tolerance_secs: i64,
     /// Tokenizations per client.
     pub tokenizations: emporium_http::rate::KeyedLimiter,
+    /// Peers whose `X-Forwarded-For` names the client (the gateway).
+    pub trusted_proxies: emporium_http::client::TrustedProxies,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {
@@ -142,39 +144,24 @@ fn missing(field: &str) -> ApiError {
     PayError::Invalid(vec![FieldError::new(field.to_owned(), "is required")]).into()
 }
 
-/// Who is calling, by address: what the gateway reports as the client
-/// (`X-Forwarded-For`, which it always sets to its peer), else the peer
-/// itself; an IPv6 client by its /64. Payments is reached only through the
-/// gateway (which overwrites the header) and by services.
+/// Who is calling, by address: the last `X-Forwarded-For` entry when the
+/// peer is a trusted proxy (`tokens.trusted_proxies`: the gateway), else the
+/// peer; an IPv6 client by its /64 (`emporium_http::client`).
 pub struct ClientAddress(pub String);
 
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for ClientAddress {
+impl axum::extract::FromRequestParts<AppState> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _state: &S,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .map(str::trim)
-            .and_then(|v| v.parse::<std::net::IpAddr>().ok());
-        let peer = parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|axum::extract::ConnectInfo(peer)| peer.ip());
-        let address = match forwarded.or(peer) {
-            // One IPv6 client holds a /64: counted as one.
-            Some(std::net::IpAddr::V6(v6)) => {
-                let s = v6.segments();
-                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-            Some(v4) => v4.to_string(),
-            None => "unknown".to_owned(),
-        };
-        Ok(Self(address))
+        let peer = emporium_http::client::peer_of(&parts.extensions);
+        let trusted = &state.0.trusted_proxies;
+        Ok(Self(emporium_http::client::client_key(
+            trusted,
+            &parts.headers,
+            peer,
+        )))
     }
 }

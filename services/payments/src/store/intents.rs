@@ -874,12 +874,18 @@ impl Store {
             }
         };
         // A notification about a capture fits only a payment that was
-        // captured, in its currency, for a positive amount.
+        // captured, in its currency, for the amount captured.
         let captured = matches!(
             intent.status,
             PaymentStatus::Captured | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded
         );
-        if !captured || n.amount <= 0 || n.currency != intent.currency {
+        let rows: Vec<(String, String, i64)> = tx.sql().fetch_all(SUMS, (intent.id,)).await?;
+        let captured_amount: i64 = rows
+            .iter()
+            .filter(|(movement, account, _)| movement == "capture" && account == "merchant")
+            .map(|(_, _, amount)| amount)
+            .sum();
+        if !captured || n.amount != captured_amount || n.currency != intent.currency {
             tracing::warn!(payment = %intent.id, notification = %n.id, "A provider notification does not fit the payment; ignored.");
             tx.commit().await?;
             return Ok(Noticed::Ignored);

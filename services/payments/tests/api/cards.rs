@@ -265,6 +265,9 @@ async fn tokenizing_is_limited_per_customer_and_per_address(app: TestApp) {
         assert_eq!(r.status(), 201);
     }
     problem(from("2001:db8:1:2:ffff::9").await.unwrap(), 429).await;
+    // The gateway's entry is the last: one the client wrote before it counts for nothing.
+    assert_eq!(from("6.6.6.6, 203.0.113.9").await.unwrap().status(), 201);
+    problem(from("6.6.6.7, 203.0.113.7").await.unwrap(), 429).await;
     for _ in 0..3 {
         assert_eq!(
             app.tokenize_as(cards::APPROVES, Some(&app.customer))
@@ -284,4 +287,26 @@ async fn tokenizing_is_limited_per_customer_and_per_address(app: TestApp) {
             .status(),
         201
     );
+}
+
+both!(an_untrusted_peer_cannot_name_another_client, |s| {
+    s.payments.tokens.per_minute = 1;
+    s.payments.tokens.burst = 2;
+    s.payments.tokens.trusted_proxies = "192.0.2.1/32".into();
+});
+async fn an_untrusted_peer_cannot_name_another_client(app: TestApp) {
+    let card = json!({"number": cards::APPROVES, "exp_month": 12, "exp_year": 2031, "cvc": "123"});
+    let mut statuses = Vec::new();
+    for n in 0..4 {
+        let r = app
+            .post("/api/v1/payments/tokens")
+            .header("x-forwarded-for", format!("203.0.113.{n}"))
+            .json(&card)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    // The test is not a trusted proxy: all four count as its own address.
+    assert_eq!(statuses, [201, 201, 429, 429]);
 }

@@ -188,6 +188,7 @@ async fn a_late_failure_after_a_refund_fails_the_rest_and_unfitting_notices_are_
     assert_eq!(send(&early).await, "ignored");
     let (captured, mut odd) = capture_failed(&app).await;
     for (field, value) in [
+        ("amount", json!(599)),
         ("currency", json!("USD")),
         ("amount", json!(-5)),
         ("amount", json!(0)),
