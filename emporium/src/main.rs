@@ -13,6 +13,7 @@ use services::SettingsArgs;
 
 mod events;
 mod loadgen;
+mod orders;
 mod payments;
 mod services;
 mod up;
@@ -68,6 +69,8 @@ enum Command {
     Events(events::EventsArgs),
     /// Payments administration: the ledger.
     Payments(payments::PaymentsArgs),
+    /// Orders administration: the read model.
+    Orders(orders::OrdersArgs),
     /// Accounts administration.
     Accounts {
         #[command(subcommand)]
@@ -130,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => up::run(args).await,
         Command::Events(args) => events::run(args).await,
         Command::Payments(args) => payments::run(args).await,
+        Command::Orders(args) => orders::run(args).await,
         Command::Loadgen(args) => loadgen::run(args).await,
         Command::Serve {
             service,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod events;
+mod orders;
 mod payments;
 mod process;
 

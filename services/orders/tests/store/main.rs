@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod orders;
+
 use std::sync::Arc;
 
 use emporium_db::testing::TestDatabase;
@@ -55,7 +57,7 @@ fn project(_: Uuid, stream: &[Recorded]) -> anyhow::Result<Projection> {
     })
 }
 
-async fn store(engine: Engine) -> (EventStore, Db, TestDatabase) {
+pub async fn store(engine: Engine) -> (EventStore, Db, TestDatabase) {
     let database = match engine {
         Engine::Sqlite => TestDatabase::sqlite(),
         Engine::Postgres => TestDatabase::postgres().await.unwrap(),
@@ -98,6 +100,9 @@ emporium_db::on_engines!(
     events_cannot_be_changed_or_removed,
     a_rebuilt_read_model_equals_the_live_one,
 );
+
+emporium_db::on_engines!(a_checkout_s_read_model_follows_its_stream_and_rebuilds_the_same);
+use orders::a_checkout_s_read_model_follows_its_stream_and_rebuilds_the_same;
 
 async fn a_stream_and_its_read_model_move_together(engine: Engine) {
     let (store, _db, _d) = store(engine).await;
