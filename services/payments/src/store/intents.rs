@@ -352,6 +352,8 @@ pub struct Sums {
     pub merchant: i64,
     /// Paid back by refunds.
     pub refunded: i64,
+    /// Captured in all (what a capture notification must name).
+    pub captured: i64,
 }
 
 /// Payments' tables.
@@ -542,8 +544,7 @@ impl Store {
                 _ => Started::Settled(intent, op),
             });
         }
-        let rows: Vec<(String, String, i64)> = tx.sql().fetch_all(SUMS, (id,)).await?;
-        let sums = sums(&rows);
+        let sums = sums_in(&mut tx, id).await?;
         let illegal = |what: &str| {
             Started::Refused(
                 ILLEGAL_TRANSITION,
@@ -661,8 +662,7 @@ impl Store {
         now: i64,
         events: &mut Vec<Envelope>,
     ) -> Result<OpState, StoreError> {
-        let rows: Vec<(String, String, i64)> = tx.sql().fetch_all(SUMS, (intent.id,)).await?;
-        let sums = sums(&rows);
+        let sums = sums_in(tx, intent.id).await?;
         let moved = |amount: i64| PaymentMoved {
             payment_id: intent.id,
             order_id: intent.order_id,
@@ -879,13 +879,8 @@ impl Store {
             intent.status,
             PaymentStatus::Captured | PaymentStatus::PartiallyRefunded | PaymentStatus::Refunded
         );
-        let rows: Vec<(String, String, i64)> = tx.sql().fetch_all(SUMS, (intent.id,)).await?;
-        let captured_amount: i64 = rows
-            .iter()
-            .filter(|(movement, account, _)| movement == "capture" && account == "merchant")
-            .map(|(_, _, amount)| amount)
-            .sum();
-        if !captured || n.amount != captured_amount || n.currency != intent.currency {
+        let sums = sums_in(&mut tx, intent.id).await?;
+        if !captured || n.amount != sums.captured || n.currency != intent.currency {
             tracing::warn!(payment = %intent.id, notification = %n.id, "A provider notification does not fit the payment; ignored.");
             tx.commit().await?;
             return Ok(Noticed::Ignored);
@@ -903,11 +898,9 @@ impl Store {
                     now,
                 )
                 .await?;
-                let rows: Vec<(String, String, i64)> =
-                    tx.sql().fetch_all(SUMS, (intent.id,)).await?;
                 // What is still counted as the shop's is reversed: the network
                 // paid nothing. Refunds made before stay recorded.
-                let merchant = sums(&rows).merchant;
+                let merchant = sums.merchant;
                 if merchant > 0 {
                     self.post(&mut tx, &intent, (Movement::Reversal, merchant), now)
                         .await?;
@@ -929,6 +922,12 @@ pub const GRACE_MS: i64 = 60_000;
 const SUMS: &str = "SELECT movement, account, CAST(SUM(amount) AS BIGINT) FROM ledger_entries \
     WHERE intent_id = $1 GROUP BY movement, account";
 
+/// The intent's sums, read inside `tx`.
+async fn sums_in(tx: &mut Tx, id: Uuid) -> Result<Sums, StoreError> {
+    let rows: Vec<(String, String, i64)> = tx.sql().fetch_all(SUMS, (id,)).await?;
+    Ok(sums(&rows))
+}
+
 fn sums(rows: &[(String, String, i64)]) -> Sums {
     rows.iter()
         .fold(Sums::default(), |mut s, (movement, account, amount)| {
@@ -937,8 +936,10 @@ fn sums(rows: &[(String, String, i64)]) -> Sums {
                 "merchant" => s.merchant += amount,
                 _ => {}
             }
-            if movement == "refund" && account == "merchant" {
-                s.refunded -= amount;
+            match (movement.as_str(), account.as_str()) {
+                ("refund", "merchant") => s.refunded -= amount,
+                ("capture", "merchant") => s.captured += amount,
+                _ => {}
             }
             s
         })
@@ -1076,7 +1077,8 @@ mod tests {
             Sums {
                 holds: 0,
                 merchant: 500,
-                refunded: 300
+                refunded: 300,
+                captured: 800,
             }
         );
     }
