@@ -93,6 +93,23 @@ async fn append(
         .await
 }
 
+/// Opens `order`'s stream (its first event) at `at`.
+async fn open(store: &EventStore, order: Uuid, at: i64) {
+    let opened = Counted::Opened {
+        customer_id: Uuid::now_v7(),
+    };
+    append(store, order, 0, &[opened], at).await.unwrap();
+}
+
+/// Every read model row, whole, in id order.
+pub type ReadModelRow = (Uuid, Uuid, String, i64, String, i64, String, i64, i64);
+
+pub async fn read_model(db: &Db) -> Vec<ReadModelRow> {
+    const ALL: &str = "SELECT id, customer_id, status, total_amount, currency, version, \
+        document, created_at, updated_at FROM orders ORDER BY id";
+    db.sql().fetch_all(ALL, ()).await.unwrap()
+}
+
 emporium_db::on_engines!(
     a_stream_and_its_read_model_move_together,
     a_stale_writer_gets_a_conflict_and_loses_nothing,
@@ -148,17 +165,7 @@ async fn a_stream_and_its_read_model_move_together(engine: Engine) {
 async fn a_stale_writer_gets_a_conflict_and_loses_nothing(engine: Engine) {
     let (store, _db, _d) = store(engine).await;
     let order = Uuid::now_v7();
-    append(
-        &store,
-        order,
-        0,
-        &[Counted::Opened {
-            customer_id: Uuid::now_v7(),
-        }],
-        1,
-    )
-    .await
-    .unwrap();
+    open(&store, order, 1).await;
     append(&store, order, 1, &[Counted::Added { n: 1 }], 2)
         .await
         .unwrap();
@@ -193,17 +200,7 @@ async fn concurrent_writers_of_one_stream_never_lose_an_event(engine: Engine) {
     let (store, _db, _d) = store(engine).await;
     let store = Arc::new(store);
     let order = Uuid::now_v7();
-    append(
-        &store,
-        order,
-        0,
-        &[Counted::Opened {
-            customer_id: Uuid::now_v7(),
-        }],
-        1,
-    )
-    .await
-    .unwrap();
+    open(&store, order, 1).await;
     // Twenty writers each add 1, reading and retrying on a conflict as a
     // service would: every add lands exactly once.
     let writers = (0..20).map(|_| {
@@ -246,17 +243,7 @@ async fn concurrent_writers_of_one_stream_never_lose_an_event(engine: Engine) {
 async fn events_cannot_be_changed_or_removed(engine: Engine) {
     let (store, db, _d) = store(engine).await;
     let order = Uuid::now_v7();
-    append(
-        &store,
-        order,
-        0,
-        &[Counted::Opened {
-            customer_id: Uuid::now_v7(),
-        }],
-        1,
-    )
-    .await
-    .unwrap();
+    open(&store, order, 1).await;
     let update = db
         .sql()
         .execute(
@@ -296,14 +283,11 @@ async fn a_rebuilt_read_model_equals_the_live_one(engine: Engine) {
         }
         orders.push(order);
     }
-    const ALL: &str = "SELECT id, customer_id, status, total_amount, currency, version, document, \
-        created_at, updated_at FROM orders ORDER BY id";
-    type Row = (Uuid, Uuid, String, i64, String, i64, String, i64, i64);
-    let live: Vec<Row> = db.sql().fetch_all(ALL, ()).await.unwrap();
+    let live = crate::read_model(&db).await;
     assert_eq!(live.len(), 5);
     // The read model is lost (or its projection changed): rebuilt from the streams.
     db.sql().execute("DELETE FROM orders", ()).await.unwrap();
     assert_eq!(store.rebuild(project).await.unwrap(), 5);
-    let rebuilt: Vec<Row> = db.sql().fetch_all(ALL, ()).await.unwrap();
+    let rebuilt = crate::read_model(&db).await;
     assert_eq!(rebuilt, live);
 }

@@ -162,13 +162,10 @@ pub async fn a_checkout_s_read_model_follows_its_stream_and_rebuilds_the_same(en
     );
 
     // Lost read model, rebuilt from the streams: the same rows.
-    const ALL: &str = "SELECT id, customer_id, status, total_amount, currency, version, document, \
-        created_at, updated_at FROM orders ORDER BY id";
-    type Row = (Uuid, Uuid, String, i64, String, i64, String, i64, i64);
-    let live: Vec<Row> = db.sql().fetch_all(ALL, ()).await.unwrap();
+    let live = crate::read_model(&db).await;
     db.sql().execute("DELETE FROM orders", ()).await.unwrap();
     assert_eq!(store.rebuild(view::project).await.unwrap(), 2);
-    let rebuilt: Vec<Row> = db.sql().fetch_all(ALL, ()).await.unwrap();
+    let rebuilt = crate::read_model(&db).await;
     assert_eq!(rebuilt, live);
     // What was served and what the rebuild makes are the same documents.
     let served: serde_json::Value = serde_json::from_str(&live[0].6).unwrap();
