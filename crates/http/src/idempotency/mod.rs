@@ -72,6 +72,44 @@ use crate::problem::{Problem, logged_cause};
 pub use store::{MIGRATIONS, migrate};
 
 /// The request header carrying the key.
+/// The answers about a key itself, for the layer and for handlers that read
+/// a key of their own (`key_of`).
+pub mod problems {
+    use axum::http::StatusCode;
+
+    use crate::Problem;
+
+    /// 400: a key is required and none was sent.
+    pub fn missing() -> Problem {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency-key-missing",
+            "The Idempotency-Key header is required.",
+        )
+        .with_detail("Send a unique key (a UUID) per operation in Idempotency-Key.")
+    }
+
+    /// 400: the key is not 1 to 255 visible ASCII characters, or came twice.
+    pub fn invalid() -> Problem {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "idempotency-key-invalid",
+            "The Idempotency-Key header is invalid.",
+        )
+        .with_detail("Send one key of 1 to 255 visible ASCII characters.")
+    }
+
+    /// 422: the key was used with a different request.
+    pub fn reused() -> Problem {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "This idempotency key was used with a different request.",
+        )
+        .with_detail("Use a new Idempotency-Key for a different request.")
+    }
+}
+
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Set to `true` on an answer replayed from the store.
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
@@ -231,23 +269,11 @@ impl IdempotencyLayer {
             }
             Ok(None) => {
                 count("missing");
-                return Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "idempotency-key-missing",
-                    "The Idempotency-Key header is required.",
-                )
-                .with_detail("Send a unique key (a UUID) per operation in Idempotency-Key.")
-                .into_response();
+                return problems::missing().into_response();
             }
             Err(InvalidKey) => {
                 count("invalid");
-                return Problem::new(
-                    StatusCode::BAD_REQUEST,
-                    "idempotency-key-invalid",
-                    "The Idempotency-Key header is invalid.",
-                )
-                .with_detail("Send one key of 1 to 255 visible ASCII characters.")
-                .into_response();
+                return problems::invalid().into_response();
             }
         };
         let bytes = match Limited::new(body, MAX_BODY_BYTES).collect().await {
@@ -317,15 +343,7 @@ impl IdempotencyLayer {
             }
             if row.fingerprint != fingerprint {
                 count("reused");
-                return Ok(Claimed::Answer(
-                    Problem::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "idempotency-key-reused",
-                        "This idempotency key was used with a different request.",
-                    )
-                    .with_detail("Use a new Idempotency-Key for a different request.")
-                    .into_response(),
-                ));
+                return Ok(Claimed::Answer(problems::reused().into_response()));
             }
             if row.state == store::DONE {
                 count("replayed");

@@ -98,12 +98,9 @@ impl IntoResponse for ApiError {
             Self::Problem(p) => p,
             Self::Pay(PayError::Invalid(errors)) => Problem::validation(errors),
             Self::Pay(PayError::NotFound) => Problem::not_found("No such payment."),
-            Self::Pay(PayError::Conflict(refusals::KEY_REUSED, detail)) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                refusals::KEY_REUSED,
-                "This idempotency key was used with a different request.",
-            )
-            .with_detail(detail),
+            Self::Pay(PayError::Conflict(refusals::KEY_REUSED, detail)) => {
+                emporium_http::idempotency::problems::reused().with_detail(detail)
+            }
             Self::Pay(PayError::Conflict(kind, detail)) => Problem::conflict(kind, detail),
             Self::Pay(PayError::Unavailable) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -122,21 +119,10 @@ pub type ApiResult<T> = Result<T, ApiError>;
 /// The `Idempotency-Key` of a refund: required, 1 to 255 visible ASCII
 /// characters, sent once.
 fn refund_key(headers: &HeaderMap) -> Result<String, Problem> {
-    match emporium_http::idempotency::key_of(headers) {
-        Ok(Some(key)) => Ok(key),
-        Ok(None) => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "idempotency-key-missing",
-            "The Idempotency-Key header is required.",
-        )
-        .with_detail("Send a unique key (a UUID) per refund in Idempotency-Key.")),
-        Err(emporium_http::idempotency::InvalidKey) => Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "idempotency-key-invalid",
-            "The Idempotency-Key header is invalid.",
-        )
-        .with_detail("Send one key of 1 to 255 visible ASCII characters.")),
-    }
+    use emporium_http::idempotency::{key_of, problems};
+    key_of(headers)
+        .map_err(|_| problems::invalid())?
+        .ok_or_else(problems::missing)
 }
 
 /// A field error for a query or body value that is missing.
