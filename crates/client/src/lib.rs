@@ -18,7 +18,8 @@
 //! - [`error`]: [`CallError`] and [`RemoteProblem`].
 //! - [`token`]: [`TokenSource`], [`ClientCredentials`] (OAuth 2.0 against
 //!   accounts) and [`StaticToken`].
-//! - [`catalog`]: the typed client of catalog's reservation API.
+//! - [`catalog`]: the typed clients of catalog's reservation API and its
+//!   batched product lookup.
 //! - [`payments`]: the typed client of payments' internal API.
 //! - [`provider`]: the typed client of the card provider's API.
 

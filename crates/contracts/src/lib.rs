@@ -14,11 +14,13 @@
 //! - [`stock`]: stock-level events, published by the catalog service.
 //! - [`scopes`]: every scope a service client can hold.
 //! - [`reservations`]: catalog's internal reservation API, as callers see it.
+//! - [`products`]: catalog's internal batched product lookup, as callers see it.
 //! - [`currency`]: the active ISO 4217 codes every service accepts.
 //! - [`payments`]: payments' internal API, its payment view and its events.
 //! - [`provider`]: the card provider's API as payments calls it (the sandbox serves it).
 
 pub mod currency;
+pub mod products;
 pub mod provider;
 pub mod reservations;
 pub mod scopes;
@@ -36,7 +38,8 @@ macro_rules! events {
     };
 }
 
-// After the macro, which it uses.
+// After the macro, which they use.
+pub mod orders;
 pub mod payments;
 
 /// A payload that travels as the `data` of an event envelope.

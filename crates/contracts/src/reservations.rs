@@ -3,7 +3,12 @@
 //! a caller must tell apart.
 //!
 //! A reservation's id is the order's id, so a retried reserve finds the same
-//! reservation; reserve, release and commit are all idempotent.
+//! reservation; reserve, keep, release, commit and restock are all idempotent.
+//!
+//! A reservation's life: `active` (held until `expires_at`; a keep moves that
+//! far out once the order is confirmed) → `committed` (shipped) → maybe
+//! `restocked` (the goods came back); or `released` / `expired` (the stock
+//! went back on sale without shipping).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -45,6 +50,9 @@ pub enum ReservationStatus {
     Expired,
     /// The goods left the warehouse (the order shipped).
     Committed,
+    /// The goods that left came back on hand, where they left from (a
+    /// refunded order's return): committed before.
+    Restocked,
 }
 
 impl ReservationStatus {
@@ -54,6 +62,7 @@ impl ReservationStatus {
             Self::Released => "released",
             Self::Expired => "expired",
             Self::Committed => "committed",
+            Self::Restocked => "restocked",
         }
     }
 
@@ -63,6 +72,7 @@ impl ReservationStatus {
             "released" => Self::Released,
             "expired" => Self::Expired,
             "committed" => Self::Committed,
+            "restocked" => Self::Restocked,
             _ => return None,
         })
     }
@@ -101,10 +111,15 @@ pub mod problems {
     pub const MISMATCH: &str = "reservation-mismatch";
     /// 409: another client holds a reservation with this id.
     pub const ID_TAKEN: &str = "reservation-id-taken";
-    /// 409: the reservation expired before it was committed.
+    /// 409: the reservation expired before it was committed (or kept); its
+    /// stock was released.
     pub const EXPIRED: &str = "reservation-expired";
-    /// 409: the reservation was already settled the other way.
+    /// 409: the reservation was already settled the other way (or, for a
+    /// keep, is no longer active).
     pub const SETTLED: &str = "reservation-settled";
+    /// 409: a restock of a reservation that never shipped (active, released
+    /// or expired): there is nothing to put back.
+    pub const NOT_COMMITTED: &str = "reservation-not-committed";
 }
 
 #[cfg(test)]
@@ -119,6 +134,7 @@ mod tests {
             ReservationStatus::Released,
             ReservationStatus::Expired,
             ReservationStatus::Committed,
+            ReservationStatus::Restocked,
         ] {
             assert_eq!(ReservationStatus::parse(status.as_str()), Some(status));
             let json = serde_json::to_string(&status).unwrap();

@@ -5,9 +5,11 @@
 //! grant them; the calling service asks for them. A scope is
 //! `<resource>:<action>`.
 
-/// Reserve, release and commit stock (catalog's `/internal/v1/reservations`).
+/// Reserve, keep, release and commit stock (catalog's `/internal/v1/reservations`),
+/// and look products up (`/internal/v1/products/lookup`).
 pub const STOCK_RESERVE: &str = "stock:reserve";
-/// Adjust stock levels on behalf of a service (restocking after a refund).
+/// Adjust stock levels on behalf of a service (restocking after a refund:
+/// catalog's `/internal/v1/reservations/{id}/restock`).
 pub const STOCK_ADJUST: &str = "stock:adjust";
 /// Authorize a payment for an order.
 pub const PAYMENTS_AUTHORIZE: &str = "payments:authorize";

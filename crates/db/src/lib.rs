@@ -12,8 +12,9 @@
 //!   structs decoded from rows, without sqlx's proc macros.
 //! - [`open_service_db`]: a service's pool with its [`Migrations`] applied.
 //! - [`tx`]: [`Tx`], a transaction on either engine.
-//! - [`query`]: a statement with a tuple of values, on a pool or in a
-//!   transaction: `db.sql().fetch_optional(sql, (id,))`, `tx.sql().execute(…)`.
+//! - [`query`]: a statement with a tuple of values (or a list of one type,
+//!   for `IN (…)` with [`placeholders`]), on a pool or in a transaction:
+//!   `db.sql().fetch_optional(sql, (id,))`, `tx.sql().execute(…)`.
 //! - [`dialect`]: what differs between the engines for SQL written once
 //!   (how a write begins, row locks).
 //! - [`error`]: [`StoreError`], what a refused write means, constraint named.
@@ -40,7 +41,7 @@ pub mod tx;
 pub use clock::{Clock, ManualClock, SharedClock, ShiftedClock, SystemClock, system_clock};
 pub use dialect::{Dialect, begin_write};
 pub use error::StoreError;
-pub use query::{Args, Row, Sql, Value};
+pub use query::{Args, Row, Sql, Value, placeholders};
 /// The sqlx the stores are written against (for [`record!`]).
 pub use sqlx;
 pub use tx::Tx;

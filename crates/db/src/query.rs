@@ -90,6 +90,36 @@ tuple_args!(A, B, C, D, E, F, G, H);
 tuple_args!(A, B, C, D, E, F, G, H, I);
 tuple_args!(A, B, C, D, E, F, G, H, I, J);
 tuple_args!(A, B, C, D, E, F, G, H, I, J, K);
+tuple_args!(A, B, C, D, E, F, G, H, I, J, K, L);
+
+/// A list of values of one type, bound in order as `$1`, `$2`, … (for an
+/// `IN ($1, $2, …)` of as many placeholders as the list holds: [`placeholders`]).
+impl<'q, T: Value<'q>> Args<'q> for Vec<T> {
+    fn postgres(self) -> Result<PgArguments, BoxDynError> {
+        let mut args = PgArguments::default();
+        for value in self {
+            args.add(value)?;
+        }
+        Ok(args)
+    }
+
+    fn sqlite(self) -> Result<SqliteArguments, BoxDynError> {
+        let mut args = SqliteArguments::default();
+        for value in self {
+            args.add(value)?;
+        }
+        Ok(args)
+    }
+}
+
+/// `$from, $from+1, …`: `count` placeholders, comma-separated, for a list
+/// bound as [`Args`] (`placeholders(1, 3)` is `$1, $2, $3`).
+pub fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Where a statement runs: a pool ([`Db::sql`]) or a transaction's
 /// connection ([`Tx::sql`]), on either engine.
@@ -247,6 +277,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(all, vec![(1,), (2,)]);
+    }
+
+    #[tokio::test]
+    async fn a_list_binds_its_values_in_order() {
+        assert_eq!(super::placeholders(1, 3), "$1, $2, $3");
+        assert_eq!(super::placeholders(2, 1), "$2");
+        let file = TestDatabase::sqlite();
+        let db = crate::Db::connect(&file.url, 1).await.unwrap();
+        let sql = "SELECT CAST($1 AS TEXT) || CAST($3 AS TEXT) || CAST($2 AS TEXT)";
+        let joined: String = db.sql().scalar(sql, vec!["a", "b", "c"]).await.unwrap();
+        assert_eq!(joined, "acb");
     }
 
     /// `$n` is the n-th value on both engines, in any order and repeated.

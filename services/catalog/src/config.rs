@@ -24,6 +24,8 @@ pub type AuthConfig = emporium_auth::AuthSettings;
 #[derive(Debug, Clone, Deserialize)]
 pub struct ReservationConfig {
     pub ttl_secs: u64,
+    /// How long a kept reservation (a confirmed order's) holds its stock.
+    pub kept_ttl_secs: u64,
     pub sweep_every_ms: u64,
 }
 

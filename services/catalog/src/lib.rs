@@ -6,7 +6,8 @@
 //! - [`config`]: typed settings; every key with its default in `defaults.toml`.
 //! - [`domain`]: money, attribute definitions and checks, reservation allocation. Pure, unit-tested.
 //! - [`store`]: the [`store::CatalogStore`] trait with PostgreSQL and SQLite implementations.
-//! - [`api`]: public routes (`/api/v1/…`), internal routes for services (`/internal/v1/reservations`).
+//! - [`api`]: public routes (`/api/v1/…`), internal routes for services
+//!   (`/internal/v1/reservations`, `/internal/v1/products/lookup`).
 //! - [`events`]: the product events, written to the outbox with each change.
 //! - [`sweeper`]: releases reservations whose time ran out.
 //! - [`seed`]: demo data for `emporium up` and `emporium seed`.
@@ -103,6 +104,7 @@ impl Application {
             verifier,
             relay: waker.clone(),
             reservation_ttl: Duration::from_secs(settings.reservations.ttl_secs),
+            kept_reservation_ttl: Duration::from_secs(settings.reservations.kept_ttl_secs),
             clock: clock.clone(),
         }));
         let relay = Relay {

@@ -1,6 +1,7 @@
 //! The HTTP face of the catalog: public routes under `/api/v1`, the internal
-//! reservation routes under `/internal/v1` (service tokens with `stock:reserve`),
-//! the shared state and the one error type.
+//! reservation and product lookup routes under `/internal/v1` (service tokens
+//! with `stock:reserve`; a restock with `stock:adjust`), the shared state and
+//! the one error type.
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ use emporium_messaging::outbox::RelayWaker;
 use crate::store::{CatalogStore, StoreError};
 
 mod categories;
+mod lookup;
 pub mod openapi;
 mod products;
 mod reservations;
@@ -33,6 +35,8 @@ pub struct Catalog {
     pub verifier: Arc<Verifier>,
     pub relay: RelayWaker,
     pub reservation_ttl: Duration,
+    /// How long a kept reservation (a confirmed order's) holds its stock.
+    pub kept_reservation_ttl: Duration,
     /// The time every handler and the store read.
     pub clock: SharedClock,
 }
@@ -71,6 +75,7 @@ pub fn router(state: AppState) -> Router {
             post(stock::adjust),
         )
         .route("/api/v1/stock/movements", get(stock::movements))
+        .route("/internal/v1/products/lookup", post(lookup::lookup))
         .route("/internal/v1/reservations", post(reservations::reserve))
         .route("/internal/v1/reservations/{id}", get(reservations::get_one))
         .route(
@@ -80,6 +85,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/internal/v1/reservations/{id}/commit",
             post(reservations::commit),
+        )
+        .route(
+            "/internal/v1/reservations/{id}/keep",
+            post(reservations::keep),
+        )
+        .route(
+            "/internal/v1/reservations/{id}/restock",
+            post(reservations::restock),
         )
         .with_state(state)
 }

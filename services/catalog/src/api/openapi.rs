@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{categories, products, reservations, search, stock};
+use super::{categories, lookup, products, reservations, search, stock};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -30,6 +30,9 @@ use super::{categories, products, reservations, search, stock};
         reservations::get_one,
         reservations::release,
         reservations::commit,
+        reservations::keep,
+        reservations::restock,
+        lookup::lookup,
     )
 )]
 pub struct ApiDoc;

@@ -1,9 +1,16 @@
 //! Stock reservations, for the services that sell (service tokens with
-//! `stock:reserve`). Reserving is all or nothing and idempotent per id (the
-//! order id); release and commit are idempotent too.
+//! `stock:reserve`; a restock needs `stock:adjust`). Reserving is all or
+//! nothing and idempotent per id (the order id); keep, release, commit and
+//! restock are idempotent too.
+//!
+//! A reservation is taken with a short time to live while a checkout runs
+//! (the safety net if the seller disappears); once the order is confirmed a
+//! keep holds its stock until the order ships (commit) or is cancelled
+//! (release); a restock puts what shipped back on hand (a returned order).
 //!
 //! A reservation belongs to the client that made it (its token's `sub`):
-//! to any other client it does not exist (404 on read, release and commit).
+//! to any other client it does not exist (404 on read, keep, release, commit
+//! and restock).
 //! Reserving with an id another client holds answers 409
 //! `reservation-id-taken`, not 404: it is a create whose key is in use, and a
 //! 404 would invite a retry that can never succeed; it tells nothing about the
@@ -26,13 +33,20 @@ use uuid::Uuid;
 
 use super::{ApiError, ApiResult, AppState, rfc3339};
 use crate::store::{
-    Actor, MovementKind, Reservation, ReservationRequest, ReserveOutcome, SettleOutcome,
+    Actor, MovementKind, Reservation, ReservationRequest, ReserveOutcome, RestockOutcome,
+    SettleOutcome,
 };
 
-/// The scope a caller needs.
+/// The scope a caller needs (and a product lookup).
 pub struct StockReserve;
 impl Scope for StockReserve {
     const NAME: &'static str = scopes::STOCK_RESERVE;
+}
+
+/// The scope a restock needs.
+pub struct StockAdjust;
+impl Scope for StockAdjust {
+    const NAME: &'static str = scopes::STOCK_ADJUST;
 }
 
 fn view(r: &Reservation) -> ReservationView {
@@ -171,6 +185,8 @@ pub async fn get_one(
     Ok(AppJson(view(&r)))
 }
 
+/// The answer to a step whose success leaves the reservation `wanted`
+/// (`active` for a keep): the reservation, or why not.
 async fn settled(
     state: &AppState,
     id: Uuid,
@@ -180,9 +196,14 @@ async fn settled(
     match outcome {
         SettleOutcome::NotFound => return Err(ApiError::NotFound("reservation")),
         SettleOutcome::ExpiredNow => {
+            let step = if wanted == ReservationStatus::Active {
+                "kept"
+            } else {
+                "committed"
+            };
             return Err(ApiError::Conflict(
                 problems::EXPIRED,
-                "The reservation expired before it was committed; its stock was released.".into(),
+                format!("The reservation expired before it was {step}; its stock was released."),
             ));
         }
         // Asking again for what already happened is a retry, not an error.
@@ -237,4 +258,73 @@ pub async fn commit(
     owned(&state, &caller, id).await?;
     let outcome = state.0.store.commit(id, &actor(&caller, "shipped")).await?;
     settled(&state, id, outcome, ReservationStatus::Committed).await
+}
+
+/// The order is confirmed: the reservation's stock stays held until the
+/// order ships (commit) or is cancelled (release), its `expires_at` moved to
+/// now plus `reservations.kept_ttl_secs` (never earlier than it was).
+/// Repeatable: keeping a kept reservation answers it again. Past its
+/// `expires_at` it is never kept: 409 `reservation-expired`, and its stock is
+/// released as the sweeper would; one released, expired, committed or
+/// restocked → 409 `reservation-settled`.
+#[utoipa::path(post, path = "/internal/v1/reservations/{id}/keep",
+    responses((status = 200, body = ReservationView), (status = 404),
+              (status = 409, description = "`reservation-expired`, or `reservation-settled` when no longer active")),
+    security(("bearer" = [])))]
+pub async fn keep(
+    State(state): State<AppState>,
+    caller: ServiceCaller<StockReserve>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<AppJson<ReservationView>> {
+    owned(&state, &caller, id).await?;
+    let until = state.0.clock.now_ms() + state.0.kept_reservation_ttl.as_millis() as i64;
+    let outcome = state
+        .0
+        .store
+        .keep(id, until, &actor(&caller, "order confirmed"))
+        .await?;
+    settled(&state, id, outcome, ReservationStatus::Active).await
+}
+
+/// The goods of a committed reservation came back (a returned order): each
+/// line's quantity is back on hand in the warehouse it left, journaled as
+/// `restock`, and the reservation is `restocked`. Needs `stock:adjust`.
+/// Repeatable: a restocked reservation is answered as it is, and nothing
+/// moves again. One that never shipped (active, released, expired) → 409
+/// `reservation-not-committed`.
+#[utoipa::path(post, path = "/internal/v1/reservations/{id}/restock",
+    responses((status = 200, body = ReservationView), (status = 404),
+              (status = 409, description = "`reservation-not-committed`: it never shipped")),
+    security(("bearer" = [])))]
+pub async fn restock(
+    State(state): State<AppState>,
+    caller: ServiceCaller<StockAdjust>,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<AppJson<ReservationView>> {
+    owned(&state, &caller, id).await?;
+    let outcome = state
+        .0
+        .store
+        .restock(id, &actor(&caller, "returned"))
+        .await?;
+    match outcome {
+        RestockOutcome::NotFound => return Err(ApiError::NotFound("reservation")),
+        RestockOutcome::NotCommitted(status) => {
+            return Err(ApiError::Conflict(
+                problems::NOT_COMMITTED,
+                format!("The reservation is {status}: nothing of it left a warehouse."),
+            ));
+        }
+        RestockOutcome::Done => {
+            metrics::counter!("stock_reservations_restocked_total").increment(1);
+        }
+        RestockOutcome::AlreadyRestocked => {}
+    }
+    let r = state
+        .0
+        .store
+        .reservation(id)
+        .await?
+        .ok_or(ApiError::NotFound("reservation"))?;
+    Ok(AppJson(view(&r)))
 }

@@ -214,8 +214,20 @@ pub enum SettleOutcome {
     /// A commit came after `expires_at`: the reservation was expired instead
     /// (its stock released, as the sweeper would), and nothing shipped.
     ExpiredNow,
-    /// The reservation is already released, expired or committed.
+    /// The reservation is already released, expired, committed or restocked.
     AlreadySettled(ReservationStatus),
+}
+
+/// What a restock of a reservation did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RestockOutcome {
+    /// Every line's quantity is back on hand where it left from.
+    Done,
+    NotFound,
+    /// Restocked before: nothing moved again.
+    AlreadyRestocked,
+    /// It never shipped (active, released or expired): nothing to put back.
+    NotCommitted(ReservationStatus),
 }
 
 /// The most a warehouse holds of one product: a set or an adjustment never
@@ -264,6 +276,8 @@ pub enum MovementKind {
     Set,
     /// Adjusted by an admin.
     Adjust,
+    /// Shipped goods back on hand (a committed reservation restocked).
+    Restock,
 }
 
 impl MovementKind {
@@ -276,6 +290,7 @@ impl MovementKind {
             Self::Commit => "commit",
             Self::Set => "set",
             Self::Adjust => "adjust",
+            Self::Restock => "restock",
         }
     }
 }

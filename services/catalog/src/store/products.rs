@@ -18,6 +18,10 @@ pub trait ProductStore: Send + Sync {
 
     async fn product(&self, id: Uuid) -> Result<Option<ProductRecord>, StoreError>;
 
+    /// The live products among `ids`, in one query and in no particular order;
+    /// unknown and deleted ids are left out.
+    async fn live_products(&self, ids: &[Uuid]) -> Result<Vec<ProductRecord>, StoreError>;
+
     /// One page of live products matching the query.
     async fn search(&self, query: &ProductQuery) -> Result<Vec<ProductRecord>, StoreError>;
 
@@ -109,6 +113,21 @@ impl ProductStore for SqlStore {
             .db
             .sql()
             .fetch_optional(AssertSqlSafe(sql), (id,))
+            .await?)
+    }
+
+    async fn live_products(&self, ids: &[Uuid]) -> Result<Vec<ProductRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "{PRODUCT_SELECT} WHERE p.deleted_at IS NULL AND p.id IN ({})",
+            emporium_db::placeholders(1, ids.len())
+        );
+        Ok(self
+            .db
+            .sql()
+            .fetch_all(AssertSqlSafe(sql), ids.to_vec())
             .await?)
     }
 

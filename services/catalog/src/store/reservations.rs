@@ -32,6 +32,20 @@ pub trait ReservationStore: Send + Sync {
     /// fall. Past `expires_at` it expires the reservation instead ([`SettleOutcome::ExpiredNow`]).
     async fn commit(&self, id: Uuid, actor: &Actor) -> Result<SettleOutcome, StoreError>;
 
+    /// Holds an active reservation's stock until `until` (a confirmed order's,
+    /// until it ships or is cancelled): its `expires_at` moves there, never
+    /// earlier than it was, so a repeated keep is a retry. Moves no stock.
+    /// Past `expires_at` it expires the reservation instead, as a commit
+    /// would ([`SettleOutcome::ExpiredNow`], journaled for `actor`); one no
+    /// longer active is [`SettleOutcome::AlreadySettled`].
+    async fn keep(&self, id: Uuid, until: i64, actor: &Actor) -> Result<SettleOutcome, StoreError>;
+
+    /// Puts a committed reservation's goods back on hand, each line in the
+    /// warehouse it left (`on_hand` rises, `reserved` does not move), and
+    /// marks it `restocked`; once only: again is [`RestockOutcome::AlreadyRestocked`]
+    /// and moves nothing.
+    async fn restock(&self, id: Uuid, actor: &Actor) -> Result<RestockOutcome, StoreError>;
+
     async fn expired_reservations(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError>;
 }
 
@@ -118,6 +132,58 @@ async fn lock_free_stock(
     Ok((free, unknown))
 }
 
+/// How a settlement moves each line's stock row: (`on_hand`, `reserved`)
+/// changes by these times the line's quantity.
+type Factors = (i64, i64);
+/// Given back (released or expired): only `reserved` falls.
+const GIVE_BACK: Factors = (0, -1);
+/// Shipped: `on_hand` and `reserved` both fall.
+const SHIP: Factors = (-1, -1);
+/// Back from a shipment: `on_hand` rises.
+const PUT_BACK: Factors = (1, 0);
+
+/// Moves the stock row of every line of `reservation` (whose row is locked)
+/// by `factors` times its quantity, journaled as `movement`, and sets the
+/// reservation's `status`. The stock rows are locked in the order
+/// reservations lock them (lines come sorted by product, then warehouse), and
+/// the stock events the change calls for are written in the transaction.
+async fn move_lines(
+    tx: &mut Tx,
+    reservation: &Reservation,
+    movement: &Movement<'_>,
+    factors: Factors,
+    status: ReservationStatus,
+) -> Result<(), sqlx::Error> {
+    let mut before: Vec<(Uuid, i64)> = Vec::new();
+    for line in &reservation.lines {
+        let sql =
+            tx.locking("SELECT on_hand FROM stock WHERE product_id = $1 AND warehouse_id = $2");
+        let row = (line.product_id, line.warehouse_id);
+        let _: Option<(i64,)> = tx.sql().fetch_optional(sql, row).await?;
+        if !before.iter().any(|(p, _)| *p == line.product_id) {
+            let (available, _) = availability(tx, line.product_id).await?;
+            before.push((line.product_id, available));
+        }
+        let deltas = (factors.0 * line.quantity, factors.1 * line.quantity);
+        move_stock(tx, line, deltas, movement).await?;
+    }
+    const STATUS: &str = "UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1";
+    let values = (reservation.id, status.as_str(), movement.at);
+    tx.sql().execute(STATUS, values).await?;
+    for (product, available) in before {
+        announce(tx, product, available).await?;
+    }
+    Ok(())
+}
+
+/// Who expires a reservation found past its time by `actor`'s call.
+fn expiry_by(actor: &Actor) -> Actor {
+    Actor {
+        who: actor.who.clone(),
+        reason: "reservation expired".into(),
+    }
+}
+
 /// The free stock of `product` over every warehouse.
 fn free_of(free: &BTreeMap<(Uuid, Uuid), i64>, product: &Uuid) -> i64 {
     free.iter()
@@ -144,19 +210,16 @@ impl SqlStore {
         // nothing ships; the reservation expires here as the sweeper would.
         let now = self.clock.now_ms();
         let expired_now = kind == MovementKind::Commit && reservation.expires_at <= now;
-        let expiry = Actor {
-            who: actor.who.clone(),
-            reason: "reservation expired".into(),
-        };
+        let expiry = expiry_by(actor);
         let (kind, actor) = if expired_now {
             (MovementKind::Expire, &expiry)
         } else {
             (kind, actor)
         };
-        let (status, on_hand_factor) = match kind {
-            MovementKind::Commit => (ReservationStatus::Committed, -1),
-            MovementKind::Expire => (ReservationStatus::Expired, 0),
-            _ => (ReservationStatus::Released, 0),
+        let (status, factors) = match kind {
+            MovementKind::Commit => (ReservationStatus::Committed, SHIP),
+            MovementKind::Expire => (ReservationStatus::Expired, GIVE_BACK),
+            _ => (ReservationStatus::Released, GIVE_BACK),
         };
         let movement = Movement {
             kind,
@@ -164,25 +227,7 @@ impl SqlStore {
             reservation: id,
             at: now,
         };
-        let mut before: Vec<(Uuid, i64)> = Vec::new();
-        for line in &reservation.lines {
-            // Lock in the same order as reservations do.
-            let sql =
-                tx.locking("SELECT on_hand FROM stock WHERE product_id = $1 AND warehouse_id = $2");
-            let row = (line.product_id, line.warehouse_id);
-            let _: Option<(i64,)> = tx.sql().fetch_optional(sql, row).await?;
-            if !before.iter().any(|(p, _)| *p == line.product_id) {
-                let (available, _) = availability(&mut tx, line.product_id).await?;
-                before.push((line.product_id, available));
-            }
-            let deltas = (on_hand_factor * line.quantity, -line.quantity);
-            move_stock(&mut tx, line, deltas, &movement).await?;
-        }
-        const STATUS: &str = "UPDATE reservations SET status = $2, updated_at = $3 WHERE id = $1";
-        tx.sql().execute(STATUS, (id, status.as_str(), now)).await?;
-        for (product, available) in before {
-            announce(&mut tx, product, available).await?;
-        }
+        move_lines(&mut tx, &reservation, &movement, factors, status).await?;
         tx.commit().await?;
         Ok(if expired_now {
             SettleOutcome::ExpiredNow
@@ -294,6 +339,61 @@ impl ReservationStore for SqlStore {
 
     async fn commit(&self, id: Uuid, actor: &Actor) -> Result<SettleOutcome, StoreError> {
         self.settle(id, MovementKind::Commit, actor).await
+    }
+
+    async fn keep(&self, id: Uuid, until: i64, actor: &Actor) -> Result<SettleOutcome, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        let Some(reservation) = load_reservation(&mut tx, id, true).await? else {
+            return Ok(SettleOutcome::NotFound);
+        };
+        if reservation.status != ReservationStatus::Active {
+            return Ok(SettleOutcome::AlreadySettled(reservation.status));
+        }
+        let now = self.clock.now_ms();
+        if reservation.expires_at <= now {
+            // Too late to keep (the sweeper has not come by yet): its stock
+            // goes back on sale here, as the sweeper would, never held longer.
+            let expiry = expiry_by(actor);
+            let movement = Movement {
+                kind: MovementKind::Expire,
+                actor: &expiry,
+                reservation: id,
+                at: now,
+            };
+            let expired = ReservationStatus::Expired;
+            move_lines(&mut tx, &reservation, &movement, GIVE_BACK, expired).await?;
+            tx.commit().await?;
+            return Ok(SettleOutcome::ExpiredNow);
+        }
+        const KEEP: &str = "UPDATE reservations SET expires_at = $2, updated_at = $3 WHERE id = $1";
+        let expires_at = until.max(reservation.expires_at);
+        tx.sql().execute(KEEP, (id, expires_at, now)).await?;
+        tx.commit().await?;
+        Ok(SettleOutcome::Done)
+    }
+
+    async fn restock(&self, id: Uuid, actor: &Actor) -> Result<RestockOutcome, StoreError> {
+        let mut tx = self.db.begin_write().await?;
+        // The row lock makes concurrent restocks queue: the first moves the
+        // stock, the others find it restocked.
+        let Some(reservation) = load_reservation(&mut tx, id, true).await? else {
+            return Ok(RestockOutcome::NotFound);
+        };
+        match reservation.status {
+            ReservationStatus::Committed => {}
+            ReservationStatus::Restocked => return Ok(RestockOutcome::AlreadyRestocked),
+            other => return Ok(RestockOutcome::NotCommitted(other)),
+        }
+        let movement = Movement {
+            kind: MovementKind::Restock,
+            actor,
+            reservation: id,
+            at: self.clock.now_ms(),
+        };
+        let restocked = ReservationStatus::Restocked;
+        move_lines(&mut tx, &reservation, &movement, PUT_BACK, restocked).await?;
+        tx.commit().await?;
+        Ok(RestockOutcome::Done)
     }
 
     async fn expired_reservations(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError> {

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use emporium_client::catalog::{ReservationError, Reservations};
+use emporium_client::catalog::{LookupError, Products, ReservationError, Reservations};
 use emporium_client::{ClientSettings, ServiceClient, StaticToken};
 use emporium_contracts::reservations::{Reservation, ReservationStatus, ReserveItem};
 use uuid::Uuid;
@@ -17,13 +17,17 @@ use crate::fixtures::on_hand_and_reserved;
 use crate::helpers::{TestApp, token};
 use emporium_testkit::both;
 
-fn reservations(app: &TestApp, token: &str) -> Reservations {
-    Reservations::new(ServiceClient::new(
+fn service_client(app: &TestApp, token: &str) -> ServiceClient {
+    ServiceClient::new(
         app.client.clone(),
         reqwest::Url::parse(&app.base).unwrap(),
         Arc::new(StaticToken::new(token)),
         ClientSettings::default(),
-    ))
+    )
+}
+
+fn reservations(app: &TestApp, token: &str) -> Reservations {
+    Reservations::new(service_client(app, token))
 }
 
 fn item(product: &str, quantity: i64) -> ReserveItem {
@@ -223,3 +227,66 @@ async fn a_token_without_the_scope_is_a_definite_refusal(app: TestApp) {
     assert_eq!(on_hand_and_reserved(&app, &product).await, (1, 0));
 }
 both!(a_token_without_the_scope_is_a_definite_refusal);
+
+/// Keep, restock and the product lookup as the orders saga sees them.
+async fn the_typed_client_keeps_restocks_and_looks_up(app: TestApp) {
+    let (product, client, id, _) = stocked_and_reserved(&app, "PARCEL", 5, 2).await;
+    let kept = client.keep(id, None).await.unwrap();
+    assert_eq!(kept.status, ReservationStatus::Active);
+    assert_eq!(
+        client.keep(id, None).await.unwrap().status,
+        ReservationStatus::Active
+    );
+    client.commit(id, None).await.unwrap();
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (3, 0));
+
+    // `stock:reserve` alone does not restock: a definite refusal.
+    let refused = client.restock(id, None).await.unwrap_err();
+    let ReservationError::Call(call) = &refused else {
+        panic!("{refused:?}")
+    };
+    assert_eq!(call.status(), Some(403), "{call:?}");
+    assert!(!refused.is_retryable());
+
+    let both = "stock:reserve stock:adjust";
+    let adjusting = reservations(
+        &app,
+        &token(TokenType::Service, vec![], Some(both), "orders"),
+    );
+    for _ in 0..2 {
+        let restocked = adjusting.restock(id, None).await.unwrap();
+        assert_eq!(restocked.status, ReservationStatus::Restocked);
+        assert_eq!(on_hand_and_reserved(&app, &product).await, (5, 0));
+    }
+    let active = Uuid::now_v7();
+    client
+        .reserve(active, vec![item(&product, 1)], None)
+        .await
+        .unwrap();
+    let early = adjusting.restock(active, None).await.unwrap_err();
+    assert!(
+        matches!(early, ReservationError::NotCommitted(_)),
+        "{early:?}"
+    );
+    client.release(active, None).await.unwrap();
+    let late = client.keep(active, None).await.unwrap_err();
+    assert!(matches!(late, ReservationError::Settled(_)), "{late:?}");
+
+    let products = Products::new(service_client(&app, &app.orders));
+    let (known, unknown) = (product.parse::<Uuid>().unwrap(), Uuid::now_v7());
+    let found = products
+        .lookup(vec![unknown, known, known], None)
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1, "{found:?}");
+    assert_eq!(found.items[0].id, known);
+    assert_eq!(found.items[0].sku, "PARCEL");
+    assert_eq!(found.items[0].price.amount, 1999);
+    assert_eq!(found.items[0].price.currency, "EUR");
+    assert_eq!(found.items[0].available, 5);
+    assert_eq!(found.missing, [unknown]);
+    let none = products.lookup(vec![], None).await.unwrap_err();
+    assert!(matches!(none, LookupError::Invalid(_)), "{none:?}");
+    assert!(!none.is_retryable());
+}
+both!(the_typed_client_keeps_restocks_and_looks_up);

@@ -719,3 +719,345 @@ both!(
     commits_racing_the_sweeper_settle_each_reservation_once,
     crate::fixtures::expiring(1, 10)
 );
+
+/// `orders` with both the stock scopes accounts grants it (`stock:reserve`
+/// and `stock:adjust`, which a restock needs).
+fn orders_adjusting() -> String {
+    crate::helpers::token(
+        emporium_auth::TokenType::Service,
+        vec![],
+        Some("stock:reserve stock:adjust"),
+        "orders",
+    )
+}
+
+/// The movements of reservation `id` of kind `kind` in `product`'s journal.
+async fn movements_of(app: &TestApp, product: &str, id: &str, kind: &str) -> Vec<Value> {
+    app.movements(Some(product), 100)
+        .await
+        .into_iter()
+        .filter(|m| m["reservation_id"] == id && m["kind"] == kind)
+        .collect()
+}
+
+/// `POST /internal/v1/products/lookup` with `ids`, as the holder of `token`.
+async fn lookup(app: &TestApp, token: &str, ids: Value) -> reqwest::Response {
+    send(
+        app.post("/internal/v1/products/lookup")
+            .bearer_auth(token)
+            .json(&json!({ "ids": ids })),
+    )
+    .await
+}
+
+async fn products_are_looked_up_in_one_call(app: TestApp) {
+    let (cup, _) = app.stocked("LOOK-CUP", &[3, 2]).await;
+    let (pot, _) = app.stocked("LOOK-POT", &[1]).await;
+    let (gone, _) = app.stocked("LOOK-GONE", &[4]).await;
+    let r = send(app.as_admin(reqwest::Method::DELETE, &format!("/api/v1/products/{gone}"))).await;
+    assert_eq!(r.status(), 204);
+    let held = json!([{"product_id": cup, "quantity": 2}]);
+    assert_eq!(app.reserve(&new_id(), held).await.status(), 201);
+
+    // Found ones in the order first asked for, each once; unknown and deleted
+    // ones are missing.
+    let unknown = new_id();
+    let r = lookup(
+        &app,
+        &app.orders,
+        json!([pot, unknown, cup, gone, pot, cup]),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{v}");
+    assert_eq!(items[0]["id"], pot.as_str(), "{v}");
+    assert_eq!(items[0]["available"], 1, "{v}");
+    assert_eq!(
+        items[1],
+        json!({"id": cup, "sku": "LOOK-CUP", "name": "Product LOOK-CUP",
+               "price": {"amount": 1999, "currency": "EUR"}, "available": 3}),
+        "what is reserved is not available"
+    );
+    assert_eq!(v["missing"], json!([unknown, gone]), "{v}");
+
+    // Any client with the scope; nothing found is an answer too.
+    let r = lookup(&app, &app.shipping, json!([unknown])).await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v, json!({"items": [], "missing": [unknown]}));
+
+    // 1 to 100 ids (duplicates count).
+    let hundred: Vec<String> = (0..100).map(|_| new_id()).collect();
+    let r = lookup(&app, &app.orders, json!(hundred)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["missing"]
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
+    let mut many = hundred.clone();
+    many.push(hundred[0].clone());
+    for ids in [json!([]), json!(many)] {
+        let body = problem(lookup(&app, &app.orders, ids).await, 422).await;
+        assert_eq!(crate::helpers::fields(&body), ["ids"], "{body}");
+    }
+    let empty = app
+        .post("/internal/v1/products/lookup")
+        .bearer_auth(&app.orders)
+        .json(&json!({}));
+    refused(empty, 422).await;
+
+    // Only services with `stock:reserve`.
+    let other = crate::helpers::token(
+        emporium_auth::TokenType::Service,
+        vec![],
+        Some("stock:adjust"),
+        "restocker",
+    );
+    let request = app
+        .post("/internal/v1/products/lookup")
+        .json(&json!({"ids": [cup]}));
+    let (customer, other) = (Some(app.customer.as_str()), Some(other.as_str()));
+    refused_to(request, &[(None, 401), (customer, 401), (other, 403)]).await;
+}
+both!(products_are_looked_up_in_one_call);
+
+/// A confirmed order's reservation is kept: the sweeper leaves it alone past
+/// the checkout's time to live (60 s here) while it releases the others, and
+/// it ships as any other. A keep moves no stock.
+async fn a_kept_reservation_outlives_the_checkouts_time_to_live(app: TestApp) {
+    let (product, _) = app.stocked("KEEP", &[5]).await;
+    let (kept, lapsing) = (new_id(), new_id());
+    for id in [&kept, &lapsing] {
+        let one = json!([{"product_id": product, "quantity": 1}]);
+        assert_eq!(app.reserve(id, one).await.status(), 201);
+    }
+    let taken = millis(
+        reservation(&app, &kept).await["expires_at"]
+            .as_str()
+            .unwrap(),
+    );
+    let r = settle(&app, &app.orders, &kept, "keep").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "active", "{v}");
+    assert_eq!(v["lines"].as_array().unwrap().len(), 1, "{v}");
+    let until = millis(v["expires_at"].as_str().unwrap());
+    let thirty_days: i64 = 2_592_000_000;
+    assert!(until >= taken - 60_000 + thirty_days, "{v}");
+
+    // Kept again: a retry, answered alike.
+    let r = settle(&app, &app.orders, &kept, "keep").await;
+    assert_eq!(r.status(), 200);
+    let again: Value = r.json().await.unwrap();
+    assert_eq!(again["status"], "active");
+    assert!(millis(again["expires_at"].as_str().unwrap()) >= until);
+    assert_eq!(reservation(&app, &kept).await, again);
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (5, 2));
+
+    app.clock.advance(Duration::from_secs(120));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while reservation(&app, &lapsing).await["status"] != "expired" {
+        assert!(
+            Instant::now() < deadline,
+            "the other reservation never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reservation(&app, &kept).await["status"], "active");
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (5, 1));
+
+    // It ships; kept after that, or after a release → 409.
+    let r = settle(&app, &app.orders, &kept, "commit").await;
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "committed");
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (4, 0));
+    let r = settle(&app, &app.orders, &kept, "keep").await;
+    let body = problem_of(r, 409, "reservation-settled").await;
+    assert_eq!(body["detail"], "The reservation is already committed.");
+    let released = new_id();
+    let one = json!([{"product_id": product, "quantity": 1}]);
+    assert_eq!(app.reserve(&released, one).await.status(), 201);
+    // Another client's reservation cannot be kept: it does not exist for it.
+    problem(settle(&app, &app.shipping, &released, "keep").await, 404).await;
+    assert_eq!(
+        settle(&app, &app.orders, &released, "release")
+            .await
+            .status(),
+        200
+    );
+    let r = settle(&app, &app.orders, &released, "keep").await;
+    let body = problem_of(r, 409, "reservation-settled").await;
+    assert_eq!(body["detail"], "The reservation is already released.");
+    assert_eq!(reservation(&app, &released).await["status"], "released");
+    problem(settle(&app, &app.orders, &new_id(), "keep").await, 404).await;
+
+    let journal = app.movements(Some(product.as_str()), 100).await;
+    let kinds: Vec<&str> = journal
+        .iter()
+        .filter(|m| m["reservation_id"] == kept.as_str())
+        .map(|m| m["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["reserve", "commit"], "a keep moves no stock");
+    app.assert_journal_replays(&product).await;
+}
+both!(
+    a_kept_reservation_outlives_the_checkouts_time_to_live,
+    crate::fixtures::expiring(60, 50)
+);
+
+/// A keep that comes after the expiry (before the sweeper) expires the
+/// reservation itself, as a commit does: its stock is back on sale.
+async fn a_reservation_past_its_expiry_is_never_kept(app: TestApp) {
+    let (product, _) = app.stocked("KEEP-LATE", &[4]).await;
+    let id = new_id();
+    let three = json!([{"product_id": product, "quantity": 3}]);
+    assert_eq!(app.reserve(&id, three).await.status(), 201);
+    app.clock.advance(Duration::from_secs(61));
+    let keep = || settle(&app, &app.orders, &id, "keep");
+    let body = problem_of(keep().await, 409, "reservation-expired").await;
+    assert_eq!(
+        body["detail"],
+        "The reservation expired before it was kept; its stock was released."
+    );
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (4, 0));
+    assert_eq!(reservation(&app, &id).await["status"], "expired");
+    problem_of(keep().await, 409, "reservation-settled").await;
+    let expiries = movements_of(&app, &product, &id, "expire").await;
+    assert_eq!(expiries.len(), 1, "{expiries:?}");
+    assert_eq!(expiries[0]["actor"], "service:orders");
+    assert_eq!(expiries[0]["reason"], "reservation expired");
+    app.assert_journal_replays(&product).await;
+}
+both!(
+    a_reservation_past_its_expiry_is_never_kept,
+    crate::fixtures::expiring(60, 3600000)
+);
+
+/// A returned order: what shipped goes back on hand in the warehouses it
+/// left, journaled per line, once however often it is asked.
+async fn restocking_puts_shipped_goods_back_once(app: TestApp) {
+    let adjusting = orders_adjusting();
+    let (product, warehouses) = app.stocked("RESTOCK", &[3, 4]).await;
+    let id = new_id();
+    let six = json!([{"product_id": product, "quantity": 6}]);
+    let r = app.reserve(&id, six).await;
+    assert_eq!(r.status(), 201);
+    let lines = lines_of(&r.json::<Value>().await.unwrap());
+    assert_eq!(lines.len(), 2, "split over both warehouses: {lines:?}");
+
+    // Nothing shipped yet: nothing to put back.
+    let r = settle(&app, &adjusting, &id, "restock").await;
+    problem_of(r, 409, "reservation-not-committed").await;
+    // `stock:reserve` alone does not restock.
+    refused(
+        app.post(&format!("/internal/v1/reservations/{id}/restock"))
+            .bearer_auth(&app.orders),
+        403,
+    )
+    .await;
+    assert_eq!(settle(&app, &app.orders, &id, "commit").await.status(), 200);
+    let shipped = app.assert_journal_replays(&product).await;
+    assert_eq!(shipped.values().map(|(o, _)| o).sum::<i64>(), 1);
+
+    // Another client's reservation does not exist for it.
+    let other = crate::helpers::token(
+        emporium_auth::TokenType::Service,
+        vec![],
+        Some("stock:reserve stock:adjust"),
+        "shipping",
+    );
+    problem(settle(&app, &other, &id, "restock").await, 404).await;
+
+    let r = settle(&app, &adjusting, &id, "restock").await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "restocked", "{v}");
+    assert_eq!(lines_of(&v), lines);
+    let back: BTreeMap<String, (i64, i64)> = BTreeMap::from([
+        (warehouses[0].clone(), (3, 0)),
+        (warehouses[1].clone(), (4, 0)),
+    ]);
+    assert_eq!(app.assert_journal_replays(&product).await, back);
+    assert_eq!(available(&app, &product).await, 7);
+
+    let restocks = movements_of(&app, &product, &id, "restock").await;
+    let mut moved: Vec<(String, String, i64)> = restocks
+        .iter()
+        .map(|m| {
+            assert_eq!(m["delta_reserved"], 0, "{m}");
+            assert_eq!(m["actor"], "service:orders", "{m}");
+            assert_eq!(m["reason"], "returned", "{m}");
+            (
+                m["warehouse_id"].as_str().unwrap().to_owned(),
+                m["product_id"].as_str().unwrap().to_owned(),
+                m["delta_on_hand"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    moved.sort();
+    assert_eq!(
+        moved, lines,
+        "one restock movement per line, its quantity back"
+    );
+
+    // Again: answered as it is, nothing moves.
+    let r = settle(&app, &adjusting, &id, "restock").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["status"], "restocked");
+    assert_eq!(app.assert_journal_replays(&product).await, back);
+    assert_eq!(movements_of(&app, &product, &id, "restock").await.len(), 2);
+    assert_eq!(reservation(&app, &id).await["status"], "restocked");
+    // A restocked reservation is settled for every other step.
+    for step in ["commit", "release", "keep"] {
+        let r = settle(&app, &app.orders, &id, step).await;
+        let body = problem_of(r, 409, "reservation-settled").await;
+        assert_eq!(body["detail"], "The reservation is already restocked.");
+    }
+
+    // Released or expired: nothing left the warehouse either.
+    let released = new_id();
+    let one = json!([{"product_id": product, "quantity": 1}]);
+    assert_eq!(app.reserve(&released, one).await.status(), 201);
+    assert_eq!(
+        settle(&app, &app.orders, &released, "release")
+            .await
+            .status(),
+        200
+    );
+    let r = settle(&app, &adjusting, &released, "restock").await;
+    let body = problem_of(r, 409, "reservation-not-committed").await;
+    assert_eq!(
+        body["detail"],
+        "The reservation is released: nothing of it left a warehouse."
+    );
+    problem(settle(&app, &adjusting, &new_id(), "restock").await, 404).await;
+    app.assert_journal_replays(&product).await;
+}
+both!(restocking_puts_shipped_goods_back_once);
+
+/// Five restocks of one reservation at once: the stock moves once, and every
+/// caller is told it is restocked.
+async fn concurrent_restocks_move_stock_once(app: TestApp) {
+    let adjusting = orders_adjusting();
+    let (product, _) = app.stocked("RESTOCK-RACE", &[5]).await;
+    let id = new_id();
+    let three = json!([{"product_id": product, "quantity": 3}]);
+    assert_eq!(app.reserve(&id, three).await.status(), 201);
+    assert_eq!(settle(&app, &app.orders, &id, "commit").await.status(), 200);
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (2, 0));
+
+    let answers = join_all((0..5).map(|_| settle(&app, &adjusting, &id, "restock"))).await;
+    for r in answers {
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.json::<Value>().await.unwrap()["status"], "restocked");
+    }
+    assert_eq!(on_hand_and_reserved(&app, &product).await, (5, 0));
+    let restocks = movements_of(&app, &product, &id, "restock").await;
+    assert_eq!(restocks.len(), 1, "{restocks:?}");
+    assert_eq!(restocks[0]["delta_on_hand"], 3);
+    app.assert_journal_replays(&product).await;
+}
+both!(concurrent_restocks_move_stock_once);
