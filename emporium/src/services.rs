@@ -125,8 +125,15 @@ pub trait ServiceEntry: Send + Sync {
 }
 
 /// Every service, in the order `up` builds them (a service after those it calls).
-pub fn all() -> [&'static dyn ServiceEntry; 5] {
-    [&SandboxProvider, &Accounts, &Catalog, &Payments, &Gateway]
+pub fn all() -> [&'static dyn ServiceEntry; 6] {
+    [
+        &SandboxProvider,
+        &Accounts,
+        &Catalog,
+        &Payments,
+        &Orders,
+        &Gateway,
+    ]
 }
 
 pub fn names() -> Vec<&'static str> {
@@ -287,6 +294,62 @@ impl ServiceEntry for Catalog {
         Ok(start(
             catalog,
             emporium_catalog::Application::run_until_stopped,
+        ))
+    }
+}
+
+pub struct Orders;
+
+impl Orders {
+    pub fn settings(args: SettingsArgs<'_>) -> anyhow::Result<emporium_orders::OrdersSettings> {
+        let loader = emporium_orders::OrdersSettings::loader(args.config)?;
+        Ok(args.apply(loader)?.build()?)
+    }
+}
+
+#[async_trait]
+impl ServiceEntry for Orders {
+    fn name(&self) -> &'static str {
+        emporium_orders::SERVICE
+    }
+
+    async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()> {
+        emporium_orders::Application::build(Self::settings(args)?)
+            .await?
+            .run_until_stopped(shutdown)
+            .await
+    }
+
+    async fn migrate(&self, args: SettingsArgs<'_>) -> anyhow::Result<String> {
+        emporium_orders::migrate(&Self::settings(args)?).await?;
+        Ok(format!("{}: migrations applied", self.name()))
+    }
+
+    async fn up(&self, ctx: &mut UpContext<'_>) -> anyhow::Result<Start> {
+        // Verifies tokens against the accounts JWKS; calls catalog and
+        // payments as the `orders` service client `up` created.
+        let ca = ctx.certs.ca().display().to_string();
+        let accounts = ctx.url(emporium_accounts::SERVICE)?.to_owned();
+        let secret = up::service_client_secret(ctx.data_dir, self.name())?;
+        let loader = Loader::new(emporium_orders::config::DEFAULTS)?
+            .set("database.url", &ctx.database_url(self.name()))?
+            .set(
+                "auth.jwks_url",
+                &format!("{accounts}/.well-known/jwks.json"),
+            )?
+            .set("auth.ca_cert", &ca)?
+            .set("client.token_url", &format!("{accounts}/api/v1/auth/token"))?
+            .set("client.client_secret", &secret)?
+            .set("client.ca_cert", &ca)?
+            .set("catalog.url", ctx.url(emporium_catalog::SERVICE)?)?
+            .set("payments.url", ctx.url(emporium_payments::SERVICE)?)?;
+        let settings = ctx.http(loader, self.name(), 0)?.build()?;
+        let orders =
+            emporium_orders::Application::build_with_bus(settings, ctx.bus.clone()).await?;
+        ctx.urls.insert(self.name(), orders.base_url());
+        Ok(start(
+            orders,
+            emporium_orders::Application::run_until_stopped,
         ))
     }
 }

@@ -216,6 +216,23 @@ pub async fn write_service_clients(
     write_private(path, &text)
 }
 
+/// The secret of service client `id` from the file [`write_service_clients`] wrote.
+pub fn service_client_secret(data_dir: &Path, id: &str) -> anyhow::Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        client_secret: String,
+    }
+    let path = data_dir.join("service-clients.toml");
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let clients: std::collections::BTreeMap<String, Entry> =
+        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", path.display()))?;
+    clients
+        .get(id)
+        .map(|e| e.client_secret.clone())
+        .with_context(|| format!("{} holds no service client {id}", path.display()))
+}
+
 /// Creates `path` readable by its owner only (0600) and writes `text`.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();

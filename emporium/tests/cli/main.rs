@@ -602,6 +602,49 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
         ],
     );
 
+    // Orders calls catalog and payments as a service client made for it.
+    let mut create = Proc::spawn(
+        &[
+            "accounts",
+            "create-client",
+            "--id",
+            "orders",
+            "--scopes",
+            &emporium_contracts::scopes::ORDERS.join(" "),
+        ],
+        &[
+            ("EMPORIUM_DATABASE_URL", &db.url),
+            ("EMPORIUM_KEYS_KEK", KEK),
+        ],
+    );
+    assert!(create.wait_exit(Duration::from_secs(30)));
+    let secret = create
+        .output()
+        .into_iter()
+        .find(|l| !l.trim().is_empty() && !l.starts_with('{'))
+        .unwrap();
+    let orders_db = emporium_db::testing::TestDatabase::postgres()
+        .await
+        .unwrap();
+    let (mut orders, orders_url) = serve(
+        "orders",
+        &certs,
+        Some(exchange.as_str()),
+        &[
+            ("EMPORIUM_DATABASE_URL", &orders_db.url),
+            ("EMPORIUM_AUTH_JWKS_URL", &jwks_url),
+            ("EMPORIUM_AUTH_CA_CERT", &pem("ca.pem")),
+            (
+                "EMPORIUM_CLIENT_TOKEN_URL",
+                &format!("{accounts_url}/api/v1/auth/token"),
+            ),
+            ("EMPORIUM_CLIENT_CLIENT_SECRET", secret.trim()),
+            ("EMPORIUM_CLIENT_CA_CERT", &pem("ca.pem")),
+            ("EMPORIUM_CATALOG_URL", &catalog_url),
+            ("EMPORIUM_PAYMENTS_URL", &payments_url),
+        ],
+    );
+
     let (mut gateway, base) = serve(
         "gateway",
         &certs,
@@ -611,6 +654,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
             ("EMPORIUM_UPSTREAMS_ACCOUNTS", &accounts_url),
             ("EMPORIUM_UPSTREAMS_CATALOG", &catalog_url),
             ("EMPORIUM_UPSTREAMS_PAYMENTS", &payments_url),
+            ("EMPORIUM_UPSTREAMS_ORDERS", &orders_url),
             ("EMPORIUM_UPSTREAMS_CA_CERT", &pem("ca.pem")),
         ],
     );
@@ -639,6 +683,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     )
     .await;
     assert_eq!(r.status(), 201);
+    let warehouse: serde_json::Value = r.json().await.unwrap();
     // A card tokenized through the gateway, by payments, at the sandbox:
     // three processes, HTTPS on every hop.
     let card =
@@ -656,6 +701,59 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
         (&token["brand"], &token["last4"]),
         (&json!("visa"), &json!("4242"))
     );
+
+    // An order placed through the gateway: orders prices it at the catalog,
+    // reserves there and authorizes at payments, each its own process.
+    let category = json!({"name": "Mugs", "attributes": []});
+    let r = post(
+        &client,
+        &format!("{base}/api/v1/categories"),
+        Some(old_token.as_str()),
+        Some(&category),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let category: serde_json::Value = r.json().await.unwrap();
+    let product = json!({"sku": "MUG-1", "name": "Mug", "description": "A mug.",
+        "price": {"amount": 1200, "currency": "EUR"}, "category_id": category["id"], "attributes": {}});
+    let r = post(
+        &client,
+        &format!("{base}/api/v1/products"),
+        Some(old_token.as_str()),
+        Some(&product),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let product: serde_json::Value = r.json().await.unwrap();
+    let stock = format!(
+        "{base}/api/v1/warehouses/{}/stock/{}",
+        warehouse["id"].as_str().unwrap(),
+        product["id"].as_str().unwrap()
+    );
+    let r = client
+        .put(&stock)
+        .bearer_auth(&old_token)
+        .json(&json!({"on_hand": 3}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let order = json!({"items": [{"product_id": product["id"], "quantity": 2}],
+        "shipping_address": {"name": "Ada", "line1": "Main 1", "city": "Berlin",
+                             "postal_code": "10117", "country": "DE"},
+        "payment": {"token": token["token"]}});
+    let r = client
+        .post(format!("{base}/api/v1/orders"))
+        .bearer_auth(&old_token)
+        .header("idempotency-key", "serve-order-1")
+        .json(&order)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let placed: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(placed["status"], "confirmed", "{placed}");
+    assert_eq!(placed["payment"]["status"], "authorized", "{placed}");
 
     // A signing-key rotation by another process (the command line, on the
     // same database) reaches the running accounts service, which publishes
@@ -751,6 +849,7 @@ async fn serve_runs_each_service_as_its_own_process_on_postgres() {
     assert_eq!(registered.source, "/emporium/accounts");
 
     assert!(gateway.terminate(Duration::from_secs(30)));
+    assert!(orders.terminate(Duration::from_secs(30)));
     assert!(payments.terminate(Duration::from_secs(30)));
     assert!(sandbox.terminate(Duration::from_secs(30)));
     assert!(catalog.terminate(Duration::from_secs(30)));

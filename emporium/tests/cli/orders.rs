@@ -30,6 +30,7 @@ async fn the_read_model_is_rebuilt_from_the_command_line() {
             ..ShippingAddress::default()
         },
         payment_token: "tok_test".into(),
+        request: String::new(),
     };
     let order = Order::start(id, &placed).unwrap();
     let projection = emporium_orders::view::projection(&order, (5, 5));

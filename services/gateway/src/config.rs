@@ -29,6 +29,7 @@ pub struct UpstreamSettings {
     pub accounts: String,
     pub catalog: String,
     pub payments: String,
+    pub orders: String,
     pub ca_cert: String,
     pub timeout_ms: u64,
     /// Largest upstream answer relayed to a client; larger ones answer 502.

@@ -44,6 +44,7 @@ impl Application {
             accounts: settings.upstreams.accounts.trim_end_matches('/').to_owned(),
             catalog: settings.upstreams.catalog.trim_end_matches('/').to_owned(),
             payments: settings.upstreams.payments.trim_end_matches('/').to_owned(),
+            orders: settings.upstreams.orders.trim_end_matches('/').to_owned(),
             body_limit: settings.http.body_limit_bytes,
             response_limit: settings.upstreams.max_response_bytes,
         });

@@ -18,6 +18,7 @@ pub struct Upstreams {
     pub accounts: String,
     pub catalog: String,
     pub payments: String,
+    pub orders: String,
     pub body_limit: usize,
     /// Largest upstream answer relayed; a larger one is a 502, not memory spent.
     pub response_limit: usize,
@@ -30,6 +31,7 @@ impl Upstreams {
             ("accounts", &self.accounts),
             ("catalog", &self.catalog),
             ("payments", &self.payments),
+            ("orders", &self.orders),
         ];
         for (name, base) in all {
             match self.client.get(format!("{base}/healthz")).send().await {
@@ -81,7 +83,13 @@ pub fn router(upstreams: Arc<Upstreams>) -> Router {
         .route("/api/v1/payments", any(forward))
         .route("/api/v1/payments/{*rest}", any(forward))
         .with_state(to(&upstreams.payments));
-    accounts.merge(catalog).merge(payments)
+    let orders = Router::new()
+        .route("/api/v1/cart", any(forward))
+        .route("/api/v1/cart/{*rest}", any(forward))
+        .route("/api/v1/orders", any(forward))
+        .route("/api/v1/orders/{*rest}", any(forward))
+        .with_state(to(&upstreams.orders));
+    accounts.merge(catalog).merge(payments).merge(orders)
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1),
@@ -238,7 +246,8 @@ pub fn openapi_json() -> String {
             "description": "The public origin. /api/v1/auth/{register,login,refresh,logout}, /api/v1/users* and \
                 /.well-known/jwks.json are served by the accounts service; /api/v1/categories*, \
                 /api/v1/products*, /api/v1/warehouses* and /api/v1/stock/* by the catalog \
-                service; /api/v1/payments* by the payments service; see their documents. /metrics is served only on the operations port."
+                service; /api/v1/payments* by the payments service; /api/v1/cart* and /api/v1/orders* by \
+                the orders service; see their documents. /metrics is served only on the operations port."
         },
         "paths": {
             "/healthz": {"get": {"responses": {"200": {"description": "alive"}}}},

@@ -58,6 +58,7 @@ pub fn projection(order: &Order, (created_at, updated_at): (i64, i64)) -> Projec
         currency: totals.currency().to_owned(),
         document,
         created_at,
+        in_progress: order.in_progress().map(|t| t.as_str().to_owned()),
     }
 }
 

@@ -49,3 +49,45 @@ impl Provider for CardProvider {
         CardProvider::cancel(self, reference).await
     }
 }
+
+/// A provider whose client is set after payments is built: the sandbox
+/// provider sends its webhooks to payments, so when both start together
+/// (tests of payments and of the services that call it) payments must be
+/// bound before the provider knows where to notify it.
+#[derive(Debug, Default)]
+pub struct LateProvider(std::sync::OnceLock<CardProvider>);
+
+impl LateProvider {
+    /// Sets the client once; later calls change nothing.
+    pub fn set(&self, provider: CardProvider) {
+        let _ = self.0.set(provider);
+    }
+
+    fn get(&self) -> Result<&CardProvider, ProviderError> {
+        self.0
+            .get()
+            .ok_or_else(|| ProviderError::Invalid("the card provider is not connected yet".into()))
+    }
+}
+
+#[async_trait]
+impl Provider for LateProvider {
+    async fn tokenize(&self, card: &TokenRequest) -> Result<CardToken, ProviderError> {
+        self.get()?.tokenize(card).await
+    }
+    async fn authorize(&self, key: &str, request: &AuthorizeRequest) -> Moved {
+        self.get()?.authorize(key, request).await
+    }
+    async fn capture(&self, key: &str, authorization: Uuid, amount: i64) -> Moved {
+        self.get()?.capture(key, authorization, amount).await
+    }
+    async fn void(&self, key: &str, authorization: Uuid) -> Moved {
+        self.get()?.void(key, authorization).await
+    }
+    async fn refund(&self, key: &str, authorization: Uuid, amount: i64) -> Moved {
+        self.get()?.refund(key, authorization, amount).await
+    }
+    async fn cancel(&self, reference: Uuid) -> Result<Cancellation, ProviderError> {
+        self.get()?.cancel(reference).await
+    }
+}

@@ -191,7 +191,10 @@ async fn spawn_with(accounts: Upstream, catalog: Upstream, overrides: &[(&str, &
     let dir = std::env::temp_dir().join(format!("emporium-gateway-test-{}", uuid_like()));
     let certs = CertDir(dir.clone());
     certs
-        .ensure(&["accounts", "catalog", "payments", "gateway"], &[])
+        .ensure(
+            &["accounts", "catalog", "payments", "orders", "gateway"],
+            &[],
+        )
         .unwrap();
     let mut triggers = Vec::new();
     let mut held = Vec::new();
@@ -214,9 +217,17 @@ async fn spawn_with(accounts: Upstream, catalog: Upstream, overrides: &[(&str, &
         &mut triggers,
         &mut held,
     );
+    let orders_url = start_upstream(
+        Upstream::Echo,
+        "orders",
+        &certs,
+        &hits,
+        &mut triggers,
+        &mut held,
+    );
 
     let (cert, key, ca) = (certs.cert("gateway"), certs.key("gateway"), certs.ca());
-    let standard: [(&str, &str); 10] = [
+    let standard: [(&str, &str); 11] = [
         ("http.host", "127.0.0.1"),
         ("http.port", "0"),
         ("http.tls_cert", cert.to_str().unwrap()),
@@ -225,6 +236,7 @@ async fn spawn_with(accounts: Upstream, catalog: Upstream, overrides: &[(&str, &
         ("upstreams.accounts", &accounts_url),
         ("upstreams.catalog", &catalog_url),
         ("upstreams.payments", &payments_url),
+        ("upstreams.orders", &orders_url),
         ("upstreams.ca_cert", ca.to_str().unwrap()),
         ("ops.port", "0"),
     ];
@@ -376,6 +388,11 @@ async fn forwards_each_path_to_its_own_service_with_context() {
         ("/api/v1/payments/tokens", "payments"),
         ("/api/v1/payments/ledger/verify", "payments"),
         ("/api/v1/payments/webhooks", "payments"),
+        ("/api/v1/cart", "orders"),
+        ("/api/v1/cart/items/x", "orders"),
+        ("/api/v1/orders", "orders"),
+        ("/api/v1/orders/x/history", "orders"),
+        ("/api/v1/orders/x/cancel", "orders"),
     ] {
         let seen = h.echoed(path, owner).await;
         assert_eq!(seen["uri"], path, "{path}");

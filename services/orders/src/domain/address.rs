@@ -70,6 +70,17 @@ const fn rule(field: &'static str, required: bool, max: usize, too_long: &'stati
 }
 
 impl ShippingAddress {
+    /// The address as stored: an optional field sent blank is absent.
+    pub fn normalized(&self) -> Self {
+        let present = |v: &Option<String>| v.clone().filter(|t| !t.trim().is_empty());
+        Self {
+            line2: present(&self.line2),
+            region: present(&self.region),
+            phone: present(&self.phone),
+            ..self.clone()
+        }
+    }
+
     /// Every problem with the address, field by field in the order of the
     /// JSON shape, as `(field, message)` pairs for the problem's `errors`.
     ///

@@ -228,6 +228,11 @@ pub enum OrderEvent {
         shipping_address: ShippingAddress,
         /// The card token to authorize on (not the card: payments keeps that).
         payment_token: String,
+        /// The SHA-256 of the request that placed it, in hex: a retry with
+        /// the same `Idempotency-Key` must be this request again. Empty in
+        /// orders placed other than through the API.
+        #[serde(default)]
+        request: String,
     },
     /// The pricing step settled what the order costs, before anything is
     /// reserved or authorized. Today it repeats the placed prices.
@@ -427,6 +432,8 @@ pub struct Order {
     totals: Totals,
     shipping_address: ShippingAddress,
     payment_token: String,
+    /// The fingerprint of the request that placed it.
+    request: String,
     /// The pricing step has run.
     priced: bool,
     /// Set once stock was reserved, and kept after it is released or
@@ -462,6 +469,7 @@ impl Order {
             totals,
             shipping_address,
             payment_token,
+            request,
         } = placed
         else {
             return Err(IllegalEvent {
@@ -477,6 +485,7 @@ impl Order {
             totals: totals.clone(),
             shipping_address: shipping_address.clone(),
             payment_token: payment_token.clone(),
+            request: request.clone(),
             priced: false,
             reservation_id: None,
             stock_held: false,
@@ -746,6 +755,12 @@ impl Order {
     }
 
     /// Whether the pricing step has run.
+    /// The fingerprint of the request that placed it (empty when it was
+    /// placed other than through the API).
+    pub fn request(&self) -> &str {
+        &self.request
+    }
+
     pub fn priced(&self) -> bool {
         self.priced
     }
@@ -855,6 +870,7 @@ mod tests {
             totals: totals(),
             shipping_address: address(),
             payment_token: "tok_visa".into(),
+            request: String::new(),
         }
     }
 

@@ -49,6 +49,9 @@ pub struct Projection {
     pub document: serde_json::Value,
     /// When the order was placed (its first event), Unix milliseconds.
     pub created_at: i64,
+    /// The saga under way (`checkout`, `cancel`, …), if one is: what the
+    /// recovery scan looks for.
+    pub in_progress: Option<String>,
 }
 
 /// Why an append did not happen.
@@ -106,11 +109,43 @@ impl TryFrom<EventRow> for Recorded {
 #[derive(Debug, Clone)]
 pub struct EventStore {
     db: Db,
+    lease: Lease,
+}
+
+/// Who drives sagas through this store, and for how long a claim holds.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// This replica's name in `lease_owner`.
+    pub owner: String,
+    /// How long a claim holds without being renewed.
+    pub ms: i64,
+}
+
+impl Default for Lease {
+    fn default() -> Self {
+        Self {
+            owner: Uuid::new_v4().to_string(),
+            ms: 30_000,
+        }
+    }
 }
 
 impl EventStore {
     pub fn new(db: Db) -> Self {
-        Self { db }
+        Self {
+            db,
+            lease: Lease::default(),
+        }
+    }
+
+    /// The same store, claiming sagas as `lease`.
+    pub fn with_lease(mut self, lease: Lease) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     pub fn db(&self) -> &Db {
@@ -120,6 +155,10 @@ impl EventStore {
     /// Appends `events` to `order`'s stream after version `expected` (0 for
     /// a new order), moves its read model row to `projection`, and writes
     /// `outbox` events — all in one transaction. Gives the new version.
+    ///
+    /// A new order with a saga under way is claimed by this store's lease
+    /// owner (the request that placed it drives its checkout); an append that
+    /// ends the saga lets go of the claim.
     pub async fn append<E: StreamEvent>(
         &self,
         order: Uuid,
@@ -151,9 +190,11 @@ impl EventStore {
         let document = projection.document.to_string();
         let moved = if expected == 0 {
             const NEW: &str = "INSERT INTO orders (id, customer_id, status, total_amount, \
-                currency, version, document, created_at, updated_at) \
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+                currency, version, document, created_at, updated_at, in_progress, \
+                lease_owner, lease_until) \
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
             let p = projection;
+            let claim = p.in_progress.as_ref().map(|_| &self.lease);
             let values = (
                 order,
                 p.customer_id,
@@ -164,6 +205,9 @@ impl EventStore {
                 document.as_str(),
                 p.created_at,
                 now,
+                p.in_progress.as_deref(),
+                claim.map(|l| l.owner.as_str()),
+                claim.map(|l| now.saturating_add(l.ms)),
             );
             match tx
                 .sql()
@@ -175,8 +219,12 @@ impl EventStore {
                 other => other?,
             }
         } else {
+            // A saga that ends lets go of its claim; one that goes on keeps it.
             const MOVE: &str = "UPDATE orders SET status = $1, total_amount = $2, currency = $3, \
-                version = $4, document = $5, updated_at = $6 WHERE id = $7 AND version = $8";
+                version = $4, document = $5, updated_at = $6, in_progress = $9, \
+                lease_owner = CASE WHEN $9 IS NULL THEN NULL ELSE lease_owner END, \
+                lease_until = CASE WHEN $9 IS NULL THEN NULL ELSE lease_until END \
+                WHERE id = $7 AND version = $8";
             let p = projection;
             let values = (
                 p.status.as_str(),
@@ -187,6 +235,7 @@ impl EventStore {
                 now,
                 order,
                 expected,
+                p.in_progress.as_deref(),
             );
             tx.sql().execute(MOVE, values).await?
         };
@@ -242,8 +291,8 @@ impl EventStore {
         const SQL: &str = "SELECT seq, event_type, at, data FROM order_events \
             WHERE order_id = $1 ORDER BY seq";
         const INSERT: &str = "INSERT INTO orders (id, customer_id, status, total_amount, \
-            currency, version, document, created_at, updated_at) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+            currency, version, document, created_at, updated_at, in_progress) \
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
         for (id,) in &ids {
             let rows: Vec<EventRow> = tx.sql().fetch_all(SQL, (*id,)).await?;
             let stream = rows
@@ -263,10 +312,84 @@ impl EventStore {
                 document.as_str(),
                 p.created_at,
                 updated_at,
+                p.in_progress.as_deref(),
             );
             tx.sql().execute(INSERT, values).await?;
         }
         tx.commit().await?;
         Ok(ids.len())
     }
+
+    /// Claims `order`'s saga for this store's owner until `now` + the lease:
+    /// `true` when it is this owner's now (it was unclaimed, its claim ran
+    /// out, or this owner held it already). Nothing to claim when no saga is
+    /// under way.
+    pub async fn claim(&self, order: Uuid, now: i64) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE orders SET lease_owner = $2, lease_until = $3 \
+            WHERE id = $1 AND in_progress IS NOT NULL \
+            AND (lease_until IS NULL OR lease_until < $4 OR lease_owner = $2)";
+        let until = now.saturating_add(self.lease.ms);
+        let values = (order, self.lease.owner.as_str(), until, now);
+        Ok(self.db.sql().execute(SQL, values).await? == 1)
+    }
+
+    /// Lets go of `order`'s saga until `retry_at`: nobody takes it before
+    /// then (a transient failure is tried again later, by any replica).
+    pub async fn put_off(&self, order: Uuid, retry_at: i64) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE orders SET lease_owner = NULL, lease_until = $3 \
+            WHERE id = $1 AND lease_owner = $2";
+        let values = (order, self.lease.owner.as_str(), retry_at);
+        self.db.sql().execute(SQL, values).await?;
+        Ok(())
+    }
+
+    /// Up to `limit` orders with a saga under way that nobody holds at
+    /// `now`, the longest waiting first.
+    pub async fn unfinished(&self, now: i64, limit: i64) -> Result<Vec<Uuid>, StoreError> {
+        const SQL: &str = "SELECT id FROM orders WHERE in_progress IS NOT NULL \
+            AND (lease_until IS NULL OR lease_until < $1) ORDER BY updated_at LIMIT $2";
+        let rows: Vec<(Uuid,)> = self.db.sql().fetch_all(SQL, (now, limit)).await?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
+    /// How many orders have a saga under way, and when the oldest of them
+    /// was last moved (Unix milliseconds).
+    pub async fn backlog(&self) -> Result<(i64, Option<i64>), StoreError> {
+        const SQL: &str = "SELECT CAST(COUNT(*) AS BIGINT), MIN(updated_at) FROM orders \
+            WHERE in_progress IS NOT NULL";
+        Ok(self.db.sql().fetch_one(SQL, ()).await?)
+    }
+
+    /// A page of the read model, newest first: every order or one
+    /// customer's, of one status or all, after `(created_at, id)` when
+    /// paging on. Gives `(created_at, id, document)` rows, at most `limit`.
+    pub async fn list(
+        &self,
+        filter: &ListFilter,
+        after: Option<(i64, Uuid)>,
+        limit: i64,
+    ) -> Result<Vec<(i64, Uuid, serde_json::Value)>, StoreError> {
+        const SQL: &str = "SELECT created_at, id, document FROM orders \
+            WHERE ($1 IS NULL OR customer_id = $1) AND ($2 IS NULL OR status = $2) \
+            AND ($3 IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4)) \
+            ORDER BY created_at DESC, id DESC LIMIT $5";
+        let (at, id) = after.unzip();
+        let values = (filter.customer, filter.status.as_deref(), at, id, limit);
+        let rows: Vec<(i64, Uuid, String)> = self.db.sql().fetch_all(SQL, values).await?;
+        rows.into_iter()
+            .map(|(at, id, document)| {
+                let document = serde_json::from_str(&document).map_err(|e| {
+                    StoreError::Database(sqlx::Error::Decode(format!("order {id}: {e}").into()))
+                })?;
+                Ok((at, id, document))
+            })
+            .collect()
+    }
+}
+
+/// Which orders a list shows.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub customer: Option<Uuid>,
+    pub status: Option<String>,
 }

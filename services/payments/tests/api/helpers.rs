@@ -3,16 +3,14 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use emporium_auth::testing::{MemoryJwks, TestKey, claims};
 use emporium_auth::{Role, TokenType};
-use emporium_client::provider::{CardProvider, Moved, ProviderError};
-use emporium_contracts::provider::{AuthorizeRequest, Cancellation, CardToken, TokenRequest};
+use emporium_client::provider::CardProvider;
 use emporium_db::ShiftedClock;
 use emporium_db::testing::TestDatabase;
 use emporium_messaging::embedded::EmbeddedBus;
 use emporium_payments::api::AppState;
-use emporium_payments::provider::Provider;
+use emporium_payments::provider::LateProvider;
 use emporium_payments::{Application, PaymentsSettings};
 use emporium_sandbox::SandboxSettings;
 use emporium_testkit::{
@@ -64,41 +62,6 @@ pub fn service_token(client: &str, scope: &str) -> String {
 
 /// Every payments scope, as the orders service holds them.
 pub const ALL_SCOPES: &str = "payments:authorize payments:capture payments:void payments:refund";
-
-/// The provider, reached once the sandbox is up: payments is built first
-/// (the sandbox needs its webhook URL), then given the sandbox's client.
-#[derive(Default)]
-struct LateProvider(OnceLock<CardProvider>);
-
-impl LateProvider {
-    fn get(&self) -> &CardProvider {
-        self.0
-            .get()
-            .expect("the sandbox is started before any call")
-    }
-}
-
-#[async_trait]
-impl Provider for LateProvider {
-    async fn tokenize(&self, card: &TokenRequest) -> Result<CardToken, ProviderError> {
-        self.get().tokenize(card).await
-    }
-    async fn authorize(&self, key: &str, request: &AuthorizeRequest) -> Moved {
-        self.get().authorize(key, request).await
-    }
-    async fn capture(&self, key: &str, id: Uuid, amount: i64) -> Moved {
-        self.get().capture(key, id, amount).await
-    }
-    async fn void(&self, key: &str, id: Uuid) -> Moved {
-        self.get().void(key, id).await
-    }
-    async fn refund(&self, key: &str, id: Uuid, amount: i64) -> Moved {
-        self.get().refund(key, id, amount).await
-    }
-    async fn cancel(&self, reference: Uuid) -> Result<Cancellation, ProviderError> {
-        self.get().cancel(reference).await
-    }
-}
 
 /// Payments and the sandbox provider, each over HTTPS with its own database
 /// on the test's engine, the sandbox's webhooks signed to payments.
@@ -231,7 +194,7 @@ impl TestService for TestApp {
         let sandbox_store = provider_app.store().clone();
         payments.provider.url = provider_app.base_url();
         let provider = emporium_payments::card_provider(&payments).unwrap();
-        let _ = late.0.set(provider.clone());
+        late.set(provider.clone());
         let sandbox_http = Endpoint::new(provider_app.base_url());
         let state = app.state();
         let customer_id = Uuid::now_v7();

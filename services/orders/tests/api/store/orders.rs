@@ -29,6 +29,7 @@ fn placed(customer: Uuid) -> OrderEvent {
             ..ShippingAddress::default()
         },
         payment_token: "tok_test".into(),
+        request: String::new(),
     }
 }
 
@@ -63,7 +64,7 @@ async fn step(
 }
 
 pub async fn a_checkout_s_read_model_follows_its_stream_and_rebuilds_the_same(engine: Engine) {
-    let (store, db, _d) = crate::store(engine).await;
+    let (store, db, _d) = crate::store::store(engine).await;
     let customer = Uuid::now_v7();
     // A confirmed order.
     let confirmed = Uuid::now_v7();
@@ -162,10 +163,10 @@ pub async fn a_checkout_s_read_model_follows_its_stream_and_rebuilds_the_same(en
     );
 
     // Lost read model, rebuilt from the streams: the same rows.
-    let live = crate::read_model(&db).await;
+    let live = crate::store::read_model(&db).await;
     db.sql().execute("DELETE FROM orders", ()).await.unwrap();
     assert_eq!(store.rebuild(view::project).await.unwrap(), 2);
-    let rebuilt = crate::read_model(&db).await;
+    let rebuilt = crate::store::read_model(&db).await;
     assert_eq!(rebuilt, live);
     // What was served and what the rebuild makes are the same documents.
     let served: serde_json::Value = serde_json::from_str(&live[0].6).unwrap();

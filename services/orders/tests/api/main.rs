@@ -1,0 +1,9 @@
+//! Orders against real databases and the real catalog, payments and sandbox
+//! provider over HTTPS: the API tests run on SQLite and on PostgreSQL; the
+//! event store's own tests are in [`store`].
+
+#![allow(clippy::unwrap_used)]
+
+mod checkout;
+mod helpers;
+mod store;
