@@ -63,7 +63,7 @@ enum Command {
         #[arg(long = "name")]
         names: Vec<String>,
     },
-    /// Open-model load generator: a constant rate of reads against the shop.
+    /// Open-model load generator: a constant rate of reads, or of checkouts, against the shop.
     Loadgen(loadgen::LoadgenArgs),
     /// Event bus operations: dead letters.
     Events(events::EventsArgs),

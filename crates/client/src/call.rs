@@ -185,6 +185,8 @@ impl<'c> Call<'c> {
         };
         let mut refreshed_token = false;
         let mut attempt = 0;
+        // Whether any attempt may have reached the other side.
+        let mut maybe_sent = false;
         loop {
             attempt += 1;
             let result = self.attempt().await;
@@ -202,7 +204,11 @@ impl<'c> Call<'c> {
                 self.client.inner.tokens.invalidate(token);
                 continue;
             }
-            let error = error.0;
+            let error = match error.0 {
+                CallError::NotSent(e) if maybe_sent => CallError::Unreachable(e),
+                e => e,
+            };
+            maybe_sent |= !error.never_sent();
             if attempt >= attempts || !error.is_retryable() {
                 return Err(error);
             }

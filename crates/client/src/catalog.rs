@@ -54,6 +54,11 @@ impl ReservationError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Call(e) if e.is_retryable())
     }
+
+    /// Whether the catalog surely never saw the call ([`CallError::never_sent`]).
+    pub fn never_sent(&self) -> bool {
+        matches!(self, Self::Call(e) if e.never_sent())
+    }
 }
 
 impl From<CallError> for ReservationError {

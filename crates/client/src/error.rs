@@ -79,9 +79,13 @@ pub enum CallError {
     /// No answer within the per-attempt timeout.
     #[error("no answer within {0:?}")]
     Timeout(std::time::Duration),
-    /// The connection could not be made or broke.
+    /// The connection broke, or could not be made after an earlier attempt
+    /// may have been delivered.
     #[error("the service cannot be reached: {0}")]
     Unreachable(String),
+    /// No connection could be made for any attempt: the request never left.
+    #[error("the service cannot be reached: {0}")]
+    NotSent(String),
     /// A success whose body was not what the contract says.
     #[error("the answer does not match the contract: {0}")]
     Decode(String),
@@ -98,10 +102,17 @@ impl CallError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Problem(p) => p.is_transient(),
-            Self::Timeout(_) | Self::Unreachable(_) => true,
+            Self::Timeout(_) | Self::Unreachable(_) | Self::NotSent(_) => true,
             Self::Token(inner) => inner.is_retryable(),
             Self::Decode(_) | Self::Request(_) => false,
         }
+    }
+
+    /// Whether the other service surely never saw the request (no attempt
+    /// connected, no token, or it could not be built): a caller that must
+    /// know whether a call took effect needs not ask.
+    pub fn never_sent(&self) -> bool {
+        matches!(self, Self::NotSent(_) | Self::Token(_) | Self::Request(_))
     }
 
     /// The problem, when the other service answered with one.
@@ -122,6 +133,8 @@ impl CallError {
             Self::Timeout(timeout)
         } else if e.is_builder() {
             Self::Request(e.to_string())
+        } else if e.is_connect() {
+            Self::NotSent(error_chain(e))
         } else {
             Self::Unreachable(error_chain(e))
         }

@@ -44,6 +44,11 @@ impl PaymentError {
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Call(e) if e.is_retryable())
     }
+
+    /// Whether payments surely never saw the call ([`CallError::never_sent`]).
+    pub fn never_sent(&self) -> bool {
+        matches!(self, Self::Call(e) if e.never_sent())
+    }
 }
 
 impl From<CallError> for PaymentError {

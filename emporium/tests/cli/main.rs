@@ -234,6 +234,36 @@ async fn up_serves_the_shop_over_https_and_keeps_data_across_restarts() {
     assert!(load.wait_exit(Duration::from_secs(30)));
     let report = load.output().join("\n");
     assert!(report.contains("50 ok, 0 failed"), "{report}");
+    // And checks out through it: two customers of its own (registered,
+    // logged in, a card each), one unit of a product in stock per order.
+    let mut load = Proc::spawn(
+        &[
+            "loadgen",
+            "--url",
+            &base,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--scenario",
+            "checkout",
+            "--customers",
+            "2",
+            "--rate",
+            "5",
+            "--seconds",
+            "1",
+        ],
+        &[],
+    );
+    assert!(load.wait_exit(Duration::from_secs(60)));
+    // Its last line may still be on its way from the pipe.
+    let printed = within(Duration::from_secs(5), || {
+        std::future::ready(load.output().iter().any(|l| l.starts_with("outcomes:")))
+    })
+    .await;
+    let report = load.output().join("\n");
+    assert!(printed, "{report}");
+    assert!(report.contains("5 ok, 0 failed"), "{report}");
+    assert!(report.contains("outcomes: 201 confirmed: 5"), "{report}");
 
     assert!(up.terminate(Duration::from_secs(30)), "up stops on SIGTERM");
     up.assert_printed("Emporium stopped.");

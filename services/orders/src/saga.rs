@@ -99,6 +99,37 @@ enum Outcome {
     /// Try again later; a checkout that is out of time is rejected for the
     /// reason given.
     Later(RejectionReason),
+    /// As `Later`, and the call surely never reached the other service.
+    NotSent(RejectionReason),
+}
+
+/// `Later`, or `NotSent` when no attempt of the call connected.
+fn retry(reason: RejectionReason, never_sent: bool) -> Outcome {
+    if never_sent {
+        Outcome::NotSent(reason)
+    } else {
+        Outcome::Later(reason)
+    }
+}
+
+/// What this drive knows of the checkout's reserve and authorize calls:
+/// tried here, and whether any attempt may have reached the other side.
+#[derive(Debug, Default, Clone, Copy)]
+struct Sent {
+    tried: bool,
+    maybe: bool,
+}
+
+impl Sent {
+    fn note(&mut self, outcome: &Outcome) {
+        self.tried = true;
+        self.maybe |= !matches!(outcome, Outcome::NotSent(_));
+    }
+
+    /// Tried in this drive, and never delivered: nothing can be held.
+    fn surely_not(self) -> bool {
+        self.tried && !self.maybe
+    }
 }
 
 fn fail(reason: RejectionReason) -> Outcome {
@@ -265,6 +296,7 @@ impl Saga {
         let mut claimed_at = held.then(|| self.clock.now_ms());
         let mut retries = 0_u32;
         let mut resolved = false;
+        let (mut reserve, mut authorize) = (Sent::default(), Sent::default());
         loop {
             if self.faults.stopped() {
                 return Err(SagaError::Stopped);
@@ -280,7 +312,8 @@ impl Saga {
                 claimed_at = Some(now);
             }
             let outcome = if loaded.order.is_rejecting() && !resolved {
-                match self.unrecorded(&loaded.order).await {
+                let skip = (reserve.surely_not(), authorize.surely_not());
+                match self.unrecorded(&loaded.order, skip).await {
                     Some(outcome) => outcome,
                     None => {
                         resolved = true;
@@ -288,7 +321,13 @@ impl Saga {
                     }
                 }
             } else {
-                self.step(&loaded.order, step).await
+                let outcome = self.step(&loaded.order, step).await;
+                match step {
+                    SagaStep::ReserveStock => reserve.note(&outcome),
+                    SagaStep::AuthorizePayment => authorize.note(&outcome),
+                    _ => {}
+                }
+                outcome
             };
             match outcome {
                 Outcome::Record(events) => {
@@ -301,7 +340,7 @@ impl Saga {
                         return Err(SagaError::Stopped);
                     }
                 }
-                Outcome::Later(reason) => {
+                Outcome::Later(reason) | Outcome::NotSent(reason) => {
                     let checkout_going_ahead = loaded.order.in_progress()
                         == Some(Transition::Checkout)
                         && !loaded.order.is_rejecting();
@@ -365,14 +404,19 @@ impl Saga {
 
     /// What a failing checkout holds that its stream does not say: a
     /// reservation or authorization whose answer was lost. `None` when
-    /// nothing is (or the failure itself says nothing could be).
-    async fn unrecorded(&self, order: &Order) -> Option<Outcome> {
+    /// nothing is (or the failure itself says nothing could be, or the calls
+    /// surely never arrived: `(reserve, authorize)` of `never_sent`).
+    async fn unrecorded(&self, order: &Order, never_sent: (bool, bool)) -> Option<Outcome> {
         use RejectionReason as R;
         let id = order.id();
         let reason = order.rejection_reason();
         let reserve_failed_definitely =
             matches!(reason, Some(R::OutOfStock | R::ProductUnavailable));
-        if order.priced() && order.reservation_id().is_none() && !reserve_failed_definitely {
+        if order.priced()
+            && order.reservation_id().is_none()
+            && !reserve_failed_definitely
+            && !never_sent.0
+        {
             match self.reservations.get(id, None).await {
                 Ok(r) if r.status == ReservationStatus::Active => {
                     return Some(Outcome::Record(vec![OrderEvent::StockReserved {
@@ -387,7 +431,7 @@ impl Saga {
             }
         }
         let declined = matches!(reason, Some(R::PaymentDeclined | R::InsufficientFunds));
-        if order.stock_held() && order.payment().is_none() && !declined {
+        if order.stock_held() && order.payment().is_none() && !declined && !never_sent.1 {
             match self.payments.get(id, None).await {
                 Ok(p) if p.status == PaymentStatus::Authorized => {
                     return Some(Outcome::Record(vec![OrderEvent::PaymentAuthorized {
@@ -433,7 +477,7 @@ impl Saga {
                     Ok(r) => record(E::StockReserved {
                         reservation_id: r.id,
                     }),
-                    Err(e) if e.is_retryable() => Outcome::Later(R::CatalogUnavailable),
+                    Err(e) if e.is_retryable() => retry(R::CatalogUnavailable, e.never_sent()),
                     Err(ReservationError::OutOfStock(_)) => fail(R::OutOfStock),
                     Err(ReservationError::Invalid(_)) => fail(R::ProductUnavailable),
                     Err(ReservationError::Expired) => fail(R::Expired),
@@ -466,7 +510,7 @@ impl Saga {
                             .unwrap_or(R::PaymentDeclined),
                     ),
                     Ok(_) => Outcome::Later(R::PaymentUnavailable),
-                    Err(e) if e.is_retryable() => Outcome::Later(R::PaymentUnavailable),
+                    Err(e) if e.is_retryable() => retry(R::PaymentUnavailable, e.never_sent()),
                     // An unknown, used or expired card token.
                     Err(PaymentError::Invalid(_)) => fail(R::PaymentDeclined),
                     Err(e) => {
