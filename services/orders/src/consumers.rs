@@ -106,6 +106,11 @@ impl EventHandler for LateFailures {
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(HandlerError::new(e)),
             };
+            // A saga under way (the shipment that captured) finishes first:
+            // the event comes back after the bus's retry delay.
+            if loaded.order.in_progress().is_some() {
+                return Err(HandlerError::new("the order is moving; later"));
+            }
             if !loaded.order.allows(&attention) {
                 return Ok(());
             }

@@ -74,7 +74,9 @@ pub mod cards {
 /// test's engine: orders, catalog, payments and the sandbox card provider.
 pub struct TestApp {
     orders: Option<Running>,
-    _others: Vec<Running>,
+    catalog_running: Option<Running>,
+    payments_running: Option<Running>,
+    _sandbox: Running,
     http: Endpoint,
     pub state: AppState,
     pub catalog: Endpoint,
@@ -265,11 +267,9 @@ impl TestService for TestApp {
             http: Endpoint::new(app.base_url()),
             state: app.state(),
             orders: Some(run_in_background(|s| app.run_until_stopped(s))),
-            _others: vec![
-                run_in_background(|s| catalog.run_until_stopped(s)),
-                run_in_background(|s| payments.run_until_stopped(s)),
-                run_in_background(|s| sandbox.run_until_stopped(s)),
-            ],
+            catalog_running: Some(run_in_background(|s| catalog.run_until_stopped(s))),
+            payments_running: Some(run_in_background(|s| payments.run_until_stopped(s))),
+            _sandbox: run_in_background(|s| sandbox.run_until_stopped(s)),
             catalog: catalog_endpoint,
             payments: payments_endpoint,
             faults,
@@ -321,6 +321,18 @@ impl TestApp {
             state: app.state(),
             _running: run_in_background(|s| app.run_until_stopped(s)),
         }
+    }
+
+    /// Stops the catalog service; its port is refused from now on.
+    pub async fn stop_catalog(&mut self) {
+        self.catalog_running = None;
+        gone(&self.catalog).await;
+    }
+
+    /// Stops the payments service; its port is refused from now on.
+    pub async fn stop_payments(&mut self) {
+        self.payments_running = None;
+        gone(&self.payments).await;
     }
 
     /// Stops the orders service (as a crash would: its claims stay until
@@ -594,6 +606,33 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `PUT /api/v1/cart/items/{product}` as `bearer` with `{"quantity": quantity}`
+    /// (any JSON value, so a wrong type can be sent too).
+    pub async fn put_cart_item(
+        &self,
+        bearer: &str,
+        product: impl std::fmt::Display,
+        quantity: Value,
+    ) -> Response {
+        self.put(&format!("/api/v1/cart/items/{product}"))
+            .bearer_auth(bearer)
+            .json(&json!({"quantity": quantity}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /api/v1/cart` as `bearer`, which must answer 200: the cart.
+    pub async fn cart(&self, bearer: &str) -> Value {
+        let r = self
+            .get("/api/v1/cart")
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        ok(r, 200).await
+    }
+
     /// Waits until the order is in `status` (10 s at most), and gives it.
     pub async fn wait_for_status(&self, id: &str, status: &str) -> Value {
         for _ in 0..500 {
@@ -606,6 +645,17 @@ impl TestApp {
         let order: Value = self.get_order(&self.admin, id).await.json().await.unwrap();
         panic!("order {id} is not {status}: {order}");
     }
+}
+
+/// Waits until `endpoint` refuses connections.
+async fn gone(endpoint: &Endpoint) {
+    for _ in 0..250 {
+        if endpoint.get("/healthz").send().await.is_err() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{} still answers", endpoint.url(""));
 }
 
 /// The answer's body, after checking its status.

@@ -4,6 +4,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod access;
+mod cart;
 mod checkout;
+mod events;
 mod helpers;
+mod recovery;
 mod store;
+mod transitions;
