@@ -136,12 +136,15 @@ fn fail(reason: RejectionReason) -> Outcome {
     Outcome::Record(vec![OrderEvent::CheckoutFailed { reason }])
 }
 
-/// Stops the service after a given number of saga steps were persisted, as a
-/// crash would. Only in builds with the `fault-points` feature (tests).
+/// Stops the service at a given saga step, as a crash would: right after
+/// the step's event is persisted, or after its call was answered and before
+/// the event is. Only in builds with the `fault-points` feature (tests).
 #[derive(Debug, Default)]
 pub struct Faults {
     #[cfg(feature = "fault-points")]
     after: AtomicU32,
+    #[cfg(feature = "fault-points")]
+    before_saving: AtomicBool,
     #[cfg(feature = "fault-points")]
     persisted: AtomicU32,
     stopped: AtomicBool,
@@ -154,7 +157,21 @@ impl Faults {
         {
             let after = self.after.load(Ordering::SeqCst);
             let n = self.persisted.fetch_add(1, Ordering::SeqCst) + 1;
-            if after > 0 && n >= after {
+            if after > 0 && n >= after && !self.before_saving.load(Ordering::SeqCst) {
+                self.stopped.store(true, Ordering::SeqCst);
+            }
+        }
+        self.stopped()
+    }
+
+    /// A step's call was answered and its event is about to be saved;
+    /// `true` when the service must stop before saving it.
+    fn answered(&self) -> bool {
+        #[cfg(feature = "fault-points")]
+        {
+            let after = self.after.load(Ordering::SeqCst);
+            let n = self.persisted.load(Ordering::SeqCst) + 1;
+            if after > 0 && n >= after && self.before_saving.load(Ordering::SeqCst) {
                 self.stopped.store(true, Ordering::SeqCst);
             }
         }
@@ -184,7 +201,25 @@ impl Saga {
     #[cfg(feature = "fault-points")]
     pub fn stop_after_steps(&self, n: u32) {
         self.faults.persisted.store(0, Ordering::SeqCst);
+        self.faults.before_saving.store(false, Ordering::SeqCst);
         self.faults.after.store(n, Ordering::SeqCst);
+    }
+
+    /// Makes this service stop, as if it crashed, once the call of the
+    /// `n`-th saga step from now has been answered and before its event is
+    /// saved (the other service did the work; orders does not know).
+    #[cfg(feature = "fault-points")]
+    pub fn stop_before_saving_step(&self, n: u32) {
+        self.faults.persisted.store(0, Ordering::SeqCst);
+        self.faults.before_saving.store(true, Ordering::SeqCst);
+        self.faults.after.store(n, Ordering::SeqCst);
+    }
+
+    /// How many saga steps this service persisted since the last fault
+    /// point was set.
+    #[cfg(feature = "fault-points")]
+    pub fn steps_persisted(&self) -> u32 {
+        self.faults.persisted.load(Ordering::SeqCst)
     }
 
     /// The order as its stream makes it, if there is one.
@@ -311,7 +346,7 @@ impl Saga {
                 }
                 claimed_at = Some(now);
             }
-            let outcome = if loaded.order.is_rejecting() && !resolved {
+            let outcome = if undoing_checkout(&loaded.order) && !resolved {
                 let skip = (reserve.surely_not(), authorize.surely_not());
                 match self.unrecorded(&loaded.order, skip).await {
                     Some(outcome) => outcome,
@@ -331,8 +366,29 @@ impl Saga {
             };
             match outcome {
                 Outcome::Record(events) => {
-                    if !self.record(&mut loaded, &events).await? {
+                    if self.faults.answered() {
+                        return Err(SagaError::Stopped);
+                    }
+                    let mut saved = self.record(&mut loaded, &events).await?;
+                    while !saved {
+                        // Someone else moved the order meanwhile (a cancel
+                        // during the checkout). What another service now
+                        // holds is a fact all the same: recorded if it can
+                        // be, so that the cancel gives it back.
                         loaded = self.reload(id).await?;
+                        let facts = events.iter().all(|e| {
+                            matches!(
+                                e,
+                                OrderEvent::StockReserved { .. }
+                                    | OrderEvent::PaymentAuthorized { .. }
+                            ) && loaded.order.allows(e)
+                        });
+                        if !facts {
+                            break;
+                        }
+                        saved = self.record(&mut loaded, &events).await?;
+                    }
+                    if !saved {
                         continue;
                     }
                     retries = 0;
@@ -657,7 +713,9 @@ fn announcements(order: &Order, events: &[OrderEvent]) -> Vec<Envelope> {
     events.iter().filter_map(announce).collect()
 }
 
-/// Whether an order in `status` is one its customer may still cancel.
-pub fn customer_may_cancel(status: OrderStatus) -> bool {
-    matches!(status, OrderStatus::Pending | OrderStatus::Confirmed)
+/// A checkout being undone before it finished: failed, or cancelled while
+/// pending. What it holds may not all be in its stream yet.
+fn undoing_checkout(order: &Order) -> bool {
+    order.status() == OrderStatus::Pending
+        && (order.is_rejecting() || order.in_progress() == Some(Transition::Cancel))
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::cart::MAX_QUANTITY;
 use super::{ApiResult, AppState, problems, visible};
-use crate::domain::{Actor, Line, OrderEvent, OrderStatus, ShippingAddress, Totals};
+use crate::domain::{Actor, Line, OrderEvent, OrderStatus, ShippingAddress, Totals, Transition};
 use crate::saga::{Driven, Loaded};
 use crate::store::ListFilter;
 
@@ -431,8 +431,20 @@ async fn transition(
     event: OrderEvent,
 ) -> ApiResult<(StatusCode, AppJson<Value>)> {
     let api = &state.0;
+    let asked = match &event {
+        OrderEvent::CancelRequested { .. } => Some(Transition::Cancel),
+        OrderEvent::ShipRequested { .. } => Some(Transition::Ship),
+        OrderEvent::RefundRequested { .. } => Some(Transition::Refund),
+        _ => None,
+    };
     for _ in 0..5 {
         let mut loaded = visible(api.saga.load(id).await?, user)?;
+        // The same transition under way already (a retry after a timeout or
+        // a crash): wait for it rather than refuse.
+        if asked.is_some() && loaded.order.in_progress() == asked {
+            let driven = api.settle(id, false).await?;
+            return Ok(answer(driven, StatusCode::OK));
+        }
         if !loaded.order.allows(&event) {
             let status = loaded.order.status();
             let detail = format!("An order that is {status} cannot be {verb}.");

@@ -92,6 +92,10 @@ pub struct TestApp {
     /// Orders' settings, for replicas and restarts.
     pub settings: OrdersSettings,
     pub orders_db: Arc<TestDatabase>,
+    /// The catalog's and payments' settings, their port fixed, to start them again.
+    catalog_settings: emporium_catalog::CatalogSettings,
+    payments_settings: emporium_payments::PaymentsSettings,
+    late: Arc<LateProvider>,
     pub catalog_db: String,
     pub payments_db: String,
     _dbs: Vec<TestDatabase>,
@@ -176,8 +180,9 @@ impl TestService for TestApp {
             &catalog_db.url,
             &embedded,
         );
+        let mut catalog_settings = catalog_settings;
         let catalog = emporium_catalog::Application::build_at(
-            catalog_settings,
+            catalog_settings.clone(),
             bus.clone(),
             jwks(),
             clock.clone(),
@@ -238,6 +243,8 @@ impl TestService for TestApp {
         payments_settings.provider.url = sandbox.base_url();
         late.set(emporium_payments::card_provider(&payments_settings).unwrap());
 
+        catalog_settings.http.port = catalog.port();
+        payments_settings.http.port = payments.port();
         let mut settings: OrdersSettings = service_settings(
             "orders",
             emporium_orders::config::DEFAULTS,
@@ -282,6 +289,9 @@ impl TestService for TestApp {
             clock,
             settings,
             orders_db: Arc::new(orders_db),
+            catalog_settings,
+            payments_settings,
+            late,
             catalog_db: catalog_db.url.clone(),
             payments_db: payments_db.url.clone(),
             _dbs: vec![catalog_db, payments_db, sandbox_db, bus_file],
@@ -327,6 +337,33 @@ impl TestApp {
     pub async fn stop_catalog(&mut self) {
         self.catalog_running = None;
         gone(&self.catalog).await;
+    }
+
+    /// Starts the catalog again on its port.
+    pub async fn start_catalog(&mut self) {
+        let catalog = emporium_catalog::Application::build_at(
+            self.catalog_settings.clone(),
+            self.bus.clone(),
+            MemoryJwks::with(&[key()]),
+            self.clock.clone(),
+        )
+        .await
+        .unwrap();
+        self.catalog_running = Some(run_in_background(|s| catalog.run_until_stopped(s)));
+    }
+
+    /// Starts payments again on its port.
+    pub async fn start_payments(&mut self) {
+        let payments = emporium_payments::Application::build_with_provider(
+            self.payments_settings.clone(),
+            self.bus.clone(),
+            MemoryJwks::with(&[key()]),
+            self.clock.clone(),
+            self.late.clone(),
+        )
+        .await
+        .unwrap();
+        self.payments_running = Some(run_in_background(|s| payments.run_until_stopped(s)));
     }
 
     /// Stops the payments service; its port is refused from now on.

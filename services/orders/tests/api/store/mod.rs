@@ -115,6 +115,7 @@ emporium_db::on_engines!(
     concurrent_writers_of_one_stream_never_lose_an_event,
     events_cannot_be_changed_or_removed,
     a_rebuilt_read_model_equals_the_live_one,
+    one_replica_at_a_time_drives_a_saga,
 );
 
 emporium_db::on_engines!(a_checkout_s_read_model_follows_its_stream_and_rebuilds_the_same);
@@ -289,4 +290,56 @@ async fn a_rebuilt_read_model_equals_the_live_one(engine: Engine) {
     assert_eq!(store.rebuild(project).await.unwrap(), 5);
     let rebuilt = crate::store::read_model(&db).await;
     assert_eq!(rebuilt, live);
+}
+
+/// A saga's claim: one owner at a time until its lease runs out; put off,
+/// nobody takes it before the time given; finished, nobody can.
+async fn one_replica_at_a_time_drives_a_saga(engine: Engine) {
+    use emporium_orders::store::Lease;
+    let (store, db, _d) = store(engine).await;
+    let lease = |owner: &str| Lease {
+        owner: owner.into(),
+        ms: 1_000,
+    };
+    let (a, b) = (
+        EventStore::new(db.clone()).with_lease(lease("a")),
+        EventStore::new(db.clone()).with_lease(lease("b")),
+    );
+    let order = Uuid::now_v7();
+    let opened = Counted::Opened {
+        customer_id: Uuid::now_v7(),
+    };
+    let mut projection = project(order, &[]).unwrap();
+    projection.in_progress = Some("checkout".into());
+    // Placed by `a` at t=100: `a` holds it until 1100.
+    a.append(order, 0, &[opened], &projection, (&[], 100))
+        .await
+        .unwrap();
+    assert_eq!(b.unfinished(500, 10).await.unwrap(), Vec::<Uuid>::new());
+    assert!(!b.claim(order, 500).await.unwrap(), "b took a's saga");
+    assert!(a.claim(order, 600).await.unwrap(), "a renews its own");
+    // a's claim (renewed at 600) runs out at 1600.
+    assert!(!b.claim(order, 1_599).await.unwrap());
+    assert_eq!(b.unfinished(1_601, 10).await.unwrap(), [order]);
+    assert!(b.claim(order, 1_601).await.unwrap());
+    assert!(
+        !a.claim(order, 1_700).await.unwrap(),
+        "a took it back from b"
+    );
+    // Put off by b until 5000: nobody before, anybody after.
+    b.put_off(order, 5_000).await.unwrap();
+    assert!(!a.claim(order, 4_999).await.unwrap());
+    assert!(a.claim(order, 5_001).await.unwrap());
+    // Finished: nothing to claim, nothing unfinished.
+    projection.in_progress = None;
+    let added = Counted::Added { n: 1 };
+    a.append(order, 1, &[added], &projection, (&[], 5_002))
+        .await
+        .unwrap();
+    assert!(!b.claim(order, 100_000).await.unwrap());
+    assert_eq!(
+        store.unfinished(100_000, 10).await.unwrap(),
+        Vec::<Uuid>::new()
+    );
+    assert_eq!(store.backlog().await.unwrap().0, 0);
 }
