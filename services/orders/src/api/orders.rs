@@ -19,6 +19,7 @@ use super::{ApiResult, AppState, problems, visible};
 use crate::domain::{Actor, Line, OrderEvent, OrderStatus, ShippingAddress, Totals, Transition};
 use crate::saga::{Driven, Loaded};
 use crate::store::ListFilter;
+use emporium_contracts::payments::MAX_AMOUNT;
 
 /// The most lines one order holds.
 pub const MAX_ITEMS: usize = 100;
@@ -160,7 +161,11 @@ pub async fn place(
         .ok_or_else(key_problems::missing)?;
     let api = &state.0;
     let id = order_id(user.id, &key);
-    let body = serde_json::to_vec(&request).unwrap_or_default();
+    // The request as it will be stored (blank optional address fields are
+    // absent), so that spellings of the same request are one request.
+    let mut canonical = request.clone();
+    canonical.shipping_address = canonical.shipping_address.map(|a| a.normalized());
+    let body = serde_json::to_vec(&canonical).unwrap_or_default();
     let request_hash = fingerprint(&Method::POST, "/api/v1/orders", &body);
     if let Some(existing) = api.saga.load(id).await? {
         return again(&state, existing, &request_hash).await;
@@ -198,6 +203,13 @@ pub async fn place(
     }
     let totals = match (errors.is_empty(), currency) {
         (true, Some(currency)) => match Totals::of(&lines, 0, currency) {
+            Ok(totals) if totals.total.amount > MAX_AMOUNT => {
+                errors.push(FieldError::new(
+                    "items",
+                    format!("the order's total is more than one payment may be ({MAX_AMOUNT} minor units)"),
+                ));
+                None
+            }
             Ok(totals) if totals.total.amount > 0 => Some(totals),
             Ok(_) => {
                 errors.push(FieldError::new("items", "the order must cost something"));

@@ -46,7 +46,7 @@ pub mod fields {
 }
 
 pub const REQUIRED: &str = "must not be empty";
-pub const CONTROL: &str = "must not contain control characters";
+pub const CONTROL: &str = emporium_http::text::CONTROL;
 pub const NOT_A_COUNTRY: &str =
     "must be an ISO 3166-1 alpha-2 country code in capitals, such as DE";
 pub const NOT_A_PHONE: &str = "must be digits, with spaces, +, -, ( and ) only";
@@ -138,8 +138,10 @@ impl ShippingAddress {
             if value.chars().count() > r.max {
                 problems.push((r.field, r.too_long));
             }
-            if value.chars().any(is_control) {
-                problems.push((r.field, CONTROL));
+            // Controls, and what hides or disguises the text on a label or
+            // an admin's screen (zero-width, private-use, bidirectional).
+            if let Err(why) = emporium_http::text::refuse_hidden(value) {
+                problems.push((r.field, why));
             }
             if blank {
                 continue;
@@ -157,10 +159,6 @@ impl ShippingAddress {
             Err(problems)
         }
     }
-}
-
-fn is_control(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
 }
 
 /// Digits and the punctuation people write numbers with (`+49 (30) 1234-56`),
@@ -188,6 +186,27 @@ mod tests {
             postal_code: "SW1Y 4JH".into(),
             country: "GB".into(),
             phone: None,
+        }
+    }
+
+    #[test]
+    fn text_that_hides_or_disguises_itself_is_refused() {
+        use emporium_http::text::{BIDI, INVISIBLE};
+        for (name, why) in [
+            ("a\u{202e}b", BIDI),
+            ("a\u{200b}b", INVISIBLE),
+            ("\u{feff}Ada", INVISIBLE),
+            ("\u{e000}", INVISIBLE),
+        ] {
+            let address = ShippingAddress {
+                name: name.into(),
+                line1: "Main 1".into(),
+                city: "Berlin".into(),
+                postal_code: "10117".into(),
+                country: "DE".into(),
+                ..ShippingAddress::default()
+            };
+            assert_eq!(address.check(), Err(vec![(fields::NAME, why)]), "{name:?}");
         }
     }
 
