@@ -91,7 +91,8 @@ start() {
     local client
     client=$(EMPORIUM_DATABASE_URL=$(url accounts) EMPORIUM_KEYS_KEK="$kek" "$BIN" accounts \
         create-client --id orders \
-        --scopes "stock:reserve stock:adjust payments:authorize payments:capture payments:void payments:refund")
+        --scopes "stock:reserve stock:adjust payments:authorize payments:capture payments:void payments:refund" |
+        grep -v '^{' | tail -n 1)
     serve orders 8184 EMPORIUM_DATABASE_URL="$(url orders)" \
         EMPORIUM_AUTH_JWKS_URL=$jwks EMPORIUM_AUTH_CA_CERT="$CA" \
         EMPORIUM_CLIENT_TOKEN_URL=https://127.0.0.1:8181/api/v1/auth/token \
