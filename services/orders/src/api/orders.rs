@@ -70,11 +70,16 @@ fn is_token(token: &str) -> bool {
     !token.is_empty() && token.len() <= 255 && token.bytes().all(|b| b.is_ascii_graphic())
 }
 
-/// Every field error of the request, and the items it orders.
-fn checked(
-    request: &PlaceOrder,
-    cart: Vec<(Uuid, i64)>,
-) -> Result<(Vec<(Uuid, i64)>, ShippingAddress, String), Vec<FieldError>> {
+/// What a valid request orders: `(product, quantity)` items, where to, and
+/// the card token.
+struct Checked {
+    items: Vec<(Uuid, i64)>,
+    address: ShippingAddress,
+    token: String,
+}
+
+/// Every field error of the request, or what it orders.
+fn checked(request: &PlaceOrder, cart: Vec<(Uuid, i64)>) -> Result<Checked, Vec<FieldError>> {
     let mut errors = Vec::new();
     let items = match &request.items {
         Some(items) => {
@@ -135,7 +140,11 @@ fn checked(
         Some(p) => p.token.clone(),
     };
     if errors.is_empty() {
-        Ok((items, address, token))
+        Ok(Checked {
+            items,
+            address,
+            token,
+        })
     } else {
         Err(errors)
     }
@@ -176,7 +185,11 @@ pub async fn place(
     } else {
         Vec::new()
     };
-    let (items, address, token) = checked(&request, cart).map_err(Problem::validation)?;
+    let Checked {
+        items,
+        address,
+        token,
+    } = checked(&request, cart).map_err(Problem::validation)?;
     let products = api
         .products(items.iter().map(|(id, _)| *id).collect())
         .await?;
