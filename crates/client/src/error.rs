@@ -167,6 +167,29 @@ mod tests {
         }
     }
 
+    /// Only a call that surely never reached the other side may be taken as
+    /// "nothing happened there": a timeout or a broken connection may have
+    /// delivered it, and an answer certainly was.
+    #[test]
+    fn only_calls_that_never_connected_were_never_sent() {
+        let down = || Box::new(CallError::Unreachable("down".into()));
+        for never in [
+            CallError::NotSent("refused".into()),
+            CallError::Token(down()),
+            CallError::Request("bad path".into()),
+        ] {
+            assert!(never.never_sent(), "{never:?}");
+        }
+        for maybe in [
+            CallError::Timeout(std::time::Duration::from_secs(1)),
+            CallError::Unreachable("reset".into()),
+            CallError::Problem(problem(503, "unavailable")),
+            CallError::Decode("bad".into()),
+        ] {
+            assert!(!maybe.never_sent(), "{maybe:?}");
+        }
+    }
+
     #[test]
     fn only_transient_answers_are_retryable() {
         for status in [408, 425, 429, 500, 502, 503, 504] {

@@ -80,7 +80,13 @@ impl LateFailures {
             consumer: "orders.payments".into(),
             event_types: vec![PaymentFailed::TYPE.into()],
             handler: Arc::new(self),
-            retry: RetryPolicy::default(),
+            // An order's saga under way (a shipment waiting for a service)
+            // is waited for: 12 attempts, doubling from a second, span
+            // over an hour before the event is parked.
+            retry: RetryPolicy {
+                max_attempts: 12,
+                base_delay: std::time::Duration::from_secs(1),
+            },
             prefetch: 16,
         }
     }

@@ -324,9 +324,21 @@ impl Saga {
         held: bool,
         deadline: Instant,
     ) -> Result<Option<Driven>, SagaError> {
-        let Some(mut loaded) = self.load(id).await? else {
+        let Some(loaded) = self.load(id).await? else {
             return Ok(None);
         };
+        self.drive_from(loaded, held, deadline).await.map(Some)
+    }
+
+    /// As [`Saga::drive`], from the order as the caller holds it (just
+    /// created, so not read back).
+    pub async fn drive_from(
+        &self,
+        mut loaded: Loaded,
+        held: bool,
+        deadline: Instant,
+    ) -> Result<Driven, SagaError> {
+        let id = loaded.order.id();
         let lease = self.store.lease().ms;
         let mut claimed_at = held.then(|| self.clock.now_ms());
         let mut retries = 0_u32;
@@ -337,12 +349,12 @@ impl Saga {
                 return Err(SagaError::Stopped);
             }
             let Some(step) = loaded.order.next_step() else {
-                return Ok(Some(Driven::Finished(loaded)));
+                return Ok(Driven::Finished(loaded));
             };
             let now = self.clock.now_ms();
             if claimed_at.is_none_or(|at| now - at > lease / 3) {
                 if !self.store.claim(id, now).await? {
-                    return Ok(Some(Driven::Pending(loaded)));
+                    return Ok(Driven::Pending(loaded));
                 }
                 claimed_at = Some(now);
             }
@@ -419,7 +431,7 @@ impl Saga {
                     }
                     let retry_at = self.clock.now_ms() + wait.as_millis() as i64;
                     self.store.put_off(id, retry_at).await?;
-                    return Ok(Some(Driven::Pending(loaded)));
+                    return Ok(Driven::Pending(loaded));
                 }
             }
         }

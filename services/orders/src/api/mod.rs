@@ -145,17 +145,20 @@ impl Api {
 
     /// Drives the order's saga until it has finished or the request has
     /// waited long enough; a saga another replica or request drives is
-    /// waited for. `held`: this request just created the order.
-    async fn settle(&self, id: Uuid, held: bool) -> ApiResult<Driven> {
+    /// waited for. `created`: the order this request just created (and
+    /// holds the claim of).
+    async fn settle(&self, id: Uuid, created: Option<Loaded>) -> ApiResult<Driven> {
         let deadline = tokio::time::Instant::now() + self.answer_within;
-        let mut held = held;
+        let mut created = created;
         loop {
-            let driven = self
-                .saga
-                .drive(id, held, deadline)
-                .await?
-                .ok_or_else(|| Problem::not_found("No such order."))?;
-            held = false;
+            let driven = match created.take() {
+                Some(loaded) => self.saga.drive_from(loaded, true, deadline).await?,
+                None => self
+                    .saga
+                    .drive(id, false, deadline)
+                    .await?
+                    .ok_or_else(|| Problem::not_found("No such order."))?,
+            };
             match driven {
                 Driven::Pending(_) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;

@@ -250,7 +250,7 @@ pub async fn place(
     // later); today it settles the placed prices, in the same append.
     let priced = OrderEvent::Priced { lines, totals };
     metrics::counter!("orders_placed_total").increment(1);
-    let Some(_) = api.saga.create(id, placed, priced).await? else {
+    let Some(created) = api.saga.create(id, placed, priced).await? else {
         // A concurrent request with the same key placed it first.
         let existing = api
             .saga
@@ -259,7 +259,7 @@ pub async fn place(
             .ok_or_else(|| Problem::not_found("No such order."))?;
         return again(&state, existing, &request_hash).await;
     };
-    let driven = api.settle(id, true).await?;
+    let driven = api.settle(id, Some(created)).await?;
     if from_cart && driven.loaded().order.status() == OrderStatus::Confirmed {
         api.carts.clear(user.id).await?;
     }
@@ -276,7 +276,7 @@ async fn again(
     if existing.order.request() != request_hash {
         return Err(key_problems::reused().into());
     }
-    let driven = state.0.settle(existing.order.id(), false).await?;
+    let driven = state.0.settle(existing.order.id(), None).await?;
     Ok(answer(driven, StatusCode::OK))
 }
 
@@ -467,7 +467,7 @@ async fn transition(
         // The same transition under way already (a retry after a timeout or
         // a crash): wait for it rather than refuse.
         if asked.is_some() && loaded.order.in_progress() == asked {
-            let driven = api.settle(id, false).await?;
+            let driven = api.settle(id, None).await?;
             return Ok(answer(driven, StatusCode::OK));
         }
         if !loaded.order.allows(&event) {
@@ -480,7 +480,7 @@ async fn transition(
             .record(&mut loaded, std::slice::from_ref(&event))
             .await?
         {
-            let driven = api.settle(id, false).await?;
+            let driven = api.settle(id, None).await?;
             return Ok(answer(driven, StatusCode::OK));
         }
     }

@@ -86,16 +86,7 @@ async fn a_reservation_expired_while_orders_was_down_rejects_and_voids(mut app: 
     // Down longer than the reservation lasts (15 minutes).
     app.clock.advance(std::time::Duration::from_secs(16 * 60));
     app.restart().await;
-    let orders: Value = ok(
-        app.get("/api/v1/orders")
-            .bearer_auth(&app.customer)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
-    let id = orders["items"][0]["id"].as_str().unwrap().to_owned();
+    let id = app.newest_order().await;
     let order = app.wait_for_status(&id, "rejected").await;
     assert_eq!(order["rejection_reason"], "expired");
     assert_eq!(
@@ -269,15 +260,7 @@ async fn bad_orders_are_refused_naming_each_field_and_nothing_is_stored(app: Tes
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    let list: Value = ok(
-        app.get("/api/v1/orders")
-            .bearer_auth(&app.customer)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let list: Value = app.orders_list(&app.customer, "").await;
     assert_eq!(list["items"], json!([]));
     assert_eq!(app.stock(eur).await, (10, 0));
 }

@@ -340,3 +340,47 @@ async fn a_late_capture_failure_moves_a_shipped_order_to_needs_attention(app: Te
     assert_eq!(payment["status"], "failed", "{payment}");
     assert_eq!(app.stock(product).await, (9, 0));
 }
+
+// A capture failure reported while the shipment that captured is still
+// under way (orders stopped in the middle of it) is applied only once the
+// shipment has finished: the shipment is not cut short with the stock held.
+both!(a_capture_failure_during_a_shipment_waits_for_it);
+async fn a_capture_failure_during_a_shipment_waits_for_it(mut app: TestApp) {
+    use emporium_contracts::payments::{FailureReason, PaymentFailed};
+    let product = app.product(10, 2500).await;
+    let order = app.order(&[(product, 1)], cards::APPROVES).await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    app.state.0.saga.stop_after_steps(1);
+    assert_eq!(app.act(&app.admin, &id, "ship").await.status(), 503);
+    let payment = app.payment(&id).await.unwrap();
+    let failed = PaymentFailed {
+        payment_id: payment["id"].as_str().unwrap().parse().unwrap(),
+        order_id: id.parse().unwrap(),
+        customer_id: app.customer_id,
+        reason: FailureReason::CaptureFailed,
+    };
+    deliver(&app, &[&Envelope::new(&failed, Some(id.clone()), None)]).await;
+    // Delivered and put back: the order is still in its shipment.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let history = app.history(&id).await;
+    assert_eq!(
+        history.last().map(String::as_str),
+        Some("payment_captured"),
+        "{history:?}"
+    );
+    app.restart().await;
+    let shipped = ok(app.act(&app.admin, &id, "ship").await, 200).await;
+    assert_eq!(shipped["status"], "shipped");
+    app.wait_for_status(&id, "needs_attention").await;
+    let history = app.history(&id).await;
+    assert_eq!(
+        history[history.len() - 4..],
+        [
+            "payment_captured",
+            "stock_committed",
+            "shipped",
+            "needs_attention"
+        ]
+    );
+    assert_eq!(app.stock(product).await, (9, 0));
+}

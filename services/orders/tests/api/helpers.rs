@@ -608,6 +608,23 @@ impl TestApp {
         ok(r, 201).await
     }
 
+    /// `GET /api/v1/orders{query}` as `bearer`: the page.
+    pub async fn orders_list(&self, bearer: &str, query: &str) -> Value {
+        let r = self
+            .get(&format!("/api/v1/orders{query}"))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        ok(r, 200).await
+    }
+
+    /// The customer's newest order's id.
+    pub async fn newest_order(&self) -> String {
+        let list = self.orders_list(&self.customer, "?limit=1").await;
+        list["items"][0]["id"].as_str().unwrap().to_owned()
+    }
+
     /// An order as `bearer` sees it.
     pub async fn get_order(&self, bearer: &str, id: &str) -> Response {
         self.get(&format!("/api/v1/orders/{id}"))

@@ -69,16 +69,7 @@ async fn a_checkout_stopped_at_any_step_is_finished_after_a_restart(mut app: Tes
                 orders += 1;
                 // Stopped where it was told to: the history holds the steps
                 // before (and, after saving, the step itself), no more.
-                let list: Value = ok(
-                    app.get("/api/v1/orders?limit=1")
-                        .bearer_auth(&app.customer)
-                        .send()
-                        .await
-                        .unwrap(),
-                    200,
-                )
-                .await;
-                let id = list["items"][0]["id"].as_str().unwrap().to_owned();
+                let id = app.newest_order().await;
                 let done = if before_saving { n - 1 } else { n };
                 assert_eq!(
                     app.history(&id).await,
@@ -171,15 +162,7 @@ async fn catalog_down_refuses_the_order_and_stores_nothing(mut app: TestApp) {
     let body = TestApp::order_body(&[(product, 1)], &token);
     let r = app.place_as(&app.customer, "cat-down", &body).await;
     problem_of(r, 503, "catalog-unavailable").await;
-    let list: Value = ok(
-        app.get("/api/v1/orders")
-            .bearer_auth(&app.customer)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let list: Value = app.orders_list(&app.customer, "").await;
     assert_eq!(list["items"].as_array().unwrap().len(), 0);
 }
 
@@ -204,15 +187,7 @@ async fn two_replicas_finish_each_unfinished_saga_once(mut app: TestApp) {
     app.restart().await;
     let replica = app.replica(|_| {}).await;
     // Both scan for sagas nobody drives; nothing else drives these.
-    let list: Value = ok(
-        app.get("/api/v1/orders")
-            .bearer_auth(&app.customer)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let list: Value = app.orders_list(&app.customer, "").await;
     let ids: Vec<String> = list["items"]
         .as_array()
         .unwrap()
@@ -270,7 +245,7 @@ async fn catalog_down_after_the_authorization_voids_it_and_releases_the_stock_on
     let body = TestApp::order_body(&[(product, 2)], &token);
     let r = app.place_as(&app.customer, "cat-later", &body).await;
     assert_eq!(r.status(), 503);
-    let id = newest(&app).await;
+    let id = app.newest_order().await;
     app.stop_catalog().await;
     app.restart().await;
     // The void goes through; the release waits for the catalog.
@@ -356,20 +331,6 @@ async fn a_shipment_stopped_midway_is_finished_and_its_retry_answers_it(mut app:
     assert_eq!(kinds, ["created", "authorized", "captured"]);
 }
 
-/// The customer's newest order's id.
-async fn newest(app: &TestApp) -> String {
-    let list: Value = ok(
-        app.get("/api/v1/orders?limit=1")
-            .bearer_auth(&app.customer)
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
-    list["items"][0]["id"].as_str().unwrap().to_owned()
-}
-
 // The catalog reserved, and orders stopped before saving it; the customer
 // cancels meanwhile. The cancel asks the catalog what it holds for the
 // order, records the reservation and releases it: nothing is left held.
@@ -385,7 +346,7 @@ async fn a_cancel_during_a_checkout_gives_back_what_the_stream_did_not_know(mut 
             .status(),
         503
     );
-    let id = newest(&app).await;
+    let id = app.newest_order().await;
     assert_eq!(app.history(&id).await, ["placed", "priced"]);
     assert_eq!(app.stock(product).await, (10, 3));
     app.restart().await;

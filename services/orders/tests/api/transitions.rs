@@ -201,11 +201,5 @@ async fn the_read_model_rebuilt_from_the_streams_equals_the_live_one(app: TestAp
 
 /// Every order as an admin's list serves it.
 async fn served(app: &TestApp) -> Value {
-    let r = app
-        .get("/api/v1/orders?limit=100")
-        .bearer_auth(&app.admin)
-        .send()
-        .await
-        .unwrap();
-    ok(r, 200).await
+    app.orders_list(&app.admin, "?limit=100").await
 }
