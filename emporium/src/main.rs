@@ -128,7 +128,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Up(args) => args.log_format(),
         _ => emporium_telemetry::LogFormat::Json,
     };
-    emporium_telemetry::init_logging_as("info", format);
+    // A served process is one service; `up` and the commands are the shop.
+    let name = match &cli.command {
+        Command::Serve { service, .. } => service.as_str(),
+        _ => "emporium",
+    };
+    emporium_telemetry::init_logging_for("info", format, name);
     match cli.command {
         Command::Up(args) => up::run(args).await,
         Command::Events(args) => events::run(args).await,

@@ -116,6 +116,7 @@ async fn request_context(
         service = service.0,
         request_id = %request_id,
         trace_id = %trace.trace_id_hex(),
+        span_id = %trace.span_id_hex(),
         method = %method,
         path = %path,
     );

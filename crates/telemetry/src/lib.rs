@@ -2,11 +2,14 @@
 //!
 //! ## Layout
 //! - [`init_logging`]: one JSON object per line on stdout, filtered by `RUST_LOG`
-//!   (or the configured level); span fields such as `request_id` and `trace_id`
-//!   are included in every event logged inside a request. [`init_logging_as`]
-//!   with [`LogFormat::Pretty`] writes readable lines instead (`up` at a terminal).
+//!   (or the configured level), in the Elastic Common Schema's names
+//!   ([`ecs`]): the request span's service, trace, method and path are in
+//!   every event logged inside a request. [`init_logging_as`] with
+//!   [`LogFormat::Pretty`] writes readable lines instead (`up` at a terminal).
 //! - [`TraceParent`]: the W3C `traceparent` header, parsed or started anew.
 //! - [`metrics_handle`]: the process-wide Prometheus recorder, rendered by `/metrics`.
+
+pub mod ecs;
 
 use std::sync::OnceLock;
 
@@ -44,6 +47,12 @@ pub fn init_logging(default_filter: &str) {
 
 /// Installs the log subscriber in `format` once per process; later calls are no-ops.
 pub fn init_logging_as(default_filter: &str, format: LogFormat) {
+    init_logging_for(default_filter, format, "emporium");
+}
+
+/// As [`init_logging_as`], naming the process `service` in lines that no
+/// request span names (`emporium serve <service>`).
+pub fn init_logging_for(default_filter: &str, format: LogFormat, service: &str) {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
         let filter =
@@ -54,10 +63,10 @@ pub fn init_logging_as(default_filter: &str, format: LogFormat) {
             .with_writer(std::io::stdout);
         let _ = match format {
             LogFormat::Json => builder
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(false)
+                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .event_format(ecs::EcsFormat {
+                    service: service.to_owned(),
+                })
                 .try_init(),
             // Colours only for a terminal: escape codes in a file help no one.
             LogFormat::Pretty => builder
@@ -154,6 +163,11 @@ impl TraceParent {
 
     pub fn trace_id_hex(&self) -> String {
         encode_hex(&self.trace_id)
+    }
+
+    /// This hop's span id (the `parent-id` it passes downstream as its own).
+    pub fn span_id_hex(&self) -> String {
+        encode_hex(&self.parent_id)
     }
 
     pub fn header_value(&self) -> String {

@@ -931,9 +931,53 @@ async fn up_logs_json_to_a_pipe_and_readable_lines_when_asked() {
         |l| l.contains("Catalog listening."),
         Duration::from_secs(60),
     );
+    // Lines in the Elastic Common Schema's names, so shippers take them as they are.
     let event: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
     assert_eq!(event["message"], "Catalog listening.");
-    assert_eq!(event["level"], "INFO");
+    assert_eq!(event["log.level"], "INFO");
+    assert_eq!(event["service.name"], "emporium");
+    assert!(
+        event["@timestamp"].as_str().unwrap().ends_with('Z'),
+        "{event}"
+    );
+    // A request's line names its service, trace, span, method, path, status
+    // and duration; a card sent through it appears in no line.
+    let gateway = piped.listening_url("Gateway");
+    let client = client(&data.0.join("certs").join("ca.pem"));
+    let card =
+        json!({"number": "4242424242424242", "exp_month": 12, "exp_year": 2040, "cvc": "737"});
+    let r = post(
+        &client,
+        &format!("{gateway}/api/v1/payments/tokens"),
+        None,
+        Some(&card),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    let token: serde_json::Value = r.json().await.unwrap();
+    let line = piped.wait_for(
+        |l| {
+            l.contains("Request finished.")
+                && l.contains("/api/v1/payments/tokens")
+                && l.contains("\"gateway\"")
+        },
+        Duration::from_secs(10),
+    );
+    let request: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(request["service.name"], "gateway");
+    assert_eq!(request["http.request.method"], "POST");
+    assert_eq!(request["url.path"], "/api/v1/payments/tokens");
+    assert_eq!(request["http.response.status_code"], 201);
+    assert!(request["event.duration"].as_i64().unwrap() > 0, "{request}");
+    assert_eq!(request["trace.id"].as_str().unwrap().len(), 32, "{request}");
+    assert_eq!(request["span.id"].as_str().unwrap().len(), 16, "{request}");
+    let token = token["token"].as_str().unwrap();
+    let last4_free = token.trim_start_matches("tok_");
+    for line in piped.output() {
+        for secret in ["4242424242424242", "\"cvc\"", last4_free] {
+            assert!(!line.contains(secret), "{secret} in {line}");
+        }
+    }
     assert!(piped.terminate(Duration::from_secs(30)));
 
     let mut pretty = Proc::spawn(
