@@ -310,6 +310,15 @@ impl Saga {
         if !outbox.is_empty() {
             self.relay.wake();
         }
+        if next.status() != loaded.order.status() {
+            let reason = next.rejection_reason().map_or("none", |r| r.as_str());
+            metrics::counter!(
+                "orders_status_changes_total",
+                "status" => next.status().as_str(),
+                "reason" => reason,
+            )
+            .increment(1);
+        }
         loaded.order = next;
         loaded.updated_at = now;
         Ok(true)
@@ -368,7 +377,15 @@ impl Saga {
                     }
                 }
             } else {
+                let started = std::time::Instant::now();
                 let outcome = self.step(&loaded.order, step).await;
+                let name = step_name(step);
+                metrics::histogram!("orders_saga_step_duration_seconds", "step" => name)
+                    .record(started.elapsed().as_secs_f64());
+                if !matches!(outcome, Outcome::Record(_)) {
+                    metrics::counter!("orders_saga_step_retries_total", "step" => name)
+                        .increment(1);
+                }
                 match step {
                     SagaStep::ReserveStock => reserve.note(&outcome),
                     SagaStep::AuthorizePayment => authorize.note(&outcome),
@@ -723,6 +740,26 @@ fn announcements(order: &Order, events: &[OrderEvent]) -> Vec<Envelope> {
         })
     };
     events.iter().filter_map(announce).collect()
+}
+
+/// The step's name in metrics (a bounded set).
+fn step_name(step: SagaStep) -> &'static str {
+    match step {
+        SagaStep::Price => "price",
+        SagaStep::ReserveStock => "reserve_stock",
+        SagaStep::AuthorizePayment => "authorize_payment",
+        SagaStep::Confirm => "confirm",
+        SagaStep::VoidPayment => "void_payment",
+        SagaStep::RefundPayment { .. } => "refund_payment",
+        SagaStep::ReleaseStock => "release_stock",
+        SagaStep::Restock => "restock",
+        SagaStep::Reject { .. } => "reject",
+        SagaStep::MarkCancelled => "mark_cancelled",
+        SagaStep::CapturePayment => "capture_payment",
+        SagaStep::CommitStock => "commit_stock",
+        SagaStep::MarkShipped => "mark_shipped",
+        SagaStep::MarkRefunded => "mark_refunded",
+    }
 }
 
 /// A checkout being undone before it finished: failed, or cancelled while

@@ -126,6 +126,13 @@ pub async fn verify(
     _admin: Admin,
 ) -> ApiResult<AppJson<LedgerCheck>> {
     let found = state.0.payments.store.ledger().verify().await?;
+    // For the alert on a broken chain: the last check's result and time.
+    metrics::gauge!("payments_ledger_valid").set(if found.valid { 1.0 } else { 0.0 });
+    metrics::gauge!("payments_ledger_entries").set(found.entries as f64);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    metrics::gauge!("payments_ledger_verified_timestamp_seconds").set(now);
     Ok(AppJson(LedgerCheck {
         entries: found.entries,
         valid: found.valid,
