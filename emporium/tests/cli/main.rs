@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod events;
+mod monitoring;
 mod orders;
 mod payments;
 mod process;
