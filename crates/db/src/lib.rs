@@ -144,7 +144,11 @@ pub async fn open_service_db(
 
 /// A PostgreSQL pool. Connections are opened lazily and reused.
 pub async fn connect_postgres(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url).context("invalid PostgreSQL URL")?;
+    // The server's notices (such as "relation … already exists, skipping" when
+    // migrations run again) are not the operator's business below a warning.
+    let options = PgConnectOptions::from_str(url)
+        .context("invalid PostgreSQL URL")?
+        .options([("client_min_messages", "warning")]);
     PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)

@@ -103,6 +103,14 @@ pub(super) async fn availability(tx: &mut Tx, product: Uuid) -> Result<(i64, i64
 pub(super) async fn announce(tx: &mut Tx, product: Uuid, before: i64) -> Result<(), sqlx::Error> {
     let (after, threshold) = availability(tx, product).await?;
     if let Some(event) = crate::events::stock_transition(product, before, after, threshold) {
+        // `…stock.low.v1` → `low` (also `depleted`, `replenished`).
+        let kind = event
+            .event_type
+            .rsplit('.')
+            .nth(1)
+            .unwrap_or("other")
+            .to_owned();
+        metrics::counter!("catalog_stock_transitions_total", "kind" => kind).increment(1);
         outbox::enqueue_in(tx, &[event]).await?;
     }
     Ok(())
