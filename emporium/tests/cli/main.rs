@@ -69,6 +69,30 @@ fn shop_url(up: &mut Proc, timeout: Duration) -> String {
 
 /// `emporium up` on the data directory `dir`, on any free port, with
 /// nothing set for its admin.
+/// `emporium loadgen --scenario checkout` against `base` (trusting `ca`) by
+/// two customers of its own, at `rate` orders a second for `seconds`.
+fn checkout_load(base: &str, ca: &std::path::Path, rate: u32, seconds: u32) -> Proc {
+    let (rate, seconds) = (rate.to_string(), seconds.to_string());
+    Proc::spawn(
+        &[
+            "loadgen",
+            "--url",
+            base,
+            "--ca",
+            ca.to_str().unwrap(),
+            "--scenario",
+            "checkout",
+            "--customers",
+            "2",
+            "--rate",
+            &rate,
+            "--seconds",
+            &seconds,
+        ],
+        &[],
+    )
+}
+
 fn up_on(dir: &str) -> Proc {
     Proc::spawn(&["up", "--data-dir", dir, "--port", "0"], &[])
 }
@@ -238,24 +262,7 @@ async fn up_serves_the_shop_over_https_and_keeps_data_across_restarts() {
     assert!(report.contains("50 ok, 0 failed"), "{report}");
     // And checks out through it: two customers of its own (registered,
     // logged in, a card each), one unit of a product in stock per order.
-    let mut load = Proc::spawn(
-        &[
-            "loadgen",
-            "--url",
-            &base,
-            "--ca",
-            ca.to_str().unwrap(),
-            "--scenario",
-            "checkout",
-            "--customers",
-            "2",
-            "--rate",
-            "5",
-            "--seconds",
-            "1",
-        ],
-        &[],
-    );
+    let mut load = checkout_load(&base, &ca, 5, 1);
     assert!(load.wait_exit(Duration::from_secs(60)));
     // Its last line may still be on its way from the pipe.
     let printed = within(Duration::from_secs(5), || {

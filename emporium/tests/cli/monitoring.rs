@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::process::Proc;
-use crate::{TempDir, up_on, within};
+use crate::{TempDir, checkout_load, up_on, within};
 
 /// The repository's root.
 fn repo() -> PathBuf {
@@ -141,24 +140,7 @@ async fn prometheus_evaluates_every_rule_and_dashboard_query_against_up() {
     assert!(scraping, "Prometheus never scraped {target}");
 
     // Orders while Prometheus watches.
-    let mut load = Proc::spawn(
-        &[
-            "loadgen",
-            "--url",
-            &gateway,
-            "--ca",
-            ca.to_str().unwrap(),
-            "--scenario",
-            "checkout",
-            "--customers",
-            "2",
-            "--rate",
-            "10",
-            "--seconds",
-            "3",
-        ],
-        &[],
-    );
+    let mut load = checkout_load(&gateway, &ca, 10, 3);
     assert!(load.wait_exit(Duration::from_secs(60)));
 
     // The core series have data once a few scrapes and rule evaluations saw
