@@ -51,7 +51,44 @@ impl TestKey {
         header.kid = Some(self.kid.clone());
         jsonwebtoken::encode(&header, claims, &self.encoding).expect("signing works")
     }
+
+    /// A user's access token as accounts issues it (issuer
+    /// `emporium-accounts`, audience `emporium`): a customer, and an admin
+    /// too when `admin`.
+    pub fn user_token(&self, user: uuid::Uuid, admin: bool) -> String {
+        let roles = if admin {
+            vec![Role::Customer, Role::Admin]
+        } else {
+            vec![Role::Customer]
+        };
+        let sub = user.to_string();
+        self.sign(&claims(
+            SHOP_ISSUER,
+            SHOP_AUDIENCE,
+            &sub,
+            TokenType::Access,
+            roles,
+            None,
+        ))
+    }
+
+    /// A service client's token as accounts issues it, holding `scope`
+    /// (space-separated scopes).
+    pub fn service_token(&self, client: &str, scope: &str) -> String {
+        self.sign(&claims(
+            SHOP_ISSUER,
+            SHOP_AUDIENCE,
+            client,
+            TokenType::Service,
+            vec![],
+            Some(scope),
+        ))
+    }
 }
+
+/// The issuer and audience of the shop's tokens (accounts' defaults).
+const SHOP_ISSUER: &str = "emporium-accounts";
+const SHOP_AUDIENCE: &str = "emporium";
 
 /// A key set held in memory that counts how often it is fetched.
 #[derive(Default)]

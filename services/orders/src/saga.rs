@@ -263,15 +263,12 @@ impl Saga {
         let events = [placed, priced];
         let projection = view::projection(&loaded.order, (now, now));
         let outbox = announcements(&loaded.order, &events);
-        match self
+        let appended = self
             .store
             .append(id, 0, &events, &projection, (&outbox, now))
-            .await
-        {
-            Ok(_) => {}
-            Err(AppendError::Stale { .. }) => return Ok(None),
-            Err(AppendError::Encode(e)) => return Err(SagaError::Corrupt(id, e.to_string())),
-            Err(AppendError::Store(e)) => return Err(e.into()),
+            .await;
+        if !took(id, appended)? {
+            return Ok(None);
         }
         self.relay.wake();
         if self.faults.persisted() {
@@ -297,15 +294,12 @@ impl Saga {
         let projection = view::projection(&next, (loaded.created_at, now));
         let outbox = announcements(&next, events);
         let version = loaded.order.version();
-        match self
+        let appended = self
             .store
             .append(id, version, events, &projection, (&outbox, now))
-            .await
-        {
-            Ok(_) => {}
-            Err(AppendError::Stale { .. }) => return Ok(false),
-            Err(AppendError::Encode(e)) => return Err(SagaError::Corrupt(id, e.to_string())),
-            Err(AppendError::Store(e)) => return Err(e.into()),
+            .await;
+        if !took(id, appended)? {
+            return Ok(false);
         }
         if !outbox.is_empty() {
             self.relay.wake();
@@ -740,6 +734,17 @@ fn announcements(order: &Order, events: &[OrderEvent]) -> Vec<Envelope> {
         })
     };
     events.iter().filter_map(announce).collect()
+}
+
+/// Whether an append to `id`'s stream took: `false` when another writer
+/// moved the stream first; an event that cannot be stored is a bug.
+fn took(id: Uuid, appended: Result<i64, AppendError>) -> Result<bool, SagaError> {
+    match appended {
+        Ok(_) => Ok(true),
+        Err(AppendError::Stale { .. }) => Ok(false),
+        Err(AppendError::Encode(e)) => Err(SagaError::Corrupt(id, e.to_string())),
+        Err(AppendError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// The step's name in metrics (a bounded set).

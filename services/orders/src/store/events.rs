@@ -262,13 +262,8 @@ impl EventStore {
     ) -> Result<Option<(i64, serde_json::Value)>, StoreError> {
         const SQL: &str = "SELECT version, document FROM orders WHERE id = $1";
         let row: Option<(i64, String)> = self.db.sql().fetch_optional(SQL, (order,)).await?;
-        row.map(|(version, document)| {
-            let document = serde_json::from_str(&document).map_err(|e| {
-                StoreError::Database(sqlx::Error::Decode(format!("order {order}: {e}").into()))
-            })?;
-            Ok((version, document))
-        })
-        .transpose()
+        row.map(|(version, document)| Ok((version, document_of(order, &document)?)))
+            .transpose()
     }
 
     /// Replaces the whole read model with what `project` makes of every
@@ -377,14 +372,16 @@ impl EventStore {
         let values = (filter.customer, filter.status.as_deref(), at, id, limit);
         let rows: Vec<(i64, Uuid, String)> = self.db.sql().fetch_all(SQL, values).await?;
         rows.into_iter()
-            .map(|(at, id, document)| {
-                let document = serde_json::from_str(&document).map_err(|e| {
-                    StoreError::Database(sqlx::Error::Decode(format!("order {id}: {e}").into()))
-                })?;
-                Ok((at, id, document))
-            })
+            .map(|(at, id, document)| Ok((at, id, document_of(id, &document)?)))
             .collect()
     }
+}
+
+/// A read model document as stored.
+fn document_of(order: Uuid, text: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| {
+        StoreError::Database(sqlx::Error::Decode(format!("order {order}: {e}").into()))
+    })
 }
 
 /// Which orders a list shows.

@@ -3,8 +3,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use emporium_auth::testing::{MemoryJwks, TestKey, claims};
-use emporium_auth::{Role, TokenType};
+use emporium_auth::testing::{MemoryJwks, TestKey};
 use emporium_client::{StaticToken, TokenSource};
 use emporium_db::ShiftedClock;
 use emporium_db::testing::TestDatabase;
@@ -32,33 +31,12 @@ pub fn key() -> &'static TestKey {
 }
 
 pub fn user_token(user: Uuid, admin: bool) -> String {
-    let roles = if admin {
-        vec![Role::Customer, Role::Admin]
-    } else {
-        vec![Role::Customer]
-    };
-    let sub = user.to_string();
-    key().sign(&claims(
-        "emporium-accounts",
-        "emporium",
-        &sub,
-        TokenType::Access,
-        roles,
-        None,
-    ))
+    key().user_token(user, admin)
 }
 
 /// The orders service client's token: every scope it is granted.
 fn orders_token() -> String {
-    let scope = emporium_contracts::scopes::ORDERS.join(" ");
-    key().sign(&claims(
-        "emporium-accounts",
-        "emporium",
-        "orders",
-        TokenType::Service,
-        vec![],
-        Some(&scope),
-    ))
+    key().service_token("orders", &emporium_contracts::scopes::ORDERS.join(" "))
 }
 
 /// The test cards (docs/api.md).

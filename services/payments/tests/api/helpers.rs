@@ -3,8 +3,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use emporium_auth::testing::{MemoryJwks, TestKey, claims};
-use emporium_auth::{Role, TokenType};
+use emporium_auth::testing::{MemoryJwks, TestKey};
 use emporium_client::provider::CardProvider;
 use emporium_db::ShiftedClock;
 use emporium_db::testing::TestDatabase;
@@ -33,31 +32,11 @@ pub fn key() -> &'static TestKey {
 }
 
 pub fn user_token(user: Uuid, admin: bool) -> String {
-    let roles = if admin {
-        vec![Role::Customer, Role::Admin]
-    } else {
-        vec![Role::Customer]
-    };
-    let sub = user.to_string();
-    key().sign(&claims(
-        "emporium-accounts",
-        "emporium",
-        &sub,
-        TokenType::Access,
-        roles,
-        None,
-    ))
+    key().user_token(user, admin)
 }
 
 pub fn service_token(client: &str, scope: &str) -> String {
-    key().sign(&claims(
-        "emporium-accounts",
-        "emporium",
-        client,
-        TokenType::Service,
-        vec![],
-        Some(scope),
-    ))
+    key().service_token(client, scope)
 }
 
 /// Every payments scope, as the orders service holds them.
