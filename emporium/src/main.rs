@@ -110,6 +110,11 @@ enum AccountsCommand {
     },
 }
 
+#[derive(serde::Deserialize)]
+struct TelemetryOnly {
+    telemetry: emporium_telemetry::traces::TelemetrySettings,
+}
+
 #[derive(clap::Args)]
 struct CommonArgs {
     /// TOML settings file (layered over the defaults, under EMPORIUM_ variables).
@@ -135,7 +140,17 @@ async fn main() -> anyhow::Result<()> {
     };
     emporium_telemetry::init_logging_for("info", format, name);
     match cli.command {
-        Command::Up(args) => up::run(args).await,
+        Command::Up(args) => {
+            // `up` reads no settings file: traces are set by EMPORIUM_TELEMETRY_… variables.
+            let telemetry: TelemetryOnly =
+                emporium_config::Loader::new(emporium_telemetry::traces::DEFAULTS)?
+                    .env()?
+                    .build()?;
+            telemetry.telemetry.apply()?;
+            let ran = up::run(args).await;
+            emporium_telemetry::traces::flush_traces();
+            ran
+        }
         Command::Events(args) => events::run(args).await,
         Command::Payments(args) => payments::run(args).await,
         Command::Orders(args) => orders::run(args).await,
@@ -152,7 +167,11 @@ async fn main() -> anyhow::Result<()> {
                 port,
                 insecure_http,
             };
-            services::by_name(&service)?.serve(args, shutdown).await
+            let service = services::by_name(&service)?;
+            service.telemetry(args)?.apply()?;
+            let served = service.serve(args, shutdown).await;
+            emporium_telemetry::traces::flush_traces();
+            served
         }
         Command::Migrate { service, common } => {
             let args = SettingsArgs {

@@ -104,6 +104,20 @@ pub type Start =
 pub trait ServiceEntry: Send + Sync {
     /// The name on the command line, in certificates and in `up`'s data directory.
     fn name(&self) -> &'static str;
+    /// Its settings' layers: defaults, the `--config` file, `EMPORIUM_` variables.
+    fn loader(&self, config: Option<&Path>) -> anyhow::Result<Loader>;
+    /// Its `[telemetry]` settings, from the same layers as the rest.
+    fn telemetry(
+        &self,
+        args: SettingsArgs<'_>,
+    ) -> anyhow::Result<emporium_telemetry::traces::TelemetrySettings> {
+        #[derive(serde::Deserialize)]
+        struct Only {
+            telemetry: emporium_telemetry::traces::TelemetrySettings,
+        }
+        let only: Only = self.loader(args.config)?.build()?;
+        Ok(only.telemetry)
+    }
     /// `emporium serve <name>`: until `shutdown`.
     async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()>;
     /// `emporium migrate <name>`: what was done, for the operator.
@@ -168,6 +182,10 @@ impl Accounts {
 impl ServiceEntry for Accounts {
     fn name(&self) -> &'static str {
         emporium_accounts::SERVICE
+    }
+
+    fn loader(&self, config: Option<&Path>) -> anyhow::Result<Loader> {
+        Ok(emporium_accounts::AccountsSettings::loader(config)?)
     }
 
     async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -238,6 +256,10 @@ impl Catalog {
 impl ServiceEntry for Catalog {
     fn name(&self) -> &'static str {
         emporium_catalog::SERVICE
+    }
+
+    fn loader(&self, config: Option<&Path>) -> anyhow::Result<Loader> {
+        Ok(emporium_catalog::CatalogSettings::loader(config)?)
     }
 
     async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -313,6 +335,10 @@ impl ServiceEntry for Orders {
         emporium_orders::SERVICE
     }
 
+    fn loader(&self, config: Option<&Path>) -> anyhow::Result<Loader> {
+        Ok(emporium_orders::OrdersSettings::loader(config)?)
+    }
+
     async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()> {
         emporium_orders::Application::build(Self::settings(args)?)
             .await?
@@ -369,6 +395,10 @@ impl ServiceEntry for Gateway {
         emporium_gateway::SERVICE
     }
 
+    fn loader(&self, config: Option<&Path>) -> anyhow::Result<Loader> {
+        Ok(emporium_gateway::GatewaySettings::loader(config)?)
+    }
+
     async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()> {
         emporium_gateway::Application::build(Self::settings(args)?)
             .await?
@@ -418,6 +448,10 @@ impl SandboxProvider {
 impl ServiceEntry for SandboxProvider {
     fn name(&self) -> &'static str {
         emporium_sandbox::SERVICE
+    }
+
+    fn loader(&self, config: Option<&Path>) -> anyhow::Result<Loader> {
+        Ok(emporium_sandbox::SandboxSettings::loader(config)?)
     }
 
     async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()> {
@@ -479,6 +513,10 @@ impl Payments {
 impl ServiceEntry for Payments {
     fn name(&self) -> &'static str {
         emporium_payments::SERVICE
+    }
+
+    fn loader(&self, config: Option<&Path>) -> anyhow::Result<Loader> {
+        Ok(emporium_payments::PaymentsSettings::loader(config)?)
     }
 
     async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()> {

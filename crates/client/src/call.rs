@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use emporium_http::RequestContext;
 use emporium_http::middleware::{REQUEST_ID, TRACEPARENT};
+use emporium_telemetry::{Span, SpanKind, TraceParent};
 use http::{HeaderValue, Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -189,7 +190,7 @@ impl<'c> Call<'c> {
         let mut maybe_sent = false;
         loop {
             attempt += 1;
-            let result = self.attempt().await;
+            let result = self.traced_attempt(attempt).await;
             let error = match result {
                 Ok(reply) => return Ok(reply),
                 Err(e) => e,
@@ -222,9 +223,65 @@ impl<'c> Call<'c> {
         }
     }
 
-    /// One attempt; on failure also the token it used (to invalidate on 401).
+    /// One attempt as a client span of the request it is made for: the
+    /// `traceparent` sent names this span, so the service called continues
+    /// the trace under it. Without a request, no span and no trace context.
+    async fn traced_attempt<T: DeserializeOwned>(
+        &self,
+        attempt: u32,
+    ) -> Result<Reply<T>, (CallError, Option<Arc<str>>)> {
+        let Some(context) = self.context else {
+            return self.attempt(None).await;
+        };
+        let own = context.trace.child();
+        let base = &self.client.inner.base;
+        let mut span = Span::start(
+            context.service,
+            SpanKind::Client,
+            &own,
+            Some(context.trace.parent_id),
+            || format!("{} {}", self.method, base.host_str().unwrap_or_default()).into(),
+        );
+        if span.is_recording() {
+            span.set("http.request.method", self.method.to_string());
+            span.set(
+                "server.address",
+                base.host_str().unwrap_or_default().to_owned(),
+            );
+            if let Some(port) = base.port_or_known_default() {
+                span.set("server.port", i64::from(port));
+            }
+            span.set("url.path", self.path.clone());
+            if attempt > 1 {
+                span.set("http.request.resend_count", i64::from(attempt - 1));
+            }
+        }
+        let result = self.attempt(Some(&own)).await;
+        match &result {
+            Ok(reply) => span.set(
+                "http.response.status_code",
+                i64::from(reply.status.as_u16()),
+            ),
+            Err((CallError::Problem(p), _)) => {
+                span.set("http.response.status_code", i64::from(p.status));
+                if p.status >= 500 {
+                    span.set("error.type", p.status.to_string());
+                    span.fail(format!("answered {}", p.status));
+                }
+            }
+            Err((e, _)) => {
+                span.set("error.type", e.kind());
+                span.fail(e.to_string());
+            }
+        }
+        result
+    }
+
+    /// One attempt, sending `trace` as its `traceparent`; on failure also the
+    /// token it used (to invalidate on 401).
     async fn attempt<T: DeserializeOwned>(
         &self,
+        trace: Option<&TraceParent>,
     ) -> Result<Reply<T>, (CallError, Option<Arc<str>>)> {
         let token = self
             .client
@@ -248,10 +305,10 @@ impl<'c> Call<'c> {
             .timeout(self.timeout)
             .bearer_auth(&token)
             .header(http::header::ACCEPT, "application/json");
-        if let Some(context) = self.context {
+        if let (Some(context), Some(trace)) = (self.context, trace) {
             request = request
                 .header(REQUEST_ID, context.request_id.as_str())
-                .header(TRACEPARENT, context.trace.child().header_value());
+                .header(TRACEPARENT, trace.header_value());
         }
         if let Some(key) = &self.key {
             request = request.header(IDEMPOTENCY_KEY, key.clone());

@@ -98,6 +98,19 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// A short, fixed name of the failure (a span's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Problem(_) => "problem",
+            Self::Timeout(_) => "timeout",
+            Self::Unreachable(_) => "unreachable",
+            Self::NotSent(_) => "not_sent",
+            Self::Decode(_) => "decode",
+            Self::Token(_) => "token",
+            Self::Request(_) => "request",
+        }
+    }
+
     /// Whether trying the same call again may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

@@ -12,7 +12,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use emporium_telemetry::TraceParent;
+use emporium_telemetry::{Span, SpanKind, TraceParent};
 use futures_util::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -37,6 +37,60 @@ pub struct RequestContext {
     pub request_id: String,
     /// This hop's span in the caller's trace (or a new trace).
     pub trace: TraceParent,
+    /// The service serving it (whose spans the calls made for it are).
+    pub service: &'static str,
+}
+
+impl RequestContext {
+    /// Work of `service` that no request started (a recovery pass, a
+    /// timer): a new request id and a new trace.
+    pub fn background(service: &'static str) -> Self {
+        Self {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            trace: TraceParent::generate(),
+            service,
+        }
+    }
+
+    /// Work of `service` caused by an event carrying `traceparent` (its
+    /// producer's span): a new span in that trace, or a new trace.
+    pub fn caused_by(service: &'static str, traceparent: Option<&str>) -> Self {
+        let trace = traceparent
+            .and_then(TraceParent::parse)
+            .map_or_else(TraceParent::generate, |t| t.child());
+        Self {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            trace,
+            service,
+        }
+    }
+
+    /// Another span of the same request, one level further down: for a part of the work that
+    /// is its own span (a saga step), whose calls are its children.
+    pub fn child(&self) -> Self {
+        Self {
+            request_id: self.request_id.clone(),
+            trace: self.trace.child(),
+            service: self.service,
+        }
+    }
+}
+
+/// A handler's request context: the one the standard layers set (a route
+/// outside them, which no service has, gets a new trace of its own).
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for RequestContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .unwrap_or_else(|| RequestContext::background("emporium")))
+    }
 }
 
 /// Wraps a service's routes in the standard layers.
@@ -97,13 +151,12 @@ async fn request_context(
         .get(&REQUEST_ID)
         .and_then(sane_request_id)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let trace = request
+    let caller = request
         .headers()
         .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
-        .and_then(TraceParent::parse)
-        .map(|parent| parent.child())
-        .unwrap_or_else(TraceParent::generate);
+        .and_then(TraceParent::parse);
+    let trace = caller.map_or_else(TraceParent::generate, |parent| parent.child());
     let method = request.method().clone();
     let method_label = method_label(&method);
     let route = request
@@ -120,9 +173,28 @@ async fn request_context(
         method = %method,
         path = %path,
     );
+    let mut otel = Span::start(
+        service.0,
+        SpanKind::Server,
+        &trace,
+        caller.map(|c| c.parent_id),
+        || match &route {
+            Some(route) => format!("{method_label} {route}").into(),
+            None => method_label.into(),
+        },
+    );
+    if otel.is_recording() {
+        otel.set("http.request.method", method_label);
+        otel.set("url.path", path.clone());
+        if let Some(route) = &route {
+            otel.set("http.route", route.clone());
+        }
+        otel.set("http.request.id", request_id.clone());
+    }
     request.extensions_mut().insert(RequestContext {
         request_id: request_id.clone(),
         trace,
+        service: service.0,
     });
 
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -148,6 +220,12 @@ async fn request_context(
         metrics::counter!("http_server_errors_total", &labels).increment(1);
     }
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    otel.set("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        otel.set("error.type", status.as_str().to_owned());
+        otel.fail(status.to_string());
+    }
+    drop(otel);
     span.in_scope(|| {
         tracing::info!(
             status = status.as_u16(),

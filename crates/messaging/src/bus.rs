@@ -109,6 +109,16 @@ pub struct DeadLetter {
     pub envelope: serde_json::Value,
 }
 
+/// How often a running consumer reads its dead-letter queue's depth into
+/// the `events_dead_letter_queue_messages{consumer}` gauge.
+pub(crate) const DEAD_LETTER_GAUGE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sets the dead-letter gauge of `consumer`.
+pub(crate) fn gauge_dead_letters(consumer: &str, depth: u64) {
+    metrics::gauge!("events_dead_letter_queue_messages", "consumer" => consumer.to_owned())
+        .set(depth as f64);
+}
+
 /// A message bus: RabbitMQ in production, [`crate::embedded::EmbeddedBus`] in `emporium up`.
 #[async_trait::async_trait]
 pub trait Bus: Send + Sync {
@@ -124,6 +134,10 @@ pub trait Bus: Send + Sync {
     ) -> Result<tokio::task::JoinHandle<()>, BusError>;
 
     async fn dead_letters(&self, consumer: &str) -> Result<Vec<DeadLetter>, BusError>;
+
+    /// How many events `consumer` has parked (its dead-letter queue's depth),
+    /// without reading them.
+    async fn dead_letter_depth(&self, consumer: &str) -> Result<u64, BusError>;
     /// Sends dead letters (one, or all when `id` is `None`) back for another
     /// round of attempts; returns how many.
     async fn replay(&self, consumer: &str, id: Option<Uuid>) -> Result<usize, BusError>;

@@ -17,7 +17,10 @@ use sqlx::SqlitePool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::bus::{Bus, BusError, DeadLetter, OutgoingEvent, Stop, Subscription};
+use crate::bus::{
+    Bus, BusError, DEAD_LETTER_GAUGE_EVERY, DeadLetter, OutgoingEvent, Stop, Subscription,
+    gauge_dead_letters,
+};
 use crate::settle::{Failure, Settler, settle};
 
 #[derive(Clone)]
@@ -183,7 +186,17 @@ impl Bus for EmbeddedBus {
         let waker = self.waker(&sub.consumer);
         Ok(tokio::spawn(async move {
             tokio::pin!(stop);
+            let mut gauged: Option<std::time::Instant> = None;
             loop {
+                if gauged.is_none_or(|at| at.elapsed() >= DEAD_LETTER_GAUGE_EVERY) {
+                    match bus.dead_letter_depth(&sub.consumer).await {
+                        Ok(depth) => gauge_dead_letters(&sub.consumer, depth),
+                        Err(e) => {
+                            tracing::debug!(consumer = %sub.consumer, error = %e, "Dead letters not counted.");
+                        }
+                    }
+                    gauged = Some(std::time::Instant::now());
+                }
                 let idle = match bus.dispatch(&sub).await {
                     Ok(0) => {
                         // Sleep until the next retry is due, or until woken; at most a second.
@@ -236,6 +249,15 @@ impl Bus for EmbeddedBus {
                 },
             )
             .collect())
+    }
+
+    async fn dead_letter_depth(&self, consumer: &str) -> Result<u64, BusError> {
+        let (count,): (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM bus_deliveries WHERE consumer = $1 AND dead = 1")
+                .bind(consumer)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(u64::try_from(count).unwrap_or_default())
     }
 
     async fn replay(&self, consumer: &str, id: Option<Uuid>) -> Result<usize, BusError> {

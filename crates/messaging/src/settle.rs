@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+use emporium_telemetry::{Span, SpanKind, TraceParent};
+
 use crate::bus::Subscription;
 use crate::envelope::Envelope;
 
@@ -59,11 +61,14 @@ pub(crate) async fn settle<S: Settler>(
 ) -> Result<(), S::Error> {
     let envelope: Result<Envelope, _> = serde_json::from_slice(payload);
     let (event_type, id, outcome) = match envelope {
-        Ok(env) => (
-            env.event_type.clone(),
-            env.id.to_string(),
-            sub.handler.handle(&env).await.map_err(|e| e.0),
-        ),
+        Ok(env) => {
+            let mut span = consumer_span(sub, &env, attempt);
+            let outcome = sub.handler.handle(&env).await.map_err(|e| e.0);
+            if let Err(error) = &outcome {
+                span.fail(error.clone());
+            }
+            (env.event_type.clone(), env.id.to_string(), outcome)
+        }
         Err(e) => (
             "malformed".to_owned(),
             String::new(),
@@ -98,6 +103,30 @@ pub(crate) async fn settle<S: Settler>(
     } else {
         settler.retry(&failure).await
     }
+}
+
+/// The span of one delivery's handling, in the trace its producer's
+/// `traceparent` names (a trace of its own when it names none). The service
+/// is the consumer name's first part (`orders.customers`: `orders`).
+fn consumer_span(sub: &Subscription, env: &Envelope, attempt: u32) -> Span {
+    let producer = env.traceparent.as_deref().and_then(TraceParent::parse);
+    let own = producer.map_or_else(TraceParent::generate, |p| p.child());
+    let service = sub.consumer.split('.').next().unwrap_or_default();
+    let mut span = Span::start(
+        service,
+        SpanKind::Consumer,
+        &own,
+        producer.map(|p| p.parent_id),
+        || format!("process {}", env.event_type).into(),
+    );
+    if span.is_recording() {
+        span.set("messaging.operation.type", "process");
+        span.set("messaging.destination.name", env.event_type.clone());
+        span.set("messaging.consumer.group.name", sub.consumer.clone());
+        span.set("messaging.message.id", env.id.to_string());
+        span.set("messaging.message.delivery_count", i64::from(attempt));
+    }
+    span
 }
 
 #[cfg(test)]

@@ -7,9 +7,13 @@
 //!   every event logged inside a request. [`init_logging_as`] with
 //!   [`LogFormat::Pretty`] writes readable lines instead (`up` at a terminal).
 //! - [`TraceParent`]: the W3C `traceparent` header, parsed or started anew.
+//! - [`traces`]: OpenTelemetry spans over OTLP, off unless an endpoint is set.
 //! - [`metrics_handle`]: the process-wide Prometheus recorder, rendered by `/metrics`.
 
 pub mod ecs;
+pub mod traces;
+
+pub use traces::{Span, SpanKind};
 
 use std::sync::OnceLock;
 

@@ -8,6 +8,7 @@ mod monitoring;
 mod orders;
 mod payments;
 mod process;
+mod traces;
 mod walkthrough;
 
 use std::time::{Duration, Instant};

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use emporium_contracts::Event;
 use emporium_contracts::accounts::{UserDeleted, UserProfileUpdated, UserRegistered};
 use emporium_contracts::payments::{FailureReason, PaymentFailed};
+use emporium_http::RequestContext;
 use emporium_messaging::{Envelope, EventHandler, HandlerError, RetryPolicy, Subscription};
 
 use crate::domain::OrderEvent;
@@ -100,6 +101,7 @@ impl EventHandler for LateFailures {
         if failed.reason != FailureReason::CaptureFailed {
             return Ok(());
         }
+        let ctx = RequestContext::caused_by(crate::SERVICE, event.traceparent.as_deref());
         let attention = OrderEvent::NeedsAttention {
             reason: "the card network refused the capture after it was accepted".into(),
         };
@@ -122,7 +124,7 @@ impl EventHandler for LateFailures {
             }
             match self
                 .saga
-                .record(&mut loaded, std::slice::from_ref(&attention))
+                .record(&mut loaded, std::slice::from_ref(&attention), &ctx)
                 .await
             {
                 Ok(true) => {

@@ -27,8 +27,10 @@ use emporium_contracts::orders as events;
 use emporium_contracts::payments::{AuthorizePayment, PaymentStatus};
 use emporium_contracts::reservations::{ReservationStatus, ReserveItem};
 use emporium_db::{SharedClock, StoreError};
+use emporium_http::RequestContext;
 use emporium_messaging::Envelope;
 use emporium_messaging::outbox::RelayWaker;
+use emporium_telemetry::{Span, SpanKind};
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -250,6 +252,7 @@ impl Saga {
         id: Uuid,
         placed: OrderEvent,
         priced: OrderEvent,
+        ctx: &RequestContext,
     ) -> Result<Option<Loaded>, SagaError> {
         let corrupt = |e: crate::domain::IllegalEvent| SagaError::Corrupt(id, e.to_string());
         let mut order = Order::start(id, &placed).map_err(corrupt)?;
@@ -262,7 +265,7 @@ impl Saga {
         };
         let events = [placed, priced];
         let projection = view::projection(&loaded.order, (now, now));
-        let outbox = announcements(&loaded.order, &events);
+        let outbox = announcements(&loaded.order, &events, ctx);
         let appended = self
             .store
             .append(id, 0, &events, &projection, (&outbox, now))
@@ -278,11 +281,13 @@ impl Saga {
     }
 
     /// Appends `events` after the version `loaded` holds and folds them in;
-    /// `false` when the stream moved meanwhile (read it again).
+    /// `false` when the stream moved meanwhile (read it again). The events
+    /// announced to other services carry `ctx`'s trace.
     pub async fn record(
         &self,
         loaded: &mut Loaded,
         events: &[OrderEvent],
+        ctx: &RequestContext,
     ) -> Result<bool, SagaError> {
         let id = loaded.order.id();
         let mut next = loaded.order.clone();
@@ -292,7 +297,7 @@ impl Saga {
         }
         let now = self.clock.now_ms().max(loaded.updated_at);
         let projection = view::projection(&next, (loaded.created_at, now));
-        let outbox = announcements(&next, events);
+        let outbox = announcements(&next, events, ctx);
         let version = loaded.order.version();
         let appended = self
             .store
@@ -320,17 +325,19 @@ impl Saga {
 
     /// Drives the order's saga until nothing is under way, or until
     /// `deadline` when a step must wait; `held` says the caller holds the
-    /// claim already (it just created the order).
+    /// claim already (it just created the order). Each step is a span of
+    /// `ctx`'s trace, and the calls it makes are its children.
     pub async fn drive(
         &self,
         id: Uuid,
         held: bool,
         deadline: Instant,
+        ctx: &RequestContext,
     ) -> Result<Option<Driven>, SagaError> {
         let Some(loaded) = self.load(id).await? else {
             return Ok(None);
         };
-        self.drive_from(loaded, held, deadline).await.map(Some)
+        self.drive_from(loaded, held, deadline, ctx).await.map(Some)
     }
 
     /// As [`Saga::drive`], from the order as the caller holds it (just
@@ -340,6 +347,7 @@ impl Saga {
         mut loaded: Loaded,
         held: bool,
         deadline: Instant,
+        ctx: &RequestContext,
     ) -> Result<Driven, SagaError> {
         let id = loaded.order.id();
         let lease = self.store.lease().ms;
@@ -361,9 +369,28 @@ impl Saga {
                 }
                 claimed_at = Some(now);
             }
-            let outcome = if undoing_checkout(&loaded.order) && !resolved {
+            let resolving = undoing_checkout(&loaded.order) && !resolved;
+            let step_ctx = ctx.child();
+            let mut span = Span::start(
+                ctx.service,
+                SpanKind::Internal,
+                &step_ctx.trace,
+                Some(ctx.trace.parent_id),
+                || {
+                    let name = if resolving {
+                        "resolve"
+                    } else {
+                        step_name(step)
+                    };
+                    format!("saga {name}").into()
+                },
+            );
+            if span.is_recording() {
+                span.set("order.id", id.to_string());
+            }
+            let outcome = if resolving {
                 let skip = (reserve.surely_not(), authorize.surely_not());
-                match self.unrecorded(&loaded.order, skip).await {
+                match self.unrecorded(&loaded.order, skip, &step_ctx).await {
                     Some(outcome) => outcome,
                     None => {
                         resolved = true;
@@ -372,7 +399,7 @@ impl Saga {
                 }
             } else {
                 let started = std::time::Instant::now();
-                let outcome = self.step(&loaded.order, step).await;
+                let outcome = self.step(&loaded.order, step, &step_ctx).await;
                 let name = step_name(step);
                 metrics::histogram!("orders_saga_step_duration_seconds", "step" => name)
                     .record(started.elapsed().as_secs_f64());
@@ -392,7 +419,7 @@ impl Saga {
                     if self.faults.answered() {
                         return Err(SagaError::Stopped);
                     }
-                    let mut saved = self.record(&mut loaded, &events).await?;
+                    let mut saved = self.record(&mut loaded, &events, &step_ctx).await?;
                     while !saved {
                         // Someone else moved the order meanwhile (a cancel
                         // during the checkout). What another service now
@@ -409,7 +436,7 @@ impl Saga {
                         if !facts {
                             break;
                         }
-                        saved = self.record(&mut loaded, &events).await?;
+                        saved = self.record(&mut loaded, &events, &step_ctx).await?;
                     }
                     if !saved {
                         continue;
@@ -420,6 +447,7 @@ impl Saga {
                     }
                 }
                 Outcome::Later(reason) | Outcome::NotSent(reason) => {
+                    span.set("saga.retry_reason", reason.as_str());
                     let checkout_going_ahead = loaded.order.in_progress()
                         == Some(Transition::Checkout)
                         && !loaded.order.is_rejecting();
@@ -427,7 +455,11 @@ impl Saga {
                     if checkout_going_ahead && age >= self.settings.pending_timeout_ms {
                         tracing::warn!(order = %id, %reason, "Checkout out of time; rejecting it.");
                         if !self
-                            .record(&mut loaded, &[OrderEvent::CheckoutFailed { reason }])
+                            .record(
+                                &mut loaded,
+                                &[OrderEvent::CheckoutFailed { reason }],
+                                &step_ctx,
+                            )
                             .await?
                         {
                             loaded = self.reload(id).await?;
@@ -471,7 +503,18 @@ impl Saga {
         let ids = self.store.unfinished(self.clock.now_ms(), limit).await?;
         for id in &ids {
             // Each gets its turn: a step that must wait is put off at once.
-            if let Err(e) = self.drive(*id, false, Instant::now()).await {
+            // Resumed work is a trace of its own, rooted in this pass.
+            let ctx = RequestContext::background(crate::SERVICE);
+            let mut span =
+                Span::start(crate::SERVICE, SpanKind::Internal, &ctx.trace, None, || {
+                    "saga resume".into()
+                });
+            if span.is_recording() {
+                span.set("order.id", id.to_string());
+            }
+            let driven = self.drive(*id, false, Instant::now(), &ctx).await;
+            drop(span);
+            if let Err(e) = driven {
                 if matches!(e, SagaError::Stopped) {
                     return Err(e);
                 }
@@ -485,7 +528,12 @@ impl Saga {
     /// reservation or authorization whose answer was lost. `None` when
     /// nothing is (or the failure itself says nothing could be, or the calls
     /// surely never arrived: `(reserve, authorize)` of `never_sent`).
-    async fn unrecorded(&self, order: &Order, never_sent: (bool, bool)) -> Option<Outcome> {
+    async fn unrecorded(
+        &self,
+        order: &Order,
+        never_sent: (bool, bool),
+        ctx: &RequestContext,
+    ) -> Option<Outcome> {
         use RejectionReason as R;
         let id = order.id();
         let reason = order.rejection_reason();
@@ -496,7 +544,7 @@ impl Saga {
             && !reserve_failed_definitely
             && !never_sent.0
         {
-            match self.reservations.get(id, None).await {
+            match self.reservations.get(id, Some(ctx)).await {
                 Ok(r) if r.status == ReservationStatus::Active => {
                     return Some(Outcome::Record(vec![OrderEvent::StockReserved {
                         reservation_id: r.id,
@@ -511,7 +559,7 @@ impl Saga {
         }
         let declined = matches!(reason, Some(R::PaymentDeclined | R::InsufficientFunds));
         if order.stock_held() && order.payment().is_none() && !declined && !never_sent.1 {
-            match self.payments.get(id, None).await {
+            match self.payments.get(id, Some(ctx)).await {
                 Ok(p) if p.status == PaymentStatus::Authorized => {
                     return Some(Outcome::Record(vec![OrderEvent::PaymentAuthorized {
                         payment_id: p.id,
@@ -533,7 +581,7 @@ impl Saga {
     }
 
     /// Runs one step.
-    async fn step(&self, order: &Order, step: SagaStep) -> Outcome {
+    async fn step(&self, order: &Order, step: SagaStep, ctx: &RequestContext) -> Outcome {
         use OrderEvent as E;
         use RejectionReason as R;
         let id = order.id();
@@ -552,7 +600,7 @@ impl Saga {
                         quantity: l.quantity,
                     })
                     .collect();
-                match self.reservations.reserve(id, items, None).await {
+                match self.reservations.reserve(id, items, Some(ctx)).await {
                     Ok(r) => record(E::StockReserved {
                         reservation_id: r.id,
                     }),
@@ -575,7 +623,7 @@ impl Saga {
                     amount: totals.total.amount,
                     currency: totals.currency().to_owned(),
                 };
-                match self.payments.authorize(&request, None).await {
+                match self.payments.authorize(&request, Some(ctx)).await {
                     Ok(p) if p.status == PaymentStatus::Authorized => {
                         record(E::PaymentAuthorized {
                             payment_id: p.id,
@@ -598,7 +646,7 @@ impl Saga {
                     }
                 }
             }
-            SagaStep::Confirm => match self.reservations.keep(id, None).await {
+            SagaStep::Confirm => match self.reservations.keep(id, Some(ctx)).await {
                 Ok(_) => record(E::Confirmed),
                 Err(e) if e.is_retryable() => Outcome::Later(R::CatalogUnavailable),
                 Err(ReservationError::Expired) => fail(R::Expired),
@@ -607,32 +655,32 @@ impl Saga {
                     fail(R::CatalogUnavailable)
                 }
             },
-            SagaStep::VoidPayment => match self.payments.void(id, None).await {
+            SagaStep::VoidPayment => match self.payments.void(id, Some(ctx)).await {
                 Ok(p) if p.authorized == 0 => record(E::PaymentVoided),
                 Err(PaymentError::NotFound) => record(E::PaymentVoided),
-                Err(PaymentError::Refused(..)) => self.held_no_more(id).await,
+                Err(PaymentError::Refused(..)) => self.held_no_more(id, ctx).await,
                 other => later(id, "void", other.err()),
             },
             SagaStep::RefundPayment { amount } => {
                 // The same refund after a crash has the same key: paid back once.
                 let key = format!("{id}:refund:{}", order.refunded());
-                match self.payments.refund(id, &key, amount, None).await {
+                match self.payments.refund(id, &key, amount, Some(ctx)).await {
                     Ok(_) => record(E::PaymentRefunded { amount }),
                     other => later(id, "refund", other.err()),
                 }
             }
-            SagaStep::ReleaseStock => match self.reservations.release(id, None).await {
+            SagaStep::ReleaseStock => match self.reservations.release(id, Some(ctx)).await {
                 Ok(r) if r.status != ReservationStatus::Active => record(E::StockReleased),
                 Err(ReservationError::NotFound) => record(E::StockReleased),
                 other => later(id, "release", other.err()),
             },
-            SagaStep::Restock => match self.reservations.restock(id, None).await {
+            SagaStep::Restock => match self.reservations.restock(id, Some(ctx)).await {
                 Ok(_) => record(E::Restocked),
                 other => later(id, "restock", other.err()),
             },
             SagaStep::Reject { reason } => record(E::Rejected { reason }),
             SagaStep::MarkCancelled => record(E::Cancelled),
-            SagaStep::CapturePayment => match self.payments.capture(id, None, None).await {
+            SagaStep::CapturePayment => match self.payments.capture(id, None, Some(ctx)).await {
                 Ok(p) if p.captured > 0 => record(E::PaymentCaptured { amount: p.captured }),
                 Ok(p) if p.status == PaymentStatus::Failed => record(E::NeedsAttention {
                     reason: "the card network refused the capture".into(),
@@ -642,7 +690,7 @@ impl Saga {
                 }),
                 other => later(id, "capture", other.err()),
             },
-            SagaStep::CommitStock => match self.reservations.commit(id, None).await {
+            SagaStep::CommitStock => match self.reservations.commit(id, Some(ctx)).await {
                 Ok(_) => record(E::StockCommitted),
                 Err(ReservationError::Expired) => record(E::NeedsAttention {
                     reason: "the reservation expired before shipping; its stock went back on sale"
@@ -656,8 +704,8 @@ impl Saga {
     }
 
     /// After payments refused a void: whether the authorization still holds money.
-    async fn held_no_more(&self, id: Uuid) -> Outcome {
-        match self.payments.get(id, None).await {
+    async fn held_no_more(&self, id: Uuid, ctx: &RequestContext) -> Outcome {
+        match self.payments.get(id, Some(ctx)).await {
             Ok(p) if p.authorized == 0 => Outcome::Record(vec![OrderEvent::PaymentVoided]),
             other => later(id, "void", other.err()),
         }
@@ -698,7 +746,7 @@ impl Retryable for PaymentError {
 }
 
 /// The events other services hear of, for `events` just folded into `order`.
-fn announcements(order: &Order, events: &[OrderEvent]) -> Vec<Envelope> {
+fn announcements(order: &Order, events: &[OrderEvent], ctx: &RequestContext) -> Vec<Envelope> {
     let summary = || events::OrderSummary {
         order_id: order.id(),
         customer_id: order.customer_id(),
@@ -716,20 +764,17 @@ fn announcements(order: &Order, events: &[OrderEvent]) -> Vec<Envelope> {
         reason: order.rejection_reason().map(|r| r.as_str().to_owned()),
     };
     let subject = Some(order.id().to_string());
+    let trace = Some(ctx.trace.header_value());
     let announce = |event: &OrderEvent| -> Option<Envelope> {
-        let s = subject.clone();
+        let (s, t) = (subject.clone(), trace.clone());
         Some(match event {
-            OrderEvent::Placed { .. } => Envelope::new(&events::OrderPlaced(summary()), s, None),
-            OrderEvent::Confirmed => Envelope::new(&events::OrderConfirmed(summary()), s, None),
-            OrderEvent::Rejected { .. } => {
-                Envelope::new(&events::OrderRejected(summary()), s, None)
-            }
-            OrderEvent::Cancelled => Envelope::new(&events::OrderCancelled(summary()), s, None),
-            OrderEvent::Shipped => Envelope::new(&events::OrderShipped(summary()), s, None),
-            OrderEvent::Delivered { .. } => {
-                Envelope::new(&events::OrderDelivered(summary()), s, None)
-            }
-            OrderEvent::Refunded => Envelope::new(&events::OrderRefunded(summary()), s, None),
+            OrderEvent::Placed { .. } => Envelope::new(&events::OrderPlaced(summary()), s, t),
+            OrderEvent::Confirmed => Envelope::new(&events::OrderConfirmed(summary()), s, t),
+            OrderEvent::Rejected { .. } => Envelope::new(&events::OrderRejected(summary()), s, t),
+            OrderEvent::Cancelled => Envelope::new(&events::OrderCancelled(summary()), s, t),
+            OrderEvent::Shipped => Envelope::new(&events::OrderShipped(summary()), s, t),
+            OrderEvent::Delivered { .. } => Envelope::new(&events::OrderDelivered(summary()), s, t),
+            OrderEvent::Refunded => Envelope::new(&events::OrderRefunded(summary()), s, t),
             _ => return None,
         })
     };

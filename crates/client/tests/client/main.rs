@@ -186,6 +186,7 @@ async fn request_id_trace_key_and_token_go_along() {
     let context = RequestContext {
         request_id: "req-42".into(),
         trace,
+        service: "orders",
     };
     let reply = client(&up)
         .post("/echo")

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::publish::{attempt_of, persistent, publish_confirmed, retry_headers};
 use super::{RabbitBus, RabbitSettings, SETTLE_TIMEOUT, confirm_channel, connect, unavailable};
-use crate::bus::{BusError, Stop, Subscription};
+use crate::bus::{BusError, DEAD_LETTER_GAUGE_EVERY, Stop, Subscription, gauge_dead_letters};
 use crate::settle::{Failure, Settler, settle};
 
 /// The most deliveries one consumer applies side by side.
@@ -70,10 +70,24 @@ impl RabbitBus {
             });
         }
         drop(failed_tx);
+        // The dead-letter gauge is read on a channel of its own: a failed
+        // ask closes only that one.
+        let probe = connection.create_channel().await.map_err(unavailable)?;
+        let mut gauge = tokio::time::interval(DEAD_LETTER_GAUGE_EVERY);
+        gauge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outcome = loop {
             let next = tokio::select! {
                 () = &mut *stop => break Ok(true),
                 Some(e) = failed.recv() => break Err(e),
+                _ = gauge.tick() => {
+                    match self.settings.dead_letter_depth(&probe, &sub.consumer).await {
+                        Ok(depth) => gauge_dead_letters(&sub.consumer, depth),
+                        Err(e) => {
+                            tracing::debug!(consumer = %sub.consumer, error = %e, "Dead letters not counted.");
+                        }
+                    }
+                    continue;
+                }
                 next = deliveries.next() => next,
             };
             let delivery = match next {

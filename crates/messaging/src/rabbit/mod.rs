@@ -134,6 +134,14 @@ impl Bus for RabbitBus {
         self.list_dead_letters(consumer).await
     }
 
+    async fn dead_letter_depth(&self, consumer: &str) -> Result<u64, BusError> {
+        let connection = connect(&self.settings.url).await?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        let depth = self.settings.dead_letter_depth(&channel, consumer).await;
+        let _ = connection.close(200, "counted".into()).await;
+        depth
+    }
+
     async fn replay(&self, consumer: &str, id: Option<Uuid>) -> Result<usize, BusError> {
         self.replay_dead_letters(consumer, id).await
     }

@@ -40,6 +40,28 @@ impl RabbitSettings {
         format!("{}{consumer}.dlq", self.queue_prefix)
     }
 
+    /// The depth of `consumer`'s dead-letter queue, asked on `channel`
+    /// (passively: a queue that is not there is an error, never created).
+    pub async fn dead_letter_depth(
+        &self,
+        channel: &Channel,
+        consumer: &str,
+    ) -> Result<u64, BusError> {
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let queue = channel
+            .queue_declare(
+                self.dlq(consumer).as_str().into(),
+                passive,
+                FieldTable::default(),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(u64::from(queue.message_count()))
+    }
+
     pub(super) fn retry_queue(&self, consumer: &str, delay: Duration) -> String {
         format!(
             "{}{consumer}.retry.{}ms",

@@ -447,9 +447,11 @@ pub async fn scenario_dead_letter_and_replay(
     producer: &Producer,
     consumer: &Arc<Consumer>,
 ) {
+    emporium_telemetry::metrics_handle();
     consumer.set(Behaviour::Fail);
     let stopper = listen(bus.as_ref(), consumer).await;
     spawn_relay(producer.outbox.clone(), bus.clone(), &stopper);
+    assert_eq!(bus.dead_letter_depth(&consumer.name).await.unwrap(), 0);
     let event = producer.make(9, true).await;
 
     eventually("three attempts", WAIT, || async {
@@ -480,6 +482,19 @@ pub async fn scenario_dead_letter_and_replay(
         "listing does not consume"
     );
     assert_eq!(consumer.effects().await, 0);
+    assert_eq!(bus.dead_letter_depth(&consumer.name).await.unwrap(), 1);
+    // The running consumer reads its depth into the gauge.
+    let gauged = |depth: u64| {
+        let line = format!(
+            "events_dead_letter_queue_messages{{consumer=\"{}\"}} {depth}",
+            consumer.name
+        );
+        emporium_telemetry::metrics_handle()
+            .render()
+            .lines()
+            .any(|l| l == line)
+    };
+    eventually("the dead-letter gauge says 1", WAIT, || async { gauged(1) }).await;
 
     consumer.set(Behaviour::Apply);
     assert_eq!(bus.replay(&consumer.name, Some(event.id)).await.unwrap(), 1);
@@ -502,10 +517,14 @@ pub async fn scenario_dead_letter_and_replay(
         bus.dead_letters(&consumer.name).await.unwrap().len() == 2
     })
     .await;
+    assert_eq!(bus.dead_letter_depth(&consumer.name).await.unwrap(), 2);
+    eventually("the dead-letter gauge says 2", WAIT, || async { gauged(2) }).await;
     // Mended first: a purge that delivered the letters again would now apply them.
     consumer.set(Behaviour::Apply);
     assert_eq!(bus.purge(&consumer.name).await.unwrap(), 2);
     assert!(bus.dead_letters(&consumer.name).await.unwrap().is_empty());
+    assert_eq!(bus.dead_letter_depth(&consumer.name).await.unwrap(), 0);
+    eventually("the dead-letter gauge says 0", WAIT, || async { gauged(0) }).await;
     assert_eq!(bus.purge(&consumer.name).await.unwrap(), 0);
     // A later event is delivered and applied; by then anything the purge
     // had sent back would have been delivered before it (one queue, in order).

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use emporium_auth::AuthUser;
-use emporium_http::{AppJson, AppPath, FieldError, Problem};
+use emporium_http::{AppJson, AppPath, FieldError, Problem, RequestContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -41,10 +41,10 @@ pub struct CartLine {
 
 /// The cart answer: its lines and what they cost together (absent when the
 /// lines are priced in more than one currency).
-pub async fn cart_view(state: &AppState, customer: Uuid) -> ApiResult<Value> {
+pub async fn cart_view(state: &AppState, customer: Uuid, ctx: &RequestContext) -> ApiResult<Value> {
     let lines = state.0.carts.lines(customer).await?;
     let ids = lines.iter().map(|(id, _)| *id).collect();
-    let products = state.0.products(ids).await?;
+    let products = state.0.products(ids, ctx).await?;
     let mut items = Vec::with_capacity(lines.len());
     let mut currencies = std::collections::BTreeSet::new();
     let mut total: i64 = 0;
@@ -91,8 +91,12 @@ pub async fn cart_view(state: &AppState, customer: Uuid) -> ApiResult<Value> {
 #[utoipa::path(get, path = "/api/v1/cart",
     responses((status = 200, description = "`{items: [{product_id, quantity, name, unit_price, line_total, available, problem}], total}`")),
     security(("bearer" = [])))]
-pub async fn show(State(state): State<AppState>, user: AuthUser) -> ApiResult<AppJson<Value>> {
-    Ok(AppJson(cart_view(&state, user.id).await?))
+pub async fn show(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    user: AuthUser,
+) -> ApiResult<AppJson<Value>> {
+    Ok(AppJson(cart_view(&state, user.id, &ctx).await?))
 }
 
 #[utoipa::path(put, path = "/api/v1/cart/items/{product_id}", request_body = SetQuantity,
@@ -101,6 +105,7 @@ pub async fn show(State(state): State<AppState>, user: AuthUser) -> ApiResult<Ap
     security(("bearer" = [])))]
 pub async fn set_item(
     State(state): State<AppState>,
+    ctx: RequestContext,
     user: AuthUser,
     AppPath(product_id): AppPath<Uuid>,
     AppJson(body): AppJson<SetQuantity>,
@@ -109,7 +114,7 @@ pub async fn set_item(
         let error = FieldError::new("quantity", "must be 0 (remove) to 100");
         return Err(Problem::validation(vec![error]).into());
     }
-    if body.quantity > 0 && state.0.products(vec![product_id]).await?.is_empty() {
+    if body.quantity > 0 && state.0.products(vec![product_id], &ctx).await?.is_empty() {
         return Err(Problem::not_found("No such product.").into());
     }
     let now = state.0.saga.clock.now_ms();
@@ -125,7 +130,7 @@ pub async fn set_item(
         );
         return Err(Problem::validation(vec![error]).into());
     }
-    Ok(AppJson(cart_view(&state, user.id).await?))
+    Ok(AppJson(cart_view(&state, user.id, &ctx).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/cart", responses((status = 204)), security(("bearer" = [])))]

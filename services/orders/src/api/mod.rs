@@ -17,7 +17,7 @@ use emporium_auth::Verifier;
 use emporium_client::catalog::{LookupError, Products};
 use emporium_contracts::products::ProductSummary;
 use emporium_db::StoreError;
-use emporium_http::Problem;
+use emporium_http::{Problem, RequestContext};
 use uuid::Uuid;
 
 use crate::saga::{Driven, Loaded, Saga, SagaError};
@@ -129,17 +129,25 @@ fn catalog_down(e: &LookupError) -> ApiError {
 impl Api {
     /// The catalog's current view of `ids`, by id (unknown and deleted
     /// products are absent).
-    async fn products(&self, ids: Vec<Uuid>) -> ApiResult<HashMap<Uuid, ProductSummary>> {
+    async fn products(
+        &self,
+        ids: Vec<Uuid>,
+        ctx: &RequestContext,
+    ) -> ApiResult<HashMap<Uuid, ProductSummary>> {
         if ids.is_empty() {
             return Ok(HashMap::new());
         }
-        let found = self.products.lookup(ids, None).await.map_err(|e| match e {
-            LookupError::Invalid(detail) => {
-                tracing::error!(%detail, "The catalog refused a product lookup.");
-                ApiError::Problem(Problem::internal())
-            }
-            e => catalog_down(&e),
-        })?;
+        let found = self
+            .products
+            .lookup(ids, Some(ctx))
+            .await
+            .map_err(|e| match e {
+                LookupError::Invalid(detail) => {
+                    tracing::error!(%detail, "The catalog refused a product lookup.");
+                    ApiError::Problem(Problem::internal())
+                }
+                e => catalog_down(&e),
+            })?;
         Ok(found.items.into_iter().map(|p| (p.id, p)).collect())
     }
 
@@ -147,15 +155,20 @@ impl Api {
     /// waited long enough; a saga another replica or request drives is
     /// waited for. `created`: the order this request just created (and
     /// holds the claim of).
-    async fn settle(&self, id: Uuid, created: Option<Loaded>) -> ApiResult<Driven> {
+    async fn settle(
+        &self,
+        id: Uuid,
+        created: Option<Loaded>,
+        ctx: &RequestContext,
+    ) -> ApiResult<Driven> {
         let deadline = tokio::time::Instant::now() + self.answer_within;
         let mut created = created;
         loop {
             let driven = match created.take() {
-                Some(loaded) => self.saga.drive_from(loaded, true, deadline).await?,
+                Some(loaded) => self.saga.drive_from(loaded, true, deadline, ctx).await?,
                 None => self
                     .saga
-                    .drive(id, false, deadline)
+                    .drive(id, false, deadline, ctx)
                     .await?
                     .ok_or_else(|| Problem::not_found("No such order."))?,
             };

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use emporium_auth::{Admin, AuthUser};
 use emporium_http::idempotency::{fingerprint, key_of, problems as key_problems};
 use emporium_http::paging::{self, CursorKey};
-use emporium_http::{AppJson, AppPath, AppQuery, FieldError, Problem};
+use emporium_http::{AppJson, AppPath, AppQuery, FieldError, Problem, RequestContext};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -161,6 +161,7 @@ fn checked(request: &PlaceOrder, cart: Vec<(Uuid, i64)>) -> Result<Checked, Vec<
     security(("bearer" = [])))]
 pub async fn place(
     State(state): State<AppState>,
+    ctx: RequestContext,
     user: AuthUser,
     headers: HeaderMap,
     AppJson(request): AppJson<PlaceOrder>,
@@ -177,7 +178,7 @@ pub async fn place(
     let body = serde_json::to_vec(&canonical).unwrap_or_default();
     let request_hash = fingerprint(&Method::POST, "/api/v1/orders", &body);
     if let Some(existing) = api.saga.load(id).await? {
-        return again(&state, existing, &request_hash).await;
+        return again(&state, existing, &request_hash, &ctx).await;
     }
     let from_cart = request.items.is_none();
     let cart = if from_cart {
@@ -191,7 +192,7 @@ pub async fn place(
         token,
     } = checked(&request, cart).map_err(Problem::validation)?;
     let products = api
-        .products(items.iter().map(|(id, _)| *id).collect())
+        .products(items.iter().map(|(id, _)| *id).collect(), &ctx)
         .await?;
     let mut errors = Vec::new();
     let mut lines = Vec::with_capacity(items.len());
@@ -250,16 +251,16 @@ pub async fn place(
     // later); today it settles the placed prices, in the same append.
     let priced = OrderEvent::Priced { lines, totals };
     metrics::counter!("orders_placed_total").increment(1);
-    let Some(created) = api.saga.create(id, placed, priced).await? else {
+    let Some(created) = api.saga.create(id, placed, priced, &ctx).await? else {
         // A concurrent request with the same key placed it first.
         let existing = api
             .saga
             .load(id)
             .await?
             .ok_or_else(|| Problem::not_found("No such order."))?;
-        return again(&state, existing, &request_hash).await;
+        return again(&state, existing, &request_hash, &ctx).await;
     };
-    let driven = api.settle(id, Some(created)).await?;
+    let driven = api.settle(id, Some(created), &ctx).await?;
     if from_cart && driven.loaded().order.status() == OrderStatus::Confirmed {
         api.carts.clear(user.id).await?;
     }
@@ -272,11 +273,12 @@ async fn again(
     state: &AppState,
     existing: Loaded,
     request_hash: &str,
+    ctx: &RequestContext,
 ) -> ApiResult<(StatusCode, AppJson<Value>)> {
     if existing.order.request() != request_hash {
         return Err(key_problems::reused().into());
     }
-    let driven = state.0.settle(existing.order.id(), None).await?;
+    let driven = state.0.settle(existing.order.id(), None, ctx).await?;
     Ok(answer(driven, StatusCode::OK))
 }
 
@@ -450,6 +452,7 @@ pub async fn history(
 /// (409 if not), then drives the saga it starts.
 async fn transition(
     state: &AppState,
+    ctx: &RequestContext,
     user: &AuthUser,
     id: Uuid,
     verb: &str,
@@ -467,7 +470,7 @@ async fn transition(
         // The same transition under way already (a retry after a timeout or
         // a crash): wait for it rather than refuse.
         if asked.is_some() && loaded.order.in_progress() == asked {
-            let driven = api.settle(id, None).await?;
+            let driven = api.settle(id, None, ctx).await?;
             return Ok(answer(driven, StatusCode::OK));
         }
         if !loaded.order.allows(&event) {
@@ -477,10 +480,10 @@ async fn transition(
         }
         if api
             .saga
-            .record(&mut loaded, std::slice::from_ref(&event))
+            .record(&mut loaded, std::slice::from_ref(&event), ctx)
             .await?
         {
-            let driven = api.settle(id, None).await?;
+            let driven = api.settle(id, None, ctx).await?;
             return Ok(answer(driven, StatusCode::OK));
         }
     }
@@ -507,11 +510,12 @@ fn actor(user: &AuthUser) -> Actor {
     security(("bearer" = [])))]
 pub async fn cancel(
     State(state): State<AppState>,
+    ctx: RequestContext,
     user: AuthUser,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<(StatusCode, AppJson<Value>)> {
     let event = OrderEvent::CancelRequested { by: actor(&user) };
-    transition(&state, &user, id, "cancelled", event).await
+    transition(&state, &ctx, &user, id, "cancelled", event).await
 }
 
 /// Ships (admin): the payment is captured and the reservation committed.
@@ -520,11 +524,12 @@ pub async fn cancel(
     security(("bearer" = [])))]
 pub async fn ship(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Admin(user): Admin,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<(StatusCode, AppJson<Value>)> {
     let event = OrderEvent::ShipRequested { by: actor(&user) };
-    transition(&state, &user, id, "shipped", event).await
+    transition(&state, &ctx, &user, id, "shipped", event).await
 }
 
 /// Marks a shipped order delivered (admin).
@@ -533,11 +538,12 @@ pub async fn ship(
     security(("bearer" = [])))]
 pub async fn deliver(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Admin(user): Admin,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<(StatusCode, AppJson<Value>)> {
     let event = OrderEvent::Delivered { by: actor(&user) };
-    transition(&state, &user, id, "delivered", event).await
+    transition(&state, &ctx, &user, id, "delivered", event).await
 }
 
 /// Refunds a delivered order (admin): the goods go back in stock, the
@@ -547,11 +553,12 @@ pub async fn deliver(
     security(("bearer" = [])))]
 pub async fn refund(
     State(state): State<AppState>,
+    ctx: RequestContext,
     Admin(user): Admin,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<(StatusCode, AppJson<Value>)> {
     let event = OrderEvent::RefundRequested { by: actor(&user) };
-    transition(&state, &user, id, "refunded", event).await
+    transition(&state, &ctx, &user, id, "refunded", event).await
 }
 
 #[cfg(test)]

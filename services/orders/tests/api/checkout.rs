@@ -347,7 +347,13 @@ async fn an_order_is_created_once_whoever_comes_second(app: TestApp) {
         lines: loaded.order.lines().to_vec(),
         totals: loaded.order.totals().clone(),
     };
-    assert!(saga.create(id, placed, priced).await.unwrap().is_none());
+    let ctx = emporium_http::RequestContext::background("orders");
+    assert!(
+        saga.create(id, placed, priced, &ctx)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let after = saga.load(id).await.unwrap().unwrap();
     assert_eq!(after.order.customer_id(), app.customer_id);
     assert_eq!(after.order.version(), loaded.order.version());
