@@ -63,6 +63,18 @@ enum Command {
         #[arg(long = "name")]
         names: Vec<String>,
     },
+    /// Exits 0 when URL answers 2xx, 1 otherwise (a container's health
+    /// check: no shell or curl needed).
+    Healthcheck {
+        /// What to ask, e.g. https://127.0.0.1:8443/healthz.
+        url: String,
+        /// The CA that signed the server's certificate (default: the system's roots).
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
     /// Open-model load generator: a constant rate of reads, or of checkouts, against the shop.
     Loadgen(loadgen::LoadgenArgs),
     /// Event bus operations: dead letters.
@@ -155,6 +167,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Payments(args) => payments::run(args).await,
         Command::Orders(args) => orders::run(args).await,
         Command::Loadgen(args) => loadgen::run(args).await,
+        Command::Healthcheck {
+            url,
+            ca_cert,
+            timeout,
+        } => {
+            let timeout = std::time::Duration::from_secs(timeout.max(1));
+            let client = emporium_http::tls::client(ca_cert.as_deref(), timeout)?;
+            let url = reqwest::Url::parse(&url).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            anyhow::ensure!(
+                matches!(url.scheme(), "http" | "https"),
+                "{url}: only http and https are checked"
+            );
+            let status = client.get(url.clone()).send().await?.status();
+            anyhow::ensure!(status.is_success(), "{url} answered {status}");
+            Ok(())
+        }
         Command::Serve {
             service,
             common,

@@ -49,7 +49,8 @@ pub struct UpContext<'a> {
     /// The one embedded bus of the process.
     pub bus: Arc<dyn Bus>,
     pub insecure_http: bool,
-    /// The public port (the gateway's).
+    /// The public address and port (the gateway's).
+    pub public_host: std::net::IpAddr,
     pub public_port: u16,
     /// Base URLs of the services built so far that the gateway routes to.
     pub urls: BTreeMap<&'static str, String>,
@@ -414,7 +415,10 @@ impl ServiceEntry for Gateway {
         for (service, url) in &ctx.urls {
             loader = loader.set(&format!("upstreams.{service}"), url)?;
         }
-        let settings = ctx.http(loader, self.name(), ctx.public_port)?.build()?;
+        let settings = ctx
+            .http(loader, self.name(), ctx.public_port)?
+            .set("http.host", &ctx.public_host.to_string())?
+            .build()?;
         let gateway = emporium_gateway::Application::build(settings).await?;
         ctx.banner.insert(
             0,

@@ -34,6 +34,11 @@ pub struct UpArgs {
     /// The gateway's port (the shop's public origin).
     #[arg(long, default_value_t = 8443)]
     port: u16,
+    /// The address the gateway listens on: loopback (the default), or
+    /// 0.0.0.0 (or ::) for every interface, as in a container. The other
+    /// services always stay on loopback.
+    #[arg(long, default_value = "127.0.0.1", value_parser = public_host)]
+    host: std::net::IpAddr,
     /// Serve plain HTTP everywhere. For local debugging only.
     #[arg(long)]
     insecure_http: bool,
@@ -47,6 +52,20 @@ pub struct UpArgs {
 pub enum LogFormatArg {
     Json,
     Pretty,
+}
+
+/// `--host`: an IPv4 loopback address or every interface. The webhooks
+/// of the card sandbox reach the gateway on 127.0.0.1, and the gateway's
+/// certificate names loopback only.
+fn public_host(raw: &str) -> Result<std::net::IpAddr, String> {
+    let ip: std::net::IpAddr = raw
+        .parse()
+        .map_err(|_| format!("{raw:?} is not an IP address"))?;
+    if ip.is_unspecified() || (ip.is_ipv4() && ip.is_loopback()) {
+        Ok(ip)
+    } else {
+        Err("the gateway listens on loopback (127.0.0.1) or every interface (0.0.0.0 or ::)".into())
+    }
 }
 
 impl UpArgs {
@@ -151,6 +170,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         certs: &certs,
         bus,
         insecure_http: args.insecure_http,
+        public_host: args.host,
         public_port: args.port,
         urls: Default::default(),
         outside: Default::default(),

@@ -1054,3 +1054,61 @@ async fn up_shows_the_password_of_a_failed_first_start_and_runs_once_per_data_di
     second.assert_fails_saying("another emporium up is running");
     assert!(up.terminate(Duration::from_secs(30)));
 }
+
+/// Whether a socket listens on every IPv4 interface (0.0.0.0) on `port`.
+fn listens_on_every_interface(port: u16) -> bool {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let wanted = format!("00000000:{port:04X}");
+    // Columns: sl, local address, remote address, state (0A: listening).
+    table.lines().skip(1).any(|l| {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        cols.get(1) == Some(&wanted.as_str()) && cols.get(3) == Some(&"0A")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_passes_on_2xx_only_and_up_listens_where_told() {
+    let refused = Proc::spawn(&["up", "--host", "10.1.2.3"], &[]);
+    let mut refused = refused;
+    refused.assert_fails_saying("the gateway listens on loopback");
+
+    let data = TempDir::new("up-host");
+    let dir = data.0.to_str().unwrap();
+    let mut up = Proc::spawn(
+        &["up", "--data-dir", dir, "--port", "0", "--host", "0.0.0.0"],
+        &[],
+    );
+    let base = shop_url(&mut up, Duration::from_secs(60));
+    let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(listens_on_every_interface(port), "{base}");
+    let ca = data.0.join("certs").join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let check = |url: String, ca: Option<&str>| {
+        let mut args = vec!["healthcheck".to_owned(), url];
+        if let Some(ca) = ca {
+            args.extend(["--ca-cert".to_owned(), ca.to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut p = Proc::spawn(&args, &[]);
+        let passed = p.wait_exit(Duration::from_secs(30));
+        (passed, p.output().join("\n"))
+    };
+    let (ok, out) = check(format!("{base}/healthz"), Some(ca));
+    assert!(ok, "{out}");
+    let (ok, out) = check(format!("{base}/readyz"), Some(ca));
+    assert!(ok, "{out}");
+    // Not 2xx: the public port has no /metrics.
+    let (ok, out) = check(format!("{base}/metrics"), Some(ca));
+    assert!(!ok && out.contains("answered 404"), "{out}");
+    // A certificate the system's roots do not know.
+    let (ok, _) = check(format!("{base}/healthz"), None);
+    assert!(!ok);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let (ok, _) = check(format!("https://127.0.0.1:{closed_port}/healthz"), Some(ca));
+    assert!(!ok);
+    let (ok, out) = check("file:///etc/passwd".into(), None);
+    assert!(!ok && out.contains("only http and https"), "{out}");
+    assert!(up.terminate(Duration::from_secs(30)));
+}
