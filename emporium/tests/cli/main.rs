@@ -11,6 +11,7 @@ mod process;
 mod traces;
 mod walkthrough;
 
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use process::Proc;
@@ -1055,23 +1056,92 @@ async fn up_shows_the_password_of_a_failed_first_start_and_runs_once_per_data_di
     assert!(up.terminate(Duration::from_secs(30)));
 }
 
-/// Whether a socket listens on every IPv4 interface (0.0.0.0) on `port`.
-fn listens_on_every_interface(port: u16) -> bool {
-    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let wanted = format!("00000000:{port:04X}");
-    // Columns: sl, local address, remote address, state (0A: listening).
-    table.lines().skip(1).any(|l| {
-        let cols: Vec<&str> = l.split_whitespace().collect();
-        cols.get(1) == Some(&wanted.as_str()) && cols.get(3) == Some(&"0A")
-    })
+/// The TCP addresses (`/proc/net/tcp` form, e.g. `0100007F:20FB`) process
+/// `pid` listens on, IPv4 and IPv6.
+fn listening(pid: u32) -> Vec<String> {
+    let inodes: BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?.to_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let mut found = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        // Columns: sl, local, remote, state (0A: listening), …, inode (10th).
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            if cols.get(3) == Some(&"0A") && cols.get(9).is_some_and(|i| inodes.contains(*i)) {
+                found.push(cols[1].to_owned());
+            }
+        }
+    }
+    found
+}
+
+/// A plain HTTP server answering every request with `status` (and a
+/// `Location`), on a free loopback port; its base URL.
+async fn answering(status: u16) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let to = format!("{url}/healthz");
+    let app = axum::Router::new().fallback(move || {
+        let to = to.clone();
+        async move {
+            (
+                axum::http::StatusCode::from_u16(status).unwrap(),
+                [(axum::http::header::LOCATION, to)],
+            )
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+/// `emporium healthcheck ARGS…`: its exit code (`None`: still running after
+/// 20 seconds), what it printed, and how long it took.
+fn healthcheck(args: &[&str]) -> (Option<i32>, String, Duration) {
+    let started = Instant::now();
+    let mut p = Proc::spawn(&[&["healthcheck"], args].concat(), &[]);
+    let code = p.wait_code(Duration::from_secs(20));
+    (code, p.output().join("\n"), started.elapsed())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_passes_on_2xx_only_and_up_listens_where_told() {
-    let refused = Proc::spawn(&["up", "--host", "10.1.2.3"], &[]);
-    let mut refused = refused;
+    let mut refused = Proc::spawn(&["up", "--host", "10.1.2.3"], &[]);
     refused.assert_fails_saying("the gateway listens on loopback");
 
+    // By default every port of `up` is on loopback.
+    let default = TempDir::new("up-default-host");
+    let mut up = Proc::spawn(
+        &[
+            "up",
+            "--data-dir",
+            default.0.to_str().unwrap(),
+            "--port",
+            "0",
+        ],
+        &[],
+    );
+    let base = shop_url(&mut up, Duration::from_secs(60));
+    let ports = listening(up.pid());
+    assert!(ports.len() >= 6, "{ports:?}");
+    assert!(
+        ports.iter().all(|a| a.starts_with("0100007F:")),
+        "{ports:?}"
+    );
+    assert!(up.terminate(Duration::from_secs(30)), "{base}");
+
+    // With --host 0.0.0.0 the gateway, and only it, listens everywhere.
     let data = TempDir::new("up-host");
     let dir = data.0.to_str().unwrap();
     let mut up = Proc::spawn(
@@ -1080,35 +1150,57 @@ async fn healthcheck_passes_on_2xx_only_and_up_listens_where_told() {
     );
     let base = shop_url(&mut up, Duration::from_secs(60));
     let port: u16 = base.rsplit(':').next().unwrap().parse().unwrap();
-    assert!(listens_on_every_interface(port), "{base}");
+    let ports = listening(up.pid());
+    let everywhere: Vec<&String> = ports
+        .iter()
+        .filter(|a| !a.starts_with("0100007F:"))
+        .collect();
+    assert_eq!(everywhere, [&format!("00000000:{port:04X}")], "{ports:?}");
+    assert!(ports.len() >= 6, "{ports:?}");
+
     let ca = data.0.join("certs").join("ca.pem");
     let ca = ca.to_str().unwrap();
-    let check = |url: String, ca: Option<&str>| {
-        let mut args = vec!["healthcheck".to_owned(), url];
-        if let Some(ca) = ca {
-            args.extend(["--ca-cert".to_owned(), ca.to_owned()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut p = Proc::spawn(&args, &[]);
-        let passed = p.wait_exit(Duration::from_secs(30));
-        (passed, p.output().join("\n"))
-    };
-    let (ok, out) = check(format!("{base}/healthz"), Some(ca));
-    assert!(ok, "{out}");
-    let (ok, out) = check(format!("{base}/readyz"), Some(ca));
-    assert!(ok, "{out}");
-    // Not 2xx: the public port has no /metrics.
-    let (ok, out) = check(format!("{base}/metrics"), Some(ca));
-    assert!(!ok && out.contains("answered 404"), "{out}");
+    for path in ["/healthz", "/readyz"] {
+        let (code, out, _) = healthcheck(&[&format!("{base}{path}"), "--ca-cert", ca]);
+        assert_eq!(code, Some(0), "{path}: {out}");
+    }
+    // Any other answer is a failure (exit 1, as a container runtime counts
+    // unhealthy), and says what was answered: a redirect is not followed.
+    let (code, out, _) = healthcheck(&[&format!("{base}/metrics"), "--ca-cert", ca]);
+    assert!(code == Some(1) && out.contains("answered 404"), "{out}");
+    for status in [301, 503] {
+        let url = answering(status).await;
+        let (code, out, _) = healthcheck(&[&format!("{url}/moved")]);
+        assert!(
+            code == Some(1) && out.contains(&format!("answered {status}")),
+            "{status}: {code:?} {out}"
+        );
+    }
     // A certificate the system's roots do not know.
-    let (ok, _) = check(format!("{base}/healthz"), None);
-    assert!(!ok);
+    let (code, out, _) = healthcheck(&[&format!("{base}/healthz")]);
+    assert!(code == Some(1) && out.contains("certificate"), "{out}");
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed_port = closed.local_addr().unwrap().port();
     drop(closed);
-    let (ok, _) = check(format!("https://127.0.0.1:{closed_port}/healthz"), Some(ca));
-    assert!(!ok);
-    let (ok, out) = check("file:///etc/passwd".into(), None);
-    assert!(!ok && out.contains("only http and https"), "{out}");
+    let (code, out, _) = healthcheck(&[
+        &format!("https://127.0.0.1:{closed_port}/healthz"),
+        "--ca-cert",
+        ca,
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    // A server that takes the connection and never answers: --timeout holds.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_url = format!("http://{}/healthz", silent.local_addr().unwrap());
+    let (code, out, took) = healthcheck(&[&silent_url, "--timeout", "1"]);
+    assert!(
+        code == Some(1) && took < Duration::from_secs(5),
+        "{took:?} {out}"
+    );
+    drop(silent);
+    let (code, out, _) = healthcheck(&["file:///etc/passwd"]);
+    assert!(
+        code == Some(1) && out.contains("only http and https"),
+        "{out}"
+    );
     assert!(up.terminate(Duration::from_secs(30)));
 }

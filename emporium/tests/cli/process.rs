@@ -98,31 +98,37 @@ impl Proc {
             .to_owned()
     }
 
-    /// Waits for the process to exit by itself; true when it exited successfully.
-    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit by itself; its exit code (`None` when
+    /// it is still running at `timeout`, or was killed by a signal). The
+    /// readers get a moment to take its last lines.
+    pub fn wait_code(&mut self, timeout: Duration) -> Option<i32> {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                if !status.success() {
-                    eprintln!("{}", self.output().join("\n"));
-                }
-                return status.success();
+                std::thread::sleep(Duration::from_millis(100));
+                return status.code();
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        false
+        None
+    }
+
+    /// Waits for the process to exit by itself; true when it exited successfully.
+    pub fn wait_exit(&mut self, timeout: Duration) -> bool {
+        let code = self.wait_code(timeout);
+        if code.is_some_and(|c| c != 0) {
+            eprintln!("{}", self.output().join("\n"));
+        }
+        code == Some(0)
     }
 
     /// Waits for the process to exit by itself; true when it exited with a failure.
     pub fn wait_failure(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return !status.success();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        false
+        self.wait_code(timeout).is_some_and(|c| c != 0)
     }
 
     /// Sends SIGTERM and waits for a clean exit.

@@ -36,6 +36,8 @@ struct Seen {
     trace: String,
     id: String,
     parent: String,
+    /// Attributes with a string or integer value, as text.
+    attributes: HashMap<String, String>,
 }
 
 type Received = Arc<Mutex<Vec<Seen>>>;
@@ -64,7 +66,20 @@ async fn collect(State(received): State<Received>, body: Bytes) -> (StatusCode, 
             .unwrap_or_default();
         for scope in resource_spans.scope_spans {
             for span in scope.spans {
+                let attributes = span
+                    .attributes
+                    .iter()
+                    .filter_map(|kv| {
+                        let value = match kv.value.as_ref()?.value.as_ref()? {
+                            AnyValue::StringValue(s) => s.clone(),
+                            AnyValue::IntValue(i) => i.to_string(),
+                            _ => return None,
+                        };
+                        Some((kv.key.clone(), value))
+                    })
+                    .collect();
                 seen.push(Seen {
+                    attributes,
                     service: service.clone(),
                     name: span.name,
                     kind: span.kind,
@@ -107,6 +122,8 @@ impl Distributed {
             .env("DIR", self.dir.0.join("shop"))
             .env("PREFIX", "emporium_traces")
             .env("EMPORIUM_TELEMETRY_OTLP_ENDPOINT", collector)
+            // Batches every 200 ms rather than 5 s: the test waits less.
+            .env("OTEL_BSP_SCHEDULE_DELAY", "200")
             .output()
             .unwrap()
     }
@@ -119,7 +136,60 @@ impl Drop for Distributed {
 }
 
 const SERVER: i32 = 2;
+const CLIENT: i32 = 3;
 const CONSUMER: i32 = 5;
+
+/// Deletes the test consumer's queues however the test ends: left bound,
+/// they would pile up every later `order.confirmed` on the shared broker.
+struct Queues(RabbitSettings);
+
+impl Drop for Queues {
+    fn drop(&mut self) {
+        let bus = RabbitBus::new(self.0.clone());
+        let deleted = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(bus.delete_queues("fulfilment.confirmed", RetryPolicy::default()))
+        })
+        .join();
+        if !matches!(deleted, Ok(Ok(()))) {
+            eprintln!("the fulfilment.confirmed queues may be left on the broker: {deleted:?}");
+        }
+    }
+}
+
+/// The spans of `trace` once it is whole: rooted in the gateway's request,
+/// every parent present, and holding the spans this test looks for.
+fn whole(seen: &[Seen], trace: &str) -> Option<Vec<Seen>> {
+    let spans: Vec<Seen> = seen.iter().filter(|s| s.trace == trace).cloned().collect();
+    let ids: BTreeSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
+    let rooted = spans
+        .iter()
+        .any(|s| s.parent.is_empty() && s.service == "gateway" && s.kind == SERVER);
+    let joined = spans
+        .iter()
+        .all(|s| s.parent.is_empty() || ids.contains(s.parent.as_str()));
+    let has =
+        |service: &str, name: &str| spans.iter().any(|s| s.service == service && s.name == name);
+    let complete = has("fulfilment", &format!("process {}", OrderConfirmed::TYPE))
+        && has("catalog", "POST /internal/v1/reservations")
+        && has("catalog", "POST /internal/v1/reservations/{id}/keep")
+        && has("payments", "POST /internal/v1/payments");
+    (rooted && joined && complete).then_some(spans)
+}
+
+/// `span`'s ancestors' `service name`, nearest first.
+fn ancestry(spans: &[Seen], span: &Seen) -> Vec<String> {
+    let mut path = Vec::new();
+    let mut at = span;
+    while let Some(parent) = spans.iter().find(|s| s.id == at.parent) {
+        path.push(format!("{} {}", parent.service, parent.name));
+        at = parent;
+    }
+    path
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_checkout_is_one_trace_across_services_and_the_bus() {
@@ -166,6 +236,7 @@ async fn one_checkout_is_one_trace_across_services_and_the_bus() {
         )
         .await
         .unwrap();
+    let _queues = Queues(RabbitSettings::new(amqp));
 
     let shop = Distributed {
         dir: TempDir::new("traces"),
@@ -184,45 +255,35 @@ async fn one_checkout_is_one_trace_across_services_and_the_bus() {
         "the checkout load failed"
     );
 
-    // The checkouts' traces: those holding orders' `POST /api/v1/orders`.
+    // A checkout's trace (one holding orders' `POST /api/v1/orders`), once
+    // every process has sent its part.
     let deadline = Instant::now() + Duration::from_secs(60);
-    let (trace, spans) = loop {
+    let spans = loop {
         emporium_telemetry::traces::flush_traces();
         let seen = received.lock().unwrap().clone();
-        let complete = seen
+        let found = seen
             .iter()
             .filter(|s| s.service == "orders" && s.name == "POST /api/v1/orders")
-            .map(|s| s.trace.clone())
-            .find(|trace| {
-                seen.iter()
-                    .any(|s| &s.trace == trace && s.kind == CONSUMER && s.service == "fulfilment")
-            });
-        if let Some(trace) = complete {
-            let spans: Vec<Seen> = seen.into_iter().filter(|s| s.trace == trace).collect();
-            break (trace, spans);
+            .find_map(|s| whole(&seen, &s.trace));
+        if let Some(spans) = found {
+            break spans;
         }
         assert!(
             Instant::now() < deadline,
-            "no checkout trace reached its consumer within a minute; seen: {:#?}",
+            "no whole checkout trace within a minute; seen: {:#?}",
             seen.iter()
-                .map(|s| format!("{} {} {}", s.service, s.name, s.trace))
+                .map(|s| format!(
+                    "{} {} {} {} <- {}",
+                    s.trace, s.service, s.name, s.id, s.parent
+                ))
                 .collect::<Vec<_>>()
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
+    let trace = spans[0].trace.clone();
     let _ = stop_tx.send(true);
     let _ = consumer.await;
-    rabbit
-        .delete_queues("fulfilment.confirmed", RetryPolicy::default())
-        .await
-        .unwrap();
 
-    for s in &spans {
-        eprintln!(
-            "{} {} {} <- {} ({})",
-            s.service, s.name, s.id, s.parent, s.kind
-        );
-    }
     let services: BTreeSet<&str> = spans.iter().map(|s| s.service.as_str()).collect();
     for service in ["gateway", "orders", "catalog", "payments", "fulfilment"] {
         assert!(
@@ -263,15 +324,67 @@ async fn one_checkout_is_one_trace_across_services_and_the_bus() {
             "{span:?} has its parent outside the trace"
         );
     }
-    // The consumer's span descends from the saga step that confirmed.
-    let mut at = consumed;
-    let mut path = vec![at.name.clone()];
-    while let Some(parent) = by_id.get(at.parent.as_str()) {
-        at = parent;
-        path.push(format!("{} {}", at.service, at.name));
-    }
-    assert!(
-        path.iter().any(|p| p == "orders saga confirm"),
-        "the consumer's ancestry: {path:?}"
+    assert_eq!(
+        consumed
+            .attributes
+            .get("messaging.consumer.group.name")
+            .map(String::as_str),
+        Some("fulfilment.confirmed")
     );
+    let placed = spans
+        .iter()
+        .find(|s| s.service == "orders" && s.name == "POST /api/v1/orders")
+        .unwrap();
+    assert_eq!(
+        placed
+            .attributes
+            .get("http.response.status_code")
+            .map(String::as_str),
+        Some("201"),
+        "{placed:?}"
+    );
+    // Every request catalog and payments served in it was a call orders
+    // made: their parent is orders' client span of that call.
+    for served in spans
+        .iter()
+        .filter(|s| s.kind == SERVER && (s.service == "catalog" || s.service == "payments"))
+    {
+        let parent = by_id[served.parent.as_str()];
+        assert_eq!(
+            (parent.service.as_str(), parent.kind),
+            ("orders", CLIENT),
+            "{served:?}"
+        );
+    }
+    // Each saga step's calls descend from it, and the consumer's span from
+    // the step that confirmed (its event carries that step's context).
+    let process = format!("process {}", OrderConfirmed::TYPE);
+    for (service, name, step) in [
+        (
+            "catalog",
+            "POST /internal/v1/reservations",
+            "orders saga reserve_stock",
+        ),
+        (
+            "payments",
+            "POST /internal/v1/payments",
+            "orders saga authorize_payment",
+        ),
+        (
+            "catalog",
+            "POST /internal/v1/reservations/{id}/keep",
+            "orders saga confirm",
+        ),
+        ("fulfilment", process.as_str(), "orders saga confirm"),
+    ] {
+        let span = spans
+            .iter()
+            .find(|s| s.service == service && s.name == name)
+            .unwrap();
+        let path = ancestry(&spans, span);
+        assert!(
+            path.iter().any(|p| p == step),
+            "{service} {name} descends from {path:?}, not {step}"
+        );
+    }
 }

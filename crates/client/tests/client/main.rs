@@ -213,21 +213,31 @@ async fn request_id_trace_key_and_token_go_along() {
 #[tokio::test]
 async fn a_keyed_call_is_retried_through_transient_failures() {
     let up = upstream().await;
-    let reply = post_keyed(&up, "/flaky", "k1").await.unwrap();
+    let context = RequestContext::background("orders");
+    let reply = client(&up)
+        .post("/flaky")
+        .idempotency_key("k1")
+        .unwrap()
+        .context(&context)
+        .send::<Value>()
+        .await
+        .unwrap();
     assert_eq!(reply.status, 201);
     assert_eq!(up.hits(), 3);
-    let keys: Vec<_> = up
-        .seen
-        .headers
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|h| h["idempotency-key"].clone())
-        .collect();
+    let headers = up.seen.headers.lock().unwrap().clone();
     assert!(
-        keys.iter().all(|k| k == "k1"),
+        headers.iter().all(|h| h["idempotency-key"] == "k1"),
         "every attempt carries the same key"
     );
+    // Each attempt is a span of its own in the request's trace.
+    let traces: Vec<TraceParent> = headers
+        .iter()
+        .map(|h| TraceParent::parse(h["traceparent"].to_str().unwrap()).unwrap())
+        .collect();
+    assert!(traces.iter().all(|t| t.trace_id == context.trace.trace_id));
+    let spans: std::collections::BTreeSet<[u8; 8]> = traces.iter().map(|t| t.parent_id).collect();
+    assert_eq!(spans.len(), 3, "{traces:?}");
+    assert!(!spans.contains(&context.trace.parent_id));
 }
 
 #[tokio::test]

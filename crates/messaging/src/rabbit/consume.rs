@@ -71,8 +71,8 @@ impl RabbitBus {
         }
         drop(failed_tx);
         // The dead-letter gauge is read on a channel of its own: a failed
-        // ask closes only that one.
-        let probe = connection.create_channel().await.map_err(unavailable)?;
+        // ask closes only that one, and the next tick opens another.
+        let mut probe = None;
         let mut gauge = tokio::time::interval(DEAD_LETTER_GAUGE_EVERY);
         gauge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let outcome = loop {
@@ -80,9 +80,17 @@ impl RabbitBus {
                 () = &mut *stop => break Ok(true),
                 Some(e) = failed.recv() => break Err(e),
                 _ = gauge.tick() => {
-                    match self.settings.dead_letter_depth(&probe, &sub.consumer).await {
+                    if probe.is_none() {
+                        probe = connection.create_channel().await.ok();
+                    }
+                    let depth = match &probe {
+                        Some(channel) => self.settings.dead_letter_depth(channel, &sub.consumer).await,
+                        None => Err(unavailable("no channel to ask on")),
+                    };
+                    match depth {
                         Ok(depth) => gauge_dead_letters(&sub.consumer, depth),
                         Err(e) => {
+                            probe = None;
                             tracing::debug!(consumer = %sub.consumer, error = %e, "Dead letters not counted.");
                         }
                     }

@@ -41,7 +41,8 @@ impl RabbitSettings {
     }
 
     /// The depth of `consumer`'s dead-letter queue, asked on `channel`
-    /// (passively: a queue that is not there is an error, never created).
+    /// (passively: a queue that is not there is never created, and holds no
+    /// dead letter; the broker then closes `channel`).
     pub async fn dead_letter_depth(
         &self,
         channel: &Channel,
@@ -51,15 +52,18 @@ impl RabbitSettings {
             passive: true,
             ..QueueDeclareOptions::default()
         };
-        let queue = channel
+        match channel
             .queue_declare(
                 self.dlq(consumer).as_str().into(),
                 passive,
                 FieldTable::default(),
             )
             .await
-            .map_err(unavailable)?;
-        Ok(u64::from(queue.message_count()))
+        {
+            Ok(queue) => Ok(u64::from(queue.message_count())),
+            Err(e) if not_found(&e) => Ok(0),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     pub(super) fn retry_queue(&self, consumer: &str, delay: Duration) -> String {
@@ -217,4 +221,13 @@ impl RabbitBus {
         let _ = connection.close(200, "done".into()).await;
         Ok(())
     }
+}
+
+/// Whether the broker answered 404 (no such queue or exchange).
+fn not_found(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(e)
+            if *e.kind() == lapin::protocol::AMQPErrorKind::Soft(lapin::protocol::AMQPSoftError::NOTFOUND)
+    )
 }

@@ -483,6 +483,9 @@ pub async fn scenario_dead_letter_and_replay(
     );
     assert_eq!(consumer.effects().await, 0);
     assert_eq!(bus.dead_letter_depth(&consumer.name).await.unwrap(), 1);
+    // Another consumer's letters are its own: none for one that never had any.
+    let nobody = format!("nobody-{}", Uuid::now_v7().simple());
+    assert_eq!(bus.dead_letter_depth(&nobody).await.unwrap(), 0);
     // The running consumer reads its depth into the gauge.
     let gauged = |depth: u64| {
         let line = format!(
