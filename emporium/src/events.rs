@@ -108,6 +108,18 @@ pub async fn run(args: EventsArgs) -> anyhow::Result<()> {
         }
     };
     let EventsCommand::Dlq { command } = args.command;
+    let consumer = match &command {
+        DlqCommand::List { consumer }
+        | DlqCommand::Show { consumer, .. }
+        | DlqCommand::Replay { consumer, .. }
+        | DlqCommand::Purge { consumer } => consumer,
+    };
+    // A misspelt name would otherwise read as "no dead letters".
+    anyhow::ensure!(
+        bus.has_consumer(consumer).await?,
+        "no consumer {consumer:?} on this bus (consumers are named <service>.<purpose>, \
+         e.g. orders.payments)"
+    );
     match command {
         DlqCommand::List { consumer } => {
             let letters = bus.dead_letters(&consumer).await?;

@@ -71,8 +71,8 @@ enum Command {
         /// The CA that signed the server's certificate (default: the system's roots).
         #[arg(long)]
         ca_cert: Option<PathBuf>,
-        /// Seconds to wait for the answer.
-        #[arg(long, default_value_t = 5)]
+        /// Seconds to wait for the answer, connecting included (1 to 3600).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
     },
     /// Open-model load generator: a constant rate of reads, or of checkouts, against the shop.
@@ -171,18 +171,7 @@ async fn main() -> anyhow::Result<()> {
             url,
             ca_cert,
             timeout,
-        } => {
-            let timeout = std::time::Duration::from_secs(timeout.max(1));
-            let client = emporium_http::tls::client(ca_cert.as_deref(), timeout)?;
-            let url = reqwest::Url::parse(&url).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
-            anyhow::ensure!(
-                matches!(url.scheme(), "http" | "https"),
-                "{url}: only http and https are checked"
-            );
-            let status = client.get(url.clone()).send().await?.status();
-            anyhow::ensure!(status.is_success(), "{url} answered {status}");
-            Ok(())
-        }
+        } => healthcheck(&url, ca_cert.as_deref(), timeout).await,
         Command::Serve {
             service,
             common,
@@ -288,4 +277,32 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `emporium healthcheck`: Ok on a 2xx answer within `timeout_s` seconds,
+/// an error (exit 1) saying why otherwise. A redirect is an answer, not
+/// followed; a password in the URL is never printed.
+async fn healthcheck(
+    url: &str,
+    ca_cert: Option<&std::path::Path>,
+    timeout_s: u64,
+) -> anyhow::Result<()> {
+    let url = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("the URL is not valid: {e}"))?;
+    let mut shown = url.clone();
+    let _ = shown.set_password(None);
+    anyhow::ensure!(
+        matches!(url.scheme(), "http" | "https"),
+        "{shown}: only http and https are checked"
+    );
+    let timeout = std::time::Duration::from_secs(timeout_s);
+    let client = emporium_http::tls::client_builder(ca_cert, timeout)?
+        .connect_timeout(timeout)
+        .build()?;
+    let answer = tokio::time::timeout(timeout, client.get(url).send())
+        .await
+        .map_err(|_| anyhow::anyhow!("{shown}: no answer within {timeout_s} s"))?
+        .map_err(|e| anyhow::Error::new(e.without_url()).context(format!("{shown}: no answer")))?;
+    let status = answer.status();
+    anyhow::ensure!(status.is_success(), "{shown} answered {status}");
+    Ok(())
 }

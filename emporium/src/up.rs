@@ -54,14 +54,14 @@ pub enum LogFormatArg {
     Pretty,
 }
 
-/// `--host`: an IPv4 loopback address or every interface. The webhooks
-/// of the card sandbox reach the gateway on 127.0.0.1, and the gateway's
-/// certificate names loopback only.
+/// `--host`: 127.0.0.1 or every interface. The webhooks of the card
+/// sandbox reach the gateway on 127.0.0.1, and the development certificates
+/// name 127.0.0.1 and localhost only.
 fn public_host(raw: &str) -> Result<std::net::IpAddr, String> {
     let ip: std::net::IpAddr = raw
         .parse()
         .map_err(|_| format!("{raw:?} is not an IP address"))?;
-    if ip.is_unspecified() || (ip.is_ipv4() && ip.is_loopback()) {
+    if ip.is_unspecified() || ip == std::net::IpAddr::from([127, 0, 0, 1]) {
         Ok(ip)
     } else {
         Err("the gateway listens on loopback (127.0.0.1) or every interface (0.0.0.0 or ::)".into())

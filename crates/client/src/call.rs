@@ -60,6 +60,9 @@ struct Inner {
     base: reqwest::Url,
     tokens: Arc<dyn TokenSource>,
     settings: ClientSettings,
+    /// An outside party (the card provider): its calls are spans of ours,
+    /// but no trace context or request id is sent to it.
+    outside: bool,
 }
 
 impl ServiceClient {
@@ -77,6 +80,23 @@ impl ServiceClient {
                 base,
                 tokens,
                 settings,
+                outside: false,
+            }),
+        }
+    }
+
+    /// The same upstream as an outside party: calls to it are still spans
+    /// of the request they are made for, but its `traceparent` and
+    /// `x-request-id` stay here.
+    pub fn outside_party(self) -> Self {
+        let inner = &self.inner;
+        Self {
+            inner: Arc::new(Inner {
+                http: inner.http.clone(),
+                base: inner.base.clone(),
+                tokens: inner.tokens.clone(),
+                settings: inner.settings.clone(),
+                outside: true,
             }),
         }
     }
@@ -230,8 +250,18 @@ impl<'c> Call<'c> {
         &self,
         attempt: u32,
     ) -> Result<Reply<T>, (CallError, Option<Arc<str>>)> {
-        let Some(context) = self.context else {
-            return self.attempt(None).await;
+        // The request this call is made for: the one it was handed, else the
+        // one the task is serving.
+        let current;
+        let context = match self.context {
+            Some(context) => context,
+            None => match RequestContext::current() {
+                Some(found) => {
+                    current = found;
+                    &current
+                }
+                None => return self.attempt(None).await,
+            },
         };
         let own = context.trace.child();
         let base = &self.client.inner.base;
@@ -251,12 +281,13 @@ impl<'c> Call<'c> {
             if let Some(port) = base.port_or_known_default() {
                 span.set("server.port", i64::from(port));
             }
-            span.set("url.path", self.path.clone());
+            span.set_text("url.path", &self.path);
             if attempt > 1 {
                 span.set("http.request.resend_count", i64::from(attempt - 1));
             }
         }
-        let result = self.attempt(Some(&own)).await;
+        let sent = (!self.client.inner.outside).then_some((&own, context.request_id.as_str()));
+        let result = self.attempt(sent).await;
         match &result {
             Ok(reply) => span.set(
                 "http.response.status_code",
@@ -277,11 +308,11 @@ impl<'c> Call<'c> {
         result
     }
 
-    /// One attempt, sending `trace` as its `traceparent`; on failure also the
-    /// token it used (to invalidate on 401).
+    /// One attempt, sending `sent`'s trace context and request id when
+    /// given; on failure also the token it used (to invalidate on 401).
     async fn attempt<T: DeserializeOwned>(
         &self,
-        trace: Option<&TraceParent>,
+        sent: Option<(&TraceParent, &str)>,
     ) -> Result<Reply<T>, (CallError, Option<Arc<str>>)> {
         let token = self
             .client
@@ -305,9 +336,9 @@ impl<'c> Call<'c> {
             .timeout(self.timeout)
             .bearer_auth(&token)
             .header(http::header::ACCEPT, "application/json");
-        if let (Some(context), Some(trace)) = (self.context, trace) {
+        if let Some((trace, request_id)) = sent {
             request = request
-                .header(REQUEST_ID, context.request_id.as_str())
+                .header(REQUEST_ID, request_id)
                 .header(TRACEPARENT, trace.header_value());
         }
         if let Some(key) = &self.key {

@@ -68,8 +68,13 @@ pub struct CardProvider {
 
 impl CardProvider {
     /// `client` points at the provider, with its API key as the token.
+    /// `client` to the provider, an outside party: its calls are spans of
+    /// the request they are made for, but no trace context or request id
+    /// is sent to it.
     pub fn new(client: ServiceClient) -> Self {
-        Self { client }
+        Self {
+            client: client.outside_party(),
+        }
     }
 
     /// Hands a card to the provider for a token. Not retried: a token

@@ -41,7 +41,19 @@ pub struct RequestContext {
     pub service: &'static str,
 }
 
+tokio::task_local! {
+    /// The request the current task serves (set by the standard layers).
+    static CURRENT: RequestContext;
+}
+
 impl RequestContext {
+    /// The request the current task is serving, if any: for a call made
+    /// deep inside a handler that was not handed the context (it becomes a
+    /// span of that request all the same). Tasks spawned from it have none.
+    pub fn current() -> Option<Self> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
     /// Work of `service` that no request started (a recovery pass, a
     /// timer): a new request id and a new trace.
     pub fn background(service: &'static str) -> Self {
@@ -185,19 +197,23 @@ async fn request_context(
     );
     if otel.is_recording() {
         otel.set("http.request.method", method_label);
-        otel.set("url.path", path.clone());
+        otel.set_text("url.path", &path);
         if let Some(route) = &route {
             otel.set("http.route", route.clone());
         }
         otel.set("http.request.id", request_id.clone());
     }
-    request.extensions_mut().insert(RequestContext {
+    let context = RequestContext {
         request_id: request_id.clone(),
         trace,
         service: service.0,
-    });
+    };
+    request.extensions_mut().insert(context.clone());
 
-    let mut response = next.run(request).instrument(span.clone()).await;
+    let mut response = CURRENT
+        .scope(context, next.run(request))
+        .instrument(span.clone())
+        .await;
     if response.status().is_client_error() || response.status().is_server_error() {
         response = ensure_problem(response);
     }

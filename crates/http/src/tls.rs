@@ -151,9 +151,32 @@ pub fn client_config(ca_pem: &[u8]) -> anyhow::Result<rustls::ClientConfig> {
     Ok(config)
 }
 
-/// The pooled HTTPS client for calls between services. Build one per process
-/// part and clone it; connections and TLS sessions are reused.
-pub fn client(ca_pem_path: Option<&Path>, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+/// The largest CA file read: a bundle of a few hundred certificates.
+const MAX_CA_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads the CA file `path`: a regular file of at most 1 MiB (not a device
+/// or a pipe that never ends).
+pub fn read_ca_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let meta = fs::metadata(path).with_context(|| format!("cannot read CA {}", path.display()))?;
+    anyhow::ensure!(
+        meta.is_file(),
+        "the CA {} is not a regular file",
+        path.display()
+    );
+    anyhow::ensure!(
+        meta.len() <= MAX_CA_FILE_BYTES,
+        "the CA {} is larger than {MAX_CA_FILE_BYTES} bytes",
+        path.display()
+    );
+    fs::read(path).with_context(|| format!("cannot read CA {}", path.display()))
+}
+
+/// The settings of [`client`], to add to before building (a health probe's
+/// connect timeout).
+pub fn client_builder(
+    ca_pem_path: Option<&Path>,
+    timeout: Duration,
+) -> anyhow::Result<reqwest::ClientBuilder> {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(5))
@@ -162,10 +185,17 @@ pub fn client(ca_pem_path: Option<&Path>, timeout: Duration) -> anyhow::Result<r
         .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none());
     if let Some(path) = ca_pem_path {
-        let pem = fs::read(path).with_context(|| format!("cannot read CA {}", path.display()))?;
-        builder = builder.use_preconfigured_tls(client_config(&pem)?);
+        let pem = read_ca_file(path)?;
+        let config = client_config(&pem).with_context(|| format!("the CA {}", path.display()))?;
+        builder = builder.use_preconfigured_tls(config);
     }
-    Ok(builder.build()?)
+    Ok(builder)
+}
+
+/// The pooled HTTPS client for calls between services. Build one per process
+/// part and clone it; connections and TLS sessions are reused.
+pub fn client(ca_pem_path: Option<&Path>, timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(client_builder(ca_pem_path, timeout)?.build()?)
 }
 
 #[cfg(test)]

@@ -138,6 +138,9 @@ pub trait Bus: Send + Sync {
     /// How many events `consumer` has parked (its dead-letter queue's depth),
     /// without reading them.
     async fn dead_letter_depth(&self, consumer: &str) -> Result<u64, BusError>;
+
+    /// Whether `consumer` ever subscribed on this bus (its queue is there).
+    async fn has_consumer(&self, consumer: &str) -> Result<bool, BusError>;
     /// Sends dead letters (one, or all when `id` is `None`) back for another
     /// round of attempts; returns how many.
     async fn replay(&self, consumer: &str, id: Option<Uuid>) -> Result<usize, BusError>;

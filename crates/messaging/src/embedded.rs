@@ -251,6 +251,15 @@ impl Bus for EmbeddedBus {
             .collect())
     }
 
+    async fn has_consumer(&self, consumer: &str) -> Result<bool, BusError> {
+        let found: Option<(i64,)> =
+            sqlx::query_as("SELECT 1 FROM bus_subscriptions WHERE consumer = $1 LIMIT 1")
+                .bind(consumer)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
     async fn dead_letter_depth(&self, consumer: &str) -> Result<u64, BusError> {
         let (count,): (i64,) =
             sqlx::query_as("SELECT COUNT(*) FROM bus_deliveries WHERE consumer = $1 AND dead = 1")

@@ -121,7 +121,9 @@ impl TraceParent {
         let trace = parts.next()?;
         let parent = parts.next()?;
         let flags = parts.next()?;
-        if version.len() != 2 || version == "ff" || trace.len() != 32 || parent.len() != 16 {
+        let mut version_byte = [0u8; 1];
+        decode_hex(version, &mut version_byte)?;
+        if version_byte[0] == 0xff || trace.len() != 32 || parent.len() != 16 {
             return None;
         }
         if version == "00" && parts.next().is_some() {
@@ -222,6 +224,9 @@ mod tests {
         let child = tp.child();
         assert_eq!(child.trace_id, tp.trace_id);
         assert_ne!(child.parent_id, tp.parent_id);
+        // A later version may add fields; the four known ones are read.
+        let later = "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds";
+        assert_eq!(TraceParent::parse(later).unwrap().trace_id, tp.trace_id);
     }
 
     #[test]
@@ -233,6 +238,12 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "zz-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "g0-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "000-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-zz",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
         ] {
             assert!(TraceParent::parse(bad).is_none(), "{bad}");

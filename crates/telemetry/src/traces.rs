@@ -94,18 +94,9 @@ impl TelemetrySettings {
 /// `ca_cert` for an `https` endpoint when given (else the system's roots).
 /// Once per process: a second call keeps the first endpoint and says so.
 pub fn init_traces(endpoint: &str, ca_cert: Option<&Path>) -> anyhow::Result<()> {
-    let url = format!("{}/v1/traces", endpoint.trim_end_matches('/'));
-    let parsed = reqwest::Url::parse(&url)
-        .with_context(|| format!("the OTLP endpoint {endpoint:?} is not a URL"))?;
-    anyhow::ensure!(
-        matches!(parsed.scheme(), "http" | "https"),
-        "the OTLP endpoint {endpoint:?} must be http:// or https://"
-    );
+    let url = traces_url(endpoint)?;
     let ca = match ca_cert {
-        Some(path) => Some(
-            std::fs::read(path)
-                .with_context(|| format!("cannot read the collector's CA {}", path.display()))?,
-        ),
+        Some(path) => Some(read_ca(path)?),
         None => None,
     };
     // The blocking client runs a runtime of its own; it is built off any
@@ -140,22 +131,144 @@ pub fn init_traces(endpoint: &str, ca_cert: Option<&Path>) -> anyhow::Result<()>
     Ok(())
 }
 
+/// `<endpoint>/v1/traces`, for an endpoint that is an http(s) URL with a
+/// host and nothing else: no credentials (they would be logged, and OTLP
+/// over HTTP authenticates by header), query, fragment or stray characters.
+fn traces_url(endpoint: &str) -> anyhow::Result<String> {
+    let refuse = |why: &str| anyhow::anyhow!("the OTLP endpoint is refused: {why}");
+    if endpoint
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(refuse("it holds spaces or control characters"));
+    }
+    let parsed = reqwest::Url::parse(endpoint).map_err(|e| refuse(&format!("not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(refuse("it must be http:// or https://"));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err(refuse("it names no host"));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(refuse("it holds credentials"));
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(refuse("it holds a query or a fragment"));
+    }
+    let url = format!("{}/v1/traces", parsed.as_str().trim_end_matches('/'));
+    url.parse::<http::Uri>()
+        .map_err(|e| refuse(&format!("not a URI ({e})")))?;
+    Ok(url)
+}
+
+/// The largest CA file read.
+const MAX_CA_FILE_BYTES: u64 = 1 << 20;
+
+/// The collector's CA: a regular file of at most 1 MiB.
+fn read_ca(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("cannot read the collector's CA {shown}"))?;
+    anyhow::ensure!(
+        meta.is_file(),
+        "the collector's CA {shown} is not a regular file"
+    );
+    anyhow::ensure!(
+        meta.len() <= MAX_CA_FILE_BYTES,
+        "the collector's CA {shown} is larger than {MAX_CA_FILE_BYTES} bytes"
+    );
+    std::fs::read(path).with_context(|| format!("cannot read the collector's CA {shown}"))
+}
+
 /// Whether spans are recorded (an endpoint is configured).
 pub fn enabled() -> bool {
     EXPORT.get().is_some()
 }
 
-/// Sends what every service has queued, waiting for the collector (at exit).
+/// How long [`flush_traces`] waits for the collector, all services together.
+const FLUSH_WITHIN: Duration = Duration::from_secs(3);
+
+/// Sends what every service has queued (at exit), all services at once,
+/// waiting for the collector at most 3 seconds.
 pub fn flush_traces() {
     let Some(export) = EXPORT.get() else { return };
     let processors: Vec<_> = match export.processors.read() {
         Ok(map) => map.values().flatten().cloned().collect(),
         Err(_) => return,
     };
-    for processor in processors {
-        if let Err(e) = processor.force_flush() {
-            tracing::warn!(error = %e, "Spans could not be flushed.");
+    let (done, finished) = std::sync::mpsc::channel();
+    for processor in &processors {
+        let (processor, done) = (processor.clone(), done.clone());
+        std::thread::spawn(move || {
+            let _ = done.send(processor.force_flush().is_ok());
+        });
+    }
+    let deadline = std::time::Instant::now() + FLUSH_WITHIN;
+    let mut flushed = 0;
+    for _ in &processors {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if let Ok(true) = finished.recv_timeout(left) {
+            flushed += 1;
         }
+    }
+    if flushed < processors.len() {
+        tracing::warn!(
+            services = processors.len(),
+            flushed,
+            "Spans could not all be sent to the collector before exit."
+        );
+    }
+}
+
+/// The OTLP exporter, saying when the collector does not take a batch: a
+/// warning at most once a minute per service, and
+/// `traces_export_failures_total{service}`.
+#[derive(Debug)]
+struct Reporting<E> {
+    inner: E,
+    service: String,
+    last_warned: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+impl<E: opentelemetry_sdk::trace::SpanExporter> opentelemetry_sdk::trace::SpanExporter
+    for Reporting<E>
+{
+    async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        if let Err(e) = &result {
+            metrics::counter!("traces_export_failures_total", "service" => self.service.clone())
+                .increment(1);
+            let now = std::time::Instant::now();
+            let warn = match self.last_warned.lock() {
+                Ok(mut last) => {
+                    let due =
+                        last.is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60));
+                    if due {
+                        *last = Some(now);
+                    }
+                    due
+                }
+                Err(_) => false,
+            };
+            if warn {
+                tracing::warn!(service = %self.service, spans, error = %e,
+                    "The collector did not take a batch of spans; they are dropped.");
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }
 
@@ -193,6 +306,11 @@ impl Export {
             .with_http_client(self.client.clone())
             .with_timeout(Duration::from_secs(10))
             .build()?;
+        let exporter = Reporting {
+            inner: exporter,
+            service: service.to_owned(),
+            last_warned: std::sync::Mutex::new(None),
+        };
         let mut processor = BatchSpanProcessor::builder(exporter).build();
         processor.set_resource(
             &Resource::builder_empty()
@@ -217,6 +335,9 @@ fn scope() -> InstrumentationScope {
         })
         .clone()
 }
+
+/// The longest client-chosen text a span keeps (see [`Span::set_text`]).
+pub const MAX_TEXT_ATTRIBUTE: usize = 256;
 
 /// One span being recorded; it ends (and is queued for export) when dropped.
 /// Without an endpoint, or in a trace its root chose not to sample, it holds
@@ -275,6 +396,18 @@ impl Span {
     pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
         if let Some(open) = &mut self.0 {
             open.attributes.push(KeyValue::new(key, value));
+        }
+    }
+
+    /// Sets attribute `key` to text a client chose (a path): at most
+    /// [`MAX_TEXT_ATTRIBUTE`] bytes of it.
+    pub fn set_text(&mut self, key: &'static str, text: &str) {
+        if self.0.is_some() {
+            let mut end = text.len().min(MAX_TEXT_ATTRIBUTE);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.set(key, text[..end].to_owned());
         }
     }
 

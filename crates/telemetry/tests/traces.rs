@@ -25,6 +25,17 @@ async fn collect(State(received): State<Received>, body: Bytes) -> (StatusCode, 
     let Ok(request) = ExportTraceServiceRequest::decode(body) else {
         return (StatusCode::BAD_REQUEST, Vec::new());
     };
+    // A collector that refuses the spans of service `refused`.
+    let refused = request.resource_spans.iter().any(|r| {
+        r.resource.iter().flat_map(|r| &r.attributes).any(|kv| {
+            kv.key == "service.name"
+                && matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()),
+                    Some(AnyValue::StringValue(s)) if s == "refused")
+        })
+    });
+    if refused {
+        return (StatusCode::INTERNAL_SERVER_ERROR, Vec::new());
+    }
     let mut seen = received.lock().unwrap();
     for resource_spans in request.resource_spans {
         let service = resource_spans
@@ -69,10 +80,24 @@ async fn spans_reach_the_collector_with_the_ids_the_headers_carry() {
     std::fs::write(&empty, "").unwrap();
     let garbage = dir.join("garbage.pem");
     std::fs::write(&garbage, "not a certificate").unwrap();
+    let large = dir.join("large.pem");
+    std::fs::write(&large, vec![b'A'; (1 << 20) + 1]).unwrap();
     for (endpoint, ca) in [
         ("not a url", None),
         ("ftp://collector:4318", None),
         ("file:///etc/passwd", None),
+        ("http://", None),
+        ("https://", None),
+        ("http://collector:4318\n", None),
+        ("http:// collector:4318", None),
+        ("http://user:secret@collector:4318", None),
+        ("http://collector:4318/?token=secret", None),
+        ("http://collector:4318/#x", None),
+        (
+            "https://collector:4318",
+            Some(std::path::PathBuf::from("/dev/zero")),
+        ),
+        ("https://collector:4318", Some(large.clone())),
         ("https://collector:4318", Some(dir.join("missing.pem"))),
         ("https://collector:4318", Some(empty.clone())),
         ("https://collector:4318", Some(garbage.clone())),
@@ -203,4 +228,26 @@ async fn spans_reach_the_collector_with_the_ids_the_headers_carry() {
     assert_eq!(service, "catalog");
     assert_eq!(internal.kind, 1, "internal");
     assert_eq!(internal.parent_span_id, call.parent_id.to_vec());
+
+    // A collector that refuses a batch is counted (and warned about), and
+    // the spans are dropped; the caller never sees it.
+    emporium_telemetry::metrics_handle();
+    drop(Span::start(
+        "refused",
+        SpanKind::Internal,
+        &TraceParent::generate(),
+        None,
+        || "dropped".into(),
+    ));
+    let failures = "traces_export_failures_total{service=\"refused\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !emporium_telemetry::metrics_handle()
+        .render()
+        .lines()
+        .any(|l| l == failures)
+    {
+        assert!(Instant::now() < deadline, "no {failures}");
+        flush_traces();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

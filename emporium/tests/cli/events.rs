@@ -359,6 +359,21 @@ async fn dead_letters_can_be_listed_shown_replayed_and_purged() {
     assert!(listed(&list).is_empty(), "{list:?}");
     assert!(bus.dead_letters(CONSUMER).await.unwrap().is_empty());
     nothing_purged_comes_back(&bus, &recorder, envelope.id).await;
+    // A misspelt consumer is not "no dead letters"; its name is shown escaped.
+    let data = dir.0.to_str().unwrap();
+    let mut typo = Proc::spawn(
+        &[
+            "events",
+            "--data-dir",
+            data,
+            "dlq",
+            "purge",
+            "--consumer",
+            "orders.paymnts\u{1b}[2J",
+        ],
+        &[],
+    );
+    typo.assert_fails_saying("no consumer \"orders.paymnts\\u{1b}[2J\" on this bus");
     let _ = stop.send(true);
 }
 
@@ -469,6 +484,17 @@ async fn dead_letters_on_rabbitmq_are_replayed_by_id_and_purged() {
         &env,
     );
     again.assert_fails_saying(&format!("no dead letter {first} for {consumer}"));
+    let mut typo = Proc::spawn(
+        &[
+            "events",
+            "dlq",
+            "list",
+            "--consumer",
+            &format!("{consumer}-typo"),
+        ],
+        &env,
+    );
+    typo.assert_fails_saying(&format!("no consumer \"{consumer}-typo\" on this bus"));
 
     let purged = events_cli(
         &["dlq", "purge", "--consumer", &consumer],

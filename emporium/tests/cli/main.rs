@@ -1117,8 +1117,12 @@ fn healthcheck(args: &[&str]) -> (Option<i32>, String, Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_passes_on_2xx_only_and_up_listens_where_told() {
-    let mut refused = Proc::spawn(&["up", "--host", "10.1.2.3"], &[]);
-    refused.assert_fails_saying("the gateway listens on loopback");
+    // Not in the development certificates, or not where the card sandbox's
+    // webhooks go.
+    for host in ["10.1.2.3", "127.0.0.2", "::1", "localhost"] {
+        let mut refused = Proc::spawn(&["up", "--host", host], &[]);
+        refused.assert_fails_saying("--host");
+    }
 
     // By default every port of `up` is on loopback.
     let default = TempDir::new("up-default-host");
@@ -1176,6 +1180,13 @@ async fn healthcheck_passes_on_2xx_only_and_up_listens_where_told() {
             "{status}: {code:?} {out}"
         );
     }
+    // A password in the URL is never printed.
+    let url = answering(503)
+        .await
+        .replace("http://", "http://probe:s3cret@");
+    let (code, out, _) = healthcheck(&[&format!("{url}/healthz")]);
+    assert!(code == Some(1) && !out.contains("s3cret"), "{out}");
+    assert!(out.contains("probe@127.0.0.1"), "{out}");
     // A certificate the system's roots do not know.
     let (code, out, _) = healthcheck(&[&format!("{base}/healthz")]);
     assert!(code == Some(1) && out.contains("certificate"), "{out}");

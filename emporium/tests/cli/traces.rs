@@ -356,6 +356,19 @@ async fn one_checkout_is_one_trace_across_services_and_the_bus() {
             "{served:?}"
         );
     }
+    // Payments' call to the card provider, an outside party, is a span of
+    // payments' request; the provider is sent no trace context.
+    let authorize = spans
+        .iter()
+        .find(|s| s.service == "payments" && s.name == "POST /internal/v1/payments")
+        .unwrap();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.service == "payments" && s.kind == CLIENT && s.parent == authorize.id),
+        "{spans:#?}"
+    );
+    assert!(!services.contains("sandbox-provider"), "{services:?}");
     // Each saga step's calls descend from it, and the consumer's span from
     // the step that confirmed (its event carries that step's context).
     let process = format!("process {}", OrderConfirmed::TYPE);

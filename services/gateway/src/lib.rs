@@ -53,12 +53,24 @@ impl Application {
             let upstreams = ready_upstreams.clone();
             Box::pin(async move { upstreams.check().await })
         });
+        // The public edge starts every trace: a client's `traceparent` would
+        // let it keep its requests out of tracing (flags 00) or put them in a
+        // trace of its choosing. `x-request-id` still ties its requests to
+        // the shop's logs.
         let router = standard_layers(
             proxy::router(upstreams)
                 .merge(ops::public_routes(ready.clone(), proxy::openapi_json())),
             ServiceName(SERVICE),
             &settings.http,
-        );
+        )
+        .layer(axum::middleware::map_request(
+            |mut request: axum::extract::Request| async move {
+                request
+                    .headers_mut()
+                    .remove(emporium_http::middleware::TRACEPARENT);
+                request
+            },
+        ));
         let mut ops_http = settings.http.clone();
         ops_http.host = settings.ops.host.clone();
         ops_http.port = settings.ops.port;

@@ -134,6 +134,15 @@ impl Bus for RabbitBus {
         self.list_dead_letters(consumer).await
     }
 
+    async fn has_consumer(&self, consumer: &str) -> Result<bool, BusError> {
+        let connection = connect(&self.settings.url).await?;
+        let channel = connection.create_channel().await.map_err(unavailable)?;
+        let queue = self.settings.queue(consumer);
+        let found = self.settings.queue_exists(&channel, &queue).await;
+        let _ = connection.close(200, "looked".into()).await;
+        found
+    }
+
     async fn dead_letter_depth(&self, consumer: &str) -> Result<u64, BusError> {
         let connection = connect(&self.settings.url).await?;
         let channel = connection.create_channel().await.map_err(unavailable)?;

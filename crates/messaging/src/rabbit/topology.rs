@@ -40,30 +40,40 @@ impl RabbitSettings {
         format!("{}{consumer}.dlq", self.queue_prefix)
     }
 
-    /// The depth of `consumer`'s dead-letter queue, asked on `channel`
-    /// (passively: a queue that is not there is never created, and holds no
-    /// dead letter; the broker then closes `channel`).
-    pub async fn dead_letter_depth(
-        &self,
-        channel: &Channel,
-        consumer: &str,
-    ) -> Result<u64, BusError> {
+    /// The number of messages in queue `name`, asked on `channel`
+    /// (passively: a queue that is not there is never created; `None`, and
+    /// the broker then closes `channel`).
+    async fn depth_of(&self, channel: &Channel, name: &str) -> Result<Option<u64>, BusError> {
         let passive = QueueDeclareOptions {
             passive: true,
             ..QueueDeclareOptions::default()
         };
         match channel
-            .queue_declare(
-                self.dlq(consumer).as_str().into(),
-                passive,
-                FieldTable::default(),
-            )
+            .queue_declare(name.into(), passive, FieldTable::default())
             .await
         {
-            Ok(queue) => Ok(u64::from(queue.message_count())),
-            Err(e) if not_found(&e) => Ok(0),
+            Ok(queue) => Ok(Some(u64::from(queue.message_count()))),
+            Err(e) if not_found(&e) => Ok(None),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    /// The depth of `consumer`'s dead-letter queue, asked on `channel`; a
+    /// queue that is not there holds no dead letter.
+    pub async fn dead_letter_depth(
+        &self,
+        channel: &Channel,
+        consumer: &str,
+    ) -> Result<u64, BusError> {
+        Ok(self
+            .depth_of(channel, &self.dlq(consumer))
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// Whether queue `name` exists, asked on `channel`.
+    pub async fn queue_exists(&self, channel: &Channel, name: &str) -> Result<bool, BusError> {
+        Ok(self.depth_of(channel, name).await?.is_some())
     }
 
     pub(super) fn retry_queue(&self, consumer: &str, delay: Duration) -> String {

@@ -338,7 +338,8 @@ async fn forwards_each_path_to_its_own_service_with_context() {
         .header("x-request-id", "req-42")
         .header(
             "traceparent",
-            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            // Not sampled, says the client.
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00",
         )
         .header("x-forwarded-for", "6.6.6.6")
         .header("authorization", "Bearer abc")
@@ -361,13 +362,13 @@ async fn forwards_each_path_to_its_own_service_with_context() {
     assert_eq!(seen["x_request_id"], "req-42");
     // The client cannot choose its own address: the gateway writes the peer's.
     assert_eq!(seen["x_forwarded_for"], "127.0.0.1");
-    // Same trace, new parent span.
+    // The edge starts the trace: the client's is not continued, and the
+    // gateway's own span (a valid, sampled context) goes along.
     let tp = seen["traceparent"].as_str().unwrap();
-    assert!(
-        tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
-        "{tp}"
-    );
+    assert!(!tp.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "{tp}");
     assert!(!tp.contains("00f067aa0ba902b7"), "{tp}");
+    assert!(tp.starts_with("00-") && tp.ends_with("-01"), "{tp}");
+    assert_eq!(tp.len(), 55, "{tp}");
 
     for (path, owner) in [
         ("/api/v1/auth/register", "accounts"),
