@@ -122,11 +122,6 @@ enum AccountsCommand {
     },
 }
 
-#[derive(serde::Deserialize)]
-struct TelemetryOnly {
-    telemetry: emporium_telemetry::traces::TelemetrySettings,
-}
-
 #[derive(clap::Args)]
 struct CommonArgs {
     /// TOML settings file (layered over the defaults, under EMPORIUM_ variables).
@@ -154,11 +149,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => {
             // `up` reads no settings file: traces are set by EMPORIUM_TELEMETRY_… variables.
-            let telemetry: TelemetryOnly =
+            let section: emporium_telemetry::traces::TelemetrySection =
                 emporium_config::Loader::new(emporium_telemetry::traces::DEFAULTS)?
                     .env()?
                     .build()?;
-            telemetry.telemetry.apply()?;
+            start_traces(&section.telemetry)?;
             let ran = up::run(args).await;
             emporium_telemetry::traces::flush_traces();
             ran
@@ -185,7 +180,7 @@ async fn main() -> anyhow::Result<()> {
                 insecure_http,
             };
             let service = services::by_name(&service)?;
-            service.telemetry(args)?.apply()?;
+            start_traces(&service.telemetry(args)?)?;
             let served = service.serve(args, shutdown).await;
             emporium_telemetry::traces::flush_traces();
             served
@@ -304,5 +299,22 @@ async fn healthcheck(
         .map_err(|e| anyhow::Error::new(e.without_url()).context(format!("{shown}: no answer")))?;
     let status = answer.status();
     anyhow::ensure!(status.is_success(), "{shown} answered {status}");
+    Ok(())
+}
+
+/// Starts exporting traces when `settings` name a collector (its CA read
+/// as every CA file is, `emporium_http::tls::read_ca_file`); says so in the log.
+fn start_traces(settings: &emporium_telemetry::traces::TelemetrySettings) -> anyhow::Result<()> {
+    if settings.otlp_endpoint.is_empty() {
+        return Ok(());
+    }
+    let ca = match settings.otlp_ca_cert.as_str() {
+        "" => None,
+        path => Some(emporium_http::tls::read_ca_file(std::path::Path::new(
+            path,
+        ))?),
+    };
+    emporium_telemetry::traces::init_traces(&settings.otlp_endpoint, ca)?;
+    tracing::info!(endpoint = %settings.otlp_endpoint, "Exporting traces over OTLP.");
     Ok(())
 }

@@ -112,12 +112,9 @@ pub trait ServiceEntry: Send + Sync {
         &self,
         args: SettingsArgs<'_>,
     ) -> anyhow::Result<emporium_telemetry::traces::TelemetrySettings> {
-        #[derive(serde::Deserialize)]
-        struct Only {
-            telemetry: emporium_telemetry::traces::TelemetrySettings,
-        }
-        let only: Only = self.loader(args.config)?.build()?;
-        Ok(only.telemetry)
+        let section: emporium_telemetry::traces::TelemetrySection =
+            self.loader(args.config)?.build()?;
+        Ok(section.telemetry)
     }
     /// `emporium serve <name>`: until `shutdown`.
     async fn serve(&self, args: SettingsArgs<'_>, shutdown: Shutdown) -> anyhow::Result<()>;

@@ -204,6 +204,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_ca_file_is_a_regular_file_of_at_most_a_mebibyte() {
+        let dir = std::env::temp_dir().join(format!("ca-files-{}", uuid::Uuid::now_v7()));
+        fs::create_dir_all(&dir).unwrap();
+        let large = dir.join("large.pem");
+        fs::write(&large, vec![b'A'; (1 << 20) + 1]).unwrap();
+        let fine = dir.join("fine.pem");
+        fs::write(&fine, b"pem").unwrap();
+        assert_eq!(read_ca_file(&fine).unwrap(), b"pem");
+        for (path, says) in [
+            (Path::new("/dev/zero"), "is not a regular file"),
+            (dir.as_path(), "is not a regular file"),
+            (large.as_path(), "is larger than"),
+            (&dir.join("missing.pem"), "cannot read CA"),
+        ] {
+            let error = format!("{:#}", read_ca_file(path).unwrap_err());
+            assert!(
+                error.contains(says) && error.contains(&path.display().to_string()),
+                "{error}"
+            );
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn ensure_creates_a_ca_and_keeps_it() {
         let dir = std::env::temp_dir().join(format!("certs-{}", uuid::Uuid::now_v7()));
         let certs = CertDir(dir.clone());

@@ -18,7 +18,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::path::Path;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -76,29 +75,20 @@ pub struct TelemetrySettings {
 /// The `[telemetry]` defaults, for a loader of nothing else.
 pub const DEFAULTS: &str = "[telemetry]\notlp_endpoint = \"\"\notlp_ca_cert = \"\"\n";
 
-impl TelemetrySettings {
-    /// Starts exporting when an endpoint is set; says which in the log.
-    pub fn apply(&self) -> anyhow::Result<()> {
-        if self.otlp_endpoint.is_empty() {
-            return Ok(());
-        }
-        let ca = (!self.otlp_ca_cert.is_empty()).then(|| Path::new(&self.otlp_ca_cert));
-        init_traces(&self.otlp_endpoint, ca)?;
-        tracing::info!(endpoint = %self.otlp_endpoint, "Exporting traces over OTLP.");
-        Ok(())
-    }
+/// A settings document's `[telemetry]` section, the rest ignored.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct TelemetrySection {
+    pub telemetry: TelemetrySettings,
 }
 
 /// Sends every service's spans to the collector at `endpoint` (its base URL,
 /// e.g. `http://otel-collector:4318`; spans go to `/v1/traces`), trusting
-/// `ca_cert` for an `https` endpoint when given (else the system's roots).
-/// Once per process: a second call keeps the first endpoint and says so.
-pub fn init_traces(endpoint: &str, ca_cert: Option<&Path>) -> anyhow::Result<()> {
+/// the certificates of `ca_pem` for an `https` endpoint when given (else the
+/// system's roots). Once per process: a second call keeps the first endpoint
+/// and says so.
+pub fn init_traces(endpoint: &str, ca_pem: Option<Vec<u8>>) -> anyhow::Result<()> {
     let url = traces_url(endpoint)?;
-    let ca = match ca_cert {
-        Some(path) => Some(read_ca(path)?),
-        None => None,
-    };
+    let ca = ca_pem;
     // The blocking client runs a runtime of its own; it is built off any
     // async runtime the caller is on, and used only from the processors'
     // threads.
@@ -159,25 +149,6 @@ fn traces_url(endpoint: &str) -> anyhow::Result<String> {
     url.parse::<http::Uri>()
         .map_err(|e| refuse(&format!("not a URI ({e})")))?;
     Ok(url)
-}
-
-/// The largest CA file read.
-const MAX_CA_FILE_BYTES: u64 = 1 << 20;
-
-/// The collector's CA: a regular file of at most 1 MiB.
-fn read_ca(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let shown = path.display();
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read the collector's CA {shown}"))?;
-    anyhow::ensure!(
-        meta.is_file(),
-        "the collector's CA {shown} is not a regular file"
-    );
-    anyhow::ensure!(
-        meta.len() <= MAX_CA_FILE_BYTES,
-        "the collector's CA {shown} is larger than {MAX_CA_FILE_BYTES} bytes"
-    );
-    std::fs::read(path).with_context(|| format!("cannot read the collector's CA {shown}"))
 }
 
 /// Whether spans are recorded (an endpoint is configured).

@@ -73,15 +73,9 @@ const IS_REMOTE: u32 = 0x200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_reach_the_collector_with_the_ids_the_headers_carry() {
-    // Endpoints that cannot be one are refused, and leave traces off.
-    let dir = std::env::temp_dir().join(format!("traces-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let empty = dir.join("empty.pem");
-    std::fs::write(&empty, "").unwrap();
-    let garbage = dir.join("garbage.pem");
-    std::fs::write(&garbage, "not a certificate").unwrap();
-    let large = dir.join("large.pem");
-    std::fs::write(&large, vec![b'A'; (1 << 20) + 1]).unwrap();
+    // Endpoints that cannot be one, and CAs that hold no certificate, are
+    // refused, and leave traces off. (Reading a CA file is
+    // `emporium_http::tls::read_ca_file`'s, tested there.)
     for (endpoint, ca) in [
         ("not a url", None),
         ("ftp://collector:4318", None),
@@ -93,22 +87,18 @@ async fn spans_reach_the_collector_with_the_ids_the_headers_carry() {
         ("http://user:secret@collector:4318", None),
         ("http://collector:4318/?token=secret", None),
         ("http://collector:4318/#x", None),
+        ("https://collector:4318", Some(Vec::new())),
         (
             "https://collector:4318",
-            Some(std::path::PathBuf::from("/dev/zero")),
+            Some(b"not a certificate".to_vec()),
         ),
-        ("https://collector:4318", Some(large.clone())),
-        ("https://collector:4318", Some(dir.join("missing.pem"))),
-        ("https://collector:4318", Some(empty.clone())),
-        ("https://collector:4318", Some(garbage.clone())),
     ] {
         assert!(
-            init_traces(endpoint, ca.as_deref()).is_err(),
+            init_traces(endpoint, ca.clone()).is_err(),
             "{endpoint} {ca:?}"
         );
     }
     assert!(!enabled());
-    let _ = std::fs::remove_dir_all(&dir);
 
     let received: Received = Arc::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
